@@ -1,0 +1,247 @@
+//! Body types shared by the layers.
+//!
+//! - [`Body`]: the request body every layer below the payload step sees. It is either empty
+//!   (the request's JSON lives in the [`Payload`](crate::Payload) extension), a buffer, or
+//!   the caller's stream, boxed once (a multipart upload is never collected).
+//! - [`ResponseBody`]: a response body that is either the inner service's or a rejection a
+//!   layer made itself, in the manner of tower-http's `limit` body.
+//! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use pin_project::pin_project;
+
+use crate::error::{BoxError, ErrorResponse};
+
+/// A type-erased body, as used at the gateway boundary (linkerd's `BoxBody`).
+pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The request body type of a tower-openai stack below the payload step.
+///
+/// See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct Body {
+    kind: Kind,
+}
+
+#[derive(Default)]
+enum Kind {
+    #[default]
+    Empty,
+    Full(Option<Bytes>),
+    Boxed(BoxBody),
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Empty => f.write_str("Empty"),
+            Kind::Full(b) => f
+                .debug_tuple("Full")
+                .field(&b.as_ref().map(Bytes::len))
+                .finish(),
+            Kind::Boxed(_) => f.write_str("Boxed"),
+        }
+    }
+}
+
+impl Body {
+    /// Wrap any body. A [`Body`] passed in is returned as it is, not boxed again.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match try_downcast::<Body, B>(body) {
+            Ok(body) => body,
+            Err(body) => Self {
+                kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+            },
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Whether this body is known to carry nothing.
+    pub fn is_empty(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Boxed(_) => false,
+        }
+    }
+}
+
+fn try_downcast<T: 'static, K: 'static>(k: K) -> Result<T, K> {
+    let mut slot = Some(k);
+    if let Some(t) = (&mut slot as &mut dyn Any).downcast_mut::<Option<T>>() {
+        match t.take() {
+            Some(t) => return Ok(t),
+            None => unreachable!("slot was filled just above"),
+        }
+    }
+    match slot {
+        Some(k) => Err(k),
+        None => unreachable!("slot is only emptied on a successful downcast"),
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::Full(Some(bytes)),
+        }
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Bytes::from(s).into()
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Self {
+        Bytes::from_static(s.as_bytes()).into()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes::from(v).into()
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A response body that is either the inner service's body or a rejection made by a layer.
+///
+/// See the [module docs](self).
+#[pin_project(project = ResponseBodyProj)]
+#[derive(Debug)]
+pub enum ResponseBody<B> {
+    /// The inner service's body, untouched.
+    Inner(#[pin] B),
+    /// An OpenAI-shaped error made by the layer.
+    Rejected(#[pin] Full<Bytes>),
+}
+
+impl<B> ResponseBody<B> {
+    /// Wrap the inner service's response.
+    pub fn inner(res: Response<B>) -> Response<Self> {
+        res.map(ResponseBody::Inner)
+    }
+
+    /// A response made from a rejection.
+    pub fn rejected(err: ErrorResponse) -> Response<Self> {
+        err.into_response().map(ResponseBody::Rejected)
+    }
+}
+
+impl<B> http_body::Body for ResponseBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            ResponseBodyProj::Inner(b) => b.poll_frame(cx),
+            ResponseBodyProj::Rejected(b) => match b.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Inner(b) => b.is_end_stream(),
+            ResponseBody::Rejected(b) => b.is_end_stream(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Inner(b) => b.size_hint(),
+            ResponseBody::Rejected(b) => b.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn body_is_not_boxed_twice_and_yields_its_bytes() {
+        let body = Body::new(Body::from("abc"));
+        assert!(matches!(body.kind, Kind::Full(_)));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"abc");
+    }
+
+    #[tokio::test]
+    async fn foreign_bodies_are_boxed() {
+        let body = Body::new(Full::new(Bytes::from_static(b"xyz")));
+        assert!(matches!(body.kind, Kind::Boxed(_)));
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"xyz");
+        assert!(http_body::Body::is_end_stream(&Body::empty()));
+    }
+
+    #[tokio::test]
+    async fn rejected_body_renders_the_error() {
+        let res = ResponseBody::<Full<Bytes>>::rejected(ErrorResponse::not_found("nope"));
+        assert_eq!(res.status(), http::StatusCode::NOT_FOUND);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(std::str::from_utf8(&bytes).unwrap().contains("nope"));
+    }
+}

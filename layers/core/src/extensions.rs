@@ -1,0 +1,98 @@
+//! Typed values layers hand to each other through `http::Extensions`.
+//!
+//! | type | written by | read by |
+//! |---|---|---|
+//! | [`User`] | the gateway's identity step, or your own auth | acl, headers, auth |
+//! | [`SettingsSnapshot`] | [`LoadSettings`](crate::LoadSettings) | select, models, upstream |
+//! | [`SelectedConnection`] | select (the gateway's default step before it) | azure, auth, headers, upstream |
+//! | [`UpstreamHeaders`] | auth, headers, azure | upstream (set last, override the request's) |
+//! | [`RequestTimeout`] | models, admin checks | upstream |
+//! | [`OriginalUri`] | the gateway router | logging |
+//! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Uri};
+
+use crate::settings::{Connection, Settings};
+
+/// A caller's role (SPEC AC-5): admins see every model and may call admin routes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// An ordinary user.
+    #[default]
+    User,
+    /// An administrator.
+    Admin,
+}
+
+impl Role {
+    /// `"user"` or `"admin"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parse `"user"` or `"admin"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(Role::User),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The caller, as identified above the stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct User {
+    /// Stable id (access records name it).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Email address.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Group ids (access records name them).
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// Whether the user is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The settings snapshot the request runs with, loaded once at the top.
+#[derive(Clone, Debug)]
+pub struct SettingsSnapshot(pub Arc<Settings>);
+
+/// The connection the request goes to.
+#[derive(Clone, Debug)]
+pub struct SelectedConnection(pub Arc<Connection>);
+
+impl SelectedConnection {
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.0
+    }
+}
+
+/// Headers for the upstream request, set by the auth and header layers in the order of
+/// SPEC H-5. The upstream service sets them after copying the caller's headers, so they win;
+/// the caller's own `Authorization`, `Cookie` and `api-key` are never copied.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamHeaders(pub HeaderMap);
+
+/// Overrides the selected connection's idle-read timeout for this request (`None`: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestTimeout(pub Option<Duration>);
+
+/// The URI the caller sent, before a router stripped its prefix.
+#[derive(Clone, Debug)]
+pub struct OriginalUri(pub Uri);

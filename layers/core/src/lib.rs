@@ -1,0 +1,34 @@
+//! Shared vocabulary of the tower-openai layers.
+//!
+//! Every layer crate depends on this one and on no other layer: a type two layers need lives
+//! here.
+//!
+//! - [`settings`]: Open WebUI's `OPENAI_API_*` settings, parsed and validated, and the
+//!   [`SettingsHandle`] that publishes snapshots of them.
+//! - [`extensions`]: the typed values layers pass through `http::Extensions` ([`User`],
+//!   [`SelectedConnection`], [`UpstreamHeaders`], …).
+//! - [`payload`]: the JSON request body, read once under a cap and parsed at most once.
+//! - [`error`]: the OpenAI-shaped [`ErrorResponse`] every rejection is built with, and the
+//!   transport [`UpstreamError`](error::UpstreamError).
+//! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
+//! - [`rescue`]: the one step that turns transport errors into 502/504 responses.
+//! - [`load_settings`]: the step that loads the settings snapshot for a request.
+
+pub mod body;
+pub mod error;
+pub mod extensions;
+pub mod load_settings;
+pub mod payload;
+pub mod rescue;
+pub mod settings;
+
+pub use crate::body::{Body, BoxBody, ResponseBody};
+pub use crate::error::{BoxError, ErrorResponse};
+pub use crate::extensions::{
+    OriginalUri, RequestTimeout, Role, SelectedConnection, SettingsSnapshot, UpstreamHeaders,
+    User,
+};
+pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
+pub use crate::payload::{Payload, PayloadError};
+pub use crate::rescue::{Rescue, RescueLayer};
+pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};

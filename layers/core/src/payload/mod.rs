@@ -1,0 +1,61 @@
+//! The request payload: read once, under a size cap, parsed at most once.
+//!
+//! [`CollectPayloadLayer`] sits near the top of a stack. For a request whose body is JSON
+//! (a `Content-Type` of `application/json`, `…+json`, or none) it reads the whole body under
+//! the limit and puts a [`Payload`] in the request extensions; every layer below reads and
+//! edits the JSON through that one value, and the upstream service sends
+//! [`Payload::to_bytes`] (the caller's bytes when nothing changed). Other bodies — multipart
+//! uploads, audio, anything not JSON — stream through untouched and no `Payload` is made.
+//!
+//! A body larger than the limit is refused with 413 *before* it is read when its
+//! `Content-Length` says so, and as soon as the limit is crossed otherwise. A body that
+//! cannot be read (the caller hung up) is answered with 400. The payload is not parsed here:
+//! a layer that needs the JSON asks for it and answers 400 itself when it is not an object.
+//!
+//! # Extensions
+//! - writes [`Payload`] (when the body was collected).
+//!
+//! The request body below this layer is a [`Body`](crate::Body): empty when a `Payload` was
+//! made (the payload *is* the body from then on), the caller's stream otherwise.
+//!
+//! # Example
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_openai_core::{Body, Payload, payload::CollectPayloadLayer};
+//!
+//! async fn upstream(req: Request<Body>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+//!     let model: String = req.extensions().get::<Payload>().unwrap().get("model").unwrap().unwrap();
+//!     Ok(Response::new(Full::from(model)))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(CollectPayloadLayer::new(1024))
+//!     .service_fn(upstream);
+//!
+//! let req = Request::post("/chat/completions")
+//!     .header("content-type", "application/json")
+//!     .body(Full::from(r#"{"model":"gpt-4o"}"#))
+//!     .unwrap();
+//! let res = svc.clone().oneshot(req).await.unwrap();
+//! assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"gpt-4o");
+//!
+//! let too_big = Request::post("/chat/completions")
+//!     .body(Full::from(vec![b' '; 2048]))
+//!     .unwrap();
+//! assert_eq!(svc.oneshot(too_big).await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod service;
+mod value;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::{CollectPayloadLayer, DEFAULT_LIMIT};
+pub use self::service::CollectPayload;
+pub use self::value::{Payload, PayloadError};

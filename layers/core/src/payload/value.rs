@@ -1,0 +1,420 @@
+use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ErrorResponse;
+
+/// A JSON request body, read once and parsed at most once.
+///
+/// The body is kept as the bytes the caller sent. The first read indexes its top-level
+/// members (each value is validated and located, but not built into a tree); a member is
+/// deserialized only when a layer asks for it. Edits replace whole top-level members, and
+/// [`to_bytes`](Payload::to_bytes) returns the original bytes when nothing was edited, or
+/// writes the object once, keeping the members' order and every unknown member as sent.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tower_openai_core::Payload;
+///
+/// let mut p = Payload::new(Bytes::from_static(br#"{"model":"local.llama3","stream":true}"#));
+/// assert_eq!(p.get::<String>("model").unwrap().as_deref(), Some("local.llama3"));
+/// assert!(!p.is_changed());
+/// p.set("model", "llama3").unwrap();
+/// assert_eq!(&p.to_bytes()[..], br#"{"model":"llama3","stream":true}"#);
+/// ```
+#[derive(Clone)]
+pub struct Payload {
+    original: Bytes,
+    index: OnceLock<Result<Vec<Field>, PayloadError>>,
+    changed: bool,
+}
+
+#[derive(Clone)]
+struct Field {
+    key: String,
+    value: FieldValue,
+}
+
+#[derive(Clone)]
+enum FieldValue {
+    /// A span of the original bytes.
+    Original(Range<usize>),
+    /// A value a layer set.
+    Owned(Box<RawValue>),
+}
+
+/// Why a payload could not be read as the JSON object a layer needed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The body is not JSON at all.
+    #[error("The request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is JSON, but not an object.
+    #[error("The request body must be a JSON object")]
+    NotAnObject,
+    /// A member has the wrong type for what it is used for.
+    #[error("Invalid value for `{key}`: {message}")]
+    InvalidField {
+        /// The member's name.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl PayloadError {
+    /// The 400 response a caller should see.
+    pub fn to_response(&self) -> ErrorResponse {
+        let code = match self {
+            PayloadError::InvalidJson(_) | PayloadError::NotAnObject => "invalid_json",
+            PayloadError::InvalidField { .. } => "invalid_value",
+        };
+        ErrorResponse::bad_request(self.to_string()).with_code(code)
+    }
+}
+
+impl Payload {
+    /// A payload over these bytes. Nothing is parsed yet.
+    pub fn new(bytes: Bytes) -> Self {
+        Self {
+            original: bytes,
+            index: OnceLock::new(),
+            changed: false,
+        }
+    }
+
+    /// The bytes the caller sent.
+    pub fn original(&self) -> &Bytes {
+        &self.original
+    }
+
+    /// Whether a layer edited the payload.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Check that the body is a JSON object (indexing it if that has not happened yet).
+    pub fn check(&self) -> Result<(), PayloadError> {
+        self.fields().map(|_| ())
+    }
+
+    fn fields(&self) -> Result<&[Field], PayloadError> {
+        match self.index.get_or_init(|| index(&self.original)) {
+            Ok(fields) => Ok(fields),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn fields_mut(&mut self) -> Result<&mut Vec<Field>, PayloadError> {
+        self.fields()?;
+        match self.index.get_mut() {
+            Some(Ok(fields)) => Ok(fields),
+            Some(Err(e)) => Err(e.clone()),
+            None => unreachable!("fields() initialised the index"),
+        }
+    }
+
+    fn raw_of<'a>(&'a self, field: &'a Field) -> &'a str {
+        match &field.value {
+            // The index only holds spans that serde_json validated as a JSON value of a
+            // UTF-8 document, so this cannot fail; an empty string would read as "absent".
+            FieldValue::Original(r) => std::str::from_utf8(&self.original[r.clone()]).unwrap_or(""),
+            FieldValue::Owned(raw) => raw.get(),
+        }
+    }
+
+    /// The raw JSON text of member `key` (the last one, if the key is repeated).
+    pub fn get_raw(&self, key: &str) -> Result<Option<&str>, PayloadError> {
+        let fields = self.fields()?;
+        Ok(fields
+            .iter()
+            .rev()
+            .find(|f| f.key == key)
+            .map(|f| self.raw_of(f)))
+    }
+
+    /// Member `key` deserialized as `T`; `None` when absent. A JSON `null` is `Some` only if
+    /// `T` accepts null (use `Option<T>` to tell absent from null).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PayloadError> {
+        match self.get_raw(key)? {
+            None => Ok(None),
+            Some(raw) => serde_json::from_str(raw)
+                .map(Some)
+                .map_err(|e| PayloadError::InvalidField {
+                    key: key.to_owned(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+
+    /// Whether member `key` is present.
+    pub fn contains_key(&self, key: &str) -> Result<bool, PayloadError> {
+        Ok(self.fields()?.iter().any(|f| f.key == key))
+    }
+
+    /// The members' names, in order.
+    pub fn keys(&self) -> Result<impl Iterator<Item = &str>, PayloadError> {
+        Ok(self.fields()?.iter().map(|f| f.key.as_str()))
+    }
+
+    /// Set member `key` to `value`, in place if present (earlier repeats are dropped), at the
+    /// end otherwise.
+    pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), PayloadError> {
+        let raw = serde_json::value::to_raw_value(value).map_err(|e| PayloadError::InvalidField {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.set_raw(key, raw)
+    }
+
+    /// Set member `key` to already-serialized JSON.
+    pub fn set_raw(&mut self, key: &str, raw: Box<RawValue>) -> Result<(), PayloadError> {
+        let fields = self.fields_mut()?;
+        let value = FieldValue::Owned(raw);
+        match fields.iter().rposition(|f| f.key == key) {
+            Some(last) => {
+                fields[last].value = value;
+                let mut i = 0;
+                fields.retain(|f| {
+                    let keep = f.key != key || i == last;
+                    i += 1;
+                    keep
+                });
+            }
+            None => fields.push(Field {
+                key: key.to_owned(),
+                value,
+            }),
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Remove member `key` (every repeat of it); whether it was there.
+    pub fn remove(&mut self, key: &str) -> Result<bool, PayloadError> {
+        let fields = self.fields_mut()?;
+        let before = fields.len();
+        fields.retain(|f| f.key != key);
+        let removed = fields.len() != before;
+        self.changed |= removed;
+        Ok(removed)
+    }
+
+    /// Rename member `from` to `to`, keeping its position; an existing `to` is replaced.
+    /// Whether `from` was there.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<bool, PayloadError> {
+        if from == to {
+            return self.contains_key(from);
+        }
+        let fields = self.fields_mut()?;
+        let Some(pos) = fields.iter().rposition(|f| f.key == from) else {
+            return Ok(false);
+        };
+        fields[pos].key = to.to_owned();
+        let mut i = 0;
+        fields.retain(|f| {
+            let keep = i == pos || (f.key != to && f.key != from);
+            i += 1;
+            keep
+        });
+        self.changed = true;
+        Ok(true)
+    }
+
+    /// The body to send: the original bytes when unchanged, else the edited object.
+    pub fn to_bytes(&self) -> Bytes {
+        if !self.changed {
+            return self.original.clone();
+        }
+        let Ok(fields) = self.fields() else {
+            // Only an indexed payload can be changed.
+            return self.original.clone();
+        };
+        let mut out = BytesMut::with_capacity(self.original.len() + 64);
+        out.put_u8(b'{');
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            // A `String` always serializes.
+            if let Ok(key) = serde_json::to_string(&field.key) {
+                out.put_slice(key.as_bytes());
+            }
+            out.put_u8(b':');
+            out.put_slice(self.raw_of(field).as_bytes());
+        }
+        out.put_u8(b'}');
+        out.freeze()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Bodies can carry secrets and personal data: show the shape only.
+        f.debug_struct("Payload")
+            .field("len", &self.original.len())
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn index(bytes: &Bytes) -> Result<Vec<Field>, PayloadError> {
+    let top: TopLevel<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            PayloadError::NotAnObject
+        } else {
+            PayloadError::InvalidJson(e.to_string())
+        }
+    })?;
+    let base = bytes.as_ptr() as usize;
+    Ok(top
+        .0
+        .into_iter()
+        .map(|(key, raw)| {
+            let start = raw.get().as_ptr() as usize - base;
+            Field {
+                key,
+                value: FieldValue::Original(start..start + raw.get().len()),
+            }
+        })
+        .collect())
+}
+
+/// The top-level members of an object, values borrowed from the input.
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    out.push((key, value));
+                }
+                Ok(TopLevel(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn p(s: &'static str) -> Payload {
+        Payload::new(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[test]
+    fn unchanged_payload_is_forwarded_byte_for_byte() {
+        let src = "{ \"model\" : \"x\",\n \"a\":[1, 2 ,3], \"z\": {\"k\": \"\\u00e9\"} }";
+        let payload = p(src);
+        assert_eq!(payload.get::<String>("model").unwrap().as_deref(), Some("x"));
+        assert_eq!(&payload.to_bytes()[..], src.as_bytes());
+    }
+
+    #[test]
+    fn edits_keep_order_and_unknown_members() {
+        let mut payload = p(r#"{"model":"a.b","max_tokens":5,"x":{"deep":[1,{"y":null}]},"metadata":{"chat_id":"c"}}"#);
+        payload.set("model", "b").unwrap();
+        payload.rename("max_tokens", "max_completion_tokens").unwrap();
+        assert!(payload.remove("metadata").unwrap());
+        assert!(payload.is_changed());
+        let out: Value = serde_json::from_slice(&payload.to_bytes()).unwrap();
+        assert_eq!(
+            out,
+            json!({"model":"b","max_completion_tokens":5,"x":{"deep":[1,{"y":null}]}})
+        );
+        assert_eq!(
+            String::from_utf8(payload.to_bytes().to_vec()).unwrap(),
+            r#"{"model":"b","max_completion_tokens":5,"x":{"deep":[1,{"y":null}]}}"#
+        );
+    }
+
+    #[test]
+    fn set_appends_new_members() {
+        let mut payload = p(r#"{"a":1}"#);
+        payload.set("b", &json!({"c": [true]})).unwrap();
+        assert_eq!(&payload.to_bytes()[..], br#"{"a":1,"b":{"c":[true]}}"#);
+    }
+
+    #[test]
+    fn repeated_keys_read_the_last_and_collapse_on_set() {
+        let mut payload = p(r#"{"model":"a","x":1,"model":"b"}"#);
+        assert_eq!(payload.get::<String>("model").unwrap().as_deref(), Some("b"));
+        payload.set("model", "c").unwrap();
+        assert_eq!(&payload.to_bytes()[..], br#"{"x":1,"model":"c"}"#);
+    }
+
+    #[test]
+    fn rename_replaces_an_existing_target() {
+        let mut payload = p(r#"{"max_completion_tokens":1,"max_tokens":2}"#);
+        assert!(payload.rename("max_tokens", "max_completion_tokens").unwrap());
+        assert_eq!(&payload.to_bytes()[..], br#"{"max_completion_tokens":2}"#);
+        assert!(!payload.rename("absent", "other").unwrap());
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded_and_rewritten_escaped() {
+        let mut payload = p(r#"{"mo\u0064el":"x","q\"":1}"#);
+        assert_eq!(payload.get::<String>("model").unwrap().as_deref(), Some("x"));
+        payload.set("n", &1).unwrap();
+        let out: Value = serde_json::from_slice(&payload.to_bytes()).unwrap();
+        assert_eq!(out, json!({"model":"x","q\"":1,"n":1}));
+    }
+
+    #[test]
+    fn bad_bodies_are_classified() {
+        assert!(matches!(p("{\"a\":").check(), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(p("not json").check(), Err(PayloadError::InvalidJson(_))));
+        assert_eq!(p("[1,2]").check(), Err(PayloadError::NotAnObject));
+        assert_eq!(p("\"s\"").check(), Err(PayloadError::NotAnObject));
+        assert!(matches!(p("{} x").check(), Err(PayloadError::InvalidJson(_))));
+        let mut bad = p("[1]");
+        assert!(bad.set("a", &1).is_err());
+        assert!(!bad.is_changed());
+        assert_eq!(&bad.to_bytes()[..], b"[1]");
+    }
+
+    #[test]
+    fn wrong_member_type_is_a_field_error() {
+        let payload = p(r#"{"model":5}"#);
+        let err = payload.get::<String>("model").unwrap_err();
+        assert!(matches!(err, PayloadError::InvalidField { ref key, .. } if key == "model"));
+        assert_eq!(err.to_response().status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn absent_and_null_are_told_apart() {
+        let payload = p(r#"{"a":null}"#);
+        assert_eq!(payload.get::<Option<String>>("a").unwrap(), Some(None));
+        assert_eq!(payload.get::<Option<String>>("b").unwrap(), None);
+        assert_eq!(payload.keys().unwrap().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn a_large_body_round_trips() {
+        let big = "x".repeat(1 << 20);
+        let src = format!(r#"{{"model":"p.m","messages":[{{"role":"user","content":"{big}"}}]}}"#);
+        let mut payload = Payload::new(Bytes::from(src.clone()));
+        payload.set("model", "m").unwrap();
+        let out = payload.to_bytes();
+        assert_eq!(out.len(), src.len() - 2);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["messages"][0]["content"].as_str().unwrap().len(), 1 << 20);
+    }
+}

@@ -1,0 +1,329 @@
+use std::fmt;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Uri};
+use serde_json::{Map, Value};
+
+/// An upstream API key. Its `Debug` never shows it; read it with [`expose`](Self::expose).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wrap a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key itself. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("ApiKey(\"\")")
+        } else {
+            f.write_str("ApiKey(<redacted>)")
+        }
+    }
+}
+
+impl From<&str> for ApiKey {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+/// How a connection authenticates to its upstream (C-6 `auth_type`, SPEC §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthType {
+    /// `Authorization: Bearer <key>` when the key is not empty. The default.
+    #[default]
+    Bearer,
+    /// No credentials.
+    None,
+    /// The caller's own bearer credential and cookies.
+    Session,
+    /// The caller's OAuth session token.
+    SystemOauth,
+    /// A Microsoft Entra ID token, spelled `azure_ad`.
+    AzureAd,
+    /// A Microsoft Entra ID token, spelled `microsoft_entra_id`.
+    MicrosoftEntraId,
+}
+
+impl AuthType {
+    /// Parse Open WebUI's spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "bearer" => Self::Bearer,
+            "none" => Self::None,
+            "session" => Self::Session,
+            "system_oauth" => Self::SystemOauth,
+            "azure_ad" => Self::AzureAd,
+            "microsoft_entra_id" => Self::MicrosoftEntraId,
+            _ => return None,
+        })
+    }
+
+    /// Open WebUI's spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Bearer => "bearer",
+            Self::None => "none",
+            Self::Session => "session",
+            Self::SystemOauth => "system_oauth",
+            Self::AzureAd => "azure_ad",
+            Self::MicrosoftEntraId => "microsoft_entra_id",
+        }
+    }
+
+    /// Whether this is Microsoft Entra ID under either name.
+    pub fn is_entra_id(&self) -> bool {
+        matches!(self, Self::AzureAd | Self::MicrosoftEntraId)
+    }
+}
+
+/// A connection's per-connection config (C-6), typed; unknown members are kept in `extra`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// `enable` (default true): false contributes no models.
+    pub enable: bool,
+    /// `model_ids`: when not empty, the connection's models, with no `/models` call.
+    pub model_ids: Vec<String>,
+    /// `prefix_id`: model ids are published as `{prefix_id}.{id}`. An empty string is none.
+    pub prefix_id: Option<String>,
+    /// `tags`: `[{"name": …}]`, copied onto every model.
+    pub tags: Vec<Value>,
+    /// `connection_type` (default `external`).
+    pub connection_type: String,
+    /// `auth_type` (default bearer).
+    pub auth_type: AuthType,
+    /// `headers`: extra upstream headers, validated as HTTP (values may hold `{{…}}`
+    /// placeholders).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `azure`: Azure OpenAI mode.
+    pub azure: bool,
+    /// `api_version` as given (`None` when absent).
+    pub api_version: Option<String>,
+    /// Every member not named above, as given.
+    pub extra: Map<String, Value>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            model_ids: Vec::new(),
+            prefix_id: None,
+            tags: Vec::new(),
+            connection_type: "external".to_owned(),
+            auth_type: AuthType::Bearer,
+            headers: Vec::new(),
+            azure: false,
+            api_version: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Parse a config object; on error, the member at fault and what is wrong.
+    /// A `null` member counts as absent.
+    pub fn from_json(value: &Value) -> Result<Self, (String, String)> {
+        let err = |member: &str, msg: &str| (member.to_owned(), msg.to_owned());
+        let Value::Object(map) = value else {
+            return Err(err("", "must be a JSON object"));
+        };
+        let mut config = ConnectionConfig::default();
+        for (key, value) in map {
+            if value.is_null() {
+                continue;
+            }
+            match key.as_str() {
+                "enable" => {
+                    config.enable = value.as_bool().ok_or_else(|| err(key, "must be true or false"))?;
+                }
+                "model_ids" => {
+                    let list = value.as_array().ok_or_else(|| err(key, "must be a list of strings"))?;
+                    config.model_ids = list
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| err(key, "must be a list of strings"))?;
+                }
+                "prefix_id" => {
+                    let prefix = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
+                    config.prefix_id = (!prefix.is_empty()).then(|| prefix.to_owned());
+                }
+                "tags" => {
+                    let list = value.as_array().ok_or_else(|| err(key, "must be a list of {\"name\": …} objects"))?;
+                    if !list.iter().all(|t| t.get("name").is_some_and(Value::is_string)) {
+                        return Err(err(key, "must be a list of {\"name\": …} objects"));
+                    }
+                    config.tags = list.clone();
+                }
+                "connection_type" => {
+                    config.connection_type = value.as_str().ok_or_else(|| err(key, "must be a string"))?.to_owned();
+                }
+                "auth_type" => {
+                    let s = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
+                    config.auth_type = AuthType::parse(s).ok_or_else(|| {
+                        err(
+                            key,
+                            "must be one of bearer, none, session, system_oauth, azure_ad, microsoft_entra_id",
+                        )
+                    })?;
+                }
+                "headers" => {
+                    let obj = value.as_object().ok_or_else(|| err(key, "must be a JSON object of header names to strings"))?;
+                    for (name, v) in obj {
+                        let member = format!("headers.{name}");
+                        let header = HeaderName::from_bytes(name.as_bytes())
+                            .map_err(|_| (member.clone(), "is not a valid HTTP header name".to_owned()))?;
+                        let v = v.as_str().ok_or_else(|| (member.clone(), "must be a string".to_owned()))?;
+                        let v = HeaderValue::from_str(v)
+                            .map_err(|_| (member.clone(), "is not a valid HTTP header value".to_owned()))?;
+                        config.headers.push((header, v));
+                    }
+                }
+                "azure" => {
+                    config.azure = value.as_bool().ok_or_else(|| err(key, "must be true or false"))?;
+                }
+                "api_version" => {
+                    config.api_version = Some(value.as_str().ok_or_else(|| err(key, "must be a string"))?.to_owned());
+                }
+                _ => {
+                    config.extra.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A connection's base URL, split once so joining a request path costs no parsing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrl {
+    scheme: Scheme,
+    authority: Authority,
+    /// The path without a trailing `/` (`""` for the root).
+    path: String,
+}
+
+impl BaseUrl {
+    /// Parse an `http://` or `https://` URL; the message says what is wrong.
+    pub fn parse(url: &str) -> Result<Self, &'static str> {
+        let uri: Uri = url.parse().map_err(|_| "is not a URL")?;
+        let scheme = uri.scheme().cloned().ok_or("is not an absolute URL")?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err("must start with http:// or https://");
+        }
+        let authority = uri.authority().cloned().ok_or("has no host")?;
+        if uri.query().is_some() {
+            return Err("must not have a query string");
+        }
+        let path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            scheme,
+            authority,
+            path,
+        })
+    }
+
+    /// Whether it is `https`.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// The host (and port).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// `{base}{path_and_query}`: the request path is appended to the base path with exactly
+    /// one `/` between them (so a base URL with a trailing slash works), query kept.
+    pub fn join(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        let rest = path_and_query.trim_start_matches('/');
+        let mut pq = String::with_capacity(self.path.len() + rest.len() + 1);
+        pq.push_str(&self.path);
+        pq.push('/');
+        pq.push_str(rest);
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(pq)?)
+            .build()
+    }
+}
+
+/// One upstream connection of a settings snapshot: URL, key and config (C-6).
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub(super) index: usize,
+    pub(super) url: String,
+    pub(super) base: BaseUrl,
+    pub(super) key: ApiKey,
+    pub(super) config: ConnectionConfig,
+    pub(super) timeout: Option<Duration>,
+    pub(super) timeout_model_list: Option<Duration>,
+    pub(super) ssl_verify: bool,
+}
+
+impl Connection {
+    /// Its position in the URL list.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The URL as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The parsed base URL.
+    pub fn base(&self) -> &BaseUrl {
+        &self.base
+    }
+
+    /// The API key (possibly empty).
+    pub fn key(&self) -> &ApiKey {
+        &self.key
+    }
+
+    /// The per-connection config.
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.config
+    }
+
+    /// Idle-read timeout for ordinary requests.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Timeout for model lists and checks.
+    pub fn timeout_model_list(&self) -> Option<Duration> {
+        self.timeout_model_list
+    }
+
+    /// Whether certificates are verified.
+    pub fn ssl_verify(&self) -> bool {
+        self.ssl_verify
+    }
+
+    /// Whether the URL contains `substring` (the spec's host tests: `api.openai.com`,
+    /// `openrouter.ai`).
+    pub fn url_contains(&self, substring: &str) -> bool {
+        self.url.contains(substring)
+    }
+}

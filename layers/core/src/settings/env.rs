@@ -1,0 +1,148 @@
+//! Open WebUI's environment rules (C-1 … C-3, C-5, C-8).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{ApiKey, ConfigError, DEFAULT_BASE_URL, SettingsSource};
+
+/// C-1/C-2: the URL list from `OPENAI_API_BASE_URLS`, falling back to `OPENAI_API_BASE_URL`.
+///
+/// - The single URL defaults to [`DEFAULT_BASE_URL`] and loses one trailing `/`.
+/// - The list (or the single URL) is split on `;`; an exactly empty piece becomes the
+///   default URL, every other piece is whitespace-trimmed (so a blank piece becomes `""`),
+///   and trailing slashes of list entries are kept.
+pub fn base_urls_from_env(list: Option<&str>, single: Option<&str>) -> Vec<String> {
+    let single = match single.unwrap_or("") {
+        "" => DEFAULT_BASE_URL.to_owned(),
+        s => s.strip_suffix('/').unwrap_or(s).to_owned(),
+    };
+    let list = match list.unwrap_or("") {
+        "" => single.as_str(),
+        l => l,
+    };
+    list.split(';')
+        .map(|piece| match piece {
+            "" => DEFAULT_BASE_URL.to_owned(),
+            p => p.trim().to_owned(),
+        })
+        .collect()
+}
+
+/// C-1/C-3: the key list from `OPENAI_API_KEYS`, falling back to `OPENAI_API_KEY`; split on
+/// `;` (so a single key containing `;` becomes several), each piece trimmed.
+pub fn keys_from_env(list: Option<&str>, single: Option<&str>) -> Vec<ApiKey> {
+    let list = match list.unwrap_or("") {
+        "" => single.unwrap_or(""),
+        l => l,
+    };
+    list.split(';').map(|k| ApiKey::new(k.trim())).collect()
+}
+
+/// C-5: truncate extra keys, pad missing ones with `""`.
+pub fn fit_keys(keys: &mut Vec<ApiKey>, urls: usize) {
+    keys.resize(urls, ApiKey::default());
+}
+
+/// C-8: connection `index`'s config, looked up by `"index"` first, then by its URL.
+pub fn lookup_config<'a>(
+    configs: &'a Map<String, Value>,
+    index: usize,
+    url: &str,
+) -> Option<(&'a str, &'a Value)> {
+    configs
+        .get_key_value(index.to_string().as_str())
+        .or_else(|| configs.get_key_value(url))
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+fn flag(value: &str) -> bool {
+    value.eq_ignore_ascii_case("true")
+}
+
+/// `""` → `Some(None)` (none); an integer → seconds (0 also means none); else an error.
+fn seconds(var: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_secs(n))),
+        Err(_) => Err(ConfigError::new(
+            var,
+            format!("{value:?} is not a whole number of seconds"),
+        )),
+    }
+}
+
+/// M-12: `""` → no expiry; an integer → seconds (0: expire at once); else an error.
+fn ttl(value: &str) -> Result<Option<Duration>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse::<u64>()
+        .map(|n| Some(Duration::from_secs(n)))
+        .map_err(|_| ConfigError::new("MODELS_CACHE_TTL", format!("{value:?} is not a whole number of seconds")))
+}
+
+pub(super) fn from_env(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<SettingsSource, ConfigError> {
+    // An empty variable is treated as unset where Open WebUI falls back (URLs, keys), so that
+    // `OPENAI_API_BASE_URLS=` in a compose file does not override the TOML file.
+    let set = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let urls_list = set("OPENAI_API_BASE_URLS");
+    let url_single = set("OPENAI_API_BASE_URL");
+    let base_urls = (urls_list.is_some() || url_single.is_some())
+        .then(|| base_urls_from_env(urls_list.as_deref(), url_single.as_deref()));
+    let keys_list = set("OPENAI_API_KEYS");
+    let key_single = set("OPENAI_API_KEY");
+    let keys = (keys_list.is_some() || key_single.is_some())
+        .then(|| keys_from_env(keys_list.as_deref(), key_single.as_deref()));
+
+    let configs = match set("OPENAI_API_CONFIGS") {
+        None => None,
+        Some(raw) => match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Object(map)) => Some(map),
+            Ok(_) => {
+                return Err(ConfigError::new(
+                    "OPENAI_API_CONFIGS",
+                    "must be a JSON object keyed by connection index or URL",
+                ));
+            }
+            Err(e) => {
+                return Err(ConfigError::new(
+                    "OPENAI_API_CONFIGS",
+                    format!("is not valid JSON: {e}"),
+                ));
+            }
+        },
+    };
+
+    let timeout = lookup("AIOHTTP_CLIENT_TIMEOUT")
+        .map(|v| seconds("AIOHTTP_CLIENT_TIMEOUT", &v))
+        .transpose()?;
+    let timeout_model_list = match lookup("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST") {
+        Some(v) => Some(seconds("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", &v)?),
+        None => lookup("AIOHTTP_CLIENT_TIMEOUT_OPENAI_MODEL_LIST")
+            .map(|v| seconds("AIOHTTP_CLIENT_TIMEOUT_OPENAI_MODEL_LIST", &v))
+            .transpose()?,
+    };
+    let models_cache_ttl = lookup("MODELS_CACHE_TTL").map(|v| ttl(&v)).transpose()?;
+
+    Ok(SettingsSource {
+        enable: lookup("ENABLE_OPENAI_API").map(|v| flag(&v)),
+        base_urls,
+        keys,
+        configs,
+        timeout,
+        timeout_model_list,
+        ssl_verify: lookup("AIOHTTP_CLIENT_SESSION_SSL").map(|v| flag(&v)),
+        models_cache_ttl,
+        bypass_model_access_control: lookup("BYPASS_MODEL_ACCESS_CONTROL").map(|v| flag(&v)),
+        forward_user_info_headers: lookup("ENABLE_FORWARD_USER_INFO_HEADERS").map(|v| flag(&v)),
+    })
+}
