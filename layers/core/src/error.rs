@@ -132,14 +132,26 @@ impl ErrorResponse {
 
     /// The JSON body as a string.
     pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "code": self.code,
-            }
-        })
-        .to_string()
+        #[derive(serde::Serialize)]
+        struct Outer<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Inner<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            code: Option<&'a str>,
+        }
+        let body = Outer {
+            error: Inner {
+                message: &self.message,
+                kind: &self.kind,
+                code: self.code.as_deref(),
+            },
+        };
+        // Serializing plain strings cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
     }
 
     /// The JSON body as bytes, e.g. for an SSE `data:` line.
