@@ -56,6 +56,7 @@ pub struct Sse {
     reset_after: Option<usize>,
     hang_after: Option<usize>,
     status: StatusCode,
+    content_type: &'static str,
 }
 
 impl Sse {
@@ -121,6 +122,7 @@ impl Sse {
             reset_after: None,
             hang_after: None,
             status: StatusCode::OK,
+            content_type: "text/event-stream",
         }
     }
 
@@ -145,6 +147,13 @@ impl Sse {
     /// Stop sending, but keep the connection open, after `n` events.
     pub fn hang_after(mut self, n: usize) -> Self {
         self.hang_after = Some(n);
+        self
+    }
+
+    /// Send the same chunks under another content type (e.g. `application/json`, to test
+    /// how a broken non-SSE body is handled).
+    pub fn content_type(mut self, content_type: &'static str) -> Self {
+        self.content_type = content_type;
         self
     }
 
@@ -715,6 +724,7 @@ impl http_body::Body for ChannelBody {
 
 fn sse_response(state: Arc<State>, sse: Sse) -> Response<MockBody> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let (status, content_type) = (sse.status, sse.content_type);
     tokio::spawn(async move {
         let closed = |state: &State| state.disconnected();
         for (i, event) in sse.events.iter().enumerate() {
@@ -747,9 +757,9 @@ fn sse_response(state: Arc<State>, sse: Sse) -> Response<MockBody> {
         }
     });
     let mut res = Response::new(ChannelBody { rx }.boxed_unsync());
-    *res.status_mut() = sse.status;
+    *res.status_mut() = status;
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
 }

@@ -1,1 +1,71 @@
-//! placeholder
+//! The upstream HTTP service at the bottom of every tower-openai stack.
+//!
+//! [`Upstream`] sends a request to the connection a layer above selected
+//! ([`SelectedConnection`](tower_openai_core::SelectedConnection)) and streams the answer
+//! back:
+//!
+//! - **URL**: the connection's base URL joined with the request's path and query
+//!   (`http://host/v1` + `/chat/completions?x=1`). Layers see paths relative to the API
+//!   root, as if nested under `/v1`.
+//! - **One pooled client** (hyper-util) with rustls and Mozilla's roots, HTTP/1.1 and HTTP/2
+//!   (ALPN), keep-alive, `TCP_NODELAY`. A connection with `ssl_verify = false`
+//!   (`AIOHTTP_CLIENT_SESSION_SSL=false`) uses a second pool that skips certificate checks.
+//! - **Body**: the [`Payload`](tower_openai_core::Payload)'s bytes when there is one (the
+//!   caller's bytes, unless a layer changed them), otherwise the caller's body, streamed.
+//! - **Headers**: the caller's headers minus hop-by-hop headers, `Host`, `Accept-Encoding`
+//!   and the caller's credentials (`Authorization`, `Cookie`, `api-key`, `x-api-key`), then
+//!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) on top. Response headers lose
+//!   hop-by-hop headers and `Set-Cookie`; a stream loses `Content-Length`.
+//! - **Timeouts** (no total cap, so a long stream is never cut while it flows): a connect
+//!   timeout, and an idle-read timeout — the longest wait for the response head or for the
+//!   next body frame — from the connection's settings or a
+//!   [`RequestTimeout`](tower_openai_core::RequestTimeout).
+//! - **Streaming**: body frames are passed on as they arrive ([`ResponseBody`]). When the
+//!   caller goes away the response body is dropped and so is the upstream request. A failure
+//!   in the middle of an SSE stream ends it with a final `data: {"error": …}` event.
+//! - **Errors**: transport failures are returned as `Err` holding an
+//!   [`UpstreamError`](tower_openai_core::error::UpstreamError) (connect → 502, timeout →
+//!   504 once [`Rescue`](tower_openai_core::Rescue) turns them into responses). Upstream
+//!   error responses pass through with their own status and body.
+//!
+//! # Extensions
+//! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection) (required),
+//!   [`Payload`](tower_openai_core::Payload),
+//!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders),
+//!   [`RequestTimeout`](tower_openai_core::RequestTimeout).
+//!
+//! # Example
+//! ```no_run
+//! use http::Request;
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_openai_core::{RescueLayer, SelectedConnection, Settings};
+//! use tower_openai_upstream::Upstream;
+//!
+//! # #[tokio::main] async fn main() {
+//! let settings = Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap();
+//! let svc = ServiceBuilder::new().layer(RescueLayer::new()).service(Upstream::new());
+//!
+//! let mut req = Request::get("/models").body(Full::<bytes::Bytes>::default()).unwrap();
+//! req.extensions_mut().insert(SelectedConnection(settings.connection(0).unwrap().clone()));
+//! let res = svc.oneshot(req).await.unwrap();
+//! println!("{}", String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()));
+//! # }
+//! ```
+
+mod body;
+mod client;
+mod future;
+mod headers;
+mod service;
+
+pub use crate::body::ResponseBody;
+pub use crate::future::ResponseFuture;
+pub use crate::service::{Upstream, UpstreamBuilder};
+
+/// The stack sent a request to [`Upstream`] without selecting a connection: a layer that
+/// selects one (select, or your own) must sit above it. [`Rescue`](tower_openai_core::Rescue)
+/// answers it with 500.
+#[derive(Debug, thiserror::Error)]
+#[error("no upstream connection was selected for the request")]
+pub struct NoConnectionSelected;

@@ -1,0 +1,199 @@
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_openai_core::error::UpstreamError;
+use tower_openai_core::{BoxError, ErrorResponse};
+
+/// The upstream's response body, relayed frame by frame.
+///
+/// - Each frame is passed on as it arrives; nothing is buffered or coalesced.
+/// - If nothing arrives for the idle-read timeout, the body fails with a timeout.
+/// - On a server-sent-events stream, a failure (a reset, a timeout) does not end the stream
+///   as if it had finished: one last event `data: {"error": {…}}` is sent, which the OpenAI
+///   SDKs raise as an error, and then the stream ends. Other bodies fail, so the caller's
+///   connection is closed without a clean end.
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseBody {
+    #[pin]
+    inner: Incoming,
+    #[pin]
+    idle: Option<Sleep>,
+    timeout: Option<Duration>,
+    connection: usize,
+    sse: Option<SseState>,
+    done: bool,
+}
+
+/// What has been sent of an event stream, to end it on an event boundary.
+#[derive(Debug, Default)]
+struct SseState {
+    /// The last bytes sent (up to 4), to know whether an event is open.
+    tail: Vec<u8>,
+    /// The final error event, once a failure happened.
+    pending: Option<Bytes>,
+}
+
+impl SseState {
+    fn record(&mut self, data: &Bytes) {
+        if data.len() >= 4 {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - 4..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            let excess = self.tail.len().saturating_sub(4);
+            self.tail.drain(..excess);
+        }
+    }
+
+    /// Whether the bytes sent so far end between events (a blank line, or nothing sent).
+    fn at_event_boundary(&self) -> bool {
+        let t = self.tail.as_slice();
+        t.is_empty() || t.ends_with(b"\n\n") || t.ends_with(b"\r\r") || t.ends_with(b"\r\n\r\n")
+    }
+
+    fn fail(&mut self, error: &ErrorResponse) {
+        let mut event = Vec::new();
+        if !self.at_event_boundary() {
+            // Close the event the upstream left open, so the error is an event of its own.
+            event.extend_from_slice(b"\n\n");
+        }
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&error.to_bytes());
+        event.extend_from_slice(b"\n\n");
+        self.pending = Some(Bytes::from(event));
+    }
+}
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Incoming, timeout: Option<Duration>, connection: usize, sse: bool) -> Self {
+        Self {
+            inner,
+            idle: timeout.map(|t| tokio::time::sleep(t)),
+            timeout,
+            connection,
+            sse: sse.then(SseState::default),
+            done: false,
+        }
+    }
+
+    /// Whether the body is a server-sent-events stream.
+    pub fn is_event_stream(&self) -> bool {
+        self.sse.is_some()
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(event) = this.sse.as_mut().and_then(|s| s.pending.take()) {
+            *this.done = true;
+            return Poll::Ready(Some(Ok(Frame::data(event))));
+        }
+        let failure: UpstreamError = match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(idle), Some(t)) = (this.idle.as_mut().as_pin_mut(), *this.timeout) {
+                    idle.reset(Instant::now() + t);
+                }
+                if let (Some(sse), Some(data)) = (this.sse.as_mut(), frame.data_ref()) {
+                    sse.record(data);
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(e))) => UpstreamError::protocol(*this.connection, e),
+            Poll::Pending => match this.idle.as_mut().as_pin_mut() {
+                Some(idle) => {
+                    ready!(idle.poll(cx));
+                    UpstreamError::timeout(*this.connection, this.timeout.unwrap_or_default())
+                }
+                None => return Poll::Pending,
+            },
+        };
+        tracing::warn!(error = %failure, "upstream response body failed");
+        match this.sse.as_mut() {
+            Some(sse) => {
+                let message = match failure.kind() {
+                    tower_openai_core::error::UpstreamErrorKind::Timeout => format!(
+                        "The upstream stream stalled: upstream connection {} sent nothing for {} s",
+                        failure.connection(),
+                        this.timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                    _ => format!(
+                        "The upstream stream broke off: upstream connection {} failed mid-stream",
+                        failure.connection()
+                    ),
+                };
+                let error = ErrorResponse::bad_gateway(message).with_code("upstream_stream_error");
+                sse.fail(&error);
+                *this.done = true;
+                let event = sse.pending.take().unwrap_or_default();
+                Poll::Ready(Some(Ok(Frame::data(event))))
+            }
+            None => {
+                *this.done = true;
+                Poll::Ready(Some(Err(failure.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || (self.inner.is_end_stream() && self.sse.as_ref().is_none_or(|s| s.pending.is_none()))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.sse.is_some() {
+            // An error event may be appended: never claim an exact length.
+            let mut hint = SizeHint::new();
+            hint.set_lower(self.inner.size_hint().lower());
+            hint
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_boundaries_are_tracked_across_frames() {
+        let mut s = SseState::default();
+        assert!(s.at_event_boundary());
+        s.record(&Bytes::from_static(b"data: {\"a\":1}\n"));
+        assert!(!s.at_event_boundary());
+        s.record(&Bytes::from_static(b"\n"));
+        assert!(s.at_event_boundary());
+        s.record(&Bytes::from_static(b"data: {\"a\""));
+        assert!(!s.at_event_boundary());
+        s.fail(&ErrorResponse::bad_gateway("x"));
+        let event = s.pending.clone().unwrap();
+        assert!(event.starts_with(b"\n\ndata: {\"error\""), "{event:?}");
+        assert!(event.ends_with(b"\n\n"));
+
+        let mut crlf = SseState::default();
+        crlf.record(&Bytes::from_static(b"data: 1\r\n\r\n"));
+        assert!(crlf.at_event_boundary());
+        crlf.fail(&ErrorResponse::bad_gateway("x"));
+        assert!(crlf.pending.unwrap().starts_with(b"data: {\"error\""));
+    }
+}

@@ -1,0 +1,132 @@
+//! The pooled HTTP client: hyper-util's legacy client over rustls, HTTP/1.1 and HTTP/2.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tower_openai_core::Body;
+
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// How the upstream client connects (set through `UpstreamBuilder`).
+#[derive(Clone, Debug)]
+pub(crate) struct ClientOptions {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) pool_max_idle_per_host: usize,
+    pub(crate) tcp_keepalive: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: usize::MAX,
+            tcp_keepalive: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The two clients: one verifying certificates, one not (`AIOHTTP_CLIENT_SESSION_SSL=false`).
+/// Both share nothing but their options; each keeps its own connection pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Clients {
+    pub(crate) verified: HttpClient,
+    pub(crate) unverified: HttpClient,
+}
+
+impl Clients {
+    pub(crate) fn new(options: &ClientOptions) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verified = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider.clone())
+            // The ring provider supports the default protocol versions; this cannot fail.
+            .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http_connector(options));
+        let mut config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(NoVerification(provider.signature_verification_algorithms)));
+        let unverified = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http_connector(options));
+        Self {
+            verified: build(options, verified),
+            unverified: build(options, unverified),
+        }
+    }
+}
+
+fn http_connector(options: &ClientOptions) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    // Small SSE frames must leave as soon as they are written.
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(options.connect_timeout));
+    http.set_keepalive(options.tcp_keepalive);
+    http
+}
+
+fn build(options: &ClientOptions, connector: HttpsConnector<HttpConnector>) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(options.pool_idle_timeout)
+        .pool_max_idle_per_host(options.pool_max_idle_per_host)
+        .build(connector)
+}
+
+/// Accepts any certificate (signatures are still checked, so the handshake is real).
+#[derive(Debug)]
+struct NoVerification(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}

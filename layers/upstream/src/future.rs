@@ -1,0 +1,100 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Response;
+use hyper::body::Incoming;
+use pin_project::pin_project;
+use tokio::time::Sleep;
+use tower_openai_core::BoxError;
+use tower_openai_core::error::UpstreamError;
+
+use crate::ResponseBody;
+use crate::headers::{is_event_stream, scrub_response};
+
+type ClientFuture = hyper_util::client::legacy::ResponseFuture;
+
+/// Response future of [`Upstream`](crate::Upstream).
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture {
+    #[pin]
+    state: State,
+}
+
+#[pin_project(project = StateProj)]
+#[derive(Debug)]
+enum State {
+    Waiting {
+        #[pin]
+        response: ClientFuture,
+        #[pin]
+        idle: Option<Sleep>,
+        timeout: Option<Duration>,
+        connection: usize,
+    },
+    Failed {
+        error: Option<BoxError>,
+    },
+}
+
+impl ResponseFuture {
+    pub(crate) fn new(response: ClientFuture, timeout: Option<Duration>, connection: usize) -> Self {
+        Self {
+            state: State::Waiting {
+                response,
+                idle: timeout.map(tokio::time::sleep),
+                timeout,
+                connection,
+            },
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "upstream future polled after completion".into()))),
+            StateProj::Waiting {
+                response,
+                idle,
+                timeout,
+                connection,
+            } => {
+                if let Poll::Ready(result) = response.poll(cx) {
+                    return Poll::Ready(match result {
+                        Ok(res) => Ok(relay(res, *timeout, *connection)),
+                        Err(e) if e.is_connect() => Err(UpstreamError::connect(*connection, e).into()),
+                        Err(e) => Err(UpstreamError::protocol(*connection, e).into()),
+                    });
+                }
+                if let Some(idle) = idle.as_pin_mut() {
+                    if idle.poll(cx).is_ready() {
+                        return Poll::Ready(Err(
+                            UpstreamError::timeout(*connection, timeout.unwrap_or_default()).into()
+                        ));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn relay(res: Response<Incoming>, timeout: Option<Duration>, connection: usize) -> Response<ResponseBody> {
+    let (mut parts, body) = res.into_parts();
+    let sse = is_event_stream(&parts.headers);
+    scrub_response(&mut parts.headers, sse);
+    Response::from_parts(parts, ResponseBody::new(body, timeout, connection, sse))
+}

@@ -1,0 +1,167 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use tower_openai_core::{Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders};
+use tower_service::Service;
+
+use crate::client::{ClientOptions, Clients};
+use crate::future::ResponseFuture;
+use crate::headers::scrub_request;
+use crate::{NoConnectionSelected, ResponseBody};
+
+/// Sends each request to its selected connection and streams the answer back.
+///
+/// See the [crate docs](crate).
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    clients: Arc<Clients>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstream {
+    /// An upstream service with the default client options.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Configure the client.
+    pub fn builder() -> UpstreamBuilder {
+        UpstreamBuilder::default()
+    }
+}
+
+/// Builds an [`Upstream`].
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamBuilder {
+    options: ClientOptions,
+}
+
+impl UpstreamBuilder {
+    /// How long a TCP connect may take (default 10 s). A refused or unreachable connection
+    /// is answered with 502.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an idle pooled connection is kept (default 90 s).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.options.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// The most idle connections kept per upstream host (default unbounded).
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.options.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// TCP keep-alive probes on upstream connections (default 60 s; `None` turns them off).
+    pub fn tcp_keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.options.tcp_keepalive = interval;
+        self
+    }
+
+    /// Build the service. Its clients (and their connection pools) are shared by clones.
+    pub fn build(self) -> Upstream {
+        Upstream {
+            clients: Arc::new(Clients::new(&self.options)),
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for Upstream
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pooled client is always ready; connection limits are the pool's business.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let Some(SelectedConnection(connection)) = parts.extensions.remove::<SelectedConnection>() else {
+            return ResponseFuture::failed(NoConnectionSelected.into());
+        };
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = match connection.base().join(path_and_query) {
+            Ok(uri) => uri,
+            Err(e) => return ResponseFuture::failed(e.into()),
+        };
+
+        scrub_request(&mut parts.headers);
+        let body = match parts.extensions.remove::<Payload>() {
+            Some(payload) => {
+                let bytes = payload.to_bytes();
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                if !parts.headers.contains_key(header::CONTENT_TYPE) {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
+                Body::from(bytes)
+            }
+            None => Body::new(body),
+        };
+        if let Some(UpstreamHeaders(extra)) = parts.extensions.remove::<UpstreamHeaders>() {
+            let mut last = None;
+            for (name, value) in extra {
+                // `HeaderMap`'s iterator yields a name once, then `None` for its further values.
+                match name {
+                    Some(name) => {
+                        parts.headers.insert(name.clone(), value);
+                        last = Some(name);
+                    }
+                    None => {
+                        if let Some(name) = &last {
+                            parts.headers.append(name.clone(), value);
+                        }
+                    }
+                }
+            }
+        }
+        for name in [header::AUTHORIZATION, header::HeaderName::from_static("api-key")] {
+            if let Some(v) = parts.headers.get_mut(&name) {
+                v.set_sensitive(true);
+            }
+        }
+
+        let timeout = parts
+            .extensions
+            .get::<RequestTimeout>()
+            .map_or(connection.timeout(), |t| t.0);
+        tracing::debug!(
+            connection = connection.index(),
+            method = %parts.method,
+            path = uri.path(),
+            "sending upstream"
+        );
+
+        let mut out = Request::new(body);
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.headers_mut() = parts.headers;
+        let client = if connection.ssl_verify() {
+            &self.clients.verified
+        } else {
+            &self.clients.unverified
+        };
+        ResponseFuture::new(client.request(out), timeout, connection.index())
+    }
+}
