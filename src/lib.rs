@@ -1,1 +1,46 @@
-//! placeholder
+//! Composable tower layers that proxy any OpenAI-compatible API, and the `openai-gateway`
+//! binary built from them.
+//!
+//! Every concern is its own [`Layer`](tower::Layer), stacked on one generic upstream HTTP
+//! service; put them in front of OpenAI, Azure OpenAI, OpenRouter, vLLM or llama.cpp, inside
+//! your own hyper or axum service, and turn them on feature by feature.
+//!
+//! | module | feature | what it does |
+//! |---|---|---|
+//! | [`core`] | always | settings, extensions, payload, errors, bodies, rescue |
+//! | [`upstream`] | `upstream` | the pooled upstream HTTP service at the bottom of a stack |
+//! | [`gateway`] | `gateway` | the `openai-gateway` application |
+//!
+//! # A minimal stack
+//! ```no_run
+//! # #[cfg(feature = "upstream")] {
+//! use tower::ServiceBuilder;
+//! use tower_openai::core::{LoadSettingsLayer, RescueLayer, Settings, SettingsHandle};
+//! use tower_openai::core::payload::CollectPayloadLayer;
+//! use tower_openai::upstream::Upstream;
+//!
+//! let settings = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap());
+//! let stack = ServiceBuilder::new()
+//!     .layer(RescueLayer::new())                  // transport errors → 502/504 JSON
+//!     .layer(LoadSettingsLayer::new(settings))    // one settings snapshot per request
+//!     .layer(CollectPayloadLayer::default())      // read the JSON body once, under a cap
+//!     // … a layer that selects the connection (select, or your own) goes here …
+//!     .service(Upstream::new());
+//! # let _ = stack;
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The shared vocabulary (`tower-openai-core`).
+pub mod core {
+    pub use tower_openai_core::*;
+}
+
+/// The upstream HTTP service (`tower-openai-upstream`).
+#[cfg(feature = "upstream")]
+pub mod upstream {
+    pub use tower_openai_upstream::*;
+}
+
+#[cfg(feature = "gateway")]
+pub mod gateway;

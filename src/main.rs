@@ -1,1 +1,28 @@
-fn main() {}
+//! `openai-gateway`: parse the flags, set up tracing, serve.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tower_openai::gateway::{Args, run};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("openai-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, &|name| std::env::var(name).ok())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openai-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The gateway's configuration: command line, environment, TOML file, defaults — in that
+//! order of precedence, field by field.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tower_openai_core::payload::DEFAULT_LIMIT;
+use tower_openai_core::settings::{ApiKey, ConfigError};
+use tower_openai_core::{Role, SettingsSource};
+
+use super::cli::Args;
+
+/// Where the gateway listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where persisted state goes by default.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Why the gateway could not start. The message names the flag, variable, key or file at
+/// fault; it never contains a key.
+#[derive(Debug)]
+pub enum StartError {
+    /// A setting did not validate.
+    Config(ConfigError),
+    /// The TOML file could not be read or parsed.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Something else stopped start-up (binding the address, the demo upstream).
+    Other(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "invalid configuration: {e}"),
+            StartError::File { path, message } => write!(f, "{}: {message}", path.display()),
+            StartError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}
+
+/// How a caller's API key is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyDigest {
+    /// SHA-256 of the key (computed at load when the file gives the key in plain text).
+    Sha256([u8; 32]),
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(<redacted>)")
+    }
+}
+
+/// A `[[users]]` entry.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    /// The user as layers see them.
+    pub user: tower_openai_core::User,
+    /// Their API key's digest.
+    pub key: KeyDigest,
+}
+
+/// A `[[models]]` access record (SPEC AC-1 … AC-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRecord {
+    /// The model id (as listed, with any prefix).
+    pub id: String,
+    /// The owning user's id.
+    pub owner: String,
+    /// Who may read it.
+    pub access: ModelAccess,
+}
+
+/// A model record's `access` (AC-1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelAccess {
+    /// `access_control = null`: every user may read.
+    Public,
+    /// `access_control = {}`: the owner only.
+    Private,
+    /// Read access for these groups and users.
+    Read {
+        /// Group ids.
+        groups: Vec<String>,
+        /// User ids.
+        users: Vec<String>,
+    },
+}
+
+/// Everything the gateway needs to start.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Where to serve.
+    pub listen: SocketAddr,
+    /// Persisted admin changes and the speech cache.
+    pub data_dir: PathBuf,
+    /// JSON bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Start the in-process mock upstream as connection 0.
+    pub demo: bool,
+    /// Permit single-user mode on a non-loopback address.
+    pub allow_anonymous: bool,
+    /// `ENABLE_PERSISTENT_CONFIG` (default true).
+    pub persistent_config: bool,
+    /// The connection settings, environment over file (validated by `build`).
+    pub settings: SettingsSource,
+    /// Callers; empty means single-user mode.
+    pub users: Vec<UserRecord>,
+    /// Model access records.
+    pub models: Vec<ModelRecord>,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl GatewayConfig {
+    /// A configuration for tests and embedding: listen on `127.0.0.1:0`, the given settings,
+    /// no users (single-user mode), defaults for the rest.
+    pub fn for_settings(settings: SettingsSource) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            max_body_bytes: DEFAULT_LIMIT,
+            demo: false,
+            allow_anonymous: false,
+            persistent_config: true,
+            settings,
+            users: Vec::new(),
+            models: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// Load from the command line, the environment (read through `env`) and the TOML file
+    /// the command line or `GATEWAY_CONFIG` names.
+    pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, StartError> {
+        let config_path = args
+            .config
+            .clone()
+            .or_else(|| env("GATEWAY_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        let file = match &config_path {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let in_file = |key: &str| match &config_path {
+            Some(p) => format!("{key} in {}", p.display()),
+            None => key.to_owned(),
+        };
+
+        let listen_raw = args
+            .listen
+            .clone()
+            .map(|v| ("--listen", v))
+            .or_else(|| env("GATEWAY_LISTEN").filter(|v| !v.is_empty()).map(|v| ("GATEWAY_LISTEN", v)))
+            .or_else(|| file.listen.clone().map(|v| ("listen", v)))
+            .unwrap_or(("listen", DEFAULT_LISTEN.to_owned()));
+        let listen: SocketAddr = listen_raw.1.parse().map_err(|_| {
+            ConfigError::new(listen_raw.0, format!("{:?} is not an address like 127.0.0.1:8080", listen_raw.1))
+        })?;
+
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| env("DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+        let max_body_bytes = match (args.max_body_bytes, env("GATEWAY_MAX_BODY_BYTES").filter(|v| !v.is_empty())) {
+            (Some(n), _) => n,
+            (None, Some(v)) => v.trim().parse().map_err(|_| {
+                ConfigError::new("GATEWAY_MAX_BODY_BYTES", format!("{v:?} is not a whole number of bytes"))
+            })?,
+            (None, None) => file.max_body_bytes.unwrap_or(DEFAULT_LIMIT),
+        };
+        if max_body_bytes == 0 {
+            return Err(ConfigError::new("--max-body-bytes", "must be more than 0").into());
+        }
+
+        let persistent_config = env("ENABLE_PERSISTENT_CONFIG").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+
+        let file_settings = file.openai.unwrap_or_default().into_source(&in_file)?;
+        let settings = SettingsSource::from_env(env)?.or(file_settings);
+        let users = users_from(file.users, &in_file)?;
+        let models = models_from(file.models, &in_file)?;
+
+        Ok(Self {
+            listen,
+            data_dir,
+            max_body_bytes,
+            demo: args.demo,
+            allow_anonymous: args.allow_anonymous,
+            persistent_config,
+            settings,
+            users,
+            models,
+            shutdown_grace: Duration::from_secs(30),
+        })
+    }
+
+    /// Single-user mode: no `[[users]]`, every caller is an admin.
+    pub fn single_user(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Refuse single-user mode on a non-loopback address unless `--allow-anonymous`.
+    pub fn check_exposure(&self) -> Result<(), StartError> {
+        if self.single_user() && !self.listen.ip().is_loopback() && !self.allow_anonymous {
+            return Err(StartError::Other(format!(
+                "refusing to serve {} without callers: with no [[users]] every caller is an admin. \
+                 Add [[users]] with API keys to the config file, listen on a loopback address, \
+                 or pass --allow-anonymous",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    openai: Option<OpenAiSection>,
+    #[serde(default)]
+    users: Vec<UserEntry>,
+    #[serde(default)]
+    models: Vec<ModelEntry>,
+}
+
+impl FileConfig {
+    fn read(path: &Path) -> Result<Self, StartError> {
+        let text = std::fs::read_to_string(path).map_err(|e| StartError::File {
+            path: path.to_owned(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        toml::from_str(&text).map_err(|e| StartError::File {
+            path: path.to_owned(),
+            message: format!("invalid config file: {}", e.message().trim()).replace('\n', " ")
+                + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+        })
+    }
+}
+
+/// Seconds, or `""` for none (as the environment variables allow).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Whole(u64),
+    Text(String),
+}
+
+impl Seconds {
+    fn into_duration(self, key: &str, zero_is_none: bool) -> Result<Option<Duration>, ConfigError> {
+        match self {
+            Seconds::Whole(0) if zero_is_none => Ok(None),
+            Seconds::Whole(n) => Ok(Some(Duration::from_secs(n))),
+            Seconds::Text(t) if t.trim().is_empty() => Ok(None),
+            Seconds::Text(t) => Err(ConfigError::new(key, format!("{t:?} is not a whole number of seconds"))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenAiSection {
+    enable: Option<bool>,
+    base_urls: Option<Vec<String>>,
+    keys: Option<Vec<String>>,
+    models_cache_ttl: Option<Seconds>,
+    timeout: Option<Seconds>,
+    timeout_model_list: Option<Seconds>,
+    ssl_verify: Option<bool>,
+    bypass_model_access_control: Option<bool>,
+    forward_user_info_headers: Option<bool>,
+    configs: Option<Map<String, Value>>,
+}
+
+impl OpenAiSection {
+    fn into_source(self, in_file: &dyn Fn(&str) -> String) -> Result<SettingsSource, ConfigError> {
+        let seconds = |v: Option<Seconds>, key: &str, zero_is_none: bool| {
+            v.map(|s| s.into_duration(&in_file(key), zero_is_none)).transpose()
+        };
+        Ok(SettingsSource {
+            enable: self.enable,
+            base_urls: self.base_urls,
+            keys: self.keys.map(|k| k.into_iter().map(ApiKey::new).collect()),
+            configs: self.configs,
+            timeout: seconds(self.timeout, "openai.timeout", true)?,
+            timeout_model_list: seconds(self.timeout_model_list, "openai.timeout_model_list", true)?,
+            ssl_verify: self.ssl_verify,
+            models_cache_ttl: seconds(self.models_cache_ttl, "openai.models_cache_ttl", false)?,
+            bypass_model_access_control: self.bypass_model_access_control,
+            forward_user_info_headers: self.forward_user_info_headers,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: String,
+    #[serde(default = "default_role")]
+    role: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    api_key: Option<String>,
+    api_key_sha256: Option<String>,
+}
+
+fn default_role() -> String {
+    "user".to_owned()
+}
+
+fn users_from(entries: Vec<UserEntry>, in_file: &dyn Fn(&str) -> String) -> Result<Vec<UserRecord>, ConfigError> {
+    let mut ids = HashSet::new();
+    let mut digests = HashSet::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let field = |member: &str| in_file(&format!("users[{i}].{member}"));
+        if e.id.trim().is_empty() {
+            return Err(ConfigError::new(field("id"), "must not be empty"));
+        }
+        if !ids.insert(e.id.clone()) {
+            return Err(ConfigError::new(field("id"), format!("{:?} is used by another user", e.id)));
+        }
+        let role = Role::parse(&e.role)
+            .ok_or_else(|| ConfigError::new(field("role"), "must be \"user\" or \"admin\""))?;
+        let digest = match (e.api_key, e.api_key_sha256) {
+            (Some(key), None) if !key.is_empty() => super::identity::digest(key.as_bytes()),
+            (None, Some(hex)) => parse_sha256(&hex)
+                .ok_or_else(|| ConfigError::new(field("api_key_sha256"), "must be 64 hexadecimal digits"))?,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(field("api_key"), "give api_key or api_key_sha256, not both"));
+            }
+            _ => return Err(ConfigError::new(field("api_key"), "each user needs a non-empty api_key or an api_key_sha256")),
+        };
+        if !digests.insert(digest) {
+            return Err(ConfigError::new(field("api_key"), "the same key is given to another user"));
+        }
+        out.push(UserRecord {
+            user: tower_openai_core::User {
+                name: e.name.unwrap_or_else(|| e.id.clone()),
+                id: e.id,
+                email: e.email,
+                role,
+                groups: e.groups,
+            },
+            key: KeyDigest::Sha256(digest),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    id: String,
+    owner: String,
+    #[serde(default)]
+    access: Option<AccessEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AccessEntry {
+    Named(String),
+    Read {
+        #[serde(default)]
+        read_groups: Vec<String>,
+        #[serde(default)]
+        read_users: Vec<String>,
+    },
+}
+
+fn models_from(entries: Vec<ModelEntry>, in_file: &dyn Fn(&str) -> String) -> Result<Vec<ModelRecord>, ConfigError> {
+    let mut ids = HashSet::new();
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let field = |member: &str| in_file(&format!("models[{i}].{member}"));
+            if e.id.is_empty() {
+                return Err(ConfigError::new(field("id"), "must not be empty"));
+            }
+            if !ids.insert(e.id.clone()) {
+                return Err(ConfigError::new(field("id"), format!("{:?} has another record", e.id)));
+            }
+            let access = match e.access {
+                None => ModelAccess::Public,
+                Some(AccessEntry::Named(n)) if n == "public" => ModelAccess::Public,
+                Some(AccessEntry::Named(n)) if n == "private" => ModelAccess::Private,
+                Some(AccessEntry::Named(_)) => {
+                    return Err(ConfigError::new(
+                        field("access"),
+                        "must be \"public\", \"private\" or { read_groups = [...], read_users = [...] }",
+                    ));
+                }
+                Some(AccessEntry::Read { read_groups, read_users }) => ModelAccess::Read {
+                    groups: read_groups,
+                    users: read_users,
+                },
+            };
+            Ok(ModelRecord {
+                id: e.id,
+                owner: e.owner,
+                access,
+            })
+        })
+        .collect()
+}

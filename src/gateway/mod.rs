@@ -1,0 +1,177 @@
+//! The `openai-gateway` application, built from the layers.
+//!
+//! [`Gateway::new`] validates a [`GatewayConfig`] (nothing starts half-configured), and
+//! [`Gateway::app`] assembles the one stack that `main`, the tests and the examples all
+//! serve. [`run`] is `main`'s whole body.
+
+mod cli;
+mod config;
+mod demo;
+mod identity;
+mod router;
+mod server;
+mod stack;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_openai_core::SettingsHandle;
+use tower_openai_test_util::MockUpstream;
+use tower_openai_upstream::Upstream;
+
+pub use self::cli::Args;
+pub use self::config::{
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, GatewayConfig, KeyDigest, ModelAccess, ModelRecord,
+    StartError, UserRecord,
+};
+pub use self::identity::Callers;
+pub use self::server::shutdown_signal;
+pub use self::stack::App;
+
+/// A configured gateway, ready to serve.
+#[derive(Debug)]
+pub struct Gateway {
+    config: GatewayConfig,
+    settings: SettingsHandle,
+    callers: Callers,
+    upstream: Upstream,
+    demo: Option<MockUpstream>,
+}
+
+impl Gateway {
+    /// Validate `config` and prepare the gateway (starting the demo upstream if asked).
+    pub async fn new(mut config: GatewayConfig) -> Result<Self, StartError> {
+        config.check_exposure()?;
+        let demo = if config.demo {
+            let mock = demo::start().await;
+            config.settings = demo::with_mock(std::mem::take(&mut config.settings), &mock.url());
+            Some(mock)
+        } else {
+            None
+        };
+        let settings = SettingsHandle::new(config.settings.clone().build()?);
+        Ok(Self {
+            callers: Callers::new(&config.users),
+            upstream: Upstream::new(),
+            settings,
+            config,
+            demo,
+        })
+    }
+
+    /// The gateway's service: what hyper serves. Cheap to clone.
+    pub fn app(&self) -> App {
+        stack::app(self)
+    }
+
+    /// The live settings.
+    pub fn settings(&self) -> &SettingsHandle {
+        &self.settings
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The demo upstream's URL, in `--demo` mode.
+    pub fn demo_url(&self) -> Option<String> {
+        self.demo.as_ref().map(MockUpstream::url)
+    }
+
+    /// Bind the configured address.
+    pub async fn bind(&self) -> Result<TcpListener, StartError> {
+        TcpListener::bind(self.config.listen)
+            .await
+            .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", self.config.listen)))
+    }
+
+    /// Serve on `listener` until `shutdown` resolves, then drain (see [`GatewayConfig::shutdown_grace`]).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let app = self.app();
+        let grace = self.config.shutdown_grace;
+        server::serve(listener, app, shutdown, grace).await;
+        drop(self);
+    }
+
+    /// Bind and serve in the background (tests and examples): returns the bound address and
+    /// a handle that shuts the server down.
+    pub async fn spawn(self) -> Result<RunningGateway, StartError> {
+        let listener = self.bind().await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Other(format!("no local address: {e}")))?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Ok(RunningGateway {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+}
+
+/// A gateway serving in the background. Dropping it shuts the server down.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// The address it serves on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR/v1`.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Stop accepting and wait (at most `limit`) for the requests in flight to finish.
+    /// Whether the server stopped within `limit`.
+    pub async fn shutdown(mut self, limit: Duration) -> bool {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(limit, &mut self.task).await.is_ok()
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `main`'s body: load the configuration, start, serve until SIGINT/SIGTERM.
+pub async fn run(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<(), StartError> {
+    let config = GatewayConfig::load(&args, env)?;
+    let gateway = Gateway::new(config).await?;
+    let listener = gateway.bind().await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Other(format!("no local address: {e}")))?;
+    if let Some(mock) = gateway.demo_url() {
+        println!("{}", demo::banner(addr, &mock));
+    }
+    let settings = gateway.settings().load();
+    tracing::info!(
+        %addr,
+        connections = settings.connections().len(),
+        users = gateway.config().users.len(),
+        "openai-gateway listening"
+    );
+    gateway.serve(listener, shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Routing: `/healthz`, and the OpenAI API under both `/v1` and `/openai`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use tower::Service;
+use tower_openai_core::{Body, BoxBody, ErrorResponse, OriginalUri};
+
+use super::identity::Callers;
+use super::stack::Api;
+
+/// The API prefixes; both serve the same routes (GATEWAY contract).
+const PREFIXES: [&str; 2] = ["/v1", "/openai"];
+
+/// Routes a request and identifies its caller.
+#[derive(Clone, Debug)]
+pub(crate) struct Router {
+    api: Api,
+    callers: Callers,
+}
+
+impl Router {
+    pub(crate) fn new(api: Api, callers: Callers) -> Self {
+        Self { api, callers }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+fn error(err: ErrorResponse) -> Response<BoxBody> {
+    err.into_response()
+        .map(|b| b.map_err(|never| match never {}).boxed_unsync())
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response<BoxBody> {
+    let mut res = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The path below an API prefix (`/v1/chat/completions` → `/chat/completions`).
+fn strip_prefix(path: &str) -> Option<&str> {
+    PREFIXES.iter().find_map(|prefix| {
+        let rest = path.strip_prefix(prefix)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    })
+}
+
+impl Service<Request<Body>> for Router {
+    type Response = Response<BoxBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<BoxBody>, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.api.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let path = req.uri().path();
+        if path == "/healthz" {
+            return Box::pin(async { Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)) });
+        }
+        let Some(rest) = strip_prefix(path) else {
+            let message = format!("Unknown path {path:?}: the API is served under /v1 and /openai");
+            return Box::pin(async move {
+                Ok(error(ErrorResponse::not_found(message).with_code("unknown_url")))
+            });
+        };
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let pq = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        let user = match self.callers.identify(req.headers()) {
+            Ok(user) => user,
+            Err(e) => return Box::pin(async move { Ok(error(e)) }),
+        };
+        let original = req.uri().clone();
+        let mut parts = original.clone().into_parts();
+        parts.path_and_query = PathAndQuery::try_from(pq).ok();
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        req.extensions_mut().insert(OriginalUri(original));
+        req.extensions_mut().insert(user);
+        // `poll_ready` readied `self.api`; call it, and leave a fresh clone for the next call.
+        let clone = self.api.clone();
+        let mut api = std::mem::replace(&mut self.api, clone);
+        Box::pin(async move { api.call(req).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_prefix;
+
+    #[test]
+    fn prefixes_are_whole_segments() {
+        assert_eq!(strip_prefix("/v1/chat/completions"), Some("/chat/completions"));
+        assert_eq!(strip_prefix("/openai/models"), Some("/models"));
+        assert_eq!(strip_prefix("/v1"), Some(""));
+        assert_eq!(strip_prefix("/v10/models"), None);
+        assert_eq!(strip_prefix("/openaix"), None);
+        assert_eq!(strip_prefix("/models"), None);
+    }
+}
