@@ -150,10 +150,11 @@ impl GatewayConfig {
     /// Load from the command line, the environment (read through `env`) and the TOML file
     /// the command line or `GATEWAY_CONFIG` names.
     pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, StartError> {
-        let config_path = args
-            .config
-            .clone()
-            .or_else(|| env("GATEWAY_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        let config_path = args.config.clone().or_else(|| {
+            env("GATEWAY_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
         let file = match &config_path {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
@@ -167,11 +168,18 @@ impl GatewayConfig {
             .listen
             .clone()
             .map(|v| ("--listen", v))
-            .or_else(|| env("GATEWAY_LISTEN").filter(|v| !v.is_empty()).map(|v| ("GATEWAY_LISTEN", v)))
+            .or_else(|| {
+                env("GATEWAY_LISTEN")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| ("GATEWAY_LISTEN", v))
+            })
             .or_else(|| file.listen.clone().map(|v| ("listen", v)))
             .unwrap_or(("listen", DEFAULT_LISTEN.to_owned()));
         let listen: SocketAddr = listen_raw.1.parse().map_err(|_| {
-            ConfigError::new(listen_raw.0, format!("{:?} is not an address like 127.0.0.1:8080", listen_raw.1))
+            ConfigError::new(
+                listen_raw.0,
+                format!("{:?} is not an address like 127.0.0.1:8080", listen_raw.1),
+            )
         })?;
 
         let data_dir = args
@@ -181,10 +189,16 @@ impl GatewayConfig {
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
 
-        let max_body_bytes = match (args.max_body_bytes, env("GATEWAY_MAX_BODY_BYTES").filter(|v| !v.is_empty())) {
+        let max_body_bytes = match (
+            args.max_body_bytes,
+            env("GATEWAY_MAX_BODY_BYTES").filter(|v| !v.is_empty()),
+        ) {
             (Some(n), _) => n,
             (None, Some(v)) => v.trim().parse().map_err(|_| {
-                ConfigError::new("GATEWAY_MAX_BODY_BYTES", format!("{v:?} is not a whole number of bytes"))
+                ConfigError::new(
+                    "GATEWAY_MAX_BODY_BYTES",
+                    format!("{v:?} is not a whole number of bytes"),
+                )
             })?,
             (None, None) => file.max_body_bytes.unwrap_or(DEFAULT_LIMIT),
         };
@@ -192,7 +206,8 @@ impl GatewayConfig {
             return Err(ConfigError::new("--max-body-bytes", "must be more than 0").into());
         }
 
-        let persistent_config = env("ENABLE_PERSISTENT_CONFIG").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+        let persistent_config =
+            env("ENABLE_PERSISTENT_CONFIG").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
 
         let file_settings = file.openai.unwrap_or_default().into_source(&in_file)?;
         let settings = SettingsSource::from_env(env)?.or(file_settings);
@@ -254,7 +269,9 @@ impl FileConfig {
         toml::from_str(&text).map_err(|e| StartError::File {
             path: path.to_owned(),
             message: format!("invalid config file: {}", e.message().trim()).replace('\n', " ")
-                + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default(),
         })
     }
 }
@@ -273,7 +290,10 @@ impl Seconds {
             Seconds::Whole(0) if zero_is_none => Ok(None),
             Seconds::Whole(n) => Ok(Some(Duration::from_secs(n))),
             Seconds::Text(t) if t.trim().is_empty() => Ok(None),
-            Seconds::Text(t) => Err(ConfigError::new(key, format!("{t:?} is not a whole number of seconds"))),
+            Seconds::Text(t) => Err(ConfigError::new(
+                key,
+                format!("{t:?} is not a whole number of seconds"),
+            )),
         }
     }
 }
@@ -296,7 +316,8 @@ struct OpenAiSection {
 impl OpenAiSection {
     fn into_source(self, in_file: &dyn Fn(&str) -> String) -> Result<SettingsSource, ConfigError> {
         let seconds = |v: Option<Seconds>, key: &str, zero_is_none: bool| {
-            v.map(|s| s.into_duration(&in_file(key), zero_is_none)).transpose()
+            v.map(|s| s.into_duration(&in_file(key), zero_is_none))
+                .transpose()
         };
         Ok(SettingsSource {
             enable: self.enable,
@@ -304,7 +325,11 @@ impl OpenAiSection {
             keys: self.keys.map(|k| k.into_iter().map(ApiKey::new).collect()),
             configs: self.configs,
             timeout: seconds(self.timeout, "openai.timeout", true)?,
-            timeout_model_list: seconds(self.timeout_model_list, "openai.timeout_model_list", true)?,
+            timeout_model_list: seconds(
+                self.timeout_model_list,
+                "openai.timeout_model_list",
+                true,
+            )?,
             ssl_verify: self.ssl_verify,
             models_cache_ttl: seconds(self.models_cache_ttl, "openai.models_cache_ttl", false)?,
             bypass_model_access_control: self.bypass_model_access_control,
@@ -333,7 +358,10 @@ fn default_role() -> String {
     "user".to_owned()
 }
 
-fn users_from(entries: Vec<UserEntry>, in_file: &dyn Fn(&str) -> String) -> Result<Vec<UserRecord>, ConfigError> {
+fn users_from(
+    entries: Vec<UserEntry>,
+    in_file: &dyn Fn(&str) -> String,
+) -> Result<Vec<UserRecord>, ConfigError> {
     let mut ids = HashSet::new();
     let mut digests = HashSet::new();
     let mut out = Vec::with_capacity(entries.len());
@@ -343,21 +371,36 @@ fn users_from(entries: Vec<UserEntry>, in_file: &dyn Fn(&str) -> String) -> Resu
             return Err(ConfigError::new(field("id"), "must not be empty"));
         }
         if !ids.insert(e.id.clone()) {
-            return Err(ConfigError::new(field("id"), format!("{:?} is used by another user", e.id)));
+            return Err(ConfigError::new(
+                field("id"),
+                format!("{:?} is used by another user", e.id),
+            ));
         }
         let role = Role::parse(&e.role)
             .ok_or_else(|| ConfigError::new(field("role"), "must be \"user\" or \"admin\""))?;
         let digest = match (e.api_key, e.api_key_sha256) {
             (Some(key), None) if !key.is_empty() => super::identity::digest(key.as_bytes()),
-            (None, Some(hex)) => parse_sha256(&hex)
-                .ok_or_else(|| ConfigError::new(field("api_key_sha256"), "must be 64 hexadecimal digits"))?,
+            (None, Some(hex)) => parse_sha256(&hex).ok_or_else(|| {
+                ConfigError::new(field("api_key_sha256"), "must be 64 hexadecimal digits")
+            })?,
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new(field("api_key"), "give api_key or api_key_sha256, not both"));
+                return Err(ConfigError::new(
+                    field("api_key"),
+                    "give api_key or api_key_sha256, not both",
+                ));
             }
-            _ => return Err(ConfigError::new(field("api_key"), "each user needs a non-empty api_key or an api_key_sha256")),
+            _ => {
+                return Err(ConfigError::new(
+                    field("api_key"),
+                    "each user needs a non-empty api_key or an api_key_sha256",
+                ));
+            }
         };
         if !digests.insert(digest) {
-            return Err(ConfigError::new(field("api_key"), "the same key is given to another user"));
+            return Err(ConfigError::new(
+                field("api_key"),
+                "the same key is given to another user",
+            ));
         }
         out.push(UserRecord {
             user: tower_openai_core::User {
@@ -406,7 +449,10 @@ enum AccessEntry {
     },
 }
 
-fn models_from(entries: Vec<ModelEntry>, in_file: &dyn Fn(&str) -> String) -> Result<Vec<ModelRecord>, ConfigError> {
+fn models_from(
+    entries: Vec<ModelEntry>,
+    in_file: &dyn Fn(&str) -> String,
+) -> Result<Vec<ModelRecord>, ConfigError> {
     let mut ids = HashSet::new();
     entries
         .into_iter()

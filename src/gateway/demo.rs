@@ -74,16 +74,27 @@ mod tests {
             ..Default::default()
         };
         let s = with_mock(source, "http://mock/v1").build().unwrap();
-        assert_eq!(s.base_urls(), ["http://mock/v1", "http://a/v1", "http://b/v1"]);
+        assert_eq!(
+            s.base_urls(),
+            ["http://mock/v1", "http://a/v1", "http://b/v1"]
+        );
         assert_eq!(s.connection(0).unwrap().key().expose(), "");
         assert_eq!(s.connection(2).unwrap().key().expose(), "kb");
-        assert_eq!(s.connection(2).unwrap().config().prefix_id.as_deref(), Some("b"));
-        assert_eq!(s.connection(1).unwrap().config().prefix_id.as_deref(), Some("a"));
+        assert_eq!(
+            s.connection(2).unwrap().config().prefix_id.as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            s.connection(1).unwrap().config().prefix_id.as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
     fn with_nothing_configured_the_mock_is_the_only_connection() {
-        let s = with_mock(SettingsSource::default(), "http://mock/v1").build().unwrap();
+        let s = with_mock(SettingsSource::default(), "http://mock/v1")
+            .build()
+            .unwrap();
         assert_eq!(s.base_urls(), ["http://mock/v1"]);
     }
 }

@@ -45,8 +45,10 @@ fn json(status: StatusCode, body: &'static str) -> Response<BoxBody> {
             .boxed_unsync(),
     );
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -76,7 +78,9 @@ impl Service<Request<Body>> for Router {
         let Some(rest) = strip_prefix(path) else {
             let message = format!("Unknown path {path:?}: the API is served under /v1 and /openai");
             return Box::pin(async move {
-                Ok(error(ErrorResponse::not_found(message).with_code("unknown_url")))
+                Ok(error(
+                    ErrorResponse::not_found(message).with_code("unknown_url"),
+                ))
             });
         };
         let rest = if rest.is_empty() { "/" } else { rest };
@@ -109,7 +113,10 @@ mod tests {
 
     #[test]
     fn prefixes_are_whole_segments() {
-        assert_eq!(strip_prefix("/v1/chat/completions"), Some("/chat/completions"));
+        assert_eq!(
+            strip_prefix("/v1/chat/completions"),
+            Some("/chat/completions")
+        );
         assert_eq!(strip_prefix("/openai/models"), Some("/models"));
         assert_eq!(strip_prefix("/v1"), Some(""));
         assert_eq!(strip_prefix("/v10/models"), None);

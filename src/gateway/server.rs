@@ -48,7 +48,9 @@ pub(crate) async fn serve(
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             app.clone().oneshot(req.map(Body::new))
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

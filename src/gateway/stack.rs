@@ -48,9 +48,10 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         // OpenAI API is disabled.
         .layer(DefaultConnectionLayer)
         .service(gateway.upstream.clone());
-    let api: Api = BoxCloneSyncService::new(
-        ServiceExt::<Request<Body>>::map_response(api, |res| res.map(box_body)),
-    );
+    let api: Api =
+        BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(api, |res| {
+            res.map(box_body)
+        }));
 
     let sensitive: Arc<[HeaderName]> = Arc::new([
         header::AUTHORIZATION,
@@ -135,8 +136,11 @@ where
             }
             None => Box::pin(async {
                 Ok(ResponseBody::rejected(
-                    ErrorResponse::new(http::StatusCode::SERVICE_UNAVAILABLE, "OpenAI API is disabled")
-                        .with_code("api_disabled"),
+                    ErrorResponse::new(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "OpenAI API is disabled",
+                    )
+                    .with_code("api_disabled"),
                 ))
             }),
         }

@@ -274,7 +274,11 @@ impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             UpstreamErrorKind::Connect => {
-                write!(f, "could not connect to upstream connection {}", self.connection)
+                write!(
+                    f,
+                    "could not connect to upstream connection {}",
+                    self.connection
+                )
             }
             UpstreamErrorKind::Timeout => write!(
                 f,
@@ -291,7 +295,9 @@ impl fmt::Display for UpstreamError {
 
 impl StdError for UpstreamError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

@@ -522,9 +522,16 @@ fn path_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let recorded = RecordedRequest {
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
@@ -543,12 +550,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
         .iter()
         .rev()
         .find(|r| {
-            r.method.as_ref().is_none_or(|m| *m == recorded.method) && path_matches(&r.path, &recorded.path)
+            r.method.as_ref().is_none_or(|m| *m == recorded.method)
+                && path_matches(&r.path, &recorded.path)
         })
         .map(|r| r.reply.clone())
         .unwrap_or(Reply::Default);
 
-    let mut guard = AbandonGuard { state: state.clone(), done: false };
+    let mut guard = AbandonGuard {
+        state: state.clone(),
+        done: false,
+    };
     let res = respond(&state, &recorded, reply).await;
     guard.done = true;
     Ok(res)
@@ -561,16 +572,27 @@ fn respond<'a>(
 ) -> Pin<Box<dyn std::future::Future<Output = Response<MockBody>> + Send + 'a>> {
     Box::pin(async move {
         match reply {
-            Reply::Json { status, body, headers } => {
+            Reply::Json {
+                status,
+                body,
+                headers,
+            } => {
                 let mut res = json_response(status, &body);
                 for (k, v) in headers {
-                    if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                    if let (Ok(k), Ok(v)) = (
+                        header::HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(&v),
+                    ) {
                         res.headers_mut().append(k, v);
                     }
                 }
                 res
             }
-            Reply::Bytes { status, content_type, body } => {
+            Reply::Bytes {
+                status,
+                content_type,
+                body,
+            } => {
                 let mut res = Response::new(full(body));
                 *res.status_mut() = status;
                 if let Ok(ct) = HeaderValue::from_str(&content_type) {
@@ -590,14 +612,18 @@ fn respond<'a>(
 }
 
 fn full(bytes: impl Into<Bytes>) -> MockBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<MockBody> {
     let mut res = Response::new(full(body.to_string()));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -636,8 +662,12 @@ fn builtin(state: &Arc<State>, req: &RecordedRequest) -> Response<MockBody> {
                 .pointer("/stream_options/include_usage")
                 .and_then(Value::as_bool)
                 == Some(true);
-            let sse = Sse::chat(&model, &["Hello", " from", " the", " mock", " upstream."], usage)
-                .gap(state.config.default_gap);
+            let sse = Sse::chat(
+                &model,
+                &["Hello", " from", " the", " mock", " upstream."],
+                usage,
+            )
+            .gap(state.config.default_gap);
             return sse_response(state.clone(), sse);
         }
         return json_response(
@@ -718,7 +748,9 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
     }
 }
 
@@ -729,7 +761,9 @@ fn sse_response(state: Arc<State>, sse: Sse) -> Response<MockBody> {
         let closed = |state: &State| state.disconnected();
         for (i, event) in sse.events.iter().enumerate() {
             if sse.reset_after == Some(i) {
-                let _ = tx.send(Err(std::io::Error::other("mock: reset mid-stream"))).await;
+                let _ = tx
+                    .send(Err(std::io::Error::other("mock: reset mid-stream")))
+                    .await;
                 return;
             }
             if sse.hang_after == Some(i) {
@@ -743,16 +777,27 @@ fn sse_response(state: Arc<State>, sse: Sse) -> Response<MockBody> {
                     _ = tx.closed() => { closed(&state); return; }
                 }
             }
-            if tx.send(Ok(Bytes::from(format!("data: {event}\n\n")))).await.is_err() {
+            if tx
+                .send(Ok(Bytes::from(format!("data: {event}\n\n"))))
+                .await
+                .is_err()
+            {
                 closed(&state);
                 return;
             }
         }
         if sse.reset_after == Some(sse.events.len()) {
-            let _ = tx.send(Err(std::io::Error::other("mock: reset mid-stream"))).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("mock: reset mid-stream")))
+                .await;
             return;
         }
-        if sse.done && tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await.is_err() {
+        if sse.done
+            && tx
+                .send(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
+                .await
+                .is_err()
+        {
             closed(&state);
         }
     });
@@ -770,8 +815,14 @@ mod tests {
 
     #[test]
     fn patterns_match_one_segment_per_star() {
-        assert!(path_matches("/openai/deployments/*/chat/completions", "/openai/deployments/d1/chat/completions"));
-        assert!(!path_matches("/openai/deployments/*/chat/completions", "/openai/deployments/chat/completions"));
+        assert!(path_matches(
+            "/openai/deployments/*/chat/completions",
+            "/openai/deployments/d1/chat/completions"
+        ));
+        assert!(!path_matches(
+            "/openai/deployments/*/chat/completions",
+            "/openai/deployments/chat/completions"
+        ));
         assert!(path_matches("/v1/models", "/v1/models"));
         assert!(!path_matches("/v1/models", "/v1/models/x"));
     }

@@ -72,7 +72,12 @@ impl SseState {
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, timeout: Option<Duration>, connection: usize, sse: bool) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        timeout: Option<Duration>,
+        connection: usize,
+        sse: bool,
+    ) -> Self {
         Self {
             inner,
             idle: timeout.map(|t| tokio::time::sleep(t)),
@@ -156,7 +161,8 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || (self.inner.is_end_stream() && self.sse.as_ref().is_none_or(|s| s.pending.is_none()))
+        self.done
+            || (self.inner.is_end_stream() && self.sse.as_ref().is_none_or(|s| s.pending.is_none()))
     }
 
     fn size_hint(&self) -> SizeHint {

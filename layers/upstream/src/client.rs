@@ -60,7 +60,9 @@ impl Clients {
             .with_no_client_auth();
         config
             .dangerous()
-            .set_certificate_verifier(Arc::new(NoVerification(provider.signature_verification_algorithms)));
+            .set_certificate_verifier(Arc::new(NoVerification(
+                provider.signature_verification_algorithms,
+            )));
         let unverified = HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()

@@ -40,7 +40,11 @@ enum State {
 }
 
 impl ResponseFuture {
-    pub(crate) fn new(response: ClientFuture, timeout: Option<Duration>, connection: usize) -> Self {
+    pub(crate) fn new(
+        response: ClientFuture,
+        timeout: Option<Duration>,
+        connection: usize,
+    ) -> Self {
         Self {
             state: State::Waiting {
                 response,
@@ -75,15 +79,19 @@ impl Future for ResponseFuture {
                 if let Poll::Ready(result) = response.poll(cx) {
                     return Poll::Ready(match result {
                         Ok(res) => Ok(relay(res, *timeout, *connection)),
-                        Err(e) if e.is_connect() => Err(UpstreamError::connect(*connection, e).into()),
+                        Err(e) if e.is_connect() => {
+                            Err(UpstreamError::connect(*connection, e).into())
+                        }
                         Err(e) => Err(UpstreamError::protocol(*connection, e).into()),
                     });
                 }
                 if let Some(idle) = idle.as_pin_mut() {
                     if idle.poll(cx).is_ready() {
-                        return Poll::Ready(Err(
-                            UpstreamError::timeout(*connection, timeout.unwrap_or_default()).into()
-                        ));
+                        return Poll::Ready(Err(UpstreamError::timeout(
+                            *connection,
+                            timeout.unwrap_or_default(),
+                        )
+                        .into()));
                     }
                 }
                 Poll::Pending
@@ -92,7 +100,11 @@ impl Future for ResponseFuture {
     }
 }
 
-fn relay(res: Response<Incoming>, timeout: Option<Duration>, connection: usize) -> Response<ResponseBody> {
+fn relay(
+    res: Response<Incoming>,
+    timeout: Option<Duration>,
+    connection: usize,
+) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     let sse = is_event_stream(&parts.headers);
     scrub_response(&mut parts.headers, sse);

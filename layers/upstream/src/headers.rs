@@ -69,7 +69,11 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 #[cfg(test)]
@@ -80,7 +84,12 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -124,7 +133,10 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort();
         assert_eq!(left, ["content-type", "x-request-id"]);
-        let mut plain = map(&[("content-length", "10"), ("content-type", "application/json")]);
+        let mut plain = map(&[
+            ("content-length", "10"),
+            ("content-type", "application/json"),
+        ]);
         assert!(!is_event_stream(&plain));
         scrub_response(&mut plain, false);
         assert_eq!(plain["content-length"], "10");

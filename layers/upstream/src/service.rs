@@ -5,7 +5,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
-use tower_openai_core::{Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders};
+use tower_openai_core::{
+    Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
+};
 use tower_service::Service;
 
 use crate::client::{ClientOptions, Clients};
@@ -96,7 +98,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        let Some(SelectedConnection(connection)) = parts.extensions.remove::<SelectedConnection>() else {
+        let Some(SelectedConnection(connection)) = parts.extensions.remove::<SelectedConnection>()
+        else {
             return ResponseFuture::failed(NoConnectionSelected.into());
         };
         let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -109,11 +112,14 @@ where
         let body = match parts.extensions.remove::<Payload>() {
             Some(payload) => {
                 let bytes = payload.to_bytes();
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 if !parts.headers.contains_key(header::CONTENT_TYPE) {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    parts.headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
                 }
                 Body::from(bytes)
             }
@@ -136,7 +142,10 @@ where
                 }
             }
         }
-        for name in [header::AUTHORIZATION, header::HeaderName::from_static("api-key")] {
+        for name in [
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("api-key"),
+        ] {
             if let Some(v) = parts.headers.get_mut(&name) {
                 v.set_sensitive(true);
             }

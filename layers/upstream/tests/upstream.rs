@@ -1,5 +1,7 @@
 //! The upstream service over real sockets, against the mock upstream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,12 +52,14 @@ fn json_post(path: &str, body: &'static str) -> Request<Full<Bytes>> {
 async fn joins_base_url_path_and_query_and_forwards_the_payload_byte_for_byte() {
     let mock = MockUpstream::start().await;
     let s = settings(&format!("{}/", mock.url())); // a trailing slash joins cleanly
-    let raw = "{ \"model\": \"gpt-4o-mini\",\n  \"messages\": [] , \"x-unknown\": {\"kept\": true}}";
+    let raw =
+        "{ \"model\": \"gpt-4o-mini\",\n  \"messages\": [] , \"x-unknown\": {\"kept\": true}}";
     let mut req = Request::post("/chat/completions?trace=1&b=2")
         .header("content-type", "application/json")
         .body(Full::default())
         .unwrap();
-    req.extensions_mut().insert(Payload::new(Bytes::from_static(raw.as_bytes())));
+    req.extensions_mut()
+        .insert(Payload::new(Bytes::from_static(raw.as_bytes())));
     let res = send(&s, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&body_text(res).await).unwrap();
@@ -65,16 +69,23 @@ async fn joins_base_url_path_and_query_and_forwards_the_payload_byte_for_byte() 
     assert_eq!(seen.path, "/v1/chat/completions");
     assert_eq!(seen.query.as_deref(), Some("trace=1&b=2"));
     assert_eq!(&seen.body[..], raw.as_bytes());
-    assert_eq!(seen.header("content-length"), Some(raw.len().to_string().as_str()));
+    assert_eq!(
+        seen.header("content-length"),
+        Some(raw.len().to_string().as_str())
+    );
 }
 
 #[tokio::test]
 async fn a_changed_payload_is_serialized_once_with_its_new_length() {
     let mock = MockUpstream::start().await;
     let s = settings(&mock.url());
-    let mut payload = Payload::new(Bytes::from_static(br#"{"model":"p.gpt-4o-mini","max_tokens":3}"#));
+    let mut payload = Payload::new(Bytes::from_static(
+        br#"{"model":"p.gpt-4o-mini","max_tokens":3}"#,
+    ));
     payload.set("model", "gpt-4o-mini").unwrap();
-    let mut req = Request::post("/chat/completions").body(Full::default()).unwrap();
+    let mut req = Request::post("/chat/completions")
+        .body(Full::default())
+        .unwrap();
     req.extensions_mut().insert(payload);
     assert_eq!(send(&s, req).await.status(), StatusCode::OK);
     let seen = mock.last_request().unwrap();
@@ -90,14 +101,18 @@ async fn a_streaming_request_body_is_forwarded_untouched() {
         .start()
         .await;
     let s = settings(&mock.url());
-    let multipart = "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n";
+    let multipart =
+        "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n";
     let req = Request::post("/audio/transcriptions")
         .header("content-type", "multipart/form-data; boundary=b")
         .body(Full::from(multipart))
         .unwrap();
     assert_eq!(send(&s, req).await.status(), StatusCode::OK);
     let seen = mock.last_request().unwrap();
-    assert_eq!(seen.header("content-type"), Some("multipart/form-data; boundary=b"));
+    assert_eq!(
+        seen.header("content-type"),
+        Some("multipart/form-data; boundary=b")
+    );
     assert_eq!(&seen.body[..], multipart.as_bytes());
 }
 
@@ -119,7 +134,10 @@ async fn caller_credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
         .body(Full::default())
         .unwrap();
     let mut extra = HeaderMap::new();
-    extra.insert("authorization", HeaderValue::from_static("Bearer sk-upstream"));
+    extra.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer sk-upstream"),
+    );
     extra.insert("x-added", HeaderValue::from_static("yes"));
     req.extensions_mut().insert(UpstreamHeaders(extra));
     assert_eq!(send(&s, req).await.status(), StatusCode::OK);
@@ -128,7 +146,15 @@ async fn caller_credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
     assert_eq!(seen.header("authorization"), Some("Bearer sk-upstream"));
     assert_eq!(seen.header("x-added"), Some("yes"));
     assert_eq!(seen.header("openai-organization"), Some("org-1"));
-    for gone in ["cookie", "api-key", "x-api-key", "proxy-authorization", "x-hop", "te", "accept-encoding"] {
+    for gone in [
+        "cookie",
+        "api-key",
+        "x-api-key",
+        "proxy-authorization",
+        "x-hop",
+        "te",
+        "accept-encoding",
+    ] {
         assert_eq!(seen.header(gone), None, "{gone} reached the upstream");
     }
     assert_eq!(seen.header("host"), Some(mock.addr().to_string().as_str()));
@@ -159,22 +185,36 @@ async fn response_hop_by_hop_headers_and_cookies_are_removed() {
         )
         .start()
         .await;
-    let res = send(&settings(&mock.url()), Request::get("/models").body(Full::default()).unwrap()).await;
+    let res = send(
+        &settings(&mock.url()),
+        Request::get("/models").body(Full::default()).unwrap(),
+    )
+    .await;
     assert_eq!(res.headers()["x-request-id"], "req-1");
     for gone in ["set-cookie", "keep-alive", "proxy-authenticate"] {
-        assert!(!res.headers().contains_key(gone), "{gone} reached the caller");
+        assert!(
+            !res.headers().contains_key(gone),
+            "{gone} reached the caller"
+        );
     }
 }
 
 #[tokio::test]
 async fn upstream_errors_pass_through_with_their_status_and_body() {
     let mock = MockUpstream::builder()
-        .status("/v1/chat/completions", 429, json!({"error": {"message": "slow down", "type": "rate_limit"}}))
+        .status(
+            "/v1/chat/completions",
+            429,
+            json!({"error": {"message": "slow down", "type": "rate_limit"}}),
+        )
         .start()
         .await;
     let res = send(&settings(&mock.url()), json_post("/chat/completions", "{}")).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(body_text(res).await, r#"{"error":{"message":"slow down","type":"rate_limit"}}"#);
+    assert_eq!(
+        body_text(res).await,
+        r#"{"error":{"message":"slow down","type":"rate_limit"}}"#
+    );
 }
 
 #[tokio::test]
@@ -183,33 +223,51 @@ async fn an_unreachable_upstream_is_a_502_json_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let res = send(&settings(&format!("http://127.0.0.1:{port}/v1")), json_post("/chat/completions", "{}")).await;
+    let res = send(
+        &settings(&format!("http://127.0.0.1:{port}/v1")),
+        json_post("/chat/completions", "{}"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(res.headers()["content-type"], "application/json");
     let body: Value = serde_json::from_str(&body_text(res).await).unwrap();
     assert_eq!(body["error"]["code"], "upstream_unavailable");
-    assert!(!body["error"]["message"].as_str().unwrap().contains("127.0.0.1"));
+    assert!(
+        !body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1")
+    );
 }
 
 #[tokio::test]
 async fn a_silent_upstream_is_a_504_json_error_after_the_idle_timeout() {
-    let mock = MockUpstream::builder().never_answer("/v1/chat/completions").start().await;
+    let mock = MockUpstream::builder()
+        .never_answer("/v1/chat/completions")
+        .start()
+        .await;
     let s = settings(&mock.url());
     let mut req = json_post("/chat/completions", "{}");
-    req.extensions_mut().insert(RequestTimeout(Some(Duration::from_millis(200))));
-    let started = std::time::Instant::now();
+    req.extensions_mut()
+        .insert(RequestTimeout(Some(Duration::from_millis(200))));
+    let started = tokio::time::Instant::now();
     let res = send(&s, req).await;
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     let body: Value = serde_json::from_str(&body_text(res).await).unwrap();
     assert_eq!(body["error"]["code"], "upstream_timeout");
     assert!(started.elapsed() >= Duration::from_millis(200));
     // The timed-out request was dropped, and with it the upstream connection.
-    tokio::time::timeout(Duration::from_secs(10), mock.wait_for_disconnects(1)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), mock.wait_for_disconnects(1))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn the_idle_timeout_comes_from_the_connection_settings() {
-    let mock = MockUpstream::builder().never_answer("/v1/chat/completions").start().await;
+    let mock = MockUpstream::builder()
+        .never_answer("/v1/chat/completions")
+        .start()
+        .await;
     let s = SettingsSource {
         base_urls: Some(vec![mock.url()]),
         timeout: Some(Some(Duration::from_secs(1))),
@@ -239,17 +297,24 @@ async fn the_first_sse_event_arrives_before_the_upstream_has_sent_the_last() {
         .unwrap()
         .unwrap();
     let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
-    assert!(text.starts_with("data: ") && text.contains("tok0"), "{text}");
+    assert!(
+        text.starts_with("data: ") && text.contains("tok0"),
+        "{text}"
+    );
     assert_eq!(mock.disconnects(), 0);
 }
 
 #[tokio::test]
 async fn every_event_arrives_in_order_as_sent() {
     let mock = MockUpstream::builder()
-        .sse("/v1/chat/completions", Sse::chunks("m", 20).gap(Duration::from_millis(2)))
+        .sse(
+            "/v1/chat/completions",
+            Sse::chunks("m", 20).gap(Duration::from_millis(2)),
+        )
         .start()
         .await;
-    let text = body_text(send(&settings(&mock.url()), json_post("/chat/completions", "{}")).await).await;
+    let text =
+        body_text(send(&settings(&mock.url()), json_post("/chat/completions", "{}")).await).await;
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(events.len(), 22, "{text}"); // 20 pieces, the finish chunk, [DONE]
     for (i, event) in events.iter().take(20).enumerate() {
@@ -298,23 +363,31 @@ async fn a_stalled_stream_ends_with_a_terminal_error_event_after_the_idle_timeou
         .await;
     let s = settings(&mock.url());
     let mut req = json_post("/chat/completions", "{}");
-    req.extensions_mut().insert(RequestTimeout(Some(Duration::from_millis(300))));
+    req.extensions_mut()
+        .insert(RequestTimeout(Some(Duration::from_millis(300))));
     let text = body_text(send(&s, req).await).await;
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(events.len(), 3, "{text}");
-    assert!(events[2].contains("upstream_stream_error") && events[2].contains("stalled"), "{text}");
+    assert!(
+        events[2].contains("upstream_stream_error") && events[2].contains("stalled"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_long_stream_that_keeps_flowing_outlives_the_idle_timeout() {
     // 12 events 50 ms apart take ~600 ms; the idle timeout is 300 ms.
     let mock = MockUpstream::builder()
-        .sse("/v1/chat/completions", Sse::chunks("m", 12).gap(Duration::from_millis(50)))
+        .sse(
+            "/v1/chat/completions",
+            Sse::chunks("m", 12).gap(Duration::from_millis(50)),
+        )
         .start()
         .await;
     let s = settings(&mock.url());
     let mut req = json_post("/chat/completions", "{}");
-    req.extensions_mut().insert(RequestTimeout(Some(Duration::from_millis(300))));
+    req.extensions_mut()
+        .insert(RequestTimeout(Some(Duration::from_millis(300))));
     let text = body_text(send(&s, req).await).await;
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert!(!text.contains("error"));
@@ -323,15 +396,27 @@ async fn a_long_stream_that_keeps_flowing_outlives_the_idle_timeout() {
 #[tokio::test]
 async fn a_broken_plain_body_fails_instead_of_ending_cleanly() {
     let mock = MockUpstream::builder()
-        .sse("/v1/files", Sse::chunks("m", 3).reset_after(1).content_type("application/json"))
+        .sse(
+            "/v1/files",
+            Sse::chunks("m", 3)
+                .reset_after(1)
+                .content_type("application/json"),
+        )
         .start()
         .await;
-    let res = send(&settings(&mock.url()), Request::get("/files").body(Full::default()).unwrap()).await;
+    let res = send(
+        &settings(&mock.url()),
+        Request::get("/files").body(Full::default()).unwrap(),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     // Not an event stream: the break must surface as a body error (hyper then closes the
     // caller's connection), never as a short body that looks complete.
     let err = res.into_body().collect().await.unwrap_err();
-    assert!(err.to_string().contains("upstream connection 0 failed"), "{err}");
+    assert!(
+        err.to_string().contains("upstream connection 0 failed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -339,7 +424,11 @@ async fn no_selected_connection_is_a_500_not_a_panic() {
     let res = ServiceBuilder::new()
         .layer(RescueLayer::new())
         .service(Upstream::new())
-        .oneshot(Request::get("/models").body(Full::<Bytes>::default()).unwrap())
+        .oneshot(
+            Request::get("/models")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -5,8 +5,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
-use http_body_util::{Limited, combinators::Collect};
 use http_body_util::LengthLimitError;
+use http_body_util::{Limited, combinators::Collect};
 use pin_project::pin_project;
 use tower_service::Service;
 
@@ -26,6 +26,9 @@ where
     state: State<S, B>,
 }
 
+// The collecting state holds the request head; boxing it would cost an allocation per
+// request to save stack space in a future that exists once per request.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = StateProj)]
 enum State<S, B>
 where
@@ -67,7 +70,12 @@ where
         }
     }
 
-    pub(super) fn collecting(collect: Collect<Limited<B>>, parts: Parts, inner: S, limit: usize) -> Self {
+    pub(super) fn collecting(
+        collect: Collect<Limited<B>>,
+        parts: Parts,
+        inner: S,
+        limit: usize,
+    ) -> Self {
         Self {
             state: State::Collecting {
                 collect,
@@ -95,7 +103,9 @@ where
                     return Poll::Ready(ready!(future.poll(cx)).map(ResponseBody::inner));
                 }
                 StateProj::Rejected { error } => {
-                    let error = error.take().unwrap_or_else(|| ErrorResponse::internal("polled after completion"));
+                    let error = error
+                        .take()
+                        .unwrap_or_else(|| ErrorResponse::internal("polled after completion"));
                     return Poll::Ready(Ok(ResponseBody::rejected(error)));
                 }
                 StateProj::Collecting {
@@ -105,10 +115,11 @@ where
                     limit,
                 } => match ready!(collect.poll(cx)) {
                     Ok(collected) => {
-                        let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
-                            return Poll::Ready(Ok(ResponseBody::rejected(ErrorResponse::internal(
-                                "polled after completion",
-                            ))));
+                        let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take())
+                        else {
+                            return Poll::Ready(Ok(ResponseBody::rejected(
+                                ErrorResponse::internal("polled after completion"),
+                            )));
                         };
                         parts.extensions.insert(Payload::new(collected.to_bytes()));
                         let future = inner.call(Request::from_parts(parts, Body::empty()));

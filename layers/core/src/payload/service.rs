@@ -72,13 +72,21 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::collecting(Limited::new(body, self.limit).collect(), parts, inner, self.limit)
+        ResponseFuture::collecting(
+            Limited::new(body, self.limit).collect(),
+            parts,
+            inner,
+            self.limit,
+        )
     }
 }
 
 /// Whether a request's body is one we read as JSON.
 fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
         return false;
     }
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
@@ -96,7 +104,12 @@ fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -128,7 +141,12 @@ mod tests {
 
     #[tokio::test]
     async fn json_bodies_become_a_payload() {
-        for ct in [Some("application/json"), Some("application/json; charset=utf-8"), Some("application/vnd.x+json"), None] {
+        for ct in [
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("application/vnd.x+json"),
+            None,
+        ] {
             let mut req = Request::post("/x");
             if let Some(ct) = ct {
                 req = req.header("content-type", ct);
@@ -145,7 +163,10 @@ mod tests {
             .header("content-type", "multipart/form-data; boundary=x")
             .body(Full::from("--x\r\n..."))
             .unwrap();
-        assert_eq!(send(4, req).await, (StatusCode::OK, "stream:--x\r\n...".into()));
+        assert_eq!(
+            send(4, req).await,
+            (StatusCode::OK, "stream:--x\r\n...".into())
+        );
         let get = Request::get("/models").body(Full::default()).unwrap();
         assert_eq!(send(4, get).await, (StatusCode::OK, "stream:".into()));
     }
@@ -161,16 +182,23 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(body.contains("request_too_large"));
         // Exactly at the limit is fine.
-        let req = Request::post("/x").body(Full::from("{\"a\":1234}")).unwrap();
+        let req = Request::post("/x")
+            .body(Full::from("{\"a\":1234}"))
+            .unwrap();
         assert_eq!(send(10, req).await.0, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn over_the_limit_while_streaming_is_413() {
-        let chunks = (0..10).map(|_| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"0123456789"))));
+        let chunks = (0..10).map(|_| {
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"0123456789")))
+        });
         let body = StreamBody::new(futures_util::stream::iter(chunks));
         let svc = CollectPayload::new(service_fn(echo_upstream), 50);
-        let res = svc.oneshot(Request::post("/x").body(body).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(Request::post("/x").body(body).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
@@ -182,8 +210,10 @@ mod tests {
         ];
         let body = StreamBody::new(futures_util::stream::iter(frames.into_iter()));
         let svc = CollectPayload::new(service_fn(echo_upstream), 50);
-        let res = svc.oneshot(Request::post("/x").body(body).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(Request::post("/x").body(body).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
-
 }

@@ -144,12 +144,14 @@ impl Payload {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PayloadError> {
         match self.get_raw(key)? {
             None => Ok(None),
-            Some(raw) => serde_json::from_str(raw)
-                .map(Some)
-                .map_err(|e| PayloadError::InvalidField {
-                    key: key.to_owned(),
-                    message: e.to_string(),
-                }),
+            Some(raw) => {
+                serde_json::from_str(raw)
+                    .map(Some)
+                    .map_err(|e| PayloadError::InvalidField {
+                        key: key.to_owned(),
+                        message: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -166,10 +168,11 @@ impl Payload {
     /// Set member `key` to `value`, in place if present (earlier repeats are dropped), at the
     /// end otherwise.
     pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), PayloadError> {
-        let raw = serde_json::value::to_raw_value(value).map_err(|e| PayloadError::InvalidField {
-            key: key.to_owned(),
-            message: e.to_string(),
-        })?;
+        let raw =
+            serde_json::value::to_raw_value(value).map_err(|e| PayloadError::InvalidField {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })?;
         self.set_raw(key, raw)
     }
 
@@ -323,15 +326,22 @@ mod tests {
     fn unchanged_payload_is_forwarded_byte_for_byte() {
         let src = "{ \"model\" : \"x\",\n \"a\":[1, 2 ,3], \"z\": {\"k\": \"\\u00e9\"} }";
         let payload = p(src);
-        assert_eq!(payload.get::<String>("model").unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            payload.get::<String>("model").unwrap().as_deref(),
+            Some("x")
+        );
         assert_eq!(&payload.to_bytes()[..], src.as_bytes());
     }
 
     #[test]
     fn edits_keep_order_and_unknown_members() {
-        let mut payload = p(r#"{"model":"a.b","max_tokens":5,"x":{"deep":[1,{"y":null}]},"metadata":{"chat_id":"c"}}"#);
+        let mut payload = p(
+            r#"{"model":"a.b","max_tokens":5,"x":{"deep":[1,{"y":null}]},"metadata":{"chat_id":"c"}}"#,
+        );
         payload.set("model", "b").unwrap();
-        payload.rename("max_tokens", "max_completion_tokens").unwrap();
+        payload
+            .rename("max_tokens", "max_completion_tokens")
+            .unwrap();
         assert!(payload.remove("metadata").unwrap());
         assert!(payload.is_changed());
         let out: Value = serde_json::from_slice(&payload.to_bytes()).unwrap();
@@ -355,7 +365,10 @@ mod tests {
     #[test]
     fn repeated_keys_read_the_last_and_collapse_on_set() {
         let mut payload = p(r#"{"model":"a","x":1,"model":"b"}"#);
-        assert_eq!(payload.get::<String>("model").unwrap().as_deref(), Some("b"));
+        assert_eq!(
+            payload.get::<String>("model").unwrap().as_deref(),
+            Some("b")
+        );
         payload.set("model", "c").unwrap();
         assert_eq!(&payload.to_bytes()[..], br#"{"x":1,"model":"c"}"#);
     }
@@ -363,7 +376,11 @@ mod tests {
     #[test]
     fn rename_replaces_an_existing_target() {
         let mut payload = p(r#"{"max_completion_tokens":1,"max_tokens":2}"#);
-        assert!(payload.rename("max_tokens", "max_completion_tokens").unwrap());
+        assert!(
+            payload
+                .rename("max_tokens", "max_completion_tokens")
+                .unwrap()
+        );
         assert_eq!(&payload.to_bytes()[..], br#"{"max_completion_tokens":2}"#);
         assert!(!payload.rename("absent", "other").unwrap());
     }
@@ -371,7 +388,10 @@ mod tests {
     #[test]
     fn escaped_keys_are_decoded_and_rewritten_escaped() {
         let mut payload = p(r#"{"mo\u0064el":"x","q\"":1}"#);
-        assert_eq!(payload.get::<String>("model").unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            payload.get::<String>("model").unwrap().as_deref(),
+            Some("x")
+        );
         payload.set("n", &1).unwrap();
         let out: Value = serde_json::from_slice(&payload.to_bytes()).unwrap();
         assert_eq!(out, json!({"model":"x","q\"":1,"n":1}));
@@ -379,11 +399,20 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_classified() {
-        assert!(matches!(p("{\"a\":").check(), Err(PayloadError::InvalidJson(_))));
-        assert!(matches!(p("not json").check(), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(
+            p("{\"a\":").check(),
+            Err(PayloadError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            p("not json").check(),
+            Err(PayloadError::InvalidJson(_))
+        ));
         assert_eq!(p("[1,2]").check(), Err(PayloadError::NotAnObject));
         assert_eq!(p("\"s\"").check(), Err(PayloadError::NotAnObject));
-        assert!(matches!(p("{} x").check(), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(
+            p("{} x").check(),
+            Err(PayloadError::InvalidJson(_))
+        ));
         let mut bad = p("[1]");
         assert!(bad.set("a", &1).is_err());
         assert!(!bad.is_changed());

@@ -152,10 +152,14 @@ impl ConnectionConfig {
             }
             match key.as_str() {
                 "enable" => {
-                    config.enable = value.as_bool().ok_or_else(|| err(key, "must be true or false"))?;
+                    config.enable = value
+                        .as_bool()
+                        .ok_or_else(|| err(key, "must be true or false"))?;
                 }
                 "model_ids" => {
-                    let list = value.as_array().ok_or_else(|| err(key, "must be a list of strings"))?;
+                    let list = value
+                        .as_array()
+                        .ok_or_else(|| err(key, "must be a list of strings"))?;
                     config.model_ids = list
                         .iter()
                         .map(|v| v.as_str().map(str::to_owned))
@@ -167,14 +171,22 @@ impl ConnectionConfig {
                     config.prefix_id = (!prefix.is_empty()).then(|| prefix.to_owned());
                 }
                 "tags" => {
-                    let list = value.as_array().ok_or_else(|| err(key, "must be a list of {\"name\": …} objects"))?;
-                    if !list.iter().all(|t| t.get("name").is_some_and(Value::is_string)) {
+                    let list = value
+                        .as_array()
+                        .ok_or_else(|| err(key, "must be a list of {\"name\": …} objects"))?;
+                    if !list
+                        .iter()
+                        .all(|t| t.get("name").is_some_and(Value::is_string))
+                    {
                         return Err(err(key, "must be a list of {\"name\": …} objects"));
                     }
                     config.tags = list.clone();
                 }
                 "connection_type" => {
-                    config.connection_type = value.as_str().ok_or_else(|| err(key, "must be a string"))?.to_owned();
+                    config.connection_type = value
+                        .as_str()
+                        .ok_or_else(|| err(key, "must be a string"))?
+                        .to_owned();
                 }
                 "auth_type" => {
                     let s = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
@@ -186,22 +198,38 @@ impl ConnectionConfig {
                     })?;
                 }
                 "headers" => {
-                    let obj = value.as_object().ok_or_else(|| err(key, "must be a JSON object of header names to strings"))?;
+                    let obj = value.as_object().ok_or_else(|| {
+                        err(key, "must be a JSON object of header names to strings")
+                    })?;
                     for (name, v) in obj {
                         let member = format!("headers.{name}");
-                        let header = HeaderName::from_bytes(name.as_bytes())
-                            .map_err(|_| (member.clone(), "is not a valid HTTP header name".to_owned()))?;
-                        let v = v.as_str().ok_or_else(|| (member.clone(), "must be a string".to_owned()))?;
-                        let v = HeaderValue::from_str(v)
-                            .map_err(|_| (member.clone(), "is not a valid HTTP header value".to_owned()))?;
+                        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                            (member.clone(), "is not a valid HTTP header name".to_owned())
+                        })?;
+                        let v = v
+                            .as_str()
+                            .ok_or_else(|| (member.clone(), "must be a string".to_owned()))?;
+                        let v = HeaderValue::from_str(v).map_err(|_| {
+                            (
+                                member.clone(),
+                                "is not a valid HTTP header value".to_owned(),
+                            )
+                        })?;
                         config.headers.push((header, v));
                     }
                 }
                 "azure" => {
-                    config.azure = value.as_bool().ok_or_else(|| err(key, "must be true or false"))?;
+                    config.azure = value
+                        .as_bool()
+                        .ok_or_else(|| err(key, "must be true or false"))?;
                 }
                 "api_version" => {
-                    config.api_version = Some(value.as_str().ok_or_else(|| err(key, "must be a string"))?.to_owned());
+                    config.api_version = Some(
+                        value
+                            .as_str()
+                            .ok_or_else(|| err(key, "must be a string"))?
+                            .to_owned(),
+                    );
                 }
                 _ => {
                     config.extra.insert(key.clone(), value.clone());

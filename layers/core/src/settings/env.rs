@@ -85,7 +85,12 @@ fn ttl(value: &str) -> Result<Option<Duration>, ConfigError> {
     value
         .parse::<u64>()
         .map(|n| Some(Duration::from_secs(n)))
-        .map_err(|_| ConfigError::new("MODELS_CACHE_TTL", format!("{value:?} is not a whole number of seconds")))
+        .map_err(|_| {
+            ConfigError::new(
+                "MODELS_CACHE_TTL",
+                format!("{value:?} is not a whole number of seconds"),
+            )
+        })
 }
 
 pub(super) fn from_env(

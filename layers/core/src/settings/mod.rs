@@ -106,7 +106,10 @@ impl fmt::Debug for SettingsSource {
             .field("timeout_model_list", &self.timeout_model_list)
             .field("ssl_verify", &self.ssl_verify)
             .field("models_cache_ttl", &self.models_cache_ttl)
-            .field("bypass_model_access_control", &self.bypass_model_access_control)
+            .field(
+                "bypass_model_access_control",
+                &self.bypass_model_access_control,
+            )
             .field("forward_user_info_headers", &self.forward_user_info_headers)
             .finish()
     }

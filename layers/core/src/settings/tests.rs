@@ -40,22 +40,43 @@ fn c1_defaults_with_nothing_set() {
 
 #[test]
 fn c1_enable_is_true_only_for_the_word_true() {
-    for (value, expected) in [("true", true), ("TRUE", true), ("True", true), ("1", false), ("yes", false), ("", false), ("false", false)] {
-        assert_eq!(build(&[("ENABLE_OPENAI_API", value)]).unwrap().enable(), expected, "{value:?}");
+    for (value, expected) in [
+        ("true", true),
+        ("TRUE", true),
+        ("True", true),
+        ("1", false),
+        ("yes", false),
+        ("", false),
+        ("false", false),
+    ] {
+        assert_eq!(
+            build(&[("ENABLE_OPENAI_API", value)]).unwrap().enable(),
+            expected,
+            "{value:?}"
+        );
     }
 }
 
 #[test]
 fn c1_single_base_url_loses_one_trailing_slash() {
-    assert_eq!(base_urls_from_env(None, Some("http://a/v1/")), ["http://a/v1"]);
-    assert_eq!(base_urls_from_env(None, Some("http://a/v1//")), ["http://a/v1/"]);
+    assert_eq!(
+        base_urls_from_env(None, Some("http://a/v1/")),
+        ["http://a/v1"]
+    );
+    assert_eq!(
+        base_urls_from_env(None, Some("http://a/v1//")),
+        ["http://a/v1/"]
+    );
     assert_eq!(base_urls_from_env(None, Some("")), [DEFAULT_BASE_URL]);
     assert_eq!(base_urls_from_env(None, None), [DEFAULT_BASE_URL]);
 }
 
 #[test]
 fn c1_list_falls_back_to_the_single_url() {
-    assert_eq!(base_urls_from_env(Some(""), Some("http://a/v1/")), ["http://a/v1"]);
+    assert_eq!(
+        base_urls_from_env(Some(""), Some("http://a/v1/")),
+        ["http://a/v1"]
+    );
     let s = build(&[("OPENAI_API_BASE_URL", "http://127.0.0.1:1/v1")]).unwrap();
     assert_eq!(s.base_urls(), ["http://127.0.0.1:1/v1"]);
 }
@@ -64,10 +85,19 @@ fn c1_list_falls_back_to_the_single_url() {
 fn c2_list_is_split_on_semicolons_with_empty_and_blank_pieces() {
     assert_eq!(
         base_urls_from_env(Some("http://a/v1; http://b/v1/ ;;  ;http://c"), None),
-        ["http://a/v1", "http://b/v1/", DEFAULT_BASE_URL, "", "http://c"]
+        [
+            "http://a/v1",
+            "http://b/v1/",
+            DEFAULT_BASE_URL,
+            "",
+            "http://c"
+        ]
     );
     // A trailing `;` yields a default entry.
-    assert_eq!(base_urls_from_env(Some("http://a;"), None), ["http://a", DEFAULT_BASE_URL]);
+    assert_eq!(
+        base_urls_from_env(Some("http://a;"), None),
+        ["http://a", DEFAULT_BASE_URL]
+    );
 }
 
 #[test]
@@ -84,31 +114,62 @@ fn c2_a_blank_piece_is_not_a_url_and_stops_start_up_naming_the_variable() {
 fn c2_trailing_slash_of_list_entries_is_kept_but_joins_cleanly() {
     let s = build(&[("OPENAI_API_BASE_URLS", "http://127.0.0.1:9/v1/")]).unwrap();
     assert_eq!(s.base_urls(), ["http://127.0.0.1:9/v1/"]);
-    let uri = s.connection(0).unwrap().base().join("/chat/completions?x=1").unwrap();
-    assert_eq!(uri.to_string(), "http://127.0.0.1:9/v1/chat/completions?x=1");
+    let uri = s
+        .connection(0)
+        .unwrap()
+        .base()
+        .join("/chat/completions?x=1")
+        .unwrap();
+    assert_eq!(
+        uri.to_string(),
+        "http://127.0.0.1:9/v1/chat/completions?x=1"
+    );
     let root = BaseUrl::parse("http://h:1").unwrap();
-    assert_eq!(root.join("/models").unwrap().to_string(), "http://h:1/models");
+    assert_eq!(
+        root.join("/models").unwrap().to_string(),
+        "http://h:1/models"
+    );
 }
 
 #[test]
 fn c3_keys_split_trimmed_and_single_key_falls_back() {
     assert_eq!(
-        keys_from_env(Some(" a ;b;; c"), Some("ignored")).iter().map(ApiKey::expose).collect::<Vec<_>>(),
+        keys_from_env(Some(" a ;b;; c"), Some("ignored"))
+            .iter()
+            .map(ApiKey::expose)
+            .collect::<Vec<_>>(),
         ["a", "b", "", "c"]
     );
     // A single key containing `;` becomes several keys.
     assert_eq!(
-        keys_from_env(None, Some("sk-1;sk-2")).iter().map(ApiKey::expose).collect::<Vec<_>>(),
+        keys_from_env(None, Some("sk-1;sk-2"))
+            .iter()
+            .map(ApiKey::expose)
+            .collect::<Vec<_>>(),
         ["sk-1", "sk-2"]
     );
-    assert_eq!(keys_from_env(None, None).iter().map(ApiKey::expose).collect::<Vec<_>>(), [""]);
+    assert_eq!(
+        keys_from_env(None, None)
+            .iter()
+            .map(ApiKey::expose)
+            .collect::<Vec<_>>(),
+        [""]
+    );
 }
 
 #[test]
 fn c5_keys_are_padded_and_truncated_to_the_urls() {
-    let s = build(&[("OPENAI_API_BASE_URLS", "http://a;http://b;http://c"), ("OPENAI_API_KEYS", "k1")]).unwrap();
+    let s = build(&[
+        ("OPENAI_API_BASE_URLS", "http://a;http://b;http://c"),
+        ("OPENAI_API_KEYS", "k1"),
+    ])
+    .unwrap();
     assert_eq!(keys(&s), ["k1", "", ""]);
-    let s = build(&[("OPENAI_API_BASE_URLS", "http://a"), ("OPENAI_API_KEYS", "k1;k2;k3")]).unwrap();
+    let s = build(&[
+        ("OPENAI_API_BASE_URLS", "http://a"),
+        ("OPENAI_API_KEYS", "k1;k2;k3"),
+    ])
+    .unwrap();
     assert_eq!(keys(&s), ["k1"]);
     assert_eq!(s.connection(0).unwrap().key().expose(), "k1");
 }
@@ -154,7 +215,14 @@ fn c6_config_keys_and_their_defaults() {
     // An empty prefix is no prefix; null members count as absent.
     let c = ConnectionConfig::from_json(&json!({"prefix_id": "", "tags": null})).unwrap();
     assert_eq!(c.prefix_id, None);
-    for auth in ["bearer", "none", "session", "system_oauth", "azure_ad", "microsoft_entra_id"] {
+    for auth in [
+        "bearer",
+        "none",
+        "session",
+        "system_oauth",
+        "azure_ad",
+        "microsoft_entra_id",
+    ] {
         assert_eq!(AuthType::parse(auth).unwrap().as_str(), auth);
     }
 }
@@ -169,17 +237,27 @@ fn c6_wrong_types_name_the_connection_and_member() {
         (json!({"0": {"tags": ["x"]}}), "tags"),
         (json!({"0": {"auth_type": "kerberos"}}), "auth_type"),
         (json!({"0": {"headers": ["X-A"]}}), "headers"),
-        (json!({"0": {"headers": {"bad header": "v"}}}), "headers.bad header"),
-        (json!({"0": {"headers": {"X-A": "line\nbreak"}}}), "headers.X-A"),
+        (
+            json!({"0": {"headers": {"bad header": "v"}}}),
+            "headers.bad header",
+        ),
+        (
+            json!({"0": {"headers": {"X-A": "line\nbreak"}}}),
+            "headers.X-A",
+        ),
         (json!({"0": {"azure": 1}}), "azure"),
     ] {
         let err = env(&[("OPENAI_API_BASE_URLS", "http://a")])
             .unwrap()
-            .or(SettingsSource { configs: config.as_object().cloned(), ..Default::default() })
+            .or(SettingsSource {
+                configs: config.as_object().cloned(),
+                ..Default::default()
+            })
             .build()
             .unwrap_err();
         assert!(
-            err.field().starts_with(&format!("OPENAI_API_CONFIGS[\"0\"].{member} ")),
+            err.field()
+                .starts_with(&format!("OPENAI_API_CONFIGS[\"0\"].{member} ")),
             "{member}: {err}"
         );
     }
@@ -191,11 +269,17 @@ fn c6_wrong_types_name_the_connection_and_member() {
 fn c6_configs_from_the_environment_as_json() {
     let s = build(&[
         ("OPENAI_API_BASE_URLS", "http://a/v1;http://b/v1"),
-        ("OPENAI_API_CONFIGS", r#"{"1": {"prefix_id": "b", "connection_type": "local"}}"#),
+        (
+            "OPENAI_API_CONFIGS",
+            r#"{"1": {"prefix_id": "b", "connection_type": "local"}}"#,
+        ),
     ])
     .unwrap();
     assert_eq!(s.connection(0).unwrap().config().prefix_id, None);
-    assert_eq!(s.connection(1).unwrap().config().prefix_id.as_deref(), Some("b"));
+    assert_eq!(
+        s.connection(1).unwrap().config().prefix_id.as_deref(),
+        Some("b")
+    );
     assert_eq!(s.connection(1).unwrap().config().connection_type, "local");
 }
 
@@ -221,8 +305,14 @@ fn c8_lookup_by_index_first_then_by_url() {
     }
     .build()
     .unwrap();
-    assert_eq!(s.connection(0).unwrap().config().prefix_id.as_deref(), Some("by-url"));
-    assert_eq!(s.connection(1).unwrap().config().prefix_id.as_deref(), Some("by-index"));
+    assert_eq!(
+        s.connection(0).unwrap().config().prefix_id.as_deref(),
+        Some("by-url")
+    );
+    assert_eq!(
+        s.connection(1).unwrap().config().prefix_id.as_deref(),
+        Some("by-index")
+    );
     // The configs are kept as given (URL-keyed entries too) for the admin endpoints.
     assert_eq!(s.configs().len(), 3);
 }
@@ -247,20 +337,45 @@ fn x1_timeouts_ttl_and_flags() {
     assert!(s.forward_user_info_headers());
 
     // Empty means none / no expiry; 0 TTL means expire at once.
-    let s = build(&[("AIOHTTP_CLIENT_TIMEOUT", ""), ("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", ""), ("MODELS_CACHE_TTL", "")]).unwrap();
-    assert_eq!((s.timeout(), s.timeout_model_list(), s.models_cache_ttl()), (None, None, None));
-    assert_eq!(build(&[("MODELS_CACHE_TTL", "0")]).unwrap().models_cache_ttl(), Some(Duration::ZERO));
+    let s = build(&[
+        ("AIOHTTP_CLIENT_TIMEOUT", ""),
+        ("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", ""),
+        ("MODELS_CACHE_TTL", ""),
+    ])
+    .unwrap();
+    assert_eq!(
+        (s.timeout(), s.timeout_model_list(), s.models_cache_ttl()),
+        (None, None, None)
+    );
+    assert_eq!(
+        build(&[("MODELS_CACHE_TTL", "0")])
+            .unwrap()
+            .models_cache_ttl(),
+        Some(Duration::ZERO)
+    );
     // The older name of the model-list timeout still works.
     let s = build(&[("AIOHTTP_CLIENT_TIMEOUT_OPENAI_MODEL_LIST", "7")]).unwrap();
     assert_eq!(s.timeout_model_list(), Some(Duration::from_secs(7)));
     // Any SSL value but "true" turns verification off (X-2).
-    assert!(build(&[("AIOHTTP_CLIENT_SESSION_SSL", "TRUE")]).unwrap().ssl_verify());
-    assert!(!build(&[("AIOHTTP_CLIENT_SESSION_SSL", "1")]).unwrap().ssl_verify());
+    assert!(
+        build(&[("AIOHTTP_CLIENT_SESSION_SSL", "TRUE")])
+            .unwrap()
+            .ssl_verify()
+    );
+    assert!(
+        !build(&[("AIOHTTP_CLIENT_SESSION_SSL", "1")])
+            .unwrap()
+            .ssl_verify()
+    );
 }
 
 #[test]
 fn values_that_do_not_parse_name_their_variable() {
-    for var in ["AIOHTTP_CLIENT_TIMEOUT", "AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", "MODELS_CACHE_TTL"] {
+    for var in [
+        "AIOHTTP_CLIENT_TIMEOUT",
+        "AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST",
+        "MODELS_CACHE_TTL",
+    ] {
         assert_eq!(env(&[(var, "ten")]).unwrap_err().field(), var);
     }
 }
@@ -281,7 +396,10 @@ fn sources_layer_field_by_field() {
     // An empty URL variable does not override the file.
     let s = env(&[("OPENAI_API_BASE_URLS", "")])
         .unwrap()
-        .or(SettingsSource { base_urls: Some(vec!["http://file/v1".into()]), ..Default::default() })
+        .or(SettingsSource {
+            base_urls: Some(vec!["http://file/v1".into()]),
+            ..Default::default()
+        })
         .build()
         .unwrap();
     assert_eq!(s.base_urls(), ["http://file/v1"]);
@@ -289,7 +407,12 @@ fn sources_layer_field_by_field() {
 
 #[test]
 fn settings_round_trip_through_a_source() {
-    let s = build(&[("OPENAI_API_BASE_URLS", "http://a;http://b"), ("OPENAI_API_KEYS", "k1;k2"), ("MODELS_CACHE_TTL", "")]).unwrap();
+    let s = build(&[
+        ("OPENAI_API_BASE_URLS", "http://a;http://b"),
+        ("OPENAI_API_KEYS", "k1;k2"),
+        ("MODELS_CACHE_TTL", ""),
+    ])
+    .unwrap();
     let again = s.to_source().build().unwrap();
     assert_eq!(again.base_urls(), s.base_urls());
     assert_eq!(keys(&again), keys(&s));
@@ -300,7 +423,11 @@ fn settings_round_trip_through_a_source() {
 fn keys_never_show_in_debug_output() {
     let s = build(&[("OPENAI_API_KEY", "sk-secret-value")]).unwrap();
     let source = env(&[("OPENAI_API_KEY", "sk-secret-value")]).unwrap();
-    for text in [format!("{s:?}"), format!("{source:?}"), format!("{:?}", s.connection(0).unwrap())] {
+    for text in [
+        format!("{s:?}"),
+        format!("{source:?}"),
+        format!("{:?}", s.connection(0).unwrap()),
+    ] {
         assert!(!text.contains("sk-secret-value"), "{text}");
     }
 }

@@ -1,0 +1,301 @@
+//! Loading the gateway's configuration: flag > environment > TOML file > default, and
+//! start-up errors that name what is wrong.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tower_openai::gateway::{Args, Gateway, GatewayConfig, ModelAccess, StartError};
+
+use common::env;
+
+fn write_toml(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tower-openai-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(args: &Args, pairs: &[(&str, &str)]) -> Result<GatewayConfig, StartError> {
+    GatewayConfig::load(args, &env(pairs))
+}
+
+const FULL: &str = r#"
+listen = "127.0.0.1:9999"
+data_dir = "from-file"
+
+[openai]
+enable = true
+base_urls = ["http://127.0.0.1:9001/v1", "https://api.openai.com/v1"]
+keys = ["", "sk-file"]
+models_cache_ttl = 5
+timeout = 300
+timeout_model_list = 10
+ssl_verify = false
+bypass_model_access_control = false
+forward_user_info_headers = true
+
+[openai.configs."0"]
+prefix_id = "local"
+tags = [{ name = "local" }]
+connection_type = "local"
+
+[[users]]
+id = "alice"
+name = "Alice"
+email = "alice@example.com"
+role = "user"
+groups = ["research"]
+api_key = "sk-alice"
+
+[[models]]
+id = "local.llama3"
+owner = "admin"
+access = "public"
+
+[[models]]
+id = "gpt-4o"
+owner = "admin"
+access = { read_groups = ["research"], read_users = ["bob"] }
+
+[[models]]
+id = "secret"
+owner = "alice"
+access = "private"
+"#;
+
+#[test]
+fn the_documented_toml_file_loads() {
+    let path = write_toml("full.toml", FULL);
+    let c = load(
+        &Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9999");
+    assert_eq!(c.data_dir, PathBuf::from("from-file"));
+    let s = c.settings.clone().build().unwrap();
+    assert_eq!(s.base_urls().len(), 2);
+    assert_eq!(s.keys()[1].expose(), "sk-file");
+    assert_eq!(s.models_cache_ttl(), Some(Duration::from_secs(5)));
+    assert!(!s.ssl_verify());
+    assert!(s.forward_user_info_headers());
+    let c0 = s.connection(0).unwrap().config();
+    assert_eq!(c0.prefix_id.as_deref(), Some("local"));
+    assert_eq!(c0.connection_type, "local");
+    assert_eq!(c.users.len(), 1);
+    assert_eq!(c.users[0].user.groups, ["research"]);
+    assert_eq!(c.models[0].access, ModelAccess::Public);
+    assert_eq!(
+        c.models[1].access,
+        ModelAccess::Read {
+            groups: vec!["research".into()],
+            users: vec!["bob".into()]
+        }
+    );
+    assert_eq!(c.models[2].access, ModelAccess::Private);
+}
+
+#[test]
+fn flags_beat_the_environment_which_beats_the_file() {
+    let path = write_toml("precedence.toml", FULL);
+    let args = Args {
+        config: Some(path.clone()),
+        ..Args::default()
+    };
+    let env_pairs = [
+        ("GATEWAY_LISTEN", "127.0.0.1:7777"),
+        ("DATA_DIR", "from-env"),
+        ("OPENAI_API_KEYS", "sk-env-0;sk-env-1"),
+        ("MODELS_CACHE_TTL", "9"),
+    ];
+    let c = load(&args, &env_pairs).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7777");
+    assert_eq!(c.data_dir, PathBuf::from("from-env"));
+    let s = c.settings.build().unwrap();
+    assert_eq!(s.keys()[1].expose(), "sk-env-1");
+    assert_eq!(s.models_cache_ttl(), Some(Duration::from_secs(9)));
+    // Untouched by the environment: still the file's.
+    assert_eq!(s.base_urls()[0], "http://127.0.0.1:9001/v1");
+
+    let flags = Args {
+        config: Some(path),
+        listen: Some("127.0.0.1:6666".into()),
+        data_dir: Some("from-flag".into()),
+        max_body_bytes: Some(10),
+        ..Args::default()
+    };
+    let c = load(&flags, &env_pairs).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:6666");
+    assert_eq!(c.data_dir, PathBuf::from("from-flag"));
+    assert_eq!(c.max_body_bytes, 10);
+}
+
+#[test]
+fn the_config_file_can_come_from_the_environment() {
+    let path = write_toml("via-env.toml", "listen = \"127.0.0.1:5555\"\n");
+    let c = load(
+        &Args::default(),
+        &[("GATEWAY_CONFIG", path.to_str().unwrap())],
+    )
+    .unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:5555");
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_given() {
+    let c = load(&Args::default(), &[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.max_body_bytes, 64 * 1024 * 1024);
+    assert!(c.persistent_config);
+    assert!(c.single_user());
+    assert_eq!(
+        c.settings.clone().build().unwrap().base_urls(),
+        ["https://api.openai.com/v1"]
+    );
+}
+
+fn start_error(args: Args, pairs: &[(&str, &str)]) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match load(&args, pairs) {
+            Err(e) => e.to_string(),
+            Ok(c) => match Gateway::new(c).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("started although the configuration is bad"),
+            },
+        }
+    })
+}
+
+#[test]
+fn bad_environment_values_stop_start_up_naming_the_variable() {
+    for (var, value) in [
+        ("OPENAI_API_CONFIGS", "{not json"),
+        ("OPENAI_API_BASE_URLS", "http://ok/v1;not a url"),
+        ("AIOHTTP_CLIENT_TIMEOUT", "soon"),
+        ("MODELS_CACHE_TTL", "1.5"),
+        ("GATEWAY_LISTEN", "localhost"),
+        ("GATEWAY_MAX_BODY_BYTES", "lots"),
+    ] {
+        let message = start_error(Args::default(), &[(var, value)]);
+        assert!(message.contains(var), "{var}: {message}");
+    }
+    let message = start_error(
+        Args::default(),
+        &[("OPENAI_API_CONFIGS", r#"{"0": {"auth_type": "magic"}}"#)],
+    );
+    assert!(
+        message.contains("OPENAI_API_CONFIGS[\"0\"].auth_type"),
+        "{message}"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_start_up_errors() {
+    let message = start_error(
+        Args::default(),
+        &[
+            ("OPENAI_API_KEYS", "sk-very-secret"),
+            ("OPENAI_API_BASE_URLS", "::bad::"),
+        ],
+    );
+    assert!(!message.contains("sk-very-secret"), "{message}");
+    assert!(message.contains("OPENAI_API_BASE_URLS"), "{message}");
+}
+
+#[test]
+fn bad_files_stop_start_up_naming_the_file_and_key() {
+    let missing = Args {
+        config: Some("/nonexistent/gateway.toml".into()),
+        ..Args::default()
+    };
+    assert!(start_error(missing, &[]).contains("/nonexistent/gateway.toml"));
+
+    for (name, text, expect) in [
+        ("syntax.toml", "listen = ", "syntax.toml"),
+        ("unknown.toml", "[openai]\nbase_url = \"x\"\n", "base_url"),
+        (
+            "ttl.toml",
+            "[openai]\nmodels_cache_ttl = \"soon\"\n",
+            "openai.models_cache_ttl",
+        ),
+        ("user.toml", "[[users]]\nid = \"a\"\n", "users[0].api_key"),
+        (
+            "role.toml",
+            "[[users]]\nid = \"a\"\napi_key = \"k\"\nrole = \"root\"\n",
+            "users[0].role",
+        ),
+        (
+            "dup.toml",
+            "[[users]]\nid = \"a\"\napi_key = \"k\"\n[[users]]\nid = \"b\"\napi_key = \"k\"\n",
+            "users[1].api_key",
+        ),
+        (
+            "hex.toml",
+            "[[users]]\nid = \"a\"\napi_key_sha256 = \"zz\"\n",
+            "users[0].api_key_sha256",
+        ),
+        (
+            "access.toml",
+            "[[models]]\nid = \"m\"\nowner = \"a\"\naccess = \"everyone\"\n",
+            "models[0].access",
+        ),
+        (
+            "cfg.toml",
+            "[openai.configs.\"0\"]\nprefix_id = 3\n",
+            "prefix_id",
+        ),
+    ] {
+        let path = write_toml(name, text);
+        let message = start_error(
+            Args {
+                config: Some(path),
+                ..Args::default()
+            },
+            &[],
+        );
+        assert!(message.contains(expect), "{name}: {message}");
+    }
+}
+
+#[test]
+fn single_user_mode_is_refused_on_a_public_address_unless_allowed() {
+    let public = Args {
+        listen: Some("0.0.0.0:0".into()),
+        ..Args::default()
+    };
+    assert!(start_error(public.clone(), &[]).contains("--allow-anonymous"));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let allowed = Args {
+            allow_anonymous: true,
+            ..public.clone()
+        };
+        assert!(Gateway::new(load(&allowed, &[]).unwrap()).await.is_ok());
+        let path = write_toml(
+            "public-users.toml",
+            "[[users]]\nid = \"a\"\napi_key = \"k\"\n",
+        );
+        let with_users = Args {
+            config: Some(path),
+            ..public
+        };
+        assert!(Gateway::new(load(&with_users, &[]).unwrap()).await.is_ok());
+    });
+}
