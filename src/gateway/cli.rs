@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub demo: bool,
 
-    /// Permit single-user mode (no [[users]]) on a non-loopback address
+    /// Permit single-user mode (no `[[users]]`) on a non-loopback address
     #[arg(long)]
     pub allow_anonymous: bool,
 
