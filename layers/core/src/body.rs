@@ -3,8 +3,8 @@
 //! - [`Body`]: the request body every layer below the payload step sees. It is either empty
 //!   (the request's JSON lives in the [`Payload`](crate::Payload) extension), a buffer, or
 //!   the caller's stream, boxed once (a multipart upload is never collected).
-//! - [`ResponseBody`]: a response body that is either the inner service's or a rejection a
-//!   layer made itself, in the manner of tower-http's `limit` body.
+//! - [`ResponseBody`]: a response body that is either the inner service's or one a layer
+//!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
 
 use std::any::Any;
@@ -165,8 +165,8 @@ impl http_body::Body for Body {
 pub enum ResponseBody<B> {
     /// The inner service's body, untouched.
     Inner(#[pin] B),
-    /// An OpenAI-shaped error made by the layer.
-    Rejected(#[pin] Full<Bytes>),
+    /// A response the layer made itself: a rejection, or an answer such as the model list.
+    Local(#[pin] Full<Bytes>),
 }
 
 impl<B> ResponseBody<B> {
@@ -177,7 +177,12 @@ impl<B> ResponseBody<B> {
 
     /// A response made from a rejection.
     pub fn rejected(err: ErrorResponse) -> Response<Self> {
-        err.into_response().map(ResponseBody::Rejected)
+        err.into_response().map(ResponseBody::Local)
+    }
+
+    /// A response the layer made itself.
+    pub fn local(res: Response<Full<Bytes>>) -> Response<Self> {
+        res.map(ResponseBody::Local)
     }
 }
 
@@ -195,7 +200,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
             ResponseBodyProj::Inner(b) => b.poll_frame(cx),
-            ResponseBodyProj::Rejected(b) => match b.poll_frame(cx) {
+            ResponseBodyProj::Local(b) => match b.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
                 Poll::Ready(Some(Err(never))) => match never {},
                 Poll::Ready(None) => Poll::Ready(None),
@@ -208,7 +213,7 @@ where
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Inner(b) => b.is_end_stream(),
-            ResponseBody::Rejected(b) => b.is_end_stream(),
+            ResponseBody::Local(b) => b.is_end_stream(),
         }
     }
 
@@ -216,7 +221,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Inner(b) => b.size_hint(),
-            ResponseBody::Rejected(b) => b.size_hint(),
+            ResponseBody::Local(b) => b.size_hint(),
         }
     }
 }

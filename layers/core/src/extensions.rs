@@ -8,6 +8,8 @@
 //! | [`UpstreamHeaders`] | auth, headers, azure | upstream (set last, override the request's) |
 //! | [`RequestTimeout`] | models, admin checks | upstream |
 //! | [`OriginalUri`] | the gateway router | logging |
+//! | [`ListFilter`] | acl | models (filters the listed models per request) |
+//! | [`RequestedModel`] | select | acl, reasoning, azure, logging |
 //! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
 
 use std::sync::Arc;
@@ -96,3 +98,35 @@ pub struct RequestTimeout(pub Option<Duration>);
 /// The URI the caller sent, before a router stripped its prefix.
 #[derive(Clone, Debug)]
 pub struct OriginalUri(pub Uri);
+
+/// Which models a request may see in a model list. The acl layer inserts it; the models
+/// layer keeps only the ids for which it returns true. Absent: every model is listed.
+#[derive(Clone)]
+pub struct ListFilter(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl ListFilter {
+    /// A filter from a closure.
+    pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Whether `model` is listed.
+    pub fn allows(&self, model: &str) -> bool {
+        (self.0)(model)
+    }
+}
+
+impl std::fmt::Debug for ListFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListFilter(..)")
+    }
+}
+
+/// The model a request asked for and what the upstream is sent, once select routed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedModel {
+    /// As the caller named it (with any `prefix_id`).
+    pub requested: String,
+    /// As sent upstream (prefix stripped).
+    pub upstream: String,
+}

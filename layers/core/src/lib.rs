@@ -13,6 +13,8 @@
 //! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
 //! - [`rescue`]: the one step that turns transport errors into 502/504 responses.
 //! - [`load_settings`]: the step that loads the settings snapshot for a request.
+//! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes
+//!   with, implemented by the models layer's catalog.
 
 pub mod body;
 pub mod error;
@@ -20,6 +22,7 @@ pub mod extensions;
 pub mod load_settings;
 pub mod payload;
 pub mod rescue;
+pub mod routing;
 pub mod settings;
 
 pub use crate::body::{Body, BoxBody, ResponseBody};

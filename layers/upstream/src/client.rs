@@ -1,5 +1,7 @@
 //! The pooled HTTP client: hyper-util's legacy client over rustls, HTTP/1.1 and HTTP/2.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tower_openai_core::Body;
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+use crate::resolve::Resolver;
+
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
 
 /// How the upstream client connects (set through `UpstreamBuilder`).
 #[derive(Clone, Debug)]
@@ -22,6 +26,7 @@ pub(crate) struct ClientOptions {
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) pool_max_idle_per_host: usize,
     pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) resolve: HashMap<String, IpAddr>,
 }
 
 impl Default for ClientOptions {
@@ -31,6 +36,7 @@ impl Default for ClientOptions {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: usize::MAX,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            resolve: HashMap::new(),
         }
     }
 }
@@ -75,8 +81,8 @@ impl Clients {
     }
 }
 
-fn http_connector(options: &ClientOptions) -> HttpConnector {
-    let mut http = HttpConnector::new();
+fn http_connector(options: &ClientOptions) -> HttpConnector<Resolver> {
+    let mut http = HttpConnector::new_with_resolver(Resolver::new(options.resolve.clone()));
     http.enforce_http(false);
     // Small SSE frames must leave as soon as they are written.
     http.set_nodelay(true);
@@ -85,7 +91,10 @@ fn http_connector(options: &ClientOptions) -> HttpConnector {
     http
 }
 
-fn build(options: &ClientOptions, connector: HttpsConnector<HttpConnector>) -> HttpClient {
+fn build(
+    options: &ClientOptions,
+    connector: HttpsConnector<HttpConnector<Resolver>>,
+) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

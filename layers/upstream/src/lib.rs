@@ -57,6 +57,7 @@ mod body;
 mod client;
 mod future;
 mod headers;
+mod resolve;
 mod service;
 
 pub use crate::body::ResponseBody;

@@ -73,6 +73,14 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Resolve `host` to `ip` instead of asking DNS (like curl's `--resolve`); the port still
+    /// comes from the URL. For pinning an upstream to an address, and for tests that stand a
+    /// local mock in for a public host.
+    pub fn resolve(mut self, host: impl Into<String>, ip: std::net::IpAddr) -> Self {
+        self.options.resolve.insert(host.into(), ip);
+        self
+    }
+
     /// Build the service. Its clients (and their connection pools) are shared by clones.
     pub fn build(self) -> Upstream {
         Upstream {

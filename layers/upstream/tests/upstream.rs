@@ -433,3 +433,28 @@ async fn no_selected_connection_is_a_500_not_a_panic() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+#[tokio::test]
+async fn a_resolve_override_sends_a_public_host_to_a_local_address() {
+    let mock = MockUpstream::start().await;
+    let s = settings(&format!("http://api.openai.com:{}/v1", mock.addr().port()));
+    let upstream = Upstream::builder()
+        .resolve("api.openai.com", std::net::Ipv4Addr::LOCALHOST.into())
+        .build();
+    let mut req = Request::get("/models")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    select(&mut req, &s);
+    let res = ServiceBuilder::new()
+        .layer(RescueLayer::new())
+        .service(upstream)
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = mock.last_request().unwrap();
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("api.openai.com:{}", mock.addr().port()).as_str())
+    );
+}

@@ -1,0 +1,89 @@
+//! What the select layer needs of a model catalog, without depending on one.
+//!
+//! A catalog (the models layer's `Catalog`, or your own registry) implements
+//! [`ModelRoutes`]: given the settings snapshot a request runs with and a model id, it says
+//! which connection serves the model. The answer is immediate when the catalog is warm; a
+//! cold catalog returns a future that resolves once its first list is built.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::settings::Settings;
+
+/// A boxed, sendable future (used only on cold paths).
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The answer to "which connection serves this model?".
+pub enum Route {
+    /// Connection index.
+    Connection(usize),
+    /// No connection lists this model.
+    Unknown,
+    /// The catalog is being built; the future resolves to the connection index, if any.
+    Pending(BoxFuture<Option<usize>>),
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Connection(i) => f.debug_tuple("Connection").field(i).finish(),
+            Route::Unknown => f.write_str("Unknown"),
+            Route::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+/// Looks a model id up to the connection that serves it.
+///
+/// Implementations must be cheap to call on a warm catalog (a hash lookup): the select layer
+/// calls it once per request.
+pub trait ModelRoutes: Send + Sync + 'static {
+    /// Route `model` (as the caller named it, prefix included) under `settings`.
+    fn route(&self, settings: &Arc<Settings>, model: &str) -> Route;
+}
+
+impl<T: ModelRoutes + ?Sized> ModelRoutes for Arc<T> {
+    fn route(&self, settings: &Arc<Settings>, model: &str) -> Route {
+        (**self).route(settings, model)
+    }
+}
+
+/// A fixed map of model ids to connections, for tests and simple setups.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_openai_core::routing::{ModelRoutes, Route, StaticRoutes};
+/// use tower_openai_core::Settings;
+///
+/// let routes = StaticRoutes::new([("llama3", 1), ("gpt-4o", 0)]);
+/// let settings = Arc::new(Settings::for_urls(["http://a/v1", "http://b/v1"]).unwrap());
+/// assert!(matches!(routes.route(&settings, "llama3"), Route::Connection(1)));
+/// assert!(matches!(routes.route(&settings, "nope"), Route::Unknown));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StaticRoutes {
+    map: Arc<std::collections::HashMap<String, usize>>,
+}
+
+impl StaticRoutes {
+    /// Route each model id to its connection index.
+    pub fn new<I, S>(routes: I) -> Self
+    where
+        I: IntoIterator<Item = (S, usize)>,
+        S: Into<String>,
+    {
+        Self {
+            map: Arc::new(routes.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+        }
+    }
+}
+
+impl ModelRoutes for StaticRoutes {
+    fn route(&self, _settings: &Arc<Settings>, model: &str) -> Route {
+        match self.map.get(model) {
+            Some(&i) => Route::Connection(i),
+            None => Route::Unknown,
+        }
+    }
+}
