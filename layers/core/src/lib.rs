@@ -28,7 +28,8 @@ pub mod settings;
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
 pub use crate::extensions::{
-    OriginalUri, RequestTimeout, Role, SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
+    ListFilter, OriginalUri, RequestTimeout, RequestedModel, Role, SelectedConnection,
+    SettingsSnapshot, UpstreamHeaders, User,
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};

@@ -1,0 +1,566 @@
+//! The shared model catalog: the merged list, how it is cached, and how it is built.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use http::{Request, Response, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_openai_core::error::{UpstreamError, find_cause};
+use tower_openai_core::routing::{ModelRoutes, Route};
+use tower_openai_core::{
+    Body, BoxBody, BoxError, Connection, ListFilter, RequestTimeout, SelectedConnection, Settings,
+    SettingsSnapshot,
+};
+
+use crate::transform::{enrich, models_of, static_models};
+
+/// The service the catalog sends `GET /models` through: the lower part of a stack (azure,
+/// auth, headers, upstream), so discovery uses each connection's own auth and headers.
+pub type Fetch = BoxCloneSyncService<Request<Body>, Response<BoxBody>, BoxError>;
+
+/// How long a failing connection keeps contributing its last good models, by default.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
+
+/// The largest `/models` body read from an upstream, by default (16 MiB).
+pub const DEFAULT_MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The merged model list of every connection, cached and shared.
+///
+/// One `Catalog` is shared (cloning is cheap) by the models layer, which renders it, and the
+/// select layer, which routes with it through [`ModelRoutes`].
+///
+/// - **Building** (SPEC M-2 … M-9): each enabled connection contributes its `model_ids`
+///   (no network call) or the models of its `GET /models`, sent through the [`Fetch`]
+///   service with the connection selected and its model-list timeout. All connections are
+///   fetched concurrently; each has its own timeout, so a dead connection costs its own
+///   models and at most its own timeout.
+/// - **Caching**: a list is fresh for `MODELS_CACHE_TTL` (forever when unset). After the
+///   first build no request waits: a stale list is served while one background refresh
+///   runs (stale-while-revalidate). Concurrent cold requests share one build
+///   (single-flight). A new settings snapshot (an admin update) starts a new list.
+/// - **Failures**: a connection whose fetch fails keeps contributing its last good models
+///   for a grace period (5 minutes by default). A failure is logged when it starts or
+///   changes, not on every refresh.
+#[derive(Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fetch: Fetch,
+    grace: Duration,
+    max_list_bytes: usize,
+    current: ArcSwapOption<Snapshot>,
+    building: Mutex<Option<Build>>,
+    health: Mutex<HashMap<(usize, String), Health>>,
+}
+
+struct Build {
+    settings: Arc<Settings>,
+    future: Shared<BoxFuture<'static, Arc<Snapshot>>>,
+}
+
+#[derive(Default)]
+struct Health {
+    last_good: Option<(Instant, Arc<Vec<Value>>)>,
+    failing: Option<String>,
+}
+
+/// The catalog's answer: a list now, or one being built.
+pub enum Lookup {
+    /// The current list (possibly stale, with a refresh under way).
+    Ready(Arc<Snapshot>),
+    /// No list for these settings yet; resolves when the build finishes.
+    Pending(BoxFuture<'static, Arc<Snapshot>>),
+}
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lookup::Ready(s) => f.debug_tuple("Ready").field(s).finish(),
+            Lookup::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+/// Builds a [`Catalog`].
+#[derive(Clone)]
+pub struct CatalogBuilder {
+    fetch: Fetch,
+    grace: Duration,
+    max_list_bytes: usize,
+}
+
+impl fmt::Debug for CatalogBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatalogBuilder")
+            .field("grace", &self.grace)
+            .field("max_list_bytes", &self.max_list_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CatalogBuilder {
+    /// How long a failing connection keeps its last good models (default 5 minutes;
+    /// zero drops them at the first failure).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The largest `/models` body read from an upstream (default 16 MiB).
+    pub fn max_list_bytes(mut self, max: usize) -> Self {
+        self.max_list_bytes = max;
+        self
+    }
+
+    /// Build the catalog.
+    pub fn build(self) -> Catalog {
+        Catalog {
+            inner: Arc::new(Inner {
+                fetch: self.fetch,
+                grace: self.grace,
+                max_list_bytes: self.max_list_bytes,
+                current: ArcSwapOption::empty(),
+                building: Mutex::new(None),
+                health: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl Catalog {
+    /// A catalog fetching through `fetch`, with default options.
+    pub fn new<S, B>(fetch: S) -> Self
+    where
+        S: tower_service::Service<Request<Body>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::builder(fetch).build()
+    }
+
+    /// Configure a catalog fetching through `fetch`.
+    pub fn builder<S, B>(fetch: S) -> CatalogBuilder
+    where
+        S: tower_service::Service<Request<Body>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let fetch = BoxCloneSyncService::new(
+            fetch
+                .map_response(|res: Response<B>| res.map(|b| b.map_err(Into::into).boxed_unsync()))
+                .map_err(Into::into),
+        );
+        CatalogBuilder {
+            fetch,
+            grace: DEFAULT_GRACE,
+            max_list_bytes: DEFAULT_MAX_LIST_BYTES,
+        }
+    }
+
+    /// The list for `settings`: the cached one (refreshing it in the background when stale),
+    /// or a build every concurrent caller shares.
+    pub fn lookup(&self, settings: &Arc<Settings>) -> Lookup {
+        if !settings.enable() {
+            // M-1: no models; and no routing (the select layer answers 503).
+            return Lookup::Ready(Arc::new(Snapshot::empty(settings.clone())));
+        }
+        if let Some(current) = self.inner.current.load_full() {
+            if Arc::ptr_eq(&current.settings, settings) {
+                let fresh = settings
+                    .models_cache_ttl()
+                    .is_none_or(|ttl| current.built_at.elapsed() < ttl);
+                if !fresh {
+                    drop(self.build(settings));
+                }
+                return Lookup::Ready(current);
+            }
+        }
+        Lookup::Pending(self.build(settings).boxed())
+    }
+
+    /// [`lookup`](Self::lookup), waiting for a build if there is no list yet.
+    pub async fn snapshot(&self, settings: &Arc<Settings>) -> Arc<Snapshot> {
+        match self.lookup(settings) {
+            Lookup::Ready(s) => s,
+            Lookup::Pending(f) => f.await,
+        }
+    }
+
+    /// Forget the current list: the next request builds a new one.
+    pub fn invalidate(&self) {
+        self.inner.current.store(None);
+    }
+
+    /// The build for `settings` in flight, or a new one. The build runs on its own task, so
+    /// a caller that goes away does not cancel it.
+    fn build(&self, settings: &Arc<Settings>) -> Shared<BoxFuture<'static, Arc<Snapshot>>> {
+        let mut building = self
+            .inner
+            .building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = building.as_ref() {
+            if Arc::ptr_eq(&b.settings, settings) {
+                return b.future.clone();
+            }
+        }
+        let inner = self.inner.clone();
+        let task_settings = settings.clone();
+        let task = tokio::spawn(async move {
+            let snapshot = Arc::new(inner.build(&task_settings).await);
+            inner.publish(&snapshot);
+            let mut building = inner.building.lock().unwrap_or_else(|e| e.into_inner());
+            if building
+                .as_ref()
+                .is_some_and(|b| Arc::ptr_eq(&b.settings, &task_settings))
+            {
+                *building = None;
+            }
+            snapshot
+        });
+        let empty_settings = settings.clone();
+        let future = async move {
+            match task.await {
+                Ok(snapshot) => snapshot,
+                Err(e) => {
+                    tracing::error!(error = %e, "model list build failed");
+                    Arc::new(Snapshot::empty(empty_settings))
+                }
+            }
+        }
+        .boxed()
+        .shared();
+        *building = Some(Build {
+            settings: settings.clone(),
+            future: future.clone(),
+        });
+        future
+    }
+
+    /// Send `GET /models` to one connection through the fetch service, with its model-list
+    /// timeout as the idle timeout. The whole exchange is not capped here.
+    pub(crate) async fn fetch_models(
+        &self,
+        settings: &Arc<Settings>,
+        connection: &Arc<Connection>,
+    ) -> Result<Response<BoxBody>, BoxError> {
+        self.inner.fetch_models(settings, connection).await
+    }
+
+    pub(crate) fn max_list_bytes(&self) -> usize {
+        self.inner.max_list_bytes
+    }
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog")
+            .field(
+                "current",
+                &self.inner.current.load().as_ref().map(|s| s.len()),
+            )
+            .field("grace", &self.inner.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelRoutes for Catalog {
+    fn route(&self, settings: &Arc<Settings>, model: &str) -> Route {
+        match self.lookup(settings) {
+            Lookup::Ready(s) => s
+                .connection_of(model)
+                .map_or(Route::Unknown, Route::Connection),
+            Lookup::Pending(f) => {
+                let model = model.to_owned();
+                Route::Pending(Box::pin(async move { f.await.connection_of(&model) }))
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn publish(&self, snapshot: &Arc<Snapshot>) {
+        // A build for older settings that finishes late must not replace a newer list.
+        self.current.rcu(|current| match current {
+            Some(c)
+                if !Arc::ptr_eq(&c.settings, &snapshot.settings)
+                    && c.settings.generation() > snapshot.settings.generation() =>
+            {
+                Some(c.clone())
+            }
+            _ => Some(snapshot.clone()),
+        });
+    }
+
+    async fn build(&self, settings: &Arc<Settings>) -> Snapshot {
+        if !settings.enable() {
+            return Snapshot::empty(settings.clone());
+        }
+        let lists = futures_util::future::join_all(
+            settings
+                .connections()
+                .iter()
+                .filter(|c| c.config().enable)
+                .map(|c| async move { (c.clone(), self.models_of(settings, c).await) }),
+        )
+        .await;
+        let mut builder = SnapshotBuilder::default();
+        for (connection, list) in lists {
+            for raw in list.iter() {
+                if let Some(e) = enrich(raw.clone(), &connection) {
+                    builder.push(e.key, connection.index(), &e.model);
+                }
+            }
+        }
+        builder.finish(settings.clone())
+    }
+
+    /// What one connection contributes (M-2).
+    async fn models_of(
+        &self,
+        settings: &Arc<Settings>,
+        connection: &Arc<Connection>,
+    ) -> Arc<Vec<Value>> {
+        if !connection.config().model_ids.is_empty() {
+            return Arc::new(static_models(connection));
+        }
+        let result = match connection.timeout_model_list() {
+            Some(limit) => {
+                match tokio::time::timeout(limit, self.fetch_list(settings, connection)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {} s", limit.as_secs_f64())),
+                }
+            }
+            None => self.fetch_list(settings, connection).await,
+        };
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = health
+            .entry((connection.index(), connection.url().to_owned()))
+            .or_default();
+        match result {
+            Ok(list) => {
+                if entry.failing.take().is_some() {
+                    tracing::info!(
+                        connection = connection.index(),
+                        "model list fetch works again"
+                    );
+                }
+                let list = Arc::new(list);
+                entry.last_good = Some((Instant::now(), list.clone()));
+                list
+            }
+            Err(message) => {
+                if entry.failing.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(
+                        connection = connection.index(),
+                        error = %message,
+                        "model list fetch failed; the connection contributes its last good models for the grace period, then none"
+                    );
+                    entry.failing = Some(message);
+                }
+                match &entry.last_good {
+                    Some((at, list)) if at.elapsed() <= self.grace => list.clone(),
+                    _ => Arc::new(Vec::new()),
+                }
+            }
+        }
+    }
+
+    async fn fetch_models(
+        &self,
+        settings: &Arc<Settings>,
+        connection: &Arc<Connection>,
+    ) -> Result<Response<BoxBody>, BoxError> {
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = http::Uri::from_static("/models");
+        let ext = req.extensions_mut();
+        ext.insert(SettingsSnapshot(settings.clone()));
+        ext.insert(SelectedConnection(connection.clone()));
+        ext.insert(RequestTimeout(connection.timeout_model_list()));
+        self.fetch.clone().oneshot(req).await
+    }
+
+    /// M-3: a usable list, or why not.
+    async fn fetch_list(
+        &self,
+        settings: &Arc<Settings>,
+        connection: &Arc<Connection>,
+    ) -> Result<Vec<Value>, String> {
+        let res = self
+            .fetch_models(settings, connection)
+            .await
+            .map_err(|e| describe(&*e))?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(format!("the upstream answered {status}"));
+        }
+        let json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+        if !json {
+            return Err("the upstream's answer is not JSON".to_owned());
+        }
+        let body = read_body(res.into_body(), self.max_list_bytes)
+            .await
+            .map_err(|e| format!("reading the list failed: {}", describe(&*e)))?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("the list is not valid JSON: {e}"))?;
+        Ok(models_of(value))
+    }
+}
+
+/// Read a whole body of at most `max` bytes.
+pub(crate) async fn read_body(mut body: BoxBody, max: usize) -> Result<Bytes, BoxError> {
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            if out.len() + data.len() > max {
+                return Err(format!("the body is larger than {max} bytes").into());
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    match find_cause::<UpstreamError>(err) {
+        Some(e) => e.to_string(),
+        None => err.to_string(),
+    }
+}
+
+/// One merged model list, as built for one settings snapshot.
+pub struct Snapshot {
+    settings: Arc<Settings>,
+    built_at: Instant,
+    entries: Vec<Entry>,
+    by_key: HashMap<String, usize>,
+    body: Bytes,
+}
+
+struct Entry {
+    key: String,
+    connection: usize,
+    json: Bytes,
+}
+
+impl Snapshot {
+    fn empty(settings: Arc<Settings>) -> Self {
+        SnapshotBuilder::default().finish(settings)
+    }
+
+    /// How many models it lists.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it lists none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The connection serving model `id`.
+    pub fn connection_of(&self, id: &str) -> Option<usize> {
+        self.by_key.get(id).map(|&i| self.entries[i].connection)
+    }
+
+    /// The model ids, in list order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.key.as_str())
+    }
+
+    /// One model as JSON.
+    pub fn model_json(&self, id: &str) -> Option<&Bytes> {
+        self.by_key.get(id).map(|&i| &self.entries[i].json)
+    }
+
+    /// The list as `{"object":"list","data":[…]}`, keeping only the models `filter` allows.
+    pub fn to_json(&self, filter: Option<&ListFilter>) -> Bytes {
+        match filter {
+            None => self.body.clone(),
+            Some(filter) => render(self.entries.iter().filter(|e| filter.allows(&e.key))),
+        }
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("models", &self.entries.len())
+            .field("built_at", &self.built_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct SnapshotBuilder {
+    entries: Vec<Entry>,
+    by_key: HashMap<String, usize>,
+}
+
+impl SnapshotBuilder {
+    /// M-7: the first model with a key wins; later duplicates are dropped.
+    fn push(&mut self, key: String, connection: usize, model: &serde_json::Map<String, Value>) {
+        if self.by_key.contains_key(&key) {
+            return;
+        }
+        let Ok(json) = serde_json::to_vec(model) else {
+            return;
+        };
+        self.by_key.insert(key.clone(), self.entries.len());
+        self.entries.push(Entry {
+            key,
+            connection,
+            json: Bytes::from(json),
+        });
+    }
+
+    fn finish(self, settings: Arc<Settings>) -> Snapshot {
+        Snapshot {
+            body: render(self.entries.iter()),
+            settings,
+            built_at: Instant::now(),
+            entries: self.entries,
+            by_key: self.by_key,
+        }
+    }
+}
+
+fn render<'a>(entries: impl Iterator<Item = &'a Entry>) -> Bytes {
+    let mut out = BytesMut::with_capacity(1024);
+    out.put_slice(br#"{"object":"list","data":["#);
+    for (i, e) in entries.enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&e.json);
+    }
+    out.put_slice(b"]}");
+    out.freeze()
+}

@@ -1,0 +1,200 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response, StatusCode};
+use tower_openai_core::routing::{ModelRoutes, Route};
+use tower_openai_core::{
+    ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody, SelectedConnection,
+    Settings, SettingsSnapshot,
+};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::SelectLayer;
+
+/// The endpoints that cannot work without a model.
+const MODEL_ENDPOINTS: [&str; 5] = [
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/responses",
+    "/audio/speech",
+];
+
+/// Routes requests by model. See the [crate docs](crate).
+#[derive(Clone, Debug)]
+pub struct Select<S, R> {
+    inner: S,
+    routes: R,
+}
+
+impl<S, R> Select<S, R> {
+    /// Wrap `inner`, routing with `routes`.
+    pub fn new(inner: S, routes: R) -> Self {
+        Self { inner, routes }
+    }
+
+    /// A layer routing with `routes`.
+    pub fn layer(routes: R) -> SelectLayer<R> {
+        SelectLayer::new(routes)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What to do with a request before any lookup.
+pub(crate) enum Decision {
+    /// Already routed: pass it on.
+    Forward,
+    /// Send it to connection 0 (no model).
+    Default(Arc<Settings>),
+    /// Route it by this model.
+    Model(Arc<Settings>, String),
+    /// Refuse it.
+    Reject(ErrorResponse),
+}
+
+pub(crate) fn decide<B>(req: &Request<B>) -> Decision {
+    if req.extensions().get::<SelectedConnection>().is_some() {
+        return Decision::Forward;
+    }
+    let Some(SettingsSnapshot(settings)) = req.extensions().get::<SettingsSnapshot>() else {
+        return Decision::Reject(ErrorResponse::internal(
+            "The select layer needs LoadSettingsLayer above it",
+        ));
+    };
+    if !settings.enable() {
+        return Decision::Reject(
+            ErrorResponse::new(StatusCode::SERVICE_UNAVAILABLE, "OpenAI API is disabled")
+                .with_code("api_disabled"),
+        );
+    }
+    let needs_model = req.method() == Method::POST && MODEL_ENDPOINTS.contains(&req.uri().path());
+    let model = match req.extensions().get::<Payload>() {
+        Some(payload) => model_of(payload),
+        None => Err(PayloadError::InvalidJson(
+            "expected a JSON body (Content-Type: application/json)".to_owned(),
+        )),
+    };
+    match model {
+        Ok(Some(model)) => Decision::Model(settings.clone(), model),
+        Ok(None) if needs_model => Decision::Reject(
+            ErrorResponse::bad_request("you must provide a model parameter")
+                .with_code("missing_model"),
+        ),
+        Err(e) if needs_model => Decision::Reject(e.to_response()),
+        // The pass-through proxy forwards what it cannot read as it is, to connection 0.
+        Ok(None) | Err(_) => Decision::Default(settings.clone()),
+    }
+}
+
+fn model_of(payload: &Payload) -> Result<Option<String>, PayloadError> {
+    match payload.get::<serde_json::Value>("model")? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(PayloadError::InvalidField {
+            key: "model".to_owned(),
+            message: "must be a string".to_owned(),
+        }),
+    }
+}
+
+/// Select connection `index` for `model`, stripping its prefix from the payload.
+pub(crate) fn apply<B>(
+    req: &mut Request<B>,
+    settings: &Settings,
+    index: Option<usize>,
+    model: &str,
+) -> Result<(), ErrorResponse> {
+    let Some(connection) = index.and_then(|i| settings.connection(i)).cloned() else {
+        return Err(ErrorResponse::not_found(format!(
+            "The model `{model}` does not exist or you do not have access to it."
+        ))
+        .with_code("model_not_found"));
+    };
+    let upstream = match &connection.config().prefix_id {
+        Some(prefix) => model
+            .strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(model),
+        None => model,
+    }
+    .to_owned();
+    if upstream != model {
+        if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
+            payload
+                .set("model", &upstream)
+                .map_err(|e| e.to_response())?;
+        }
+    }
+    let ext = req.extensions_mut();
+    ext.insert(SelectedConnection(connection));
+    ext.insert(RequestedModel {
+        requested: model.to_owned(),
+        upstream,
+    });
+    Ok(())
+}
+
+pub(crate) fn select_default<B>(req: &mut Request<B>, settings: &Settings) {
+    if let Some(connection) = settings.connection(0) {
+        req.extensions_mut()
+            .insert(SelectedConnection(connection.clone()));
+    }
+}
+
+impl<S, R, B, ResBody> Service<Request<B>> for Select<S, R>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    R: ModelRoutes,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match decide(&req) {
+            Decision::Forward => ResponseFuture::called(self.inner.call(req)),
+            Decision::Reject(e) => ResponseFuture::rejected(e),
+            Decision::Default(settings) => {
+                select_default(&mut req, &settings);
+                ResponseFuture::called(self.inner.call(req))
+            }
+            Decision::Model(settings, model) => match self.routes.route(&settings, &model) {
+                Route::Connection(i) => match apply(&mut req, &settings, Some(i), &model) {
+                    Ok(()) => ResponseFuture::called(self.inner.call(req)),
+                    Err(e) => ResponseFuture::rejected(e),
+                },
+                Route::Unknown => match apply(&mut req, &settings, None, &model) {
+                    Ok(()) => ResponseFuture::called(self.inner.call(req)),
+                    Err(e) => ResponseFuture::rejected(e),
+                },
+                Route::Pending(lookup) => {
+                    // The catalog is being built. Call the service `poll_ready` readied once
+                    // the route is known; leave a fresh clone here.
+                    let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    ResponseFuture::waiting(lookup, req, inner, settings, model)
+                }
+            },
+        }
+    }
+}
