@@ -1,6 +1,6 @@
 //! The gateway in one process: a mock OpenAI upstream on 127.0.0.1, the gateway in front of
-//! it, and one streamed chat completion printed event by event as it arrives. No network,
-//! no key.
+//! it (routing by model through its cached model list), and one streamed chat completion
+//! printed event by event as it arrives. No network, no key.
 //!
 //! Run: `cargo run --example gateway_demo`
 
@@ -57,9 +57,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
         }
     }
+    // The gateway fetched the model list once (to route `gpt-4o-mini`), then the chat.
     println!(
-        "{events} events; the upstream saw {} request(s)",
-        upstream.requests().len()
+        "{events} events; the upstream saw {} model-list and {} chat request(s)",
+        upstream.count("/v1/models"),
+        upstream.count("/v1/chat/completions")
     );
     gateway.shutdown(Duration::from_secs(5)).await;
     Ok(())

@@ -9,6 +9,8 @@
 //! |---|---|---|
 //! | [`core`] | always | settings, extensions, payload, errors, bodies, rescue |
 //! | [`upstream`] | `upstream` | the pooled upstream HTTP service at the bottom of a stack |
+//! | [`models`] | `models` | the aggregated, cached model list and the catalog routing uses |
+//! | [`select`] | `select` | routes each request to the connection that serves its model |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
 //! # A minimal stack
@@ -40,6 +42,18 @@ pub mod core {
 #[cfg(feature = "upstream")]
 pub mod upstream {
     pub use tower_openai_upstream::*;
+}
+
+/// The model catalog and `GET /models` (`tower-openai-models`).
+#[cfg(feature = "models")]
+pub mod models {
+    pub use tower_openai_models::*;
+}
+
+/// Routing by model (`tower-openai-select`).
+#[cfg(feature = "select")]
+pub mod select {
+    pub use tower_openai_select::*;
 }
 
 #[cfg(feature = "gateway")]

@@ -67,5 +67,8 @@ fn gateway_demo_streams_through_the_gateway() {
     );
     assert!(stdout.contains("status 200 OK"), "{stdout}");
     assert!(stdout.contains("data: [DONE]"), "{stdout}");
-    assert!(stdout.contains("the upstream saw 1 request(s)"), "{stdout}");
+    assert!(
+        stdout.contains("the upstream saw 1 model-list and 1 chat request(s)"),
+        "{stdout}"
+    );
 }

@@ -139,10 +139,24 @@ async fn a_complete_stream_is_relayed_event_for_event() {
 
 #[tokio::test]
 async fn an_upstream_that_is_down_is_a_502_json_error() {
-    let gw = start(&dead_url()).await;
+    // The model is listed statically, so routing needs no call; the chat then cannot connect.
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &dead_url()),
+            (
+                "OPENAI_API_CONFIGS",
+                r#"{"0": {"model_ids": ["gpt-4o-mini"]}}"#,
+            ),
+        ],
+    )
+    .await;
     let res = answer(post_json(&format!("{}/chat/completions", gw.url()), CHAT)).await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(&res), "upstream_unavailable");
+    // Without a model, to connection 0: the same.
+    let res = answer(get(&format!("{}/files", gw.url()))).await;
+    assert_eq!(res.status, StatusCode::BAD_GATEWAY);
 }
 
 #[tokio::test]
@@ -173,6 +187,7 @@ async fn a_silent_upstream_is_a_504_json_error_within_the_timeout() {
 #[tokio::test]
 async fn the_caller_hanging_up_mid_stream_closes_the_upstream_request() {
     let mock = MockUpstream::builder()
+        .models(["m"])
         .sse("/v1/chat/completions", Sse::chunks("m", 5).hang_after(1))
         .start()
         .await;
@@ -182,6 +197,7 @@ async fn the_caller_hanging_up_mid_stream_closes_the_upstream_request() {
         r#"{"model":"m","stream":true}"#,
     ))
     .await;
+    assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     body.frame().await.unwrap().unwrap();
     // Drop the response: the client closes its connection to the gateway.
@@ -194,6 +210,7 @@ async fn the_caller_hanging_up_mid_stream_closes_the_upstream_request() {
 #[tokio::test]
 async fn an_upstream_reset_mid_stream_gives_the_caller_a_terminal_error_event() {
     let mock = MockUpstream::builder()
+        .models(["m"])
         .sse("/v1/chat/completions", Sse::chunks("m", 4).reset_after(2))
         .start()
         .await;
@@ -214,7 +231,7 @@ async fn an_upstream_reset_mid_stream_gives_the_caller_a_terminal_error_event() 
 async fn hop_by_hop_headers_are_removed_both_ways() {
     let mock = MockUpstream::builder()
         .any(
-            "/v1/models",
+            "/v1/files",
             Reply::json(json!({"data": []}))
                 .with_header("keep-alive", "timeout=5")
                 .with_header("proxy-authenticate", "Basic")
@@ -224,7 +241,7 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         .start()
         .await;
     let gw = start(&mock.url()).await;
-    let req = Request::get(format!("{}/models", gw.url()))
+    let req = Request::get(format!("{}/files", gw.url()))
         .header("connection", "keep-alive, x-drop-me")
         .header("x-drop-me", "1")
         .header("keep-alive", "timeout=5")
@@ -392,6 +409,7 @@ async fn the_gateway_speaks_http2_with_prior_knowledge() {
 #[tokio::test]
 async fn shutdown_lets_a_stream_in_flight_finish_and_stops_accepting() {
     let mock = MockUpstream::builder()
+        .models(["m"])
         .sse(
             "/v1/chat/completions",
             Sse::chunks("m", 10).gap(Duration::from_millis(30)),
@@ -406,7 +424,12 @@ async fn shutdown_lets_a_stream_in_flight_finish_and_stops_accepting() {
     ))
     .await;
     let reader = tokio::spawn(async move { res.into_body().collect().await.map(|c| c.to_bytes()) });
-    mock.wait_for_requests("/v1/chat/completions", 1).await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        mock.wait_for_requests("/v1/chat/completions", 1),
+    )
+    .await
+    .expect("the chat request never reached the upstream");
     assert!(
         gw.shutdown(Duration::from_secs(20)).await,
         "the server did not stop"

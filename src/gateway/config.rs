@@ -127,6 +127,9 @@ pub struct GatewayConfig {
     pub models: Vec<ModelRecord>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Hosts resolved to fixed addresses instead of through DNS (like curl's `--resolve`).
+    /// Set in code only (tests, embedding); there is no flag for it.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl GatewayConfig {
@@ -144,6 +147,7 @@ impl GatewayConfig {
             users: Vec::new(),
             models: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            resolve: Vec::new(),
         }
     }
 
@@ -225,6 +229,7 @@ impl GatewayConfig {
             users,
             models,
             shutdown_grace: Duration::from_secs(30),
+            resolve: Vec::new(),
         })
     }
 

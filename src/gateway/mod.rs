@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_openai_core::SettingsHandle;
+use tower_openai_models::Catalog;
 use tower_openai_test_util::MockUpstream;
 use tower_openai_upstream::Upstream;
 
@@ -38,7 +39,8 @@ pub struct Gateway {
     config: GatewayConfig,
     settings: SettingsHandle,
     callers: Callers,
-    upstream: Upstream,
+    lower: stack::Lower,
+    catalog: Catalog,
     demo: Option<MockUpstream>,
 }
 
@@ -54,9 +56,16 @@ impl Gateway {
             None
         };
         let settings = SettingsHandle::new(config.settings.clone().build()?);
+        let mut upstream = Upstream::builder();
+        for (host, ip) in &config.resolve {
+            upstream = upstream.resolve(host.clone(), *ip);
+        }
+        let lower = stack::lower(upstream.build());
+        let catalog = Catalog::new(lower.clone());
         Ok(Self {
             callers: Callers::new(&config.users),
-            upstream: Upstream::new(),
+            lower,
+            catalog,
             settings,
             config,
             demo,
@@ -71,6 +80,11 @@ impl Gateway {
     /// The live settings.
     pub fn settings(&self) -> &SettingsHandle {
         &self.settings
+    }
+
+    /// The shared model catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The configuration it was built from.

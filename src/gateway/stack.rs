@@ -1,24 +1,20 @@
 //! The one function that assembles the gateway's stack.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderName, Request, Response, header};
 use http_body_util::BodyExt;
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_openai_core::payload::CollectPayloadLayer;
-use tower_openai_core::{
-    Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer, ResponseBody,
-    SelectedConnection, SettingsSnapshot,
-};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
+use tower_openai_models::ModelsLayer;
+use tower_openai_select::SelectLayer;
 use tracing::Level;
 
 use super::Gateway;
@@ -29,6 +25,16 @@ pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>
 
 /// The OpenAI API part of the gateway, below routing and identity.
 pub(crate) type Api = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
+
+/// The part of the stack that acts on a selected connection (today the upstream service;
+/// azure, auth and headers join it). The catalog fetches `GET /models` through it, so
+/// model discovery uses each connection's own auth.
+pub(crate) type Lower = tower_openai_upstream::Upstream;
+
+/// The stack below select, built once and shared by the API stack and the catalog.
+pub(crate) fn lower(upstream: tower_openai_upstream::Upstream) -> Lower {
+    upstream
+}
 
 /// Build the gateway's service.
 ///
@@ -44,10 +50,13 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         .layer(LoadSettingsLayer::new(gateway.settings.clone()))
         // Read the JSON body once, under the cap, before any layer needs the model.
         .layer(CollectPayloadLayer::new(gateway.config.max_body_bytes))
-        // Until the select layer routes by model: connection 0 (SPEC P-2), and 503 when the
-        // OpenAI API is disabled.
-        .layer(DefaultConnectionLayer)
-        .service(gateway.upstream.clone());
+        // `GET /models` answered from the shared catalog, above select: listing needs no
+        // connection, and a list request never reaches an upstream here.
+        .layer(ModelsLayer::new(gateway.catalog.clone()))
+        // Model → connection (prefix stripped); no model → connection 0. Everything below
+        // acts on the selected connection.
+        .layer(SelectLayer::new(gateway.catalog.clone()))
+        .service(gateway.lower.clone());
     let api: Api =
         BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(api, |res| {
             res.map(box_body)
@@ -84,65 +93,4 @@ where
     B::Error: Into<BoxError>,
 {
     BodyExt::map_err(body, Into::into).boxed_unsync()
-}
-
-/// Sends every request to connection 0 (SPEC P-2) until the select layer exists.
-#[derive(Clone, Copy, Debug)]
-struct DefaultConnectionLayer;
-
-impl<S> Layer<S> for DefaultConnectionLayer {
-    type Service = DefaultConnection<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DefaultConnection { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct DefaultConnection<S> {
-    inner: S,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, ResBody> Service<Request<B>> for DefaultConnection<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-    ResBody: 'static,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let selected = req.extensions().get::<SettingsSnapshot>().and_then(|s| {
-            if !s.0.enable() {
-                return None;
-            }
-            s.0.connection(0).cloned()
-        });
-        match selected {
-            Some(connection) => {
-                req.extensions_mut().insert(SelectedConnection(connection));
-                let fut = self.inner.call(req);
-                Box::pin(async move { fut.await.map(ResponseBody::inner) })
-            }
-            None => Box::pin(async {
-                Ok(ResponseBody::rejected(
-                    ErrorResponse::new(
-                        http::StatusCode::SERVICE_UNAVAILABLE,
-                        "OpenAI API is disabled",
-                    )
-                    .with_code("api_disabled"),
-                ))
-            }),
-        }
-    }
 }
