@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::settings::{Connection, Settings};
 
@@ -85,11 +85,102 @@ impl SelectedConnection {
     }
 }
 
-/// Headers for the upstream request, set by the auth and header layers in the order of
-/// SPEC H-5. The upstream service sets them after copying the caller's headers, so they win;
-/// the caller's own `Authorization`, `Cookie` and `api-key` are never copied.
+/// The steps of SPEC H-5, in merge order: a header set at a later step replaces the same
+/// header set at an earlier one, whatever order the layers ran in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HeaderStep {
+    /// 1. `Content-Type`.
+    ContentType,
+    /// 2. OpenRouter attribution (`HTTP-Referer`, `X-Title`).
+    OpenRouter,
+    /// 3. User-info headers.
+    UserInfo,
+    /// 4. The chat id header.
+    ChatId,
+    /// 5. Upstream credentials (`Authorization`, and the cookies some auth types forward).
+    Auth,
+    /// 6. The connection's custom `headers`.
+    Custom,
+    /// 7. Azure's `api-key` and `api-version`.
+    Azure,
+}
+
+/// Headers for the upstream request, each tagged with its [`HeaderStep`]. The upstream service
+/// applies them after copying the caller's headers, in step order, so they win over the
+/// caller's; the caller's own `Authorization`, `Cookie` and `api-key` are never copied.
+///
+/// ```
+/// use http::HeaderValue;
+/// use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
+///
+/// let mut h = UpstreamHeaders::default();
+/// h.insert(HeaderStep::Custom, "authorization", HeaderValue::from_static("Bearer custom"));
+/// h.insert(HeaderStep::Auth, "authorization", HeaderValue::from_static("Bearer key"));
+/// // Custom headers come later in H-5, so they win although they were set first.
+/// assert_eq!(h.merged()["authorization"], "Bearer custom");
+/// ```
 #[derive(Clone, Debug, Default)]
-pub struct UpstreamHeaders(pub HeaderMap);
+pub struct UpstreamHeaders {
+    entries: Vec<(HeaderStep, HeaderName, HeaderValue)>,
+}
+
+impl UpstreamHeaders {
+    /// Set `name` at `step` (replacing what this step set for it before).
+    pub fn insert(&mut self, step: HeaderStep, name: impl IntoHeaderName, value: HeaderValue) {
+        let name = name.into_header_name();
+        self.entries.retain(|(s, n, _)| !(*s == step && *n == name));
+        self.entries.push((step, name, value));
+    }
+
+    /// The header values in effect, in step order.
+    pub fn merged(&self) -> HeaderMap {
+        let mut sorted: Vec<&(HeaderStep, HeaderName, HeaderValue)> = self.entries.iter().collect();
+        sorted.sort_by_key(|(step, _, _)| *step);
+        let mut out = HeaderMap::with_capacity(sorted.len());
+        for (_, name, value) in sorted {
+            out.insert(name.clone(), value.clone());
+        }
+        out
+    }
+
+    /// The value in effect for `name`.
+    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+        self.entries
+            .iter()
+            .filter(|(_, n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .max_by_key(|(step, _, _)| *step)
+            .map(|(_, _, v)| v)
+    }
+
+    /// Whether nothing was set.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A header name given as a `HeaderName` or a static lower-case string.
+pub trait IntoHeaderName {
+    /// The name.
+    fn into_header_name(self) -> HeaderName;
+}
+
+impl IntoHeaderName for HeaderName {
+    fn into_header_name(self) -> HeaderName {
+        self
+    }
+}
+
+impl IntoHeaderName for &HeaderName {
+    fn into_header_name(self) -> HeaderName {
+        self.clone()
+    }
+}
+
+impl IntoHeaderName for &'static str {
+    fn into_header_name(self) -> HeaderName {
+        HeaderName::from_static(self)
+    }
+}
 
 /// Overrides the selected connection's idle-read timeout for this request (`None`: none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

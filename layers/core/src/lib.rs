@@ -17,6 +17,7 @@
 //!   with, implemented by the models layer's catalog.
 
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod extensions;
 pub mod load_settings;

@@ -89,6 +89,30 @@ impl UpstreamBuilder {
     }
 }
 
+impl Upstream {
+    /// Direct mode: a request the gateway makes itself (a token endpoint), sent to its
+    /// absolute URI with the verifying client. Only hop-by-hop headers are removed.
+    fn direct<B>(&self, mut parts: http::request::Parts, body: B) -> ResponseFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        crate::headers::remove_hop_by_hop(&mut parts.headers);
+        let timeout = parts
+            .extensions
+            .get::<RequestTimeout>()
+            .map_or(Some(DIRECT_TIMEOUT), |t| t.0);
+        let mut out = Request::new(Body::new(body));
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = parts.uri;
+        *out.headers_mut() = parts.headers;
+        ResponseFuture::new(self.clients.verified.request(out), timeout, usize::MAX)
+    }
+}
+
+/// The idle timeout of direct requests without a [`RequestTimeout`].
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl<B> Service<Request<B>> for Upstream
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -108,6 +132,9 @@ where
         let (mut parts, body) = req.into_parts();
         let Some(SelectedConnection(connection)) = parts.extensions.remove::<SelectedConnection>()
         else {
+            if parts.uri.scheme().is_some() && parts.uri.authority().is_some() {
+                return self.direct(parts, body);
+            }
             return ResponseFuture::failed(NoConnectionSelected.into());
         };
         let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -133,20 +160,10 @@ where
             }
             None => Body::new(body),
         };
-        if let Some(UpstreamHeaders(extra)) = parts.extensions.remove::<UpstreamHeaders>() {
-            let mut last = None;
-            for (name, value) in extra {
-                // `HeaderMap`'s iterator yields a name once, then `None` for its further values.
-                match name {
-                    Some(name) => {
-                        parts.headers.insert(name.clone(), value);
-                        last = Some(name);
-                    }
-                    None => {
-                        if let Some(name) = &last {
-                            parts.headers.append(name.clone(), value);
-                        }
-                    }
+        if let Some(extra) = parts.extensions.remove::<UpstreamHeaders>() {
+            for (name, value) in extra.merged() {
+                if let Some(name) = name {
+                    parts.headers.insert(name, value);
                 }
             }
         }

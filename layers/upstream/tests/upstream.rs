@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
+use tower_openai_core::extensions::HeaderStep;
 use tower_openai_core::{
     Payload, RequestTimeout, RescueLayer, ResponseBody, SelectedConnection, Settings,
     SettingsSource, UpstreamHeaders,
@@ -133,13 +134,18 @@ async fn caller_credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
         .header("openai-organization", "org-1")
         .body(Full::default())
         .unwrap();
-    let mut extra = HeaderMap::new();
+    let mut extra = UpstreamHeaders::default();
     extra.insert(
+        HeaderStep::Auth,
         "authorization",
         HeaderValue::from_static("Bearer sk-upstream"),
     );
-    extra.insert("x-added", HeaderValue::from_static("yes"));
-    req.extensions_mut().insert(UpstreamHeaders(extra));
+    extra.insert(
+        HeaderStep::Custom,
+        "x-added",
+        HeaderValue::from_static("yes"),
+    );
+    req.extensions_mut().insert(extra);
     assert_eq!(send(&s, req).await.status(), StatusCode::OK);
 
     let seen = mock.last_request().unwrap();
@@ -456,5 +462,31 @@ async fn a_resolve_override_sends_a_public_host_to_a_local_address() {
     assert_eq!(
         seen.header("host"),
         Some(format!("api.openai.com:{}", mock.addr().port()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_request_with_an_absolute_uri_and_no_connection_goes_to_that_uri() {
+    let mock = MockUpstream::builder()
+        .json(
+            "/oauth2/token",
+            json!({"access_token": "t", "expires_in": 3600}),
+        )
+        .start()
+        .await;
+    let req = Request::post(format!("{}/oauth2/token", mock.root_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", "Basic kept-in-direct-mode")
+        .body(Full::from("grant_type=client_credentials"))
+        .unwrap();
+    let res = ServiceExt::<Request<Full<Bytes>>>::oneshot(Upstream::new(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = mock.last_request().unwrap();
+    assert_eq!(&seen.body[..], b"grant_type=client_credentials");
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Basic kept-in-direct-mode")
     );
 }

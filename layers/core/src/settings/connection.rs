@@ -306,9 +306,34 @@ pub struct Connection {
     pub(super) timeout: Option<Duration>,
     pub(super) timeout_model_list: Option<Duration>,
     pub(super) ssl_verify: bool,
+    pub(super) bearer: Option<HeaderValue>,
+    pub(super) api_key_header: Option<HeaderValue>,
+}
+
+/// `Bearer <key>` and the bare key as header values, marked sensitive; `None` for an empty key.
+pub(super) fn prepared(key: &ApiKey) -> Result<(Option<HeaderValue>, Option<HeaderValue>), ()> {
+    if key.is_empty() {
+        return Ok((None, None));
+    }
+    let mut bearer = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| ())?;
+    let mut bare = HeaderValue::from_str(key.expose()).map_err(|_| ())?;
+    bearer.set_sensitive(true);
+    bare.set_sensitive(true);
+    Ok((Some(bearer), Some(bare)))
 }
 
 impl Connection {
+    /// `Authorization: Bearer <key>` for this connection, prepared once per settings snapshot
+    /// (SPEC A-1); `None` when the key is empty.
+    pub fn bearer(&self) -> Option<&HeaderValue> {
+        self.bearer.as_ref()
+    }
+
+    /// The key as an `api-key` header value (SPEC A-7); `None` when the key is empty.
+    pub fn api_key_header(&self) -> Option<&HeaderValue> {
+        self.api_key_header.as_ref()
+    }
+
     /// Its position in the URL list.
     pub fn index(&self) -> usize {
         self.index

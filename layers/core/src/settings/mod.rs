@@ -192,6 +192,12 @@ impl SettingsSource {
                     message,
                 )
             })?;
+            let (bearer, api_key_header) = connection::prepared(key).map_err(|()| {
+                ConfigError::new(
+                    format!("OPENAI_API_KEYS[{index}] (openai.keys[{index}])"),
+                    "contains characters that are not allowed in an HTTP header",
+                )
+            })?;
             connections.push(Arc::new(Connection {
                 index,
                 url: url.clone(),
@@ -201,6 +207,8 @@ impl SettingsSource {
                 timeout,
                 timeout_model_list,
                 ssl_verify,
+                bearer,
+                api_key_header,
             }));
         }
         Ok(Settings {

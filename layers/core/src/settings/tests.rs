@@ -431,3 +431,30 @@ fn keys_never_show_in_debug_output() {
         assert!(!text.contains("sk-secret-value"), "{text}");
     }
 }
+
+#[test]
+fn a1_bearer_and_api_key_values_are_prepared_once_and_sensitive() {
+    let s = build(&[
+        ("OPENAI_API_BASE_URLS", "http://a;http://b"),
+        ("OPENAI_API_KEYS", "sk-1;"),
+    ])
+    .unwrap();
+    let c0 = s.connection(0).unwrap();
+    assert_eq!(c0.bearer().unwrap(), "Bearer sk-1");
+    assert!(c0.bearer().unwrap().is_sensitive());
+    assert_eq!(c0.api_key_header().unwrap(), "sk-1");
+    assert!(s.connection(1).unwrap().bearer().is_none());
+}
+
+#[test]
+fn a_key_that_cannot_be_a_header_names_its_position_not_its_value() {
+    let err = build(&[("OPENAI_API_KEYS", "sk-bad\u{7f}key")]).unwrap_err();
+    assert!(err.field().starts_with("OPENAI_API_KEYS[0]"), "{err}");
+    let err = SettingsSource {
+        keys: Some(vec![ApiKey::new("sk-secret\nline")]),
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err();
+    assert!(!err.to_string().contains("sk-secret"), "{err}");
+}
