@@ -116,6 +116,9 @@ pub struct ConnectionConfig {
     pub azure: bool,
     /// `api_version` as given (`None` when absent).
     pub api_version: Option<String>,
+    /// `entra_scope`: the scope of Microsoft Entra ID tokens (default
+    /// `https://cognitiveservices.azure.com/.default`). Not an Open WebUI key.
+    pub entra_scope: Option<String>,
     /// Every member not named above, as given.
     pub extra: Map<String, Value>,
 }
@@ -132,6 +135,7 @@ impl Default for ConnectionConfig {
             headers: Vec::new(),
             azure: false,
             api_version: None,
+            entra_scope: None,
             extra: Map::new(),
         }
     }
@@ -222,6 +226,10 @@ impl ConnectionConfig {
                     config.azure = value
                         .as_bool()
                         .ok_or_else(|| err(key, "must be true or false"))?;
+                }
+                "entra_scope" => {
+                    let scope = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
+                    config.entra_scope = (!scope.is_empty()).then(|| scope.to_owned());
                 }
                 "api_version" => {
                     config.api_version = Some(

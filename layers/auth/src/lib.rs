@@ -1,0 +1,77 @@
+//! Upstream credentials for each connection (SPEC §2, A-1 … A-7).
+//!
+//! For a request with a [`SelectedConnection`](tower_openai_core::SelectedConnection), the
+//! auth layer sets the credentials its `auth_type` calls for, as
+//! [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) at the `Auth` step of SPEC H-5
+//! (so a connection's custom headers can still override them, and Azure's `api-key` comes
+//! last):
+//!
+//! | `auth_type` | upstream gets |
+//! |---|---|
+//! | `bearer` (default) | `Authorization: Bearer <key>` when the key is not empty (A-1) |
+//! | `none` | nothing (A-2) |
+//! | `session` | the caller's own `Authorization: Bearer …` and cookies (A-3); a caller without a bearer token gets 401 `missing_credential`, not Open WebUI's 500 |
+//! | `system_oauth` | the caller's cookies, and the access token of their `oauth_session_id` session from a [`SessionTokens`] (A-4); no session, no `Authorization` |
+//! | `azure_ad`, `microsoft_entra_id` | `Authorization: Bearer <Entra ID token>` from [`EntraTokens`] for the connection's `entra_scope` (A-5); when no token can be had, 502 `upstream_auth_failed` saying why — Open WebUI silently sends no credentials |
+//!
+//! Connections with `azure: true` also get `api-key: <key>`, unless they use Entra ID (A-7).
+//! The caller's own `Authorization` and cookies never reach an upstream otherwise: the
+//! upstream service drops them, and only this layer puts them back, for `session` and
+//! `system_oauth`.
+//!
+//! Entra ID tokens are cached per scope and refreshed 5 minutes before they expire, one
+//! fetch at a time; concurrent requests share it. See [`entra`] for the credential chain and
+//! [`oauth`] for registering sessions. Header values for keys are prepared once per settings
+//! snapshot; the bearer path allocates nothing.
+//!
+//! # Extensions
+//! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection);
+//! - writes [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders).
+//!
+//! # Example
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_openai_auth::AuthLayer;
+//! use tower_openai_core::{SelectedConnection, SettingsSource, UpstreamHeaders};
+//! use tower_openai_core::settings::ApiKey;
+//!
+//! async fn upstream(req: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     let headers = req.extensions().get::<UpstreamHeaders>().unwrap().merged();
+//!     Ok(Response::new(Full::from(headers["authorization"].to_str().unwrap().to_owned())))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let settings = SettingsSource {
+//!     base_urls: Some(vec!["https://api.openai.com/v1".into()]),
+//!     keys: Some(vec![ApiKey::new("sk-upstream")]),
+//!     ..Default::default()
+//! }
+//! .build()
+//! .unwrap();
+//! let svc = ServiceBuilder::new().layer(AuthLayer::new()).service_fn(upstream);
+//! let mut req = Request::new(());
+//! req.extensions_mut().insert(SelectedConnection(settings.connection(0).unwrap().clone()));
+//! let res = svc.oneshot(req).await.unwrap();
+//! # use http_body_util::BodyExt;
+//! assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"Bearer sk-upstream");
+//! # }
+//! ```
+
+pub mod entra;
+mod future;
+mod http;
+mod layer;
+pub mod oauth;
+mod service;
+mod token;
+
+pub use crate::entra::EntraTokens;
+pub use crate::future::ResponseFuture;
+pub use crate::layer::AuthLayer;
+pub use crate::oauth::{InMemorySessions, OAuthSession, SessionTokens};
+pub use crate::service::{Auth, OAUTH_SESSION_COOKIE};
+pub use crate::token::{AccessToken, DEFAULT_REFRESH_MARGIN, TokenError, TokenFuture, TokenLookup};

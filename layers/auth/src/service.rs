@@ -1,0 +1,261 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
+use tower_openai_core::settings::AuthType;
+use tower_openai_core::{Connection, ErrorResponse, ResponseBody, SelectedConnection};
+use tower_service::Service;
+
+use crate::entra::{COGNITIVE_SERVICES_SCOPE, EntraTokens};
+use crate::future::ResponseFuture;
+use crate::layer::AuthLayer;
+use crate::oauth::SessionTokens;
+use crate::token::TokenLookup;
+
+/// The cookie that names a caller's OAuth session (SPEC A-4).
+pub const OAUTH_SESSION_COOKIE: &str = "oauth_session_id";
+
+/// A credential found later (a token being fetched): the `Authorization` value, if any.
+pub(crate) type PendingAuth = BoxFuture<'static, Result<Option<HeaderValue>, ErrorResponse>>;
+
+/// Adds each connection's upstream credentials. See the [crate docs](crate).
+#[derive(Clone)]
+pub struct Auth<S> {
+    pub(crate) inner: S,
+    pub(crate) entra: Option<EntraTokens>,
+    pub(crate) sessions: Option<Arc<dyn SessionTokens>>,
+}
+
+impl<S> Auth<S> {
+    /// Wrap `inner` with bearer, none and session auth only.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            entra: None,
+            sessions: None,
+        }
+    }
+
+    /// A layer (configure token sources on it).
+    pub fn layer() -> AuthLayer {
+        AuthLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .field("entra", &self.entra)
+            .field("sessions", &self.sessions.is_some())
+            .finish()
+    }
+}
+
+/// All of the caller's cookies as one `Cookie` value (HTTP/2 may split them).
+fn cookies(headers: &HeaderMap) -> Option<HeaderValue> {
+    let parts: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let mut v = HeaderValue::from_str(&parts.join("; ")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn bearer_value(token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn entra_failed(connection: &Connection, message: &str) -> ErrorResponse {
+    ErrorResponse::bad_gateway(format!(
+        "Could not get a Microsoft Entra ID token for upstream connection {}: {message}",
+        connection.index()
+    ))
+    .with_code("upstream_auth_failed")
+}
+
+impl<S> Auth<S> {
+    /// Set the credentials of `connection` on `req`; a credential still being fetched is
+    /// returned as a future.
+    fn authorize<B>(
+        &self,
+        req: &mut Request<B>,
+        connection: &Arc<Connection>,
+    ) -> Result<Option<PendingAuth>, ErrorResponse> {
+        let config = connection.config();
+        let caller_auth = req.headers().get(AUTHORIZATION).cloned();
+        let caller_cookies = cookies(req.headers());
+        let session_id = cookie(req.headers(), OAUTH_SESSION_COOKIE);
+        let headers = req
+            .extensions_mut()
+            .get_or_insert_default::<UpstreamHeaders>();
+        let mut pending = None;
+        match config.auth_type {
+            // the connection's key, when there is one.
+            AuthType::Bearer => {
+                if let Some(v) = connection.bearer() {
+                    headers.insert(HeaderStep::Auth, AUTHORIZATION, v.clone());
+                }
+            }
+            //
+            AuthType::None => {}
+            // the caller's own bearer credential and cookies. Without one: 401, where
+            // Open WebUI fails with a 500.
+            AuthType::Session => {
+                let bearer = caller_auth.filter(|v| {
+                    v.to_str().ok().and_then(|s| s.split_once(' ')).is_some_and(
+                        |(scheme, token)| {
+                            scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+                        },
+                    )
+                });
+                let Some(mut value) = bearer else {
+                    return Err(ErrorResponse::unauthorized(
+                        "This connection forwards the caller's own credential, and the request has no bearer token",
+                    )
+                    .with_code("missing_credential"));
+                };
+                value.set_sensitive(true);
+                headers.insert(HeaderStep::Auth, AUTHORIZATION, value);
+                if let Some(c) = caller_cookies {
+                    headers.insert(HeaderStep::Auth, COOKIE, c);
+                }
+            }
+            // the caller's cookies, and their OAuth token if their session is known.
+            AuthType::SystemOauth => {
+                if let Some(c) = caller_cookies {
+                    headers.insert(HeaderStep::Auth, COOKIE, c);
+                }
+                if let (Some(sessions), Some(id)) = (&self.sessions, session_id) {
+                    let lookup = sessions.access_token(&id);
+                    pending = Some(
+                        async move {
+                            match lookup.await {
+                                Ok(Some(token)) => Ok(bearer_value(token.secret())),
+                                Ok(None) => Ok(None),
+                                Err(e) => {
+                                    // As in Open WebUI: logged, and no Authorization is sent.
+                                    tracing::warn!(error = %e, "no OAuth token for the caller's session");
+                                    Ok(None)
+                                }
+                            }
+                        }
+                        .boxed(),
+                    );
+                }
+            }
+            // a real Entra ID token; a failure is a 502 that says so.
+            AuthType::AzureAd | AuthType::MicrosoftEntraId => {
+                let Some(entra) = &self.entra else {
+                    return Err(entra_failed(
+                        connection,
+                        "no Entra ID credential is configured",
+                    ));
+                };
+                let scope = config
+                    .entra_scope
+                    .as_deref()
+                    .unwrap_or(COGNITIVE_SERVICES_SCOPE);
+                match entra.token(scope) {
+                    TokenLookup::Ready(Ok(token)) => {
+                        if let Some(v) = bearer_value(token.secret()) {
+                            headers.insert(HeaderStep::Auth, AUTHORIZATION, v);
+                        }
+                    }
+                    TokenLookup::Ready(Err(e)) => {
+                        return Err(entra_failed(connection, e.message()));
+                    }
+                    TokenLookup::Pending(f) => {
+                        let connection = connection.clone();
+                        pending = Some(
+                            async move {
+                                match f.await {
+                                    Ok(token) => Ok(bearer_value(token.secret())),
+                                    Err(e) => Err(entra_failed(&connection, e.message())),
+                                }
+                            }
+                            .boxed(),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Azure connections also get `api-key`, unless they use Entra ID.
+        if config.azure && !config.auth_type.is_entra_id() {
+            if let Some(v) = connection.api_key_header() {
+                headers.insert(HeaderStep::Azure, "api-key", v.clone());
+            }
+        }
+        Ok(pending)
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Auth<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let Some(SelectedConnection(connection)) =
+            req.extensions().get::<SelectedConnection>().cloned()
+        else {
+            return ResponseFuture::called(self.inner.call(req));
+        };
+        match self.authorize(&mut req, &connection) {
+            Ok(None) => ResponseFuture::called(self.inner.call(req)),
+            Ok(Some(pending)) => {
+                // Call the service `poll_ready` readied once the token is here.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::waiting(pending, req, inner)
+            }
+            Err(e) => ResponseFuture::rejected(e),
+        }
+    }
+}
