@@ -11,6 +11,8 @@
 //! | [`upstream`] | `upstream` | the pooled upstream HTTP service at the bottom of a stack |
 //! | [`models`] | `models` | the aggregated, cached model list and the catalog routing uses |
 //! | [`select`] | `select` | routes each request to the connection that serves its model |
+//! | [`auth`] | `auth` | upstream credentials: bearer, none, session, system OAuth, Entra ID |
+//! | [`headers`] | `headers` | OpenRouter attribution, user-info and custom upstream headers |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
 //! # A minimal stack
@@ -54,6 +56,18 @@ pub mod models {
 #[cfg(feature = "select")]
 pub mod select {
     pub use tower_openai_select::*;
+}
+
+/// Upstream credentials (`tower-openai-auth`).
+#[cfg(feature = "auth")]
+pub mod auth {
+    pub use tower_openai_auth::*;
+}
+
+/// Upstream request headers (`tower-openai-headers`).
+#[cfg(feature = "headers")]
+pub mod headers {
+    pub use tower_openai_headers::*;
 }
 
 #[cfg(feature = "gateway")]

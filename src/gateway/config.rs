@@ -130,7 +130,24 @@ pub struct GatewayConfig {
     /// Hosts resolved to fixed addresses instead of through DNS (like curl's `--resolve`).
     /// Set in code only (tests, embedding); there is no flag for it.
     pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// Header names and OpenRouter attribution (`FORWARD_USER_INFO_HEADER_*`, …).
+    pub headers: tower_openai_headers::HeadersConfig,
+    /// The Microsoft Entra ID credential variables (`AZURE_*`, `IDENTITY_*`), read at start.
+    pub azure_env: std::collections::BTreeMap<String, String>,
 }
+
+/// The variables of Azure's credential chain.
+const AZURE_VARS: [&str; 9] = [
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+];
 
 impl GatewayConfig {
     /// A configuration for tests and embedding: listen on `127.0.0.1:0`, the given settings,
@@ -148,6 +165,8 @@ impl GatewayConfig {
             models: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             resolve: Vec::new(),
+            headers: tower_openai_headers::HeadersConfig::default(),
+            azure_env: Default::default(),
         }
     }
 
@@ -230,6 +249,11 @@ impl GatewayConfig {
             models,
             shutdown_grace: Duration::from_secs(30),
             resolve: Vec::new(),
+            headers: tower_openai_headers::HeadersConfig::from_env(env)?,
+            azure_env: AZURE_VARS
+                .iter()
+                .filter_map(|k| env(k).map(|v| ((*k).to_owned(), v)))
+                .collect(),
         })
     }
 

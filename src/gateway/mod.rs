@@ -19,7 +19,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_openai_auth::{AuthLayer, EntraTokens};
 use tower_openai_core::SettingsHandle;
+use tower_openai_headers::HeadersLayer;
 use tower_openai_models::Catalog;
 use tower_openai_test_util::MockUpstream;
 use tower_openai_upstream::Upstream;
@@ -60,7 +62,17 @@ impl Gateway {
         for (host, ip) in &config.resolve {
             upstream = upstream.resolve(host.clone(), *ip);
         }
-        let lower = stack::lower(upstream.build());
+        let upstream = upstream.build();
+        let azure_env = config.azure_env.clone();
+        let entra = EntraTokens::from_env(
+            move |k| azure_env.get(k).cloned(),
+            stack::http_client(&upstream),
+        );
+        let lower = stack::lower(
+            upstream,
+            AuthLayer::new().entra(entra),
+            HeadersLayer::new(config.headers.clone()),
+        );
         let catalog = Catalog::new(lower.clone());
         Ok(Self {
             callers: Callers::new(&config.users),

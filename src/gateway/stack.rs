@@ -11,10 +11,14 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_openai_auth::AuthLayer;
+use tower_openai_core::client::HttpClient;
 use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
+use tower_openai_headers::HeadersLayer;
 use tower_openai_models::ModelsLayer;
 use tower_openai_select::SelectLayer;
+use tower_openai_upstream::Upstream;
 use tracing::Level;
 
 use super::Gateway;
@@ -26,14 +30,32 @@ pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>
 /// The OpenAI API part of the gateway, below routing and identity.
 pub(crate) type Api = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
 
-/// The part of the stack that acts on a selected connection (today the upstream service;
-/// azure, auth and headers join it). The catalog fetches `GET /models` through it, so
-/// model discovery uses each connection's own auth.
-pub(crate) type Lower = tower_openai_upstream::Upstream;
+/// The part of the stack that acts on a selected connection. The catalog fetches
+/// `GET /models` through it too, so model discovery uses each connection's full auth and
+/// headers (Open WebUI sends only the bearer key, H-6).
+pub(crate) type Lower = BoxCloneSyncService<Request<Body>, Response<BoxBody>, BoxError>;
 
 /// The stack below select, built once and shared by the API stack and the catalog.
-pub(crate) fn lower(upstream: tower_openai_upstream::Upstream) -> Lower {
-    upstream
+pub(crate) fn lower(upstream: Upstream, auth: AuthLayer, headers: HeadersLayer) -> Lower {
+    let lower = ServiceBuilder::new()
+        // The connection's credentials (H-5 step 5, Azure's api-key at step 7). Rejections
+        // (a caller without the credential `session` needs, no Entra ID token) answer here.
+        .layer(auth)
+        // Attribution, user info, chat id, custom headers (H-5 steps 2-4 and 6). The H-5 steps
+        // are merged by the upstream, so the order of these two lines does not matter.
+        .layer(headers)
+        .service(upstream);
+    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(lower, |res| {
+        res.map(box_body)
+    }))
+}
+
+/// The stack's own HTTP client (token endpoints), on the upstream's pool.
+pub(crate) fn http_client(upstream: &Upstream) -> HttpClient {
+    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(
+        upstream.clone(),
+        |res| res.map(box_body),
+    ))
 }
 
 /// Build the gateway's service.

@@ -1,0 +1,203 @@
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Method, Request};
+use serde_json::Value;
+use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
+use tower_openai_core::{Payload, RequestedModel, SelectedConnection, SettingsSnapshot, User};
+use tower_service::Service;
+
+use crate::config::HeadersConfig;
+use crate::encode::encode_user_name;
+use crate::layer::HeadersLayer;
+
+/// Adds attribution, user-info and per-connection headers. See the [crate docs](crate).
+#[derive(Clone, Debug)]
+pub struct Headers<S> {
+    inner: S,
+    config: Arc<HeadersConfig>,
+}
+
+impl<S> Headers<S> {
+    /// Wrap `inner`.
+    pub fn new(inner: S, config: HeadersConfig) -> Self {
+        Self::from_shared(inner, Arc::new(config))
+    }
+
+    pub(crate) fn from_shared(inner: S, config: Arc<HeadersConfig>) -> Self {
+        Self { inner, config }
+    }
+
+    /// A layer with this configuration.
+    pub fn layer(config: HeadersConfig) -> HeadersLayer {
+        HeadersLayer::new(config)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// H-4: a truthy `metadata.chat_id` (a non-empty string, or a number).
+fn chat_id_of(metadata: &Value) -> Option<String> {
+    match metadata.get("chat_id")? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Fill `{{…}}` placeholders; `None` when the value has none (the prepared value is used).
+fn fill(
+    template: &HeaderValue,
+    user: Option<&User>,
+    chat_id: Option<&str>,
+    model: Option<&str>,
+) -> Option<String> {
+    let text = template.to_str().ok()?;
+    if !text.contains("{{") {
+        return None;
+    }
+    let mut out = text.to_owned();
+    let pairs: [(&str, Cow<'_, str>); 6] = [
+        (
+            "{{USER_ID}}",
+            user.map_or("".into(), |u| u.id.as_str().into()),
+        ),
+        (
+            "{{USER_NAME}}",
+            user.map_or("".into(), |u| encode_user_name(&u.name).into()),
+        ),
+        (
+            "{{USER_EMAIL}}",
+            user.map_or("".into(), |u| u.email.as_str().into()),
+        ),
+        (
+            "{{USER_ROLE}}",
+            user.map_or("".into(), |u| u.role.as_str().into()),
+        ),
+        ("{{CHAT_ID}}", chat_id.unwrap_or("").into()),
+        ("{{MODEL_ID}}", model.unwrap_or("").into()),
+    ];
+    for (placeholder, value) in pairs {
+        if out.contains(placeholder) {
+            out = out.replace(placeholder, &value);
+        }
+    }
+    Some(out)
+}
+
+impl<S> Headers<S> {
+    fn apply<B>(&self, req: &mut Request<B>) {
+        let Some(SelectedConnection(connection)) =
+            req.extensions().get::<SelectedConnection>().cloned()
+        else {
+            return;
+        };
+        let forward = req
+            .extensions()
+            .get::<SettingsSnapshot>()
+            .is_some_and(|s| s.0.forward_user_info_headers());
+        // CC-1: chat completions lose `metadata`, which is kept aside for the chat id.
+        let is_chat = req.method() == Method::POST && req.uri().path() == "/chat/completions";
+        let mut chat_id = None;
+        if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
+            if let Ok(Some(metadata)) = payload.get::<Value>("metadata") {
+                chat_id = chat_id_of(&metadata);
+                if is_chat {
+                    let _ = payload.remove("metadata");
+                }
+            }
+        }
+        let user = req.extensions().get::<User>().cloned();
+        let model = req
+            .extensions()
+            .get::<RequestedModel>()
+            .map(|m| m.requested.clone());
+        let names = &self.config.names;
+        let mut headers = req
+            .extensions_mut()
+            .remove::<UpstreamHeaders>()
+            .unwrap_or_default();
+
+        if connection.url_contains("openrouter.ai") {
+            headers.insert(
+                HeaderStep::OpenRouter,
+                "http-referer",
+                self.config.openrouter_referer.clone(),
+            );
+            headers.insert(
+                HeaderStep::OpenRouter,
+                "x-title",
+                self.config.openrouter_title.clone(),
+            );
+        }
+        if forward {
+            if let Some(user) = &user {
+                let mut set = |name: &http::HeaderName, value: &str| match HeaderValue::from_str(
+                    value,
+                ) {
+                    Ok(v) => headers.insert(HeaderStep::UserInfo, name, v),
+                    Err(_) => {
+                        tracing::warn!(header = %name, "user field is not a valid header value; not sent")
+                    }
+                };
+                set(&names.user_name, &encode_user_name(&user.name));
+                set(&names.user_id, &user.id);
+                set(&names.user_email, &user.email);
+                set(&names.user_role, user.role.as_str());
+            }
+            if let Some(id) = chat_id
+                .as_deref()
+                .and_then(|id| HeaderValue::from_str(id).ok())
+            {
+                headers.insert(HeaderStep::ChatId, &names.chat_id, id);
+            }
+        }
+        for (name, value) in &connection.config().headers {
+            match fill(value, user.as_ref(), chat_id.as_deref(), model.as_deref()) {
+                None => headers.insert(HeaderStep::Custom, name, value.clone()),
+                Some(filled) => match HeaderValue::from_str(&filled) {
+                    Ok(v) => headers.insert(HeaderStep::Custom, name, v),
+                    Err(_) => {
+                        tracing::warn!(header = %name, "a filled-in custom header is not a valid header value; not sent")
+                    }
+                },
+            }
+        }
+        if !headers.is_empty() {
+            req.extensions_mut().insert(headers);
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Headers<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        self.apply(&mut req);
+        self.inner.call(req)
+    }
+}
