@@ -221,3 +221,8 @@ pub struct RequestedModel {
     /// As sent upstream (prefix stripped).
     pub upstream: String,
 }
+
+/// Set by the reasoning layer when the outgoing model is a reasoning model, so the layers
+/// below (azure) use the same decision and its replaceable rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReasoningModel(pub bool);

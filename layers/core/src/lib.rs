@@ -20,8 +20,10 @@ pub mod body;
 pub mod client;
 pub mod error;
 pub mod extensions;
+pub mod future;
 pub mod load_settings;
 pub mod payload;
+pub mod reasoning;
 pub mod rescue;
 pub mod routing;
 pub mod settings;
@@ -34,5 +36,6 @@ pub use crate::extensions::{
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
+pub use crate::reasoning::is_reasoning_model;
 pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};

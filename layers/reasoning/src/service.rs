@@ -1,0 +1,125 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use tower_openai_core::extensions::ReasoningModel;
+use tower_openai_core::future::Rejectable;
+use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection};
+use tower_service::Service;
+
+use crate::layer::ReasoningLayer;
+use crate::rewrite::{logit_bias, tokens_and_roles};
+use crate::strategy::{DefaultReasoningModels, ReasoningModels};
+
+/// Rewrites chat completions for reasoning models. See the [crate docs](crate).
+pub struct Reasoning<S, R = DefaultReasoningModels> {
+    inner: S,
+    rule: Arc<R>,
+}
+
+impl<S> Reasoning<S> {
+    /// Wrap `inner` with the default rule.
+    pub fn new(inner: S) -> Self {
+        Self::from_shared(inner, Arc::new(DefaultReasoningModels))
+    }
+
+    /// A layer with the default rule.
+    pub fn layer() -> ReasoningLayer {
+        ReasoningLayer::new()
+    }
+}
+
+impl<S, R> Reasoning<S, R> {
+    pub(crate) fn from_shared(inner: S, rule: Arc<R>) -> Self {
+        Self { inner, rule }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, R> Clone for Reasoning<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for Reasoning<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reasoning")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Reasoning<S, R>
+where
+    R: ReasoningModels,
+{
+    fn rewrite<B>(&self, req: &mut Request<B>) -> Result<(), ErrorResponse> {
+        if req.method() != Method::POST || req.uri().path() != "/chat/completions" {
+            return Ok(());
+        }
+        let upstream_is_openai = req
+            .extensions()
+            .get::<SelectedConnection>()
+            .is_some_and(|c| c.connection().url_contains("api.openai.com"));
+        let Some(payload) = req.extensions_mut().get_mut::<Payload>() else {
+            return Ok(());
+        };
+        if payload.check().is_err() {
+            return Ok(()); // select already answered for bodies that are not objects
+        }
+        let model = match payload
+            .get::<serde_json::Value>("model")
+            .map_err(|e| e.to_response())?
+        {
+            Some(serde_json::Value::String(m)) => m.to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        let reasoning = self.rule.is_reasoning(&model);
+        logit_bias(payload)?;
+        tokens_and_roles(payload, &model, reasoning, upstream_is_openai)
+            .map_err(|e| e.to_response())?;
+        req.extensions_mut().insert(ReasoningModel(reasoning));
+        Ok(())
+    }
+}
+
+impl<S, R, B, ResBody> Service<Request<B>> for Reasoning<S, R>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    R: ReasoningModels,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Rejectable<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match self.rewrite(&mut req) {
+            Ok(()) => Rejectable::inner(self.inner.call(req)),
+            Err(e) => Rejectable::rejected(e),
+        }
+    }
+}
