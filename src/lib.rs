@@ -13,6 +13,8 @@
 //! | [`select`] | `select` | routes each request to the connection that serves its model |
 //! | [`auth`] | `auth` | upstream credentials: bearer, none, session, system OAuth, Entra ID |
 //! | [`headers`] | `headers` | OpenRouter attribution, user-info and custom upstream headers |
+//! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
+//! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
 //! # A minimal stack
@@ -68,6 +70,18 @@ pub mod auth {
 #[cfg(feature = "headers")]
 pub mod headers {
     pub use tower_openai_headers::*;
+}
+
+/// Reasoning-model rewrites (`tower-openai-reasoning`).
+#[cfg(feature = "reasoning")]
+pub mod reasoning {
+    pub use tower_openai_reasoning::*;
+}
+
+/// Azure OpenAI (`tower-openai-azure`).
+#[cfg(feature = "azure")]
+pub mod azure {
+    pub use tower_openai_azure::*;
 }
 
 #[cfg(feature = "gateway")]

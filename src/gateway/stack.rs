@@ -12,11 +12,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_openai_auth::AuthLayer;
+use tower_openai_azure::AzureLayer;
 use tower_openai_core::client::HttpClient;
 use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
 use tower_openai_headers::HeadersLayer;
 use tower_openai_models::ModelsLayer;
+use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_select::SelectLayer;
 use tower_openai_upstream::Upstream;
 use tracing::Level;
@@ -38,6 +40,9 @@ pub(crate) type Lower = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Bo
 /// The stack below select, built once and shared by the API stack and the catalog.
 pub(crate) fn lower(upstream: Upstream, auth: AuthLayer, headers: HeadersLayer) -> Lower {
     let lower = ServiceBuilder::new()
+        // Azure connections: deployment URL, api-version, payload allowlist. First in the
+        // lower part so the catalog's model list for Azure is `/openai/models` too.
+        .layer(AzureLayer::new())
         // The connection's credentials (H-5 step 5, Azure's api-key at step 7). Rejections
         // (a caller without the credential `session` needs, no Entra ID token) answer here.
         .layer(auth)
@@ -78,6 +83,9 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         // Model → connection (prefix stripped); no model → connection 0. Everything below
         // acts on the selected connection.
         .layer(SelectLayer::new(gateway.catalog.clone()))
+        // Reasoning-model rewrites need the outgoing (stripped) model and the connection's
+        // URL, so below select; above azure, which uses its decision.
+        .layer(ReasoningLayer::new())
         .service(gateway.lower.clone());
     let api: Api =
         BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(api, |res| {

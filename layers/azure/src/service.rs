@@ -1,0 +1,162 @@
+use std::task::{Context, Poll};
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use tower_openai_core::extensions::{HeaderStep, ReasoningModel, UpstreamHeaders};
+use tower_openai_core::future::Rejectable;
+use tower_openai_core::{
+    ErrorResponse, Payload, ResponseBody, SelectedConnection, is_reasoning_model,
+};
+use tower_service::Service;
+
+use crate::layer::AzureLayer;
+use crate::rewrite::{api_version, chat_payload, deployment_segment};
+
+/// Rewrites requests for Azure OpenAI connections. See the [crate docs](crate).
+#[derive(Clone, Debug)]
+pub struct Azure<S> {
+    inner: S,
+}
+
+impl<S> Azure<S> {
+    /// Wrap `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    /// A layer.
+    pub fn layer() -> AzureLayer {
+        AzureLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// `query` without any `api-version`, then `api-version=version`.
+fn with_version(query: Option<&str>, version: &str) -> String {
+    let mut out: Vec<String> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("api-version="))
+        .map(str::to_owned)
+        .collect();
+    let mut pair = String::from("api-version=");
+    for b in version.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                pair.push(b as char)
+            }
+            _ => pair.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out.push(pair);
+    out.join("&")
+}
+
+pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
+    let Some(SelectedConnection(connection)) =
+        req.extensions().get::<SelectedConnection>().cloned()
+    else {
+        return Ok(());
+    };
+    let config = connection.config();
+    if !config.azure {
+        return Ok(());
+    }
+    let version = api_version(config.api_version.as_deref()).to_owned();
+    let path = req.uri().path().to_owned();
+    let is_chat = req.method() == Method::POST && path == "/chat/completions";
+    let model = match req.extensions().get::<Payload>() {
+        Some(p) => match p.get::<serde_json::Value>("model") {
+            Ok(Some(serde_json::Value::String(m))) => Some(m),
+            _ => None,
+        },
+        None => None,
+    };
+    let new_path = if path.starts_with("/openai/") {
+        // Already Azure-shaped (the connection check's `/openai/models`).
+        path.clone()
+    } else {
+        match &model {
+            Some(m) => format!("/openai/deployments/{}{path}", deployment_segment(m)?),
+            None => format!("/openai{path}"),
+        }
+    };
+    let pq = format!("{new_path}?{}", with_version(req.uri().query(), &version));
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(pq)
+            .map_err(|_| ErrorResponse::bad_request("The request path cannot be sent to Azure"))?,
+    );
+    *req.uri_mut() = Uri::from_parts(parts)
+        .map_err(|_| ErrorResponse::bad_request("The request path cannot be sent to Azure"))?;
+
+    if is_chat {
+        let reasoning = req
+            .extensions()
+            .get::<ReasoningModel>()
+            .map(|r| r.0)
+            .unwrap_or_else(|| model.as_deref().is_some_and(is_reasoning_model));
+        if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
+            if payload.check().is_ok() {
+                chat_payload(payload, reasoning, &version).map_err(|e| e.to_response())?;
+            }
+        }
+    }
+    // chat and the proxy also send the version as a header.
+    if let Ok(v) = HeaderValue::from_str(&version) {
+        req.extensions_mut()
+            .get_or_insert_default::<UpstreamHeaders>()
+            .insert(HeaderStep::Azure, "api-version", v);
+    }
+    Ok(())
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Azure<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Rejectable<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match rewrite(&mut req) {
+            Ok(()) => Rejectable::inner(self.inner.call(req)),
+            Err(e) => Rejectable::rejected(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_version;
+
+    #[test]
+    fn the_connections_version_replaces_the_callers() {
+        assert_eq!(with_version(None, "2024-10-21"), "api-version=2024-10-21");
+        assert_eq!(
+            with_version(Some("a=1&api-version=old&b=2"), "v"),
+            "a=1&b=2&api-version=v"
+        );
+        assert_eq!(with_version(Some(""), "x y"), "api-version=x%20y");
+    }
+}
