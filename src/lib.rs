@@ -15,6 +15,7 @@
 //! | [`headers`] | `headers` | OpenRouter attribution, user-info and custom upstream headers |
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
+//! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
 //! # A minimal stack
@@ -82,6 +83,12 @@ pub mod reasoning {
 #[cfg(feature = "azure")]
 pub mod azure {
     pub use tower_openai_azure::*;
+}
+
+/// Per-user model access (`tower-openai-acl`).
+#[cfg(feature = "acl")]
+pub mod acl {
+    pub use tower_openai_acl::*;
 }
 
 #[cfg(feature = "gateway")]

@@ -88,21 +88,8 @@ pub struct ModelRecord {
     pub access: ModelAccess,
 }
 
-/// A model record's `access` (AC-1).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ModelAccess {
-    /// `access_control = null`: every user may read.
-    Public,
-    /// `access_control = {}`: the owner only.
-    Private,
-    /// Read access for these groups and users.
-    Read {
-        /// Group ids.
-        groups: Vec<String>,
-        /// User ids.
-        users: Vec<String>,
-    },
-}
+/// A model record's `access` (AC-1): the acl layer's [`AccessControl`](tower_openai_acl::AccessControl).
+pub use tower_openai_acl::AccessControl as ModelAccess;
 
 /// Everything the gateway needs to start.
 #[derive(Clone, Debug)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_openai_acl::StaticRecords;
 use tower_openai_auth::{AuthLayer, EntraTokens};
 use tower_openai_core::SettingsHandle;
 use tower_openai_headers::HeadersLayer;
@@ -34,6 +35,7 @@ pub use self::config::{
 pub use self::identity::Callers;
 pub use self::server::shutdown_signal;
 pub use self::stack::App;
+use tower_openai_acl::ModelAccess as AccessRecord;
 
 /// A configured gateway, ready to serve.
 #[derive(Debug)]
@@ -43,6 +45,7 @@ pub struct Gateway {
     callers: Callers,
     lower: stack::Lower,
     catalog: Catalog,
+    records: StaticRecords,
     demo: Option<MockUpstream>,
 }
 
@@ -74,10 +77,20 @@ impl Gateway {
             HeadersLayer::new(config.headers.clone()),
         );
         let catalog = Catalog::new(lower.clone());
+        let records = StaticRecords::new(config.models.iter().map(|m| {
+            (
+                m.id.clone(),
+                AccessRecord {
+                    owner: m.owner.clone(),
+                    access: m.access.clone(),
+                },
+            )
+        }));
         Ok(Self {
             callers: Callers::new(&config.users),
             lower,
             catalog,
+            records,
             settings,
             config,
             demo,

@@ -11,6 +11,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_openai_acl::AclLayer;
 use tower_openai_auth::AuthLayer;
 use tower_openai_azure::AzureLayer;
 use tower_openai_core::client::HttpClient;
@@ -77,6 +78,10 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         .layer(LoadSettingsLayer::new(gateway.settings.clone()))
         // Read the JSON body once, under the cap, before any layer needs the model.
         .layer(CollectPayloadLayer::new(gateway.config.max_body_bytes))
+        // Who may use which model: after the payload (it reads the model), before the list
+        // (it hands models its per-user filter) and before routing (a refused model costs
+        // no catalog look-up).
+        .layer(AclLayer::new(gateway.records.clone()))
         // `GET /models` answered from the shared catalog, above select: listing needs no
         // connection, and a list request never reaches an upstream here.
         .layer(ModelsLayer::new(gateway.catalog.clone()))

@@ -1,0 +1,169 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use serde_json::Value;
+use tower_layer::Layer;
+use tower_openai_core::future::Rejectable;
+use tower_openai_core::{ErrorResponse, ListFilter, Payload, ResponseBody, SettingsSnapshot, User};
+use tower_service::Service;
+
+use crate::records::{AccessRecords, may_use};
+
+/// Enforces per-user model access. See the [crate docs](crate).
+pub struct AclLayer<R> {
+    records: Arc<R>,
+}
+
+impl<R: AccessRecords> AclLayer<R> {
+    /// Decide with these records (shared by every service the layer makes).
+    pub fn new(records: R) -> Self {
+        Self {
+            records: Arc::new(records),
+        }
+    }
+}
+
+impl<R> Clone for AclLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            records: self.records.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for AclLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AclLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Layer<S> for AclLayer<R> {
+    type Service = Acl<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Acl {
+            inner,
+            records: self.records.clone(),
+        }
+    }
+}
+
+/// Enforces per-user model access. See the [crate docs](crate).
+pub struct Acl<S, R> {
+    inner: S,
+    records: Arc<R>,
+}
+
+impl<S, R: AccessRecords> Acl<S, R> {
+    /// Wrap `inner`, deciding with `records`.
+    pub fn new(inner: S, records: R) -> Self {
+        Self {
+            inner,
+            records: Arc::new(records),
+        }
+    }
+
+    /// A layer deciding with `records`.
+    pub fn layer(records: R) -> AclLayer<R> {
+        AclLayer::new(records)
+    }
+}
+
+impl<S, R> Acl<S, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, R> Clone for Acl<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            records: self.records.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for Acl<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acl")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R: AccessRecords> Acl<S, R> {
+    fn check<B>(&self, req: &mut Request<B>) -> Result<(), ErrorResponse> {
+        let Some(user) = req.extensions().get::<User>().cloned() else {
+            // Fail closed: without a caller there is nobody to allow.
+            return Err(
+                ErrorResponse::unauthorized("The request has no identified caller")
+                    .with_code("invalid_api_key"),
+            );
+        };
+        // Only the settings can turn the check off: no query parameter or header can (AC-6).
+        let bypass = req
+            .extensions()
+            .get::<SettingsSnapshot>()
+            .is_some_and(|s| s.0.bypass_model_access_control());
+        if bypass || user.is_admin() {
+            return Ok(());
+        }
+        if req.uri().path().starts_with("/models") {
+            let records = self.records.clone();
+            let user = user.clone();
+            req.extensions_mut().insert(ListFilter::new(move |model| {
+                may_use(&*records, &user, model, false)
+            }));
+        }
+        let model = req
+            .extensions()
+            .get::<Payload>()
+            .and_then(|p| p.get::<Value>("model").ok().flatten());
+        if let Some(Value::String(model)) = model {
+            if !may_use(&*self.records, &user, &model, false) {
+                // As Open WebUI: the same words whether the model exists or not (AC-3).
+                return Err(ErrorResponse::forbidden(format!(
+                    "The model `{model}` does not exist or you do not have access to it."
+                ))
+                .with_code("model_not_found"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S, R, B, ResBody> Service<Request<B>> for Acl<S, R>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    R: AccessRecords,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Rejectable<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match self.check(&mut req) {
+            Ok(()) => Rejectable::inner(self.inner.call(req)),
+            Err(e) => Rejectable::rejected(e),
+        }
+    }
+}
