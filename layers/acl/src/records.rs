@@ -38,8 +38,7 @@ impl ModelAccess {
             AccessControl::Public => true,
             AccessControl::Private => false,
             AccessControl::Read { groups, users } => {
-                users.iter().any(|u| *u == user.id)
-                    || user.groups.iter().any(|g| groups.contains(g))
+                users.contains(&user.id) || user.groups.iter().any(|g| groups.contains(g))
             }
         }
     }
