@@ -138,7 +138,8 @@ const AZURE_VARS: [&str; 9] = [
 
 impl GatewayConfig {
     /// A configuration for tests and embedding: listen on `127.0.0.1:0`, the given settings,
-    /// no users (single-user mode), defaults for the rest.
+    /// no users (single-user mode), defaults for the rest. Persisted settings are not read
+    /// (`persistent_config` is off; admin updates are still saved in `data_dir`).
     pub fn for_settings(settings: SettingsSource) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -146,7 +147,7 @@ impl GatewayConfig {
             max_body_bytes: DEFAULT_LIMIT,
             demo: false,
             allow_anonymous: false,
-            persistent_config: true,
+            persistent_config: false,
             settings,
             users: Vec::new(),
             models: Vec::new(),

@@ -4,10 +4,12 @@
 //! [`Gateway::app`] assembles the one stack that `main`, the tests and the examples all
 //! serve. [`run`] is `main`'s whole body.
 
+mod admin;
 mod cli;
 mod config;
 mod demo;
 mod identity;
+mod persist;
 mod router;
 mod server;
 mod stack;
@@ -33,6 +35,7 @@ pub use self::config::{
     StartError, UserRecord,
 };
 pub use self::identity::Callers;
+pub use self::persist::Persisted;
 pub use self::server::shutdown_signal;
 pub use self::stack::App;
 use tower_openai_acl::ModelAccess as AccessRecord;
@@ -46,6 +49,7 @@ pub struct Gateway {
     lower: stack::Lower,
     catalog: Catalog,
     records: StaticRecords,
+    admin: admin::Admin,
     demo: Option<MockUpstream>,
 }
 
@@ -53,6 +57,13 @@ impl Gateway {
     /// Validate `config` and prepare the gateway (starting the demo upstream if asked).
     pub async fn new(mut config: GatewayConfig) -> Result<Self, StartError> {
         config.check_exposure()?;
+        let store = persist::ConfigStore::new(&config.data_dir);
+        if config.persistent_config {
+            if let Some(persisted) = store.load()? {
+                tracing::info!(path = %store.path().display(), "using the persisted settings (ENABLE_PERSISTENT_CONFIG)");
+                config.settings = persisted.apply(std::mem::take(&mut config.settings));
+            }
+        }
         let demo = if config.demo {
             let mock = demo::start().await;
             config.settings = demo::with_mock(std::mem::take(&mut config.settings), &mock.url());
@@ -77,6 +88,13 @@ impl Gateway {
             HeadersLayer::new(config.headers.clone()),
         );
         let catalog = Catalog::new(lower.clone());
+        let admin = admin::Admin::new(
+            settings.clone(),
+            catalog.clone(),
+            lower.clone(),
+            store,
+            config.max_body_bytes,
+        );
         let records = StaticRecords::new(config.models.iter().map(|m| {
             (
                 m.id.clone(),
@@ -91,6 +109,7 @@ impl Gateway {
             lower,
             catalog,
             records,
+            admin,
             settings,
             config,
             demo,

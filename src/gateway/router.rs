@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use tower::Service;
 use tower_openai_core::{Body, BoxBody, ErrorResponse, OriginalUri};
 
+use super::admin::{Admin, AdminRoute};
 use super::identity::Callers;
 use super::stack::Api;
 
@@ -23,11 +24,16 @@ const PREFIXES: [&str; 2] = ["/v1", "/openai"];
 pub(crate) struct Router {
     api: Api,
     callers: Callers,
+    admin: Admin,
 }
 
 impl Router {
-    pub(crate) fn new(api: Api, callers: Callers) -> Self {
-        Self { api, callers }
+    pub(crate) fn new(api: Api, callers: Callers, admin: Admin) -> Self {
+        Self {
+            api,
+            callers,
+            admin,
+        }
     }
 }
 
@@ -74,6 +80,22 @@ impl Service<Request<Body>> for Router {
         let path = req.uri().path();
         if path == "/healthz" {
             return Box::pin(async { Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)) });
+        }
+        if let Some(route) = AdminRoute::of(path) {
+            let user = match self.callers.identify(req.headers()) {
+                Ok(user) => user,
+                Err(e) => return Box::pin(async move { Ok(error(e)) }),
+            };
+            if !user.is_admin() {
+                return Box::pin(async {
+                    Ok(error(
+                        ErrorResponse::forbidden("This route is for admins only")
+                            .with_code("admin_only"),
+                    ))
+                });
+            }
+            let admin = self.admin.clone();
+            return Box::pin(async move { Ok(admin.handle(route, req).await) });
         }
         let Some(rest) = strip_prefix(path) else {
             let message = format!("Unknown path {path:?}: the API is served under /v1 and /openai");

@@ -117,7 +117,11 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         .layer(CatchPanicLayer::custom(|_| {
             ErrorResponse::internal("The gateway hit an internal error").into_response()
         }))
-        .service(Router::new(api, gateway.callers.clone()))
+        .service(Router::new(
+            api,
+            gateway.callers.clone(),
+            gateway.admin.clone(),
+        ))
         .map_response(|res| res.map(box_body));
     BoxCloneSyncService::new(app)
 }

@@ -26,10 +26,26 @@ pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     move |k| map.get(k).cloned()
 }
 
-/// Start a gateway configured by `env` (and `args`), listening on 127.0.0.1:0.
+/// A fresh, empty folder for one test.
+pub fn temp_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tower-openai-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Start a gateway configured by `env` (and `args`), listening on 127.0.0.1:0, with its own
+/// data dir unless `args` names one.
 pub async fn start_with(args: Args, pairs: &[(&str, &str)]) -> RunningGateway {
     let args = Args {
         listen: Some(args.listen.unwrap_or_else(|| "127.0.0.1:0".to_owned())),
+        data_dir: Some(args.data_dir.unwrap_or_else(temp_dir)),
         ..args
     };
     let config = GatewayConfig::load(&args, &env(pairs)).expect("config loads");

@@ -1,0 +1,319 @@
+//! Admin routes (SPEC §9, §10): `GET /openai/config`, `POST /openai/config/update`,
+//! `POST /openai/verify`.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Map, Value, json};
+use tokio::sync::Mutex;
+use tower::ServiceExt;
+use tower_openai_core::rescue::error_to_response;
+use tower_openai_core::{
+    Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection, Settings, SettingsHandle,
+    SettingsSnapshot,
+};
+use tower_openai_models::Catalog;
+
+use super::persist::{ConfigStore, Persisted};
+use super::stack::Lower;
+
+/// The admin routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdminRoute {
+    Config,
+    Update,
+    Verify,
+}
+
+impl AdminRoute {
+    pub(crate) fn of(path: &str) -> Option<Self> {
+        match path {
+            "/openai/config" => Some(Self::Config),
+            "/openai/config/update" => Some(Self::Update),
+            "/openai/verify" => Some(Self::Verify),
+            _ => None,
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Self::Config => Method::GET,
+            Self::Update | Self::Verify => Method::POST,
+        }
+    }
+}
+
+/// What the admin routes act on.
+#[derive(Clone, Debug)]
+pub(crate) struct Admin {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: SettingsHandle,
+    catalog: Catalog,
+    lower: Lower,
+    store: ConfigStore,
+    max_body: usize,
+    /// Updates are applied one at a time: validate, persist, swap.
+    updating: Mutex<()>,
+}
+
+fn boxed(res: Response<Full<Bytes>>) -> Response<BoxBody> {
+    res.map(|b| b.map_err(|never| match never {}).boxed_unsync())
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<BoxBody> {
+    let mut res = Response::new(Full::new(Bytes::from(value.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    boxed(res)
+}
+
+fn error(e: ErrorResponse) -> Response<BoxBody> {
+    boxed(e.into_response())
+}
+
+/// CFG-1: the four fields, keys in plain text (to admins only, never logged).
+fn config_json(settings: &Settings) -> Value {
+    json!({
+        "ENABLE_OPENAI_API": settings.enable(),
+        "OPENAI_API_BASE_URLS": settings.base_urls(),
+        "OPENAI_API_KEYS": settings.keys().iter().map(|k| k.expose()).collect::<Vec<_>>(),
+        "OPENAI_API_CONFIGS": settings.configs(),
+    })
+}
+
+async fn read_json(body: Body, max: usize) -> Result<Map<String, Value>, ErrorResponse> {
+    let mut body = body;
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ErrorResponse::bad_request("Could not read the request body"))?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > max {
+                return Err(ErrorResponse::payload_too_large(max));
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    match serde_json::from_slice::<Value>(&out) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(
+            ErrorResponse::bad_request("The request body must be a JSON object")
+                .with_code("invalid_json"),
+        ),
+        Err(e) => Err(ErrorResponse::bad_request(format!(
+            "The request body is not valid JSON: {e}"
+        ))
+        .with_code("invalid_json")),
+    }
+}
+
+fn invalid(field: &str, what: &str) -> ErrorResponse {
+    ErrorResponse::bad_request(format!("{field}: {what}")).with_code("invalid_value")
+}
+
+fn string_list(body: &Map<String, Value>, field: &str) -> Result<Vec<String>, ErrorResponse> {
+    match body.get(field) {
+        None | Some(Value::Null) => Err(invalid(field, "is required")),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid(field, "must be a list of strings")),
+        Some(_) => Err(invalid(field, "must be a list of strings")),
+    }
+}
+
+impl Admin {
+    pub(crate) fn new(
+        settings: SettingsHandle,
+        catalog: Catalog,
+        lower: Lower,
+        store: ConfigStore,
+        max_body: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                catalog,
+                lower,
+                store,
+                max_body,
+                updating: Mutex::new(()),
+            }),
+        }
+    }
+
+    pub(crate) async fn handle(self, route: AdminRoute, req: Request<Body>) -> Response<BoxBody> {
+        if req.method() != route.method() {
+            return error(
+                ErrorResponse::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("Use {} here", route.method()),
+                )
+                .with_code("method_not_allowed"),
+            );
+        }
+        let body = req.into_body();
+        match route {
+            AdminRoute::Config => {
+                json_response(StatusCode::OK, &config_json(&self.inner.settings.load()))
+            }
+            AdminRoute::Update => match read_json(body, self.inner.max_body).await {
+                Ok(body) => self.update(body).await,
+                Err(e) => error(e),
+            },
+            AdminRoute::Verify => match read_json(body, self.inner.max_body).await {
+                Ok(body) => self.verify(body).await,
+                Err(e) => error(e),
+            },
+        }
+    }
+
+    /// CFG-2 … CFG-5, validated before anything changes.
+    async fn update(&self, body: Map<String, Value>) -> Response<BoxBody> {
+        let _one_at_a_time = self.inner.updating.lock().await;
+        let current = self.inner.settings.load();
+        let parsed = (|| {
+            let base_urls = string_list(&body, "OPENAI_API_BASE_URLS")?;
+            let keys = string_list(&body, "OPENAI_API_KEYS")?;
+            let configs = match body.get("OPENAI_API_CONFIGS") {
+                Some(Value::Object(m)) => m.clone(),
+                None | Some(Value::Null) => {
+                    return Err(invalid("OPENAI_API_CONFIGS", "is required"));
+                }
+                Some(_) => return Err(invalid("OPENAI_API_CONFIGS", "must be an object")),
+            };
+            // A missing flag keeps the current value (Open WebUI stores null: disabled).
+            let enable = match body.get("ENABLE_OPENAI_API") {
+                None | Some(Value::Null) => current.enable(),
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid("ENABLE_OPENAI_API", "must be true or false")),
+            };
+            // CFG-4: only configs keyed "0".."n-1" survive; no re-indexing.
+            let n = base_urls.len();
+            let configs: Map<String, Value> = configs
+                .into_iter()
+                .filter(|(k, _)| {
+                    k.parse::<usize>()
+                        .is_ok_and(|i| i < n && i.to_string() == *k)
+                })
+                .collect();
+            Ok(Persisted {
+                enable,
+                base_urls,
+                keys,
+                configs,
+            })
+        })();
+        let mut persisted = match parsed {
+            Ok(p) => p,
+            Err(e) => return error(e),
+        };
+        let settings = match persisted.apply(current.to_source()).build() {
+            Ok(s) => s,
+            Err(e) => {
+                return error(ErrorResponse::bad_request(e.to_string()).with_code("invalid_value"));
+            }
+        };
+        // C-5: the keys as they are used (padded or truncated) are what is stored.
+        persisted.keys = settings
+            .keys()
+            .iter()
+            .map(|k| k.expose().to_owned())
+            .collect();
+        if let Err(e) = self.inner.store.save(&persisted) {
+            tracing::error!(error = %e, path = %self.inner.store.path().display(), "could not persist the settings");
+            return error(ErrorResponse::internal(
+                "The settings could not be saved; nothing was changed",
+            ));
+        }
+        self.inner.settings.store(settings);
+        self.inner.catalog.invalidate();
+        let now = self.inner.settings.load();
+        tracing::info!(
+            connections = now.connections().len(),
+            enable = now.enable(),
+            "settings updated by an admin"
+        );
+        json_response(StatusCode::OK, &config_json(&now))
+    }
+
+    /// V-1 … V-5: check a connection without saving anything.
+    async fn verify(&self, body: Map<String, Value>) -> Response<BoxBody> {
+        let (url, key) = match (body.get("url"), body.get("key")) {
+            (Some(Value::String(u)), Some(Value::String(k))) => (u.clone(), k.clone()),
+            (Some(Value::String(_)), _) => {
+                return error(invalid("key", "is required and must be a string"));
+            }
+            _ => return error(invalid("url", "is required and must be a string")),
+        };
+        let config = match body.get("config") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => return error(invalid("config", "must be an object")),
+        };
+        let mut source = self.inner.settings.load().to_source();
+        source.base_urls = Some(vec![url]);
+        source.keys = Some(vec![tower_openai_core::settings::ApiKey::new(key)]);
+        source.configs = Some(Map::from_iter([("0".to_owned(), config)]));
+        source.enable = Some(true);
+        let settings = match source.build() {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                return error(ErrorResponse::bad_request(e.to_string()).with_code("invalid_value"));
+            }
+        };
+        let Some(connection) = settings.connection(0).cloned() else {
+            return error(ErrorResponse::internal("no connection to check"));
+        };
+        let timeout = connection.timeout_model_list();
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = http::Uri::from_static("/models");
+        req.extensions_mut()
+            .insert(SettingsSnapshot(settings.clone()));
+        req.extensions_mut().insert(SelectedConnection(connection));
+        req.extensions_mut().insert(RequestTimeout(timeout));
+        let exchange = async {
+            let res = self.inner.lower.clone().oneshot(req).await?;
+            let (parts, body) = res.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            Ok::<_, tower_openai_core::BoxError>((parts, bytes))
+        };
+        let result = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, exchange).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return error(
+                        ErrorResponse::gateway_timeout(format!(
+                            "The connection did not answer within {} s",
+                            limit.as_secs_f64()
+                        ))
+                        .with_code("upstream_timeout"),
+                    );
+                }
+            },
+            None => exchange.await,
+        };
+        match result {
+            Err(e) => error(error_to_response(&*e)),
+            Ok((parts, bytes)) => {
+                // V-5: the upstream's status and body, as they are.
+                let mut res = Response::new(Full::new(bytes));
+                *res.status_mut() = parts.status;
+                if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                    res.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+                }
+                boxed(res)
+            }
+        }
+    }
+}
