@@ -16,6 +16,7 @@
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
+//! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
 //! # A minimal stack
@@ -89,6 +90,12 @@ pub mod azure {
 #[cfg(feature = "acl")]
 pub mod acl {
     pub use tower_openai_acl::*;
+}
+
+/// The text-to-speech cache (`tower-openai-speech-cache`).
+#[cfg(feature = "speech-cache")]
+pub mod speech_cache {
+    pub use tower_openai_speech_cache::*;
 }
 
 #[cfg(feature = "gateway")]

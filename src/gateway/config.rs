@@ -121,7 +121,12 @@ pub struct GatewayConfig {
     pub headers: tower_openai_headers::HeadersConfig,
     /// The Microsoft Entra ID credential variables (`AZURE_*`, `IDENTITY_*`), read at start.
     pub azure_env: std::collections::BTreeMap<String, String>,
+    /// The speech cache's budget in bytes (`SPEECH_CACHE_MAX_BYTES`); 0 turns it off.
+    pub speech_cache_max_bytes: u64,
 }
+
+/// The speech cache's default budget, 1 GiB.
+pub const DEFAULT_SPEECH_CACHE_MAX_BYTES: u64 = 1 << 30;
 
 /// The variables of Azure's credential chain.
 const AZURE_VARS: [&str; 9] = [
@@ -155,6 +160,7 @@ impl GatewayConfig {
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::default(),
             azure_env: Default::default(),
+            speech_cache_max_bytes: DEFAULT_SPEECH_CACHE_MAX_BYTES,
         }
     }
 
@@ -217,6 +223,17 @@ impl GatewayConfig {
             return Err(ConfigError::new("--max-body-bytes", "must be more than 0").into());
         }
 
+        let speech_cache_max_bytes = match env("SPEECH_CACHE_MAX_BYTES").filter(|v| !v.is_empty()) {
+            Some(v) => v.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "SPEECH_CACHE_MAX_BYTES",
+                    format!("{v:?} is not a whole number of bytes"),
+                )
+            })?,
+            None => file
+                .speech_cache_max_bytes
+                .unwrap_or(DEFAULT_SPEECH_CACHE_MAX_BYTES),
+        };
         let persistent_config =
             env("ENABLE_PERSISTENT_CONFIG").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
 
@@ -242,6 +259,7 @@ impl GatewayConfig {
                 .iter()
                 .filter_map(|k| env(k).map(|v| ((*k).to_owned(), v)))
                 .collect(),
+            speech_cache_max_bytes,
         })
     }
 
@@ -270,6 +288,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    speech_cache_max_bytes: Option<u64>,
     openai: Option<OpenAiSection>,
     #[serde(default)]
     users: Vec<UserEntry>,

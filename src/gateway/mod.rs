@@ -26,13 +26,14 @@ use tower_openai_auth::{AuthLayer, EntraTokens};
 use tower_openai_core::SettingsHandle;
 use tower_openai_headers::HeadersLayer;
 use tower_openai_models::Catalog;
+use tower_openai_speech_cache::SpeechStore;
 use tower_openai_test_util::MockUpstream;
 use tower_openai_upstream::Upstream;
 
 pub use self::cli::Args;
 pub use self::config::{
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, GatewayConfig, KeyDigest, ModelAccess, ModelRecord,
-    StartError, UserRecord,
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SPEECH_CACHE_MAX_BYTES, GatewayConfig, KeyDigest,
+    ModelAccess, ModelRecord, StartError, UserRecord,
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
@@ -50,6 +51,7 @@ pub struct Gateway {
     catalog: Catalog,
     records: StaticRecords,
     admin: admin::Admin,
+    speech: SpeechStore,
     demo: Option<MockUpstream>,
 }
 
@@ -104,8 +106,20 @@ impl Gateway {
                 },
             )
         }));
+        let speech = if config.speech_cache_max_bytes > 0 {
+            let dir = config.data_dir.join("cache/audio/speech");
+            SpeechStore::open(&dir, config.speech_cache_max_bytes).map_err(|e| {
+                StartError::Other(format!(
+                    "cannot open the speech cache in {}: {e}",
+                    dir.display()
+                ))
+            })?
+        } else {
+            SpeechStore::disabled()
+        };
         Ok(Self {
             callers: Callers::new(&config.users),
+            speech,
             lower,
             catalog,
             records,

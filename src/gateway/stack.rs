@@ -21,6 +21,7 @@ use tower_openai_headers::HeadersLayer;
 use tower_openai_models::ModelsLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_select::SelectLayer;
+use tower_openai_speech_cache::SpeechCacheLayer;
 use tower_openai_upstream::Upstream;
 use tracing::Level;
 
@@ -88,6 +89,9 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         // Model → connection (prefix stripped); no model → connection 0. Everything below
         // acts on the selected connection.
         .layer(SelectLayer::new(gateway.catalog.clone()))
+        // Text-to-speech answered from disk: below select and acl (the model is known and
+        // allowed), above everything that costs work per request (a hit fetches no token).
+        .layer(SpeechCacheLayer::new(gateway.speech.clone()))
         // Reasoning-model rewrites need the outgoing (stripped) model and the connection's
         // URL, so below select; above azure, which uses its decision.
         .layer(ReasoningLayer::new())

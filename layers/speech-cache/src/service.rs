@@ -1,0 +1,252 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt};
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body_util::Full;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tower_openai_core::Payload;
+use tower_service::Service;
+
+use crate::body::{Chunk, ResponseBody, Tee};
+use crate::future::ResponseFuture;
+use crate::layer::SpeechCacheLayer;
+use crate::store::{Inner, SpeechStore, cache_key};
+
+/// Answers `POST /audio/speech` from a [`SpeechStore`]. See the [crate docs](crate).
+#[derive(Clone, Debug)]
+pub struct SpeechCache<S> {
+    inner: S,
+    store: SpeechStore,
+}
+
+impl<S> SpeechCache<S> {
+    /// Wrap `inner`, caching in `store`.
+    pub fn new(inner: S, store: SpeechStore) -> Self {
+        Self { inner, store }
+    }
+
+    /// A layer caching in `store`.
+    pub fn layer(store: SpeechStore) -> SpeechCacheLayer {
+        SpeechCacheLayer::new(store)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SpeechStore {
+        &self.store
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+const CACHE_HEADER: &str = "x-speech-cache";
+
+fn mark<B>(res: &mut Response<B>, value: &'static str) {
+    res.headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(value));
+}
+
+/// Releases the fill of a key if the request that claimed it ends without handing it to a
+/// writer (an upstream error, a caller that hung up).
+struct Claim {
+    store: Arc<Inner>,
+    key: Option<String>,
+}
+
+impl Claim {
+    fn hand_over(mut self) -> String {
+        self.key.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.store.release(&key);
+        }
+    }
+}
+
+async fn read_hit(store: &Inner, key: &str) -> Option<Response<Full<Bytes>>> {
+    let entry = store.lookup(key)?;
+    match tokio::fs::read(store.bin_path(key)).await {
+        Ok(bytes) => {
+            let mut res = Response::new(Full::new(Bytes::from(bytes)));
+            if let Ok(ct) = HeaderValue::from_str(&entry.content_type) {
+                res.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            mark(&mut res, "hit");
+            Some(res)
+        }
+        Err(e) => {
+            tracing::warn!(key, error = %e, "cached speech file is gone; fetching again");
+            store.forget(key);
+            None
+        }
+    }
+}
+
+/// Write a streamed answer to a temporary file; commit it only after its clean end.
+async fn write(
+    store: Arc<Inner>,
+    key: String,
+    content_type: String,
+    request: Bytes,
+    mut rx: mpsc::UnboundedReceiver<Chunk>,
+) {
+    let temp = store.dir.join(format!("{key}.bin.tmp"));
+    let result: std::io::Result<Option<u64>> = async {
+        let mut file = tokio::fs::File::create(&temp).await?;
+        let mut size = 0u64;
+        let mut complete = false;
+        while let Some(chunk) = rx.recv().await {
+            match chunk {
+                Chunk::Data(bytes) => {
+                    size += bytes.len() as u64;
+                    if size > store.max_bytes() {
+                        return Ok(None); // larger than the whole cache
+                    }
+                    file.write_all(&bytes).await?;
+                }
+                Chunk::End => {
+                    complete = true;
+                    break;
+                }
+            }
+        }
+        if !complete {
+            return Ok(None);
+        }
+        file.sync_all().await?;
+        drop(file);
+        let request: serde_json::Value = serde_json::from_slice(&request).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&request).into_owned())
+        });
+        let meta = serde_json::json!({"content_type": content_type, "request": request});
+        let meta_temp = store.dir.join(format!("{key}.json.tmp"));
+        let mut meta_file = tokio::fs::File::create(&meta_temp).await?;
+        meta_file.write_all(meta.to_string().as_bytes()).await?;
+        meta_file.sync_all().await?;
+        drop(meta_file);
+        tokio::fs::rename(&meta_temp, store.meta_path(&key)).await?;
+        // The audio last: an entry exists once both files are in place.
+        tokio::fs::rename(&temp, store.bin_path(&key)).await?;
+        Ok(Some(size))
+    }
+    .await;
+    match result {
+        Ok(Some(size)) => {
+            store.admit(key.clone(), size, content_type);
+            tracing::debug!(key, size, "speech cached");
+        }
+        Ok(None) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            tracing::debug!(
+                key,
+                "speech not cached: the answer was cut off or too large"
+            );
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            tracing::warn!(key, error = %e, "speech cache write failed");
+        }
+    }
+    store.release(&key);
+}
+
+impl<S, B, ResBody> Service<Request<B>> for SpeechCache<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let key = match req.extensions().get::<Payload>() {
+            Some(p)
+                if self.store.is_enabled()
+                    && req.method() == Method::POST
+                    && req.uri().path() == "/audio/speech" =>
+            {
+                cache_key(p.original())
+            }
+            _ => return ResponseFuture::inner(self.inner.call(req)),
+        };
+        let request_body = req
+            .extensions()
+            .get::<Payload>()
+            .map(|p| p.original().clone())
+            .unwrap_or_default();
+        let store = self.store.inner().clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let future: BoxFuture<'static, Result<Self::Response, S::Error>> = async move {
+            if let Some(hit) = read_hit(&store, &key).await {
+                return Ok(hit.map(ResponseBody::Local));
+            }
+            let claim = match store.claim(&key) {
+                Ok(()) => Claim {
+                    store: store.clone(),
+                    key: Some(key.clone()),
+                },
+                Err(filling) => {
+                    // Another request is fetching the same speech: wait for it, then serve
+                    // its file; if it failed, fetch without caching.
+                    let notified = filling.notified();
+                    if store.is_filling(&key) {
+                        notified.await;
+                    }
+                    if let Some(hit) = read_hit(&store, &key).await {
+                        return Ok(hit.map(ResponseBody::Local));
+                    }
+                    let mut res = inner.call(req).await?;
+                    mark(&mut res, "bypass");
+                    return Ok(res.map(ResponseBody::Inner));
+                }
+            };
+            let mut res = inner.call(req).await?;
+            if !res.status().is_success() {
+                // S-5 fixed: the upstream's status and body, and nothing cached.
+                return Ok(res.map(ResponseBody::Inner));
+            }
+            let content_type = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("audio/mpeg")
+                .to_owned();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let key = claim.hand_over();
+            tokio::spawn(write(store, key, content_type, request_body, rx));
+            mark(&mut res, "miss");
+            Ok(res.map(|b| ResponseBody::Tee(Tee::new(b, tx))))
+        }
+        .boxed();
+        ResponseFuture::boxed(future)
+    }
+}
