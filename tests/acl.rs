@@ -174,10 +174,9 @@ proptest! {
     }
 }
 
+/// A config file in a folder of its own: tests run in parallel.
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tower-openai-acl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = temp_dir().join(name);
     std::fs::write(&path, text).unwrap();
     path
 }

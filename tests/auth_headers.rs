@@ -232,13 +232,13 @@ async fn h2_openrouter_attribution_reaches_an_openrouter_upstream() {
 #[tokio::test]
 async fn h3_h4_user_info_and_chat_id_for_an_identified_caller() {
     let mock = MockUpstream::builder().start().await;
-    let dir = std::env::temp_dir().join(format!("tower-openai-userinfo-{}", std::process::id()));
+    let dir = temp_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("gateway.toml");
     std::fs::write(
         &file,
         format!(
-            "[openai]\nbase_urls = [\"{}\"]\nforward_user_info_headers = true\n\n[openai.configs.\"0\"]\nheaders = {{ \"X-Tenant\" = \"{{{{USER_ID}}}}@acme\" }}\n\n[[users]]\nid = \"alice\"\nname = \"Alice O'Neil\"\nemail = \"alice@example.com\"\napi_key = \"sk-alice\"\n",
+            "[openai]\nbase_urls = [\"{}\"]\nforward_user_info_headers = true\n\n[openai.configs.\"0\"]\nheaders = {{ \"X-Tenant\" = \"{{{{USER_ID}}}}@acme\" }}\n\n[[users]]\nid = \"alice\"\nname = \"Alice O'Neil\"\nemail = \"alice@example.com\"\napi_key = \"sk-alice\"\n\n[[models]]\nid = \"gpt-4o-mini\"\nowner = \"admin\"\naccess = \"public\"\n",
             mock.url()
         ),
     )

@@ -13,7 +13,7 @@ use tower_openai::gateway::{Args, Gateway, GatewayConfig, ModelAccess, StartErro
 use common::env;
 
 fn write_toml(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tower-openai-config-{}", std::process::id()));
+    let dir = common::temp_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();

@@ -319,13 +319,13 @@ async fn a_body_over_the_limit_is_refused_with_413_before_the_upstream_sees_it()
 #[tokio::test]
 async fn with_users_a_missing_or_unknown_key_is_401() {
     let mock = MockUpstream::start().await;
-    let dir = std::env::temp_dir().join(format!("tower-openai-users-{}", std::process::id()));
+    let dir = temp_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("users.toml");
     std::fs::write(
         &file,
         format!(
-            "[openai]\nbase_urls = [\"{}\"]\n\n[[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\n\n[[users]]\nid = \"bob\"\nrole = \"admin\"\napi_key_sha256 = \"{}\"\n",
+            "[openai]\nbase_urls = [\"{}\"]\n\n[[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\n\n[[users]]\nid = \"bob\"\nrole = \"admin\"\napi_key_sha256 = \"{}\"\n\n[[models]]\nid = \"gpt-4o-mini\"\nowner = \"bob\"\naccess = \"public\"\n",
             mock.url(),
             // sha256("sk-bob")
             "36c76b48bb2ee1d9d37140550e9d7ed7d395cf56f41050dc2a72e5291c0011f0"
