@@ -17,7 +17,7 @@ use tower_openai_core::{
 use tower_openai_models::Catalog;
 
 use super::persist::{ConfigStore, Persisted};
-use super::stack::Lower;
+use super::stack::BoxedLower as Lower;
 
 /// The admin routes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -93,7 +93,7 @@ impl Gateway {
         let admin = admin::Admin::new(
             settings.clone(),
             catalog.clone(),
-            lower.clone(),
+            stack::boxed_lower(lower.clone()),
             store,
             config.max_body_bytes,
         );
@@ -164,7 +164,7 @@ impl Gateway {
 
     /// Serve on `listener` until `shutdown` resolves, then drain (see [`GatewayConfig::shutdown_grace`]).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let app = self.app();
+        let app = stack::service(&self);
         let grace = self.config.shutdown_grace;
         server::serve(listener, app, shutdown, grace).await;
         drop(self);

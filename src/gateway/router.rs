@@ -14,21 +14,20 @@ use tower_openai_core::{Body, BoxBody, ErrorResponse, OriginalUri};
 
 use super::admin::{Admin, AdminRoute};
 use super::identity::Callers;
-use super::stack::Api;
 
 /// The API prefixes; both serve the same routes (GATEWAY contract).
 const PREFIXES: [&str; 2] = ["/v1", "/openai"];
 
 /// Routes a request and identifies its caller.
 #[derive(Clone, Debug)]
-pub(crate) struct Router {
-    api: Api,
+pub(crate) struct Router<A> {
+    api: A,
     callers: Callers,
     admin: Admin,
 }
 
-impl Router {
-    pub(crate) fn new(api: Api, callers: Callers, admin: Admin) -> Self {
+impl<A> Router<A> {
+    pub(crate) fn new(api: A, callers: Callers, admin: Admin) -> Self {
         Self {
             api,
             callers,
@@ -66,7 +65,14 @@ fn strip_prefix(path: &str) -> Option<&str> {
     })
 }
 
-impl Service<Request<Body>> for Router {
+impl<A> Service<Request<Body>> for Router<A>
+where
+    A: Service<Request<Body>, Response = Response<BoxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    A::Future: Send + 'static,
+{
     type Response = Response<BoxBody>;
     type Error = Infallible;
     type Future = BoxFuture<Result<Response<BoxBody>, Infallible>>;

@@ -11,16 +11,25 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_openai_core::Body;
 
-use super::stack::App;
+use tower_openai_core::BoxBody;
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
 /// connections in flight (long streams included) up to `grace` to finish.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     listener: TcpListener,
-    app: App,
+    app: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) {
+) where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<BoxBody>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -7,17 +7,17 @@ use bytes::Bytes;
 use http::{HeaderName, Request, Response, header};
 use http_body_util::BodyExt;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_openai_acl::AclLayer;
-use tower_openai_auth::AuthLayer;
-use tower_openai_azure::AzureLayer;
+use tower_openai_auth::{Auth, AuthLayer};
+use tower_openai_azure::{Azure, AzureLayer};
 use tower_openai_core::client::HttpClient;
 use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
-use tower_openai_headers::HeadersLayer;
+use tower_openai_headers::{Headers, HeadersLayer};
 use tower_openai_models::ModelsLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_select::SelectLayer;
@@ -31,17 +31,20 @@ use super::router::Router;
 /// The gateway as one type-erased service: what hyper serves and what tests drive.
 pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
 
-/// The OpenAI API part of the gateway, below routing and identity.
-pub(crate) type Api = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
-
 /// The part of the stack that acts on a selected connection. The catalog fetches
 /// `GET /models` through it too, so model discovery uses each connection's full auth and
 /// headers (Open WebUI sends only the bearer key, H-6).
-pub(crate) type Lower = BoxCloneSyncService<Request<Body>, Response<BoxBody>, BoxError>;
+///
+/// A concrete type, not boxed: the API stack clones it on every request, and its clone is a
+/// few reference-count bumps.
+pub(crate) type Lower = Azure<Auth<Headers<Upstream>>>;
+
+/// The same, boxed, for the admin routes.
+pub(crate) type BoxedLower = BoxCloneSyncService<Request<Body>, Response<BoxBody>, BoxError>;
 
 /// The stack below select, built once and shared by the API stack and the catalog.
 pub(crate) fn lower(upstream: Upstream, auth: AuthLayer, headers: HeadersLayer) -> Lower {
-    let lower = ServiceBuilder::new()
+    ServiceBuilder::new()
         // Azure connections: deployment URL, api-version, payload allowlist. First in the
         // lower part so the catalog's model list for Azure is `/openai/models` too.
         .layer(AzureLayer::new())
@@ -51,7 +54,11 @@ pub(crate) fn lower(upstream: Upstream, auth: AuthLayer, headers: HeadersLayer) 
         // Attribution, user info, chat id, custom headers (H-5 steps 2-4 and 6). The H-5 steps
         // are merged by the upstream, so the order of these two lines does not matter.
         .layer(headers)
-        .service(upstream);
+        .service(upstream)
+}
+
+/// [`lower`], boxed.
+pub(crate) fn boxed_lower(lower: Lower) -> BoxedLower {
     BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(lower, |res| {
         res.map(box_body)
     }))
@@ -70,6 +77,21 @@ pub(crate) fn http_client(upstream: &Upstream) -> HttpClient {
 /// In a `ServiceBuilder`, the first layer added is the outermost: a request walks the layers
 /// top to bottom, the response walks back up.
 pub(crate) fn app(gateway: &Gateway) -> App {
+    BoxCloneSyncService::new(service(gateway))
+}
+
+/// The stack as a concrete type (what the server runs: no boxed clone per request).
+pub(crate) fn service(
+    gateway: &Gateway,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<BoxBody>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
     let api = ServiceBuilder::new()
         // Transport failures from below (connect, timeout) become 502/504 JSON here; above
         // this point everything is a response.
@@ -96,10 +118,7 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         // URL, so below select; above azure, which uses its decision.
         .layer(ReasoningLayer::new())
         .service(gateway.lower.clone());
-    let api: Api =
-        BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(api, |res| {
-            res.map(box_body)
-        }));
+    let api = ServiceExt::<Request<Body>>::map_response(api, |res| res.map(box_body));
 
     let sensitive: Arc<[HeaderName]> = Arc::new([
         header::AUTHORIZATION,
@@ -108,7 +127,7 @@ pub(crate) fn app(gateway: &Gateway) -> App {
         HeaderName::from_static("api-key"),
         HeaderName::from_static("x-api-key"),
     ]);
-    let app = ServiceBuilder::new()
+    ServiceBuilder::new()
         // Mark credentials sensitive before tracing sees the request.
         .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
         // One span per request (method, URI, status, latency); headers are not recorded.
@@ -126,8 +145,7 @@ pub(crate) fn app(gateway: &Gateway) -> App {
             gateway.callers.clone(),
             gateway.admin.clone(),
         ))
-        .map_response(|res| res.map(box_body));
-    BoxCloneSyncService::new(app)
+        .map_response(|res| res.map(box_body))
 }
 
 fn box_body<B>(body: B) -> BoxBody

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -23,8 +24,10 @@ use tower_openai_core::{BoxError, ErrorResponse};
 pub struct ResponseBody {
     #[pin]
     inner: Incoming,
-    #[pin]
-    idle: Option<Sleep>,
+    /// Armed only once the body has to wait, and re-armed only when it fires: a frame just
+    /// records its time, so a flowing stream costs no timer work per frame.
+    idle: Option<Pin<Box<Sleep>>>,
+    last_activity: Instant,
     timeout: Option<Duration>,
     connection: usize,
     sse: Option<SseState>,
@@ -80,7 +83,8 @@ impl ResponseBody {
     ) -> Self {
         Self {
             inner,
-            idle: timeout.map(|t| tokio::time::sleep(t)),
+            idle: None,
+            last_activity: Instant::now(),
             timeout,
             connection,
             sse: sse.then(SseState::default),
@@ -102,7 +106,7 @@ impl http_body::Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
+        let this = self.project();
         if *this.done {
             return Poll::Ready(None);
         }
@@ -110,10 +114,10 @@ impl http_body::Body for ResponseBody {
             *this.done = true;
             return Poll::Ready(Some(Ok(Frame::data(event))));
         }
-        let failure: UpstreamError = match this.inner.as_mut().poll_frame(cx) {
+        let failure: UpstreamError = match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(idle), Some(t)) = (this.idle.as_mut().as_pin_mut(), *this.timeout) {
-                    idle.reset(Instant::now() + t);
+                if this.timeout.is_some() {
+                    *this.last_activity = Instant::now();
                 }
                 if let (Some(sse), Some(data)) = (this.sse.as_mut(), frame.data_ref()) {
                     sse.record(data);
@@ -125,13 +129,25 @@ impl http_body::Body for ResponseBody {
                 return Poll::Ready(None);
             }
             Poll::Ready(Some(Err(e))) => UpstreamError::protocol(*this.connection, e),
-            Poll::Pending => match this.idle.as_mut().as_pin_mut() {
-                Some(idle) => {
-                    ready!(idle.poll(cx));
-                    UpstreamError::timeout(*this.connection, this.timeout.unwrap_or_default())
+            Poll::Pending => {
+                let Some(timeout) = *this.timeout else {
+                    return Poll::Pending;
+                };
+                let deadline = *this.last_activity + timeout;
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                loop {
+                    ready!(idle.as_mut().poll(cx));
+                    // Fired: if frames came meanwhile, wait out the rest from the last one.
+                    let deadline = *this.last_activity + timeout;
+                    if deadline <= Instant::now() {
+                        break;
+                    }
+                    idle.as_mut().reset(deadline);
                 }
-                None => return Poll::Pending,
-            },
+                UpstreamError::timeout(*this.connection, timeout)
+            }
         };
         tracing::warn!(error = %failure, "upstream response body failed");
         match this.sse.as_mut() {

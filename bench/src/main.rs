@@ -1,0 +1,706 @@
+//! `tower-openai-bench`: the gateway measured against a direct call and a bare hyper proxy,
+//! in one run, in interleaved rounds so machine drift hits every system alike.
+//!
+//! Run: `cargo run --release -p tower-openai-bench` (add `-- --quick` for a short run,
+//! `-- --json FILE` to choose where the JSON goes; default `bench/results.json`).
+
+mod proxy;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+use tower_openai::auth::AuthLayer;
+use tower_openai::core::payload::CollectPayloadLayer;
+use tower_openai::core::settings::ApiKey;
+use tower_openai::core::{LoadSettingsLayer, RescueLayer, SettingsHandle, SettingsSource};
+use tower_openai::gateway::{Args, Gateway, GatewayConfig};
+use tower_openai::models::Catalog;
+use tower_openai::select::SelectLayer;
+use tower_openai::upstream::Upstream;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+// The same allocator as the openai-gateway binary, for every system measured here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Clone, Debug)]
+struct System {
+    name: &'static str,
+    /// Where `chat/completions` lives: `http://ADDR/v1` or `http://ADDR`.
+    base: String,
+    model: &'static str,
+    key: Option<&'static str>,
+}
+
+impl System {
+    fn chat(&self, body: &str) -> Request<Full<Bytes>> {
+        self.request("chat/completions", Some(body.to_owned()))
+    }
+
+    fn request(&self, path: &str, body: Option<String>) -> Request<Full<Bytes>> {
+        let builder = Request::builder().uri(format!("{}/{path}", self.base));
+        let builder = match &self.key {
+            Some(k) => builder.header("authorization", format!("Bearer {k}")),
+            None => builder,
+        };
+        match body {
+            Some(b) => builder
+                .method("POST")
+                .header("content-type", "application/json")
+                .body(Full::from(b))
+                .expect("request"),
+            None => builder
+                .method("GET")
+                .body(Full::default())
+                .expect("request"),
+        }
+    }
+}
+
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|f| f.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    // Linux reports them in USER_HZ, which is 100 on every mainstream kernel build.
+    ticks / 100.0
+}
+
+async fn timed(client: &HttpClient, req: Request<Full<Bytes>>) -> Option<Duration> {
+    let start = Instant::now();
+    let res = client.request(req).await.ok()?;
+    let ok = res.status() == StatusCode::OK;
+    res.into_body().collect().await.ok()?;
+    ok.then(|| start.elapsed())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Requests per second and CPU seconds per 1 000 requests at `concurrency`, for `duration`.
+async fn throughput(
+    client: &HttpClient,
+    make: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync>,
+    concurrency: usize,
+    duration: Duration,
+) -> (f64, f64) {
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds();
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, make, count, stop) =
+                (client.clone(), make.clone(), count.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if timed(&client, make()).await.is_some() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = count.load(Ordering::Relaxed) as f64;
+    let cpu = cpu_seconds() - cpu_before;
+    (n / elapsed, if n > 0.0 { cpu / n * 1000.0 } else { 0.0 })
+}
+
+/// Per-chunk delay (arrival minus the upstream's send stamp), time to first chunk, and
+/// whether every event arrived in a frame of its own.
+async fn stream_once(
+    client: &HttpClient,
+    sys: &System,
+    epoch: Instant,
+) -> Option<(Vec<Duration>, Duration, usize, usize)> {
+    let body = format!(r#"{{"model":"{}","stream":true,"messages":[]}}"#, sys.model);
+    let start = Instant::now();
+    let res = client.request(sys.chat(&body)).await.ok()?;
+    let mut body = res.into_body();
+    let mut delays = Vec::new();
+    let mut ttfb = None;
+    let (mut frames, mut events) = (0, 0);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.ok()?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        let now = epoch.elapsed();
+        ttfb.get_or_insert_with(|| start.elapsed());
+        frames += 1;
+        for event in std::str::from_utf8(data)
+            .ok()?
+            .split("\n\n")
+            .filter(|e| e.starts_with("data: {"))
+        {
+            events += 1;
+            let v: Value = serde_json::from_str(&event[6..]).ok()?;
+            let sent = Duration::from_nanos(v["t"].as_u64()?);
+            delays.push(now.saturating_sub(sent));
+        }
+    }
+    Some((delays, ttfb?, frames, events))
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18_080)
+}
+
+/// Peak RSS of the real `openai-gateway` binary, idle and with `streams` slow streams open.
+async fn memory(upstream: SocketAddr, streams: usize) -> Option<(f64, f64)> {
+    let exe = std::env::current_exe()
+        .ok()?
+        .parent()?
+        .join("openai-gateway");
+    if !exe.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        eprintln!("building openai-gateway (release) for the memory measurement …");
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "--bin", "openai-gateway"])
+            .status()
+            .ok()?;
+        if !status.success() || !exe.exists() {
+            eprintln!(
+                "could not build {}; skipping the memory measurement",
+                exe.display()
+            );
+            return None;
+        }
+    }
+    let port = free_port();
+    let data = std::env::temp_dir().join(format!("tower-openai-bench-{}", std::process::id()));
+    let mut child = tokio::process::Command::new(&exe)
+        .env("OPENAI_API_BASE_URLS", format!("http://{upstream}/v1"))
+        .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", &data)
+        .env("RUST_LOG", "warn")
+        .env("MODELS_CACHE_TTL", "")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let pid = child.id()?;
+    let client = client();
+    let sys = System {
+        name: "process",
+        base: format!("http://127.0.0.1:{port}/v1"),
+        model: "bench-model",
+        key: None,
+    };
+    for _ in 0..100 {
+        if timed(&client, sys.request("models", None)).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..20 {
+        timed(
+            &client,
+            sys.chat(r#"{"model":"bench-model","messages":[]}"#),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = rss_kib(pid, "VmRSS:") as f64 / 1024.0;
+
+    let started = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..streams)
+        .map(|_| {
+            let (client, sys, started) = (client.clone(), sys.clone(), started.clone());
+            tokio::spawn(async move {
+                let body = r#"{"model":"bench-model","stream":true,"slow":true,"messages":[]}"#;
+                let Ok(res) = client.request(sys.chat(body)).await else {
+                    return;
+                };
+                let mut body = res.into_body();
+                let mut first = true;
+                while let Some(Ok(_)) = body.frame().await {
+                    if first {
+                        started.fetch_add(1, Ordering::Relaxed);
+                        first = false;
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started.load(Ordering::Relaxed) < streams as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = rss_kib(pid, "VmHWM:") as f64 / 1024.0;
+    eprintln!(
+        "  {} of {streams} streams open while measuring",
+        started.load(Ordering::Relaxed)
+    );
+    for t in tasks {
+        t.abort();
+    }
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&data);
+    Some((idle, loaded))
+}
+
+async fn gateway_full(upstream: SocketAddr) -> String {
+    let dir = std::env::temp_dir().join(format!("tower-openai-bench-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[openai]
+base_urls = ["http://{upstream}/v1"]
+keys = ["sk-upstream"]
+models_cache_ttl = 60
+forward_user_info_headers = true
+
+[openai.configs."0"]
+prefix_id = "bench"
+
+[[users]]
+id = "alice"
+name = "Alice"
+email = "alice@example.com"
+groups = ["bench"]
+api_key = "sk-alice"
+
+[[models]]
+id = "bench.bench-model"
+owner = "admin"
+access = {{ read_groups = ["bench"] }}
+"#
+        ),
+    )
+    .expect("config");
+    let args = Args {
+        config: Some(file),
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir),
+        ..Args::default()
+    };
+    let config = GatewayConfig::load(&args, &|_| None).expect("config loads");
+    let running = Gateway::new(config)
+        .await
+        .expect("gateway")
+        .spawn()
+        .await
+        .expect("bind");
+    let url = running.url();
+    std::mem::forget(running); // serve until the benchmark exits
+    url
+}
+
+async fn select_and_auth(upstream: SocketAddr) -> String {
+    let settings = SettingsSource {
+        base_urls: Some(vec![format!("http://{upstream}/v1")]),
+        keys: Some(vec![ApiKey::new("sk-upstream")]),
+        configs: json!({"0": {"prefix_id": "bench"}}).as_object().cloned(),
+        models_cache_ttl: Some(Some(Duration::from_secs(60))),
+        ..Default::default()
+    }
+    .build()
+    .expect("settings");
+    let upstream_svc = Upstream::new();
+    let catalog = Catalog::new(upstream_svc.clone());
+    let stack = ServiceBuilder::new()
+        .layer(RescueLayer::new())
+        .layer(LoadSettingsLayer::new(SettingsHandle::new(settings)))
+        .layer(CollectPayloadLayer::default())
+        .layer(SelectLayer::new(catalog))
+        .layer(AuthLayer::new())
+        .service(upstream_svc);
+    let app: proxy::App = BoxCloneSyncService::new(tower::ServiceExt::<
+        Request<tower_openai::core::Body>,
+    >::map_response(
+        stack,
+        |res: http::Response<_>| {
+            res.map(|b| http_body_util::BodyExt::map_err(b, Into::into).boxed_unsync())
+        },
+    ));
+    format!("http://{}", proxy::serve(app).await)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json_path = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| "bench/results.json".to_owned());
+    let rounds = if quick { 3 } else { 7 };
+    let per_round = if quick { 100 } else { 400 };
+    let run_for = Duration::from_millis(if quick { 700 } else { 2000 });
+
+    let epoch = Instant::now();
+    let stream_shape = upstream::Stream {
+        chunks: 50,
+        gap: Duration::from_millis(2),
+    };
+    let slow_shape = upstream::Stream {
+        chunks: 40,
+        gap: Duration::from_millis(500),
+    };
+    let up = upstream::start(epoch, stream_shape, slow_shape).await;
+    let systems = vec![
+        System {
+            name: "direct",
+            base: format!("http://{up}/v1"),
+            model: "bench-model",
+            key: None,
+        },
+        System {
+            name: "bare proxy",
+            base: format!("http://{}/v1", proxy::bare(up).await),
+            model: "bench-model",
+            key: None,
+        },
+        System {
+            name: "gateway (full)",
+            base: gateway_full(up).await,
+            model: "bench.bench-model",
+            key: Some("sk-alice"),
+        },
+        System {
+            name: "select + auth",
+            base: select_and_auth(up).await,
+            model: "bench.bench-model",
+            key: None,
+        },
+    ];
+    let client = client();
+    if let Some(i) = args.iter().position(|a| a == "--profile-gateway") {
+        // Load only the full gateway, for a profiler attached to this process.
+        let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
+        let g = systems[2].clone();
+        let body = format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
+            g.model
+        );
+        let (r, _) = throughput(
+            &client,
+            Arc::new(move || g.chat(&body)),
+            64,
+            Duration::from_secs(secs),
+        )
+        .await;
+        println!("{r:.0} rps");
+        return;
+    }
+    let small = |sys: &System| {
+        format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
+            sys.model
+        )
+    };
+    // Warm up: pools, catalogs.
+    for sys in &systems {
+        for _ in 0..50 {
+            assert!(
+                timed(&client, sys.chat(&small(sys))).await.is_some(),
+                "{} does not answer",
+                sys.name
+            );
+        }
+    }
+
+    eprintln!("latency at concurrency 1 ({rounds} rounds × {per_round} requests per system) …");
+    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); systems.len()];
+    // Request by request, round robin: drift and noise hit every system alike.
+    for _ in 0..rounds * per_round {
+        for (i, sys) in systems.iter().enumerate() {
+            if let Some(d) = timed(&client, sys.chat(&small(sys))).await {
+                latencies[i].push(d);
+            }
+        }
+    }
+    for l in &mut latencies {
+        l.sort();
+    }
+
+    eprintln!("throughput at concurrency 64 ({rounds} rounds × {run_for:?} per system) …");
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
+    let mut models_rps = Vec::new();
+    let gateway = systems[2].clone();
+    for _ in 0..rounds {
+        for (i, sys) in systems.iter().enumerate() {
+            let (s, b) = (sys.clone(), small(sys));
+            let (r, c) = throughput(&client, Arc::new(move || s.chat(&b)), 64, run_for).await;
+            rps[i].push(r);
+            cpu[i].push(c);
+        }
+        let g = gateway.clone();
+        models_rps.push(
+            throughput(
+                &client,
+                Arc::new(move || g.request("models", None)),
+                64,
+                run_for,
+            )
+            .await
+            .0,
+        );
+    }
+
+    eprintln!("streaming (50 events, 2 ms apart) …");
+    let mut stream_stats = Vec::new();
+    for sys in &systems {
+        let (mut delays, mut ttfbs, mut coalesced, mut sent, mut through) =
+            (Vec::new(), Vec::new(), 0, 0, 0);
+        for _ in 0..(if quick { 5 } else { 20 }) {
+            if let Some((d, t, frames, events)) = stream_once(&client, sys, epoch).await {
+                through += events;
+                sent += stream_shape.chunks;
+                coalesced += events.saturating_sub(frames);
+                delays.extend(d);
+                ttfbs.push(t);
+            }
+        }
+        delays.sort();
+        ttfbs.sort();
+        stream_stats.push((
+            percentile(&delays, 0.5),
+            percentile(&delays, 0.99),
+            percentile(&ttfbs, 0.5),
+            sent,
+            through,
+            coalesced,
+        ));
+    }
+
+    eprintln!("a 1 MB chat body with a prefixed model …");
+    let big_text = "x".repeat(1 << 20);
+    let mut big = Vec::new();
+    for sys in &systems {
+        let body = format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"{big_text}"}}]}}"#,
+            sys.model
+        );
+        let mut times = Vec::new();
+        for _ in 0..(if quick { 10 } else { 40 }) {
+            if let Some(d) = timed(&client, sys.chat(&body)).await {
+                times.push(d);
+            }
+        }
+        times.sort();
+        big.push(percentile(&times, 0.5));
+    }
+
+    eprintln!("memory of the openai-gateway process (idle, then 1 000 slow streams) …");
+    let mem = memory(up, 1000).await;
+
+    // The report.
+    let direct_p50 = percentile(&latencies[0], 0.5);
+    let direct_p99 = percentile(&latencies[0], 0.99);
+    let mut table = String::new();
+    table.push_str(&format!(
+        "{:<16} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>12} {:>10} {:>10}\n",
+        "system",
+        "p50 µs",
+        "p99 µs",
+        "+p50 µs",
+        "+p99 µs",
+        "rps c=64",
+        "CPU s/1k",
+        "+chunk p99",
+        "TTFB µs",
+        "1MB p50 ms"
+    ));
+    let mut systems_json = Vec::new();
+    for (i, sys) in systems.iter().enumerate() {
+        let p50 = percentile(&latencies[i], 0.5);
+        let p99 = percentile(&latencies[i], 0.99);
+        let (_, chunk_p99, ttfb, sent, through, coalesced) = stream_stats[i];
+        let chunk_delta = us(chunk_p99) - us(stream_stats[0].1);
+        let r = median(rps[i].clone());
+        let c = median(cpu[i].clone());
+        table.push_str(&format!(
+            "{:<16} {:>10.0} {:>10.0} {:>12.0} {:>12.0} {:>10.0} {:>12.3} {:>12.0} {:>10.0} {:>10.2}\n",
+            sys.name,
+            us(p50),
+            us(p99),
+            us(p50) - us(direct_p50),
+            us(p99) - us(direct_p99),
+            r,
+            c,
+            chunk_delta,
+            us(ttfb),
+            big[i].as_secs_f64() * 1e3
+        ));
+        systems_json.push(json!({
+            "system": sys.name,
+            "latency_us": {"p50": us(p50), "p99": us(p99), "added_p50": us(p50) - us(direct_p50), "added_p99": us(p99) - us(direct_p99)},
+            "rps_c64": r,
+            "cpu_seconds_per_1000": c,
+            "stream": {"chunk_delay_p50_us": us(stream_stats[i].0), "chunk_delay_p99_us": us(chunk_p99), "added_chunk_delay_p99_us": chunk_delta, "ttfb_p50_us": us(ttfb), "events_sent": sent, "events_received": through, "events_sharing_a_frame": coalesced},
+            "one_mb_body_p50_ms": big[i].as_secs_f64() * 1e3,
+        }));
+    }
+    let models = median(models_rps);
+    let bare_added = us(percentile(&latencies[1], 0.5)) - us(direct_p50);
+    let full_added = us(percentile(&latencies[2], 0.5)) - us(direct_p50);
+    let bare_rps = median(rps[1].clone());
+    let full_rps = median(rps[2].clone());
+    let chunk_added = us(stream_stats[2].1) - us(stream_stats[0].1);
+    let checks = vec![
+        (
+            "full stack added p50 ≤ 1.5 × bare proxy's",
+            full_added <= 1.5 * bare_added.max(1.0),
+            format!("{full_added:.0} µs vs {bare_added:.0} µs"),
+        ),
+        (
+            "full stack added p50 ≤ 150 µs",
+            full_added <= 150.0,
+            format!("{full_added:.0} µs"),
+        ),
+        (
+            "full stack rps ≥ 75 % of bare proxy's",
+            full_rps >= 0.75 * bare_rps,
+            format!("{:.0} %", 100.0 * full_rps / bare_rps.max(1.0)),
+        ),
+        (
+            "streaming added chunk delay p99 ≤ 1 ms",
+            chunk_added <= 1000.0,
+            format!("{chunk_added:.0} µs"),
+        ),
+        (
+            "every event through, none coalesced",
+            stream_stats[2].3 == stream_stats[2].4 && stream_stats[2].5 == 0,
+            format!(
+                "{} sent, {} received, {} sharing a frame",
+                stream_stats[2].3, stream_stats[2].4, stream_stats[2].5
+            ),
+        ),
+        (
+            "/v1/models from cache ≥ 2 × bare proxy chat rps",
+            models >= 2.0 * bare_rps,
+            format!("{models:.0} vs {bare_rps:.0} rps"),
+        ),
+    ];
+    let mut checks = checks;
+    if let Some((idle, loaded)) = mem {
+        checks.push(("RSS idle ≤ 30 MB", idle <= 30.0, format!("{idle:.1} MB")));
+        checks.push((
+            "RSS with 1 000 streams ≤ 150 MB",
+            loaded <= 150.0,
+            format!("{loaded:.1} MB"),
+        ));
+    }
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |s| s.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned())
+            )
+            .unwrap_or_default()
+    );
+    println!("\nmachine: {machine}\n");
+    print!("{table}");
+    println!("\n/v1/models from cache (gateway, c=64): {models:.0} rps");
+    if let Some((idle, loaded)) = mem {
+        println!(
+            "openai-gateway RSS: {idle:.1} MB idle, {loaded:.1} MB peak with 1 000 concurrent streams"
+        );
+    }
+    println!("\ntargets:");
+    for (name, ok, detail) in &checks {
+        println!("  [{}] {name}: {detail}", if *ok { "ok" } else { "MISS" });
+    }
+    let report = json!({
+        "machine": machine,
+        "quick": quick,
+        "systems": systems_json,
+        "models_rps_c64": models,
+        "rss_mb": mem.map(|(i, l)| json!({"idle": i, "with_1000_streams": l})),
+        "targets": checks.iter().map(|(n, ok, d)| json!({"target": n, "met": ok, "measured": d})).collect::<Vec<_>>(),
+    });
+    if let Err(e) = std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    ) {
+        eprintln!("could not write {json_path}: {e}");
+    } else {
+        eprintln!("wrote {json_path}");
+    }
+}
