@@ -19,6 +19,65 @@
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
+//! # The stack
+//!
+//! In a [`ServiceBuilder`](tower::ServiceBuilder), the first layer added is the outermost: a
+//! request walks the layers top to bottom, the response walks back up. The gateway's order,
+//! and the reason for each position:
+//!
+//! ```text
+//! rescue           transport errors below → 502/504 JSON; above it, everything is a response
+//! load_settings    one settings snapshot per request, before anything reads settings
+//! collect_payload  the JSON body read once, under the cap, before anything needs the model
+//! acl              refuses a model the user may not use; hands models its list filter
+//! models           GET /models from the shared catalog (no connection needed)
+//! select           model → connection, prefix stripped; no model → connection 0
+//! speech_cache     POST /audio/speech from disk; a hit costs nothing below
+//! reasoning        reasoning-model rewrites (needs the outgoing model and the URL)
+//! azure            deployment URL, api-version, payload allowlist
+//! auth             the connection's credentials
+//! headers          attribution, user info, custom headers
+//! upstream         the pooled HTTP client; streams back
+//! ```
+//!
+//! Layers pass data to each other as typed extensions ([`core::extensions`]); each layer's
+//! docs say what it reads and writes. The [`guide`] has the [error model](guide::errors),
+//! [streaming semantics](guide::streaming), the [differences from Open
+//! WebUI](guide::open_webui) and the gateway's [configuration](guide::configuration).
+//!
+//! # With `ServiceBuilderExt`
+//!
+//! ```no_run
+//! # #[cfg(feature = "full")] {
+//! use tower::ServiceBuilder;
+//! use tower_openai::ServiceBuilderExt;
+//! use tower_openai::acl::StaticRecords;
+//! use tower_openai::core::{Settings, SettingsHandle};
+//! use tower_openai::models::Catalog;
+//! use tower_openai::upstream::Upstream;
+//!
+//! let settings = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap());
+//! let upstream = Upstream::new();
+//! let catalog = Catalog::new(upstream.clone());
+//! let stack = ServiceBuilder::new()
+//!     .rescue()
+//!     .load_settings(settings)
+//!     .collect_payload(64 << 20)
+//!     .acl(StaticRecords::default())
+//!     .models(catalog.clone())
+//!     .select(catalog)
+//!     .reasoning()
+//!     .azure()
+//!     .auth(Default::default())
+//!     .headers(Default::default())
+//!     .service(upstream);
+//! # let _ = stack;
+//! # }
+//! ```
+//!
+//! Your own authentication inserts a [`core::User`] into the request extensions before the
+//! stack (see `examples/axum_app.rs`).
+//!
 //! # A minimal stack
 //! ```no_run
 //! # #[cfg(feature = "upstream")] {
@@ -38,6 +97,21 @@
 //! # }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+pub use crate::builder::ServiceBuilderExt;
+
+/// Longer topics.
+pub mod guide {
+    #[doc = include_str!("../docs/errors.md")]
+    pub mod errors {}
+    #[doc = include_str!("../docs/streaming.md")]
+    pub mod streaming {}
+    #[doc = include_str!("../docs/open-webui.md")]
+    pub mod open_webui {}
+    #[doc = include_str!("../docs/configuration.md")]
+    pub mod configuration {}
+}
 
 /// The shared vocabulary (`tower-openai-core`).
 pub mod core {

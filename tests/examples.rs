@@ -56,19 +56,85 @@ fn the_index_lists_every_example() {
     }
 }
 
-#[test]
-fn gateway_demo_streams_through_the_gateway() {
-    let out = Command::new(example("gateway_demo")).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+fn run(name: &str) -> String {
+    let out = Command::new(example(name)).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{stdout}\n{}",
+        "{name} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("status 200 OK"), "{stdout}");
-    assert!(stdout.contains("data: [DONE]"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn axum_app_serves_per_user_lists_under_v1() {
+    let out = run("axum_app");
     assert!(
-        stdout.contains("the upstream saw 1 model-list and 1 chat request(s)"),
-        "{stdout}"
+        out.contains("key-alice sees: local.llama3, local.qwen, gpt-4o-mini"),
+        "{out}"
     );
+    assert!(
+        out.contains("key-admin sees: local.llama3, local.qwen, gpt-4o, gpt-4o-mini"),
+        "{out}"
+    );
+    assert!(
+        out.contains("alice's chat with local.llama3: 200 OK"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"the local upstream got model Some(String("llama3"))"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn hyper_stack_sends_the_key_upstream() {
+    let out = run("hyper_stack");
+    assert!(out.contains("status 200 OK"), "{out}");
+    assert!(
+        out.contains(r#"the upstream saw /v1/chat/completions with Some("Bearer sk-upstream")"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn azure_entra_fetches_one_token_for_three_requests() {
+    let out = run("azure_entra");
+    assert_eq!(out.matches("status 200 OK").count(), 3, "{out}");
+    assert!(out.contains("Azure got: /openai/deployments/gpt-4o-deployment/chat/completions ?api-version=2024-10-21"), "{out}");
+    assert!(
+        out.contains("authorization: Bearer eyJ-entra-token"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"body: {"messages":[{"role":"user","content":"hi"}]}"#),
+        "{out}"
+    );
+    assert!(out.contains("tokens issued by the authority: 1"), "{out}");
+}
+
+#[test]
+fn multi_upstream_prints_each_users_models() {
+    let out = run("multi_upstream");
+    assert!(
+        out.contains("alice sees: vllm.llama3, gpt-4o-mini"),
+        "{out}"
+    );
+    assert!(out.contains("bob sees: ollama.phi3, gpt-4o-mini"), "{out}");
+    assert!(
+        out.contains(
+            "root sees: vllm.llama3, vllm.qwen2, ollama.llama3, ollama.phi3, gpt-4o, gpt-4o-mini"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn gateway_demo_streams_through_the_gateway() {
+    let out = run("gateway_demo");
+    assert!(out.contains("models: gpt-4o-mini, o3-mini"), "{out}");
+    assert!(out.contains("status 200 OK"), "{out}");
+    assert!(out.contains("data: [DONE]"), "{out}");
+    assert!(out.contains("7 events"), "{out}");
 }

@@ -80,10 +80,8 @@ impl Gateway {
         }
         let upstream = upstream.build();
         let azure_env = config.azure_env.clone();
-        let entra = EntraTokens::from_env(
-            move |k| azure_env.get(k).cloned(),
-            stack::http_client(&upstream),
-        );
+        let entra =
+            EntraTokens::from_env(move |k| azure_env.get(k).cloned(), upstream.http_client());
         let lower = stack::lower(
             upstream,
             AuthLayer::new().entra(entra),

@@ -14,7 +14,6 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_openai_acl::AclLayer;
 use tower_openai_auth::{Auth, AuthLayer};
 use tower_openai_azure::{Azure, AzureLayer};
-use tower_openai_core::client::HttpClient;
 use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
 use tower_openai_headers::{Headers, HeadersLayer};
@@ -62,14 +61,6 @@ pub(crate) fn boxed_lower(lower: Lower) -> BoxedLower {
     BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(lower, |res| {
         res.map(box_body)
     }))
-}
-
-/// The stack's own HTTP client (token endpoints), on the upstream's pool.
-pub(crate) fn http_client(upstream: &Upstream) -> HttpClient {
-    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(
-        upstream.clone(),
-        |res| res.map(box_body),
-    ))
 }
 
 /// Build the gateway's service.

@@ -39,6 +39,17 @@ impl Upstream {
     pub fn builder() -> UpstreamBuilder {
         UpstreamBuilder::default()
     }
+
+    /// This service as a plain [`HttpClient`](tower_openai_core::client::HttpClient) for
+    /// requests with absolute URIs (token endpoints), sharing its connection pools.
+    pub fn http_client(&self) -> tower_openai_core::client::HttpClient {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        tower::util::BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(
+            self.clone(),
+            |res| res.map(|b| b.boxed_unsync()),
+        ))
+    }
 }
 
 /// Builds an [`Upstream`].

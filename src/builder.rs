@@ -1,0 +1,176 @@
+//! [`ServiceBuilderExt`]: one method per layer, named after its module.
+
+use tower::ServiceBuilder;
+use tower::layer::util::Stack;
+use tower_openai_core::payload::CollectPayloadLayer;
+use tower_openai_core::{LoadSettingsLayer, RescueLayer, SettingsHandle};
+
+/// Adds the tower-openai layers to a [`ServiceBuilder`], so a stack reads like tower-http's:
+///
+/// ```no_run
+/// # #[cfg(feature = "full")] {
+/// use tower::ServiceBuilder;
+/// use tower_openai::ServiceBuilderExt;
+/// use tower_openai::core::{Settings, SettingsHandle};
+/// use tower_openai::models::Catalog;
+/// use tower_openai::upstream::Upstream;
+///
+/// let settings = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap());
+/// let upstream = Upstream::new();
+/// let catalog = Catalog::new(upstream.clone());
+/// let stack = ServiceBuilder::new()
+///     .rescue()
+///     .load_settings(settings)
+///     .collect_payload(64 << 20)
+///     .models(catalog.clone())
+///     .select(catalog)
+///     .reasoning()
+///     .azure()
+///     .auth(Default::default())
+///     .headers(Default::default())
+///     .service(upstream);
+/// # let _ = stack;
+/// # }
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed {
+    /// Transport errors below become 502/504 OpenAI-shaped responses
+    /// ([`rescue`](crate::core::rescue)).
+    fn rescue(self) -> ServiceBuilder<Stack<RescueLayer, L>>;
+
+    /// One settings snapshot per request ([`load_settings`](crate::core::load_settings)).
+    fn load_settings(self, settings: SettingsHandle)
+    -> ServiceBuilder<Stack<LoadSettingsLayer, L>>;
+
+    /// Read JSON bodies once, under `limit` bytes ([`payload`](crate::core::payload)).
+    fn collect_payload(self, limit: usize) -> ServiceBuilder<Stack<CollectPayloadLayer, L>>;
+
+    /// Per-user model access ([`acl`](crate::acl)).
+    #[cfg(feature = "acl")]
+    fn acl<R: tower_openai_acl::AccessRecords>(
+        self,
+        records: R,
+    ) -> ServiceBuilder<Stack<tower_openai_acl::AclLayer<R>, L>>;
+
+    /// `GET /models` from a catalog ([`models`](crate::models)).
+    #[cfg(feature = "models")]
+    fn models(
+        self,
+        catalog: tower_openai_models::Catalog,
+    ) -> ServiceBuilder<Stack<tower_openai_models::ModelsLayer, L>>;
+
+    /// Model → connection ([`select`](crate::select)).
+    #[cfg(feature = "select")]
+    fn select<R: Clone>(
+        self,
+        routes: R,
+    ) -> ServiceBuilder<Stack<tower_openai_select::SelectLayer<R>, L>>;
+
+    /// The text-to-speech cache ([`speech_cache`](crate::speech_cache)).
+    #[cfg(feature = "speech-cache")]
+    fn speech_cache(
+        self,
+        store: tower_openai_speech_cache::SpeechStore,
+    ) -> ServiceBuilder<Stack<tower_openai_speech_cache::SpeechCacheLayer, L>>;
+
+    /// Reasoning-model rewrites with the default rule ([`reasoning`](crate::reasoning)).
+    #[cfg(feature = "reasoning")]
+    fn reasoning(self) -> ServiceBuilder<Stack<tower_openai_reasoning::ReasoningLayer, L>>;
+
+    /// Azure OpenAI ([`azure`](crate::azure)).
+    #[cfg(feature = "azure")]
+    fn azure(self) -> ServiceBuilder<Stack<tower_openai_azure::AzureLayer, L>>;
+
+    /// Upstream credentials ([`auth`](crate::auth)).
+    #[cfg(feature = "auth")]
+    fn auth(
+        self,
+        layer: tower_openai_auth::AuthLayer,
+    ) -> ServiceBuilder<Stack<tower_openai_auth::AuthLayer, L>>;
+
+    /// Attribution, user-info and custom headers ([`headers`](crate::headers)).
+    #[cfg(feature = "headers")]
+    fn headers(
+        self,
+        config: tower_openai_headers::HeadersConfig,
+    ) -> ServiceBuilder<Stack<tower_openai_headers::HeadersLayer, L>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn rescue(self) -> ServiceBuilder<Stack<RescueLayer, L>> {
+        self.layer(RescueLayer::new())
+    }
+
+    fn load_settings(
+        self,
+        settings: SettingsHandle,
+    ) -> ServiceBuilder<Stack<LoadSettingsLayer, L>> {
+        self.layer(LoadSettingsLayer::new(settings))
+    }
+
+    fn collect_payload(self, limit: usize) -> ServiceBuilder<Stack<CollectPayloadLayer, L>> {
+        self.layer(CollectPayloadLayer::new(limit))
+    }
+
+    #[cfg(feature = "acl")]
+    fn acl<R: tower_openai_acl::AccessRecords>(
+        self,
+        records: R,
+    ) -> ServiceBuilder<Stack<tower_openai_acl::AclLayer<R>, L>> {
+        self.layer(tower_openai_acl::AclLayer::new(records))
+    }
+
+    #[cfg(feature = "models")]
+    fn models(
+        self,
+        catalog: tower_openai_models::Catalog,
+    ) -> ServiceBuilder<Stack<tower_openai_models::ModelsLayer, L>> {
+        self.layer(tower_openai_models::ModelsLayer::new(catalog))
+    }
+
+    #[cfg(feature = "select")]
+    fn select<R: Clone>(
+        self,
+        routes: R,
+    ) -> ServiceBuilder<Stack<tower_openai_select::SelectLayer<R>, L>> {
+        self.layer(tower_openai_select::SelectLayer::new(routes))
+    }
+
+    #[cfg(feature = "speech-cache")]
+    fn speech_cache(
+        self,
+        store: tower_openai_speech_cache::SpeechStore,
+    ) -> ServiceBuilder<Stack<tower_openai_speech_cache::SpeechCacheLayer, L>> {
+        self.layer(tower_openai_speech_cache::SpeechCacheLayer::new(store))
+    }
+
+    #[cfg(feature = "reasoning")]
+    fn reasoning(self) -> ServiceBuilder<Stack<tower_openai_reasoning::ReasoningLayer, L>> {
+        self.layer(tower_openai_reasoning::ReasoningLayer::new())
+    }
+
+    #[cfg(feature = "azure")]
+    fn azure(self) -> ServiceBuilder<Stack<tower_openai_azure::AzureLayer, L>> {
+        self.layer(tower_openai_azure::AzureLayer::new())
+    }
+
+    #[cfg(feature = "auth")]
+    fn auth(
+        self,
+        layer: tower_openai_auth::AuthLayer,
+    ) -> ServiceBuilder<Stack<tower_openai_auth::AuthLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "headers")]
+    fn headers(
+        self,
+        config: tower_openai_headers::HeadersConfig,
+    ) -> ServiceBuilder<Stack<tower_openai_headers::HeadersLayer, L>> {
+        self.layer(tower_openai_headers::HeadersLayer::new(config))
+    }
+}
