@@ -167,9 +167,19 @@ async fn a_cut_off_answer_is_never_cached() {
     assert_eq!(res.headers()["x-speech-cache"], "miss");
     let _ = res.into_body().collect().await;
     assert_eq!(mock.count("/v1/audio/speech"), 2);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join("cache/audio/speech"))
-        .unwrap()
-        .collect();
+    // The writer discards its temporary file on its own task: wait for it.
+    let speech_dir = dir.join("cache/audio/speech");
+    let mut leftovers = Vec::new();
+    for _ in 0..500 {
+        leftovers = std::fs::read_dir(&speech_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        if leftovers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
