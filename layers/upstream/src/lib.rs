@@ -35,23 +35,28 @@
 //!   [`RequestTimeout`](tower_openai_core::RequestTimeout).
 //!
 //! # Example
-//! ```no_run
-//! use http::Request;
+//! ```
+//! use http::{Request, StatusCode};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_openai_core::{RescueLayer, SelectedConnection, Settings};
+//! use tower_openai_test_util::MockUpstream;
 //! use tower_openai_upstream::Upstream;
 //!
 //! # #[tokio::main] async fn main() {
-//! let settings = Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap();
+//! let mock = MockUpstream::builder().models(["llama3"]).start().await;
+//! let settings = Settings::for_urls([mock.url()]).unwrap();
 //! let svc = ServiceBuilder::new().layer(RescueLayer::new()).service(Upstream::new());
 //!
-//! let mut req = Request::get("/models").body(Full::<bytes::Bytes>::default()).unwrap();
+//! let mut req = Request::get("/models?limit=5").body(Full::<bytes::Bytes>::default()).unwrap();
 //! req.extensions_mut().insert(SelectedConnection(settings.connection(0).unwrap().clone()));
 //! let res = svc.oneshot(req).await.unwrap();
-//! println!("{}", String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()));
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert!(String::from_utf8_lossy(&body).contains("llama3"));
+//! assert_eq!(mock.last_request().unwrap().query.as_deref(), Some("limit=5"));
 //! # }
-//! ```
+//! //! ```
 
 mod body;
 mod client;
