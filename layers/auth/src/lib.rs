@@ -62,7 +62,6 @@
 //! ```
 
 pub mod entra;
-mod future;
 mod http;
 mod layer;
 pub mod oauth;
@@ -70,7 +69,8 @@ mod service;
 mod token;
 
 pub use crate::entra::EntraTokens;
-pub use crate::future::ResponseFuture;
+/// Response future of [`Auth`].
+pub type ResponseFuture<S, B> = tower_openai_core::future::Deferred<S, B>;
 pub use crate::layer::AuthLayer;
 pub use crate::oauth::{InMemorySessions, OAuthSession, SessionTokens};
 pub use crate::service::{Auth, OAUTH_SESSION_COOKIE};

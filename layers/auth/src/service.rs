@@ -6,12 +6,12 @@ use futures_util::future::{BoxFuture, FutureExt};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
+use tower_openai_core::future::Deferred;
 use tower_openai_core::settings::AuthType;
 use tower_openai_core::{Connection, ErrorResponse, ResponseBody, SelectedConnection};
 use tower_service::Service;
 
 use crate::entra::{COGNITIVE_SERVICES_SCOPE, EntraTokens};
-use crate::future::ResponseFuture;
 use crate::layer::AuthLayer;
 use crate::oauth::SessionTokens;
 use crate::token::TokenLookup;
@@ -231,10 +231,11 @@ impl<S> Auth<S> {
 impl<S, B, ResBody> Service<Request<B>> for Auth<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    B: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = Deferred<S, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -245,17 +246,27 @@ where
         let Some(SelectedConnection(connection)) =
             req.extensions().get::<SelectedConnection>().cloned()
         else {
-            return ResponseFuture::called(self.inner.call(req));
+            return Deferred::called(self.inner.call(req));
         };
         match self.authorize(&mut req, &connection) {
-            Ok(None) => ResponseFuture::called(self.inner.call(req)),
+            Ok(None) => Deferred::called(self.inner.call(req)),
             Ok(Some(pending)) => {
                 // Call the service `poll_ready` readied once the token is here.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(pending, req, inner)
+                Deferred::waiting(
+                    Box::pin(async move {
+                        if let Some(value) = pending.await? {
+                            req.extensions_mut()
+                                .get_or_insert_default::<UpstreamHeaders>()
+                                .insert(HeaderStep::Auth, AUTHORIZATION, value);
+                        }
+                        Ok(req)
+                    }),
+                    inner,
+                )
             }
-            Err(e) => ResponseFuture::rejected(e),
+            Err(e) => Deferred::rejected(e),
         }
     }
 }

@@ -66,10 +66,10 @@
 //! # }
 //! ```
 
-mod future;
 mod layer;
 mod service;
 
-pub use crate::future::ResponseFuture;
 pub use crate::layer::SelectLayer;
+/// Response future of [`Select`].
+pub type ResponseFuture<S, B> = tower_openai_core::future::Deferred<S, B>;
 pub use crate::service::Select;

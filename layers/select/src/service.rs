@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response, StatusCode};
+use tower_openai_core::future::Deferred;
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
     ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody, SelectedConnection,
@@ -9,7 +10,6 @@ use tower_openai_core::{
 };
 use tower_service::Service;
 
-use crate::future::ResponseFuture;
 use crate::layer::SelectLayer;
 
 /// The endpoints that cannot work without a model.
@@ -160,10 +160,11 @@ impl<S, R, B, ResBody> Service<Request<B>> for Select<S, R>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     R: ModelRoutes,
+    B: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = Deferred<S, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -172,27 +173,34 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match decide(&req) {
-            Decision::Forward => ResponseFuture::called(self.inner.call(req)),
-            Decision::Reject(e) => ResponseFuture::rejected(e),
+            Decision::Forward => Deferred::called(self.inner.call(req)),
+            Decision::Reject(e) => Deferred::rejected(e),
             Decision::Default(settings) => {
                 select_default(&mut req, &settings);
-                ResponseFuture::called(self.inner.call(req))
+                Deferred::called(self.inner.call(req))
             }
             Decision::Model(settings, model) => match self.routes.route(&settings, &model) {
                 Route::Connection(i) => match apply(&mut req, &settings, Some(i), &model) {
-                    Ok(()) => ResponseFuture::called(self.inner.call(req)),
-                    Err(e) => ResponseFuture::rejected(e),
+                    Ok(()) => Deferred::called(self.inner.call(req)),
+                    Err(e) => Deferred::rejected(e),
                 },
                 Route::Unknown => match apply(&mut req, &settings, None, &model) {
-                    Ok(()) => ResponseFuture::called(self.inner.call(req)),
-                    Err(e) => ResponseFuture::rejected(e),
+                    Ok(()) => Deferred::called(self.inner.call(req)),
+                    Err(e) => Deferred::rejected(e),
                 },
                 Route::Pending(lookup) => {
                     // The catalog is being built. Call the service `poll_ready` readied once
                     // the route is known; leave a fresh clone here.
                     let clone = self.inner.clone();
                     let inner = std::mem::replace(&mut self.inner, clone);
-                    ResponseFuture::waiting(lookup, req, inner, settings, model)
+                    Deferred::waiting(
+                        Box::pin(async move {
+                            let index = lookup.await;
+                            apply(&mut req, &settings, index, &model)?;
+                            Ok(req)
+                        }),
+                        inner,
+                    )
                 }
             },
         }
