@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use serde_json::Value;
 use tower_layer::Layer;
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ErrorResponse, ListFilter, Payload, ResponseBody, SettingsSnapshot, User};
@@ -132,9 +131,9 @@ impl<S, R: AccessRecords> Acl<S, R> {
         let model = req
             .extensions()
             .get::<Payload>()
-            .and_then(|p| p.get::<Value>("model").ok().flatten());
-        if let Some(Value::String(model)) = model {
-            if !may_use(&*self.records, &user, &model, false) {
+            .and_then(|p| p.model().ok().flatten());
+        if let Some(model) = model {
+            if !may_use(&*self.records, &user, model, false) {
                 // As Open WebUI: the same words whether the model exists or not (AC-3).
                 return Err(ErrorResponse::forbidden(format!(
                     "The model `{model}` does not exist or you do not have access to it."

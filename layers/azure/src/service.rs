@@ -79,13 +79,10 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
     let version = api_version(config.api_version.as_deref()).to_owned();
     let path = req.uri().path().to_owned();
     let is_chat = req.method() == Method::POST && path == "/chat/completions";
-    let model = match req.extensions().get::<Payload>() {
-        Some(p) => match p.get::<serde_json::Value>("model") {
-            Ok(Some(serde_json::Value::String(m))) => Some(m),
-            _ => None,
-        },
-        None => None,
-    };
+    let model = req
+        .extensions()
+        .get::<Payload>()
+        .and_then(|p| p.model().ok().flatten().map(str::to_owned));
     let new_path = if path.starts_with("/openai/") {
         // Already Azure-shaped (the connection check's `/openai/models`).
         path.clone()

@@ -86,13 +86,11 @@ where
         if payload.check().is_err() {
             return Ok(()); // select already answered for bodies that are not objects
         }
-        let model = match payload
-            .get::<serde_json::Value>("model")
+        let model = payload
+            .model()
             .map_err(|e| e.to_response())?
-        {
-            Some(serde_json::Value::String(m)) => m.to_ascii_lowercase(),
-            _ => String::new(),
-        };
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
         let reasoning = self.rule.is_reasoning(&model);
         logit_bias(payload)?;
         tokens_and_roles(payload, &model, reasoning, upstream_is_openai)

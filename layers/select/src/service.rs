@@ -102,14 +102,7 @@ pub(crate) fn decide<B>(req: &Request<B>) -> Decision {
 }
 
 fn model_of(payload: &Payload) -> Result<Option<String>, PayloadError> {
-    match payload.get::<serde_json::Value>("model")? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(PayloadError::InvalidField {
-            key: "model".to_owned(),
-            message: "must be a string".to_owned(),
-        }),
-    }
+    payload.model().map(|m| m.map(str::to_owned))
 }
 
 /// Select connection `index` for `model`, stripping its prefix from the payload.

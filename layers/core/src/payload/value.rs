@@ -31,6 +31,8 @@ use crate::error::ErrorResponse;
 pub struct Payload {
     original: Bytes,
     index: OnceLock<Result<Vec<Field>, PayloadError>>,
+    /// `model`, read once: several layers need it.
+    model: OnceLock<Result<Option<String>, PayloadError>>,
     changed: bool,
 }
 
@@ -85,6 +87,7 @@ impl Payload {
         Self {
             original: bytes,
             index: OnceLock::new(),
+            model: OnceLock::new(),
             changed: false,
         }
     }
@@ -137,6 +140,32 @@ impl Payload {
             .rev()
             .find(|f| f.key == key)
             .map(|f| self.raw_of(f)))
+    }
+
+    /// The `model` member: `None` when absent or `null`, an error when it is not a string.
+    /// Read once and kept (until a layer changes it), as every routing layer asks for it.
+    pub fn model(&self) -> Result<Option<&str>, PayloadError> {
+        let cached = self
+            .model
+            .get_or_init(|| match self.get::<serde_json::Value>("model")? {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(m)) => Ok(Some(m)),
+                Some(_) => Err(PayloadError::InvalidField {
+                    key: "model".to_owned(),
+                    message: "must be a string".to_owned(),
+                }),
+            });
+        match cached {
+            Ok(m) => Ok(m.as_deref()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn touched(&mut self, key: &str) {
+        self.changed = true;
+        if key == "model" {
+            self.model = OnceLock::new();
+        }
     }
 
     /// Member `key` deserialized as `T`; `None` when absent. A JSON `null` is `Some` only if
@@ -195,7 +224,7 @@ impl Payload {
                 value,
             }),
         }
-        self.changed = true;
+        self.touched(key);
         Ok(())
     }
 
@@ -205,7 +234,9 @@ impl Payload {
         let before = fields.len();
         fields.retain(|f| f.key != key);
         let removed = fields.len() != before;
-        self.changed |= removed;
+        if removed {
+            self.touched(key);
+        }
         Ok(removed)
     }
 
@@ -226,7 +257,8 @@ impl Payload {
             i += 1;
             keep
         });
-        self.changed = true;
+        self.touched(from);
+        self.touched(to);
         Ok(true)
     }
 
@@ -433,6 +465,22 @@ mod tests {
         assert_eq!(payload.get::<Option<String>>("a").unwrap(), Some(None));
         assert_eq!(payload.get::<Option<String>>("b").unwrap(), None);
         assert_eq!(payload.keys().unwrap().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn the_model_is_read_once_and_follows_edits() {
+        let mut payload = p(r#"{"model":"a.m","x":1}"#);
+        assert_eq!(payload.model().unwrap(), Some("a.m"));
+        payload.set("model", "m").unwrap();
+        assert_eq!(payload.model().unwrap(), Some("m"));
+        payload.remove("model").unwrap();
+        assert_eq!(payload.model().unwrap(), None);
+        assert_eq!(p(r#"{"model":null}"#).model().unwrap(), None);
+        assert!(matches!(
+            p(r#"{"model":5}"#).model(),
+            Err(PayloadError::InvalidField { .. })
+        ));
+        assert!(p("[1]").model().is_err());
     }
 
     #[test]
