@@ -106,7 +106,7 @@ impl<S: fmt::Debug, R> fmt::Debug for Acl<S, R> {
 
 impl<S, R: AccessRecords> Acl<S, R> {
     fn check<B>(&self, req: &mut Request<B>) -> Result<(), ErrorResponse> {
-        let Some(user) = req.extensions().get::<User>().cloned() else {
+        let Some(user) = req.extensions().get::<User>() else {
             // Fail closed: without a caller there is nobody to allow.
             return Err(
                 ErrorResponse::unauthorized("The request has no identified caller")
@@ -121,25 +121,26 @@ impl<S, R: AccessRecords> Acl<S, R> {
         if bypass || user.is_admin() {
             return Ok(());
         }
-        if req.uri().path().starts_with("/models") {
-            let records = self.records.clone();
-            let user = user.clone();
-            req.extensions_mut().insert(ListFilter::new(move |model| {
-                may_use(&*records, &user, model, false)
-            }));
-        }
         let model = req
             .extensions()
             .get::<Payload>()
             .and_then(|p| p.model().ok().flatten());
         if let Some(model) = model {
-            if !may_use(&*self.records, &user, model, false) {
+            if !may_use(&*self.records, user, model, false) {
                 // As Open WebUI: the same words whether the model exists or not (AC-3).
                 return Err(ErrorResponse::forbidden(format!(
                     "The model `{model}` does not exist or you do not have access to it."
                 ))
                 .with_code("model_not_found"));
             }
+        }
+        if req.uri().path().starts_with("/models") {
+            // The filter outlives this borrow: it takes its own copy of the caller.
+            let records = self.records.clone();
+            let user = user.clone();
+            req.extensions_mut().insert(ListFilter::new(move |model| {
+                may_use(&*records, &user, model, false)
+            }));
         }
         Ok(())
     }

@@ -121,16 +121,17 @@ impl<S> Headers<S> {
                 }
             }
         }
-        let user = req.extensions().get::<User>().cloned();
-        let model = req
-            .extensions()
-            .get::<RequestedModel>()
-            .map(|m| m.requested.clone());
-        let names = &self.config.names;
         let mut headers = req
             .extensions_mut()
             .remove::<UpstreamHeaders>()
             .unwrap_or_default();
+        // Borrowed, not cloned: nothing below changes the extensions until the end.
+        let user = req.extensions().get::<User>();
+        let model = req
+            .extensions()
+            .get::<RequestedModel>()
+            .map(|m| m.requested.as_str());
+        let names = &self.config.names;
 
         if connection.url_contains("openrouter.ai") {
             headers.insert(
@@ -145,7 +146,7 @@ impl<S> Headers<S> {
             );
         }
         if forward {
-            if let Some(user) = &user {
+            if let Some(user) = user {
                 let mut set = |name: &http::HeaderName, value: &str| match HeaderValue::from_str(
                     value,
                 ) {
@@ -167,7 +168,7 @@ impl<S> Headers<S> {
             }
         }
         for (name, value) in &connection.config().headers {
-            match fill(value, user.as_ref(), chat_id.as_deref(), model.as_deref()) {
+            match fill(value, user, chat_id.as_deref(), model) {
                 None => headers.insert(HeaderStep::Custom, name, value.clone()),
                 Some(filled) => match HeaderValue::from_str(&filled) {
                     Ok(v) => headers.insert(HeaderStep::Custom, name, v),
