@@ -40,12 +40,58 @@ pub trait TokenSource: Send + Sync + 'static {
     fn name(&self) -> &str;
 }
 
-/// OAuth2 client credentials with a client secret.
-pub struct ClientSecret {
+/// A tenant's OAuth2 token endpoint, as a client: the part client credentials share.
+#[derive(Clone)]
+struct Tenant {
     client: HttpClient,
     authority: String,
     tenant: String,
     client_id: String,
+}
+
+impl Tenant {
+    fn new(client: HttpClient, authority: &str, tenant: &str, client_id: &str) -> Self {
+        Self {
+            client,
+            authority: authority.trim_end_matches('/').to_owned(),
+            tenant: tenant.to_owned(),
+            client_id: client_id.to_owned(),
+        }
+    }
+
+    /// The client-credentials grant for `scope`, with the credential's own form fields.
+    async fn client_credentials(
+        &self,
+        scope: &str,
+        credential: &[(&str, &str)],
+        what: &str,
+    ) -> Result<crate::token::AccessToken, TokenError> {
+        let uri = format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant);
+        let mut pairs = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("scope", scope),
+        ];
+        pairs.extend_from_slice(credential);
+        let req = post_form(&uri, form(&pairs), what)?;
+        let json = exchange(&self.client, req, what).await?;
+        token_from(&json, what)
+    }
+
+    fn debug_fields<'a, 'b>(
+        &self,
+        d: &'a mut fmt::DebugStruct<'a, 'b>,
+    ) -> &'a mut fmt::DebugStruct<'a, 'b> {
+        d.field("authority", &self.authority)
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+    }
+}
+
+/// OAuth2 client credentials with a client secret.
+#[derive(Clone)]
+pub struct ClientSecret {
+    tenant: Tenant,
     secret: String,
 }
 
@@ -60,10 +106,7 @@ impl ClientSecret {
         secret: &str,
     ) -> Self {
         Self {
-            client,
-            authority: authority.trim_end_matches('/').to_owned(),
-            tenant: tenant.to_owned(),
-            client_id: client_id.to_owned(),
+            tenant: Tenant::new(client, authority, tenant, client_id),
             secret: secret.to_owned(),
         }
     }
@@ -71,28 +114,24 @@ impl ClientSecret {
 
 impl fmt::Debug for ClientSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSecret")
-            .field("authority", &self.authority)
-            .field("tenant", &self.tenant)
-            .field("client_id", &self.client_id)
+        self.tenant
+            .debug_fields(&mut f.debug_struct("ClientSecret"))
             .finish_non_exhaustive()
     }
 }
 
 impl TokenSource for ClientSecret {
     fn fetch(&self, scope: &str) -> TokenFuture {
-        let uri = format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant);
-        let body = form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &self.client_id),
-            ("client_secret", &self.secret),
-            ("scope", scope),
-        ]);
-        let client = self.client.clone();
+        let this = self.clone();
+        let scope = scope.to_owned();
         async move {
-            let req = post_form(&uri, body, "Entra ID client secret")?;
-            let json = exchange(&client, req, "Entra ID client secret").await?;
-            token_from(&json, "Entra ID client secret")
+            this.tenant
+                .client_credentials(
+                    &scope,
+                    &[("client_secret", &this.secret)],
+                    "Entra ID client secret",
+                )
+                .await
         }
         .boxed()
     }
@@ -105,10 +144,7 @@ impl TokenSource for ClientSecret {
 /// OAuth2 client credentials with a federated token file (Kubernetes workload identity).
 #[derive(Clone)]
 pub struct WorkloadIdentity {
-    client: HttpClient,
-    authority: String,
-    tenant: String,
-    client_id: String,
+    tenant: Tenant,
     token_file: String,
 }
 
@@ -122,10 +158,7 @@ impl WorkloadIdentity {
         token_file: &str,
     ) -> Self {
         Self {
-            client,
-            authority: authority.trim_end_matches('/').to_owned(),
-            tenant: tenant.to_owned(),
-            client_id: client_id.to_owned(),
+            tenant: Tenant::new(client, authority, tenant, client_id),
             token_file: token_file.to_owned(),
         }
     }
@@ -133,10 +166,8 @@ impl WorkloadIdentity {
 
 impl fmt::Debug for WorkloadIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkloadIdentity")
-            .field("authority", &self.authority)
-            .field("tenant", &self.tenant)
-            .field("client_id", &self.client_id)
+        self.tenant
+            .debug_fields(&mut f.debug_struct("WorkloadIdentity"))
             .field("token_file", &self.token_file)
             .finish_non_exhaustive()
     }
@@ -147,28 +178,23 @@ impl TokenSource for WorkloadIdentity {
         let this = self.clone();
         let scope = scope.to_owned();
         async move {
+            let what = "Entra ID workload identity";
+            // Re-read on every fetch: Kubernetes rotates the file.
             let assertion = tokio::fs::read_to_string(&this.token_file)
                 .await
                 .map_err(|e| {
-                    TokenError::new(format!(
-                        "Entra ID workload identity: cannot read {}: {e}",
-                        this.token_file
-                    ))
+                    TokenError::new(format!("{what}: cannot read {}: {e}", this.token_file))
                 })?;
-            let uri = format!("{}/{}/oauth2/v2.0/token", this.authority, this.tenant);
-            let body = form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &this.client_id),
-                ("scope", &scope),
+            let credential = [
                 (
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                 ),
                 ("client_assertion", assertion.trim()),
-            ]);
-            let req = post_form(&uri, body, "Entra ID workload identity")?;
-            let json = exchange(&this.client, req, "Entra ID workload identity").await?;
-            token_from(&json, "Entra ID workload identity")
+            ];
+            this.tenant
+                .client_credentials(&scope, &credential, what)
+                .await
         }
         .boxed()
     }
