@@ -2,106 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
 use serde_json::{Value, json};
-use tower::service_fn;
-use tower_openai_core::{Body, SelectedConnection, Settings, SettingsHandle, SettingsSource};
-use tower_openai_models::Catalog;
+use tower_openai_core::SettingsHandle;
 
-/// How each connection answers `GET /models`.
-#[derive(Clone)]
-enum Behaviour {
-    /// These ids; the version (number of fetches so far) is appended when `versioned`.
-    Ids(Vec<&'static str>, bool),
-    /// Never answers.
-    Hang,
-    /// 500.
-    Fail,
-}
-
-#[derive(Clone, Default)]
-struct Script {
-    behaviour: Arc<Mutex<HashMap<usize, Behaviour>>>,
-    calls: Arc<Mutex<HashMap<usize, usize>>>,
-}
-
-impl Script {
-    fn set(&self, conn: usize, b: Behaviour) {
-        self.behaviour.lock().unwrap().insert(conn, b);
-    }
-
-    fn calls(&self, conn: usize) -> usize {
-        self.calls.lock().unwrap().get(&conn).copied().unwrap_or(0)
-    }
-
-    fn catalog(&self, grace: Duration) -> Catalog {
-        let script = self.clone();
-        Catalog::builder(service_fn(move |req: Request<Body>| {
-            let script = script.clone();
-            async move {
-                let conn = req.extensions().get::<SelectedConnection>().unwrap().connection().index();
-                assert_eq!(req.uri().path(), "/models");
-                let n = {
-                    let mut calls = script.calls.lock().unwrap();
-                    let n = calls.entry(conn).or_default();
-                    *n += 1;
-                    *n
-                };
-                let behaviour = script.behaviour.lock().unwrap().get(&conn).cloned().unwrap_or(Behaviour::Fail);
-                match behaviour {
-                    Behaviour::Ids(ids, versioned) => {
-                        let data: Vec<Value> = ids
-                            .iter()
-                            .map(|id| json!({"id": if versioned { format!("{id}-v{n}") } else { (*id).to_owned() }}))
-                            .collect();
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::from(json!({"data": data}).to_string()))
-                                .unwrap(),
-                        )
-                    }
-                    Behaviour::Hang => std::future::pending().await,
-                    Behaviour::Fail => Ok(Response::builder()
-                        .status(500)
-                        .header("content-type", "application/json")
-                        .body(Full::<Bytes>::from("{}"))
-                        .unwrap()),
-                }
-            }
-        }))
-        .grace(grace)
-        .build()
-    }
-}
-
-fn settings(urls: usize, ttl: Option<u64>, timeout: u64, configs: Value) -> Settings {
-    SettingsSource {
-        base_urls: Some((0..urls).map(|i| format!("http://conn{i}/v1")).collect()),
-        configs: configs.as_object().cloned(),
-        models_cache_ttl: Some(ttl.map(Duration::from_secs)),
-        timeout_model_list: Some(Some(Duration::from_secs(timeout))),
-        ..Default::default()
-    }
-    .build()
-    .unwrap()
-}
-
-async fn ids(catalog: &Catalog, settings: &Arc<Settings>) -> Vec<String> {
-    catalog
-        .snapshot(settings)
-        .await
-        .ids()
-        .map(str::to_owned)
-        .collect()
-}
+mod common;
+use common::*;
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_cold_requests_share_one_fetch_per_connection() {
@@ -276,64 +183,4 @@ async fn m7_the_first_connection_with_an_id_wins() {
     let body: Value = serde_json::from_slice(&snapshot.to_json(None)).unwrap();
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"][2]["urlIdx"], 1);
-}
-
-/// Captures formatted log lines.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn a_failure_is_logged_when_it_starts_and_when_it_ends_not_on_every_refresh() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let script = Script::default();
-            script.set(0, Behaviour::Fail);
-            let catalog = script.catalog(Duration::from_secs(60));
-            let settings = SettingsHandle::new(settings(1, Some(1), 10, json!({}))).load();
-            for _ in 0..5 {
-                let _ = catalog.snapshot(&settings).await;
-                tokio::time::advance(Duration::from_secs(2)).await;
-                let _ = catalog.lookup(&settings); // stale: refresh
-                for _ in 0..3 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            assert!(script.calls(0) >= 5, "{} refreshes", script.calls(0));
-            script.set(0, Behaviour::Ids(vec!["back"], false));
-            tokio::time::advance(Duration::from_secs(2)).await;
-            let _ = catalog.lookup(&settings);
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            assert_eq!(ids(&catalog, &settings).await, ["back"]);
-        });
-    });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(text.matches("model list fetch failed").count(), 1, "{text}");
-    assert_eq!(
-        text.matches("model list fetch works again").count(),
-        1,
-        "{text}"
-    );
 }
