@@ -45,11 +45,16 @@ pub(crate) async fn serve(app: App) -> SocketAddr {
 
 /// Forward every request to `upstream`, headers and body as they are.
 pub(crate) async fn bare(upstream: SocketAddr) -> SocketAddr {
+    bare_on(upstream, 0).await
+}
+
+/// [`bare`] on a given port (0: any).
+pub(crate) async fn bare_on(upstream: SocketAddr, port: u16) -> SocketAddr {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build(connector);
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {

@@ -128,10 +128,9 @@ where
         }
         req.extensions_mut().insert(OriginalUri(original));
         req.extensions_mut().insert(user);
-        // `poll_ready` readied `self.api`; call it, and leave a fresh clone for the next call.
-        let clone = self.api.clone();
-        let mut api = std::mem::replace(&mut self.api, clone);
-        Box::pin(async move { api.call(req).await })
+        // `poll_ready` readied `self.api`, and it is called right here: its future owns what
+        // it needs, so no clone of the stack is moved into it.
+        Box::pin(self.api.call(req))
     }
 }
 

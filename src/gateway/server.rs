@@ -1,7 +1,11 @@
 //! Serving the app with hyper: HTTP/1.1 and HTTP/2, graceful shutdown.
 
+use std::cell::RefCell;
 use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use futures_util::future::Either;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -9,6 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+use tower::util::Oneshot;
 use tower_openai_core::Body;
 
 use tower_openai_core::BoxBody;
@@ -53,10 +58,7 @@ pub(crate) async fn serve<S>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            app.clone().oneshot(req.map(Body::new))
-        });
+        let svc = PerConnection(RefCell::new(app.clone()));
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
@@ -73,6 +75,41 @@ pub(crate) async fn serve<S>(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
+    }
+}
+
+/// The app as hyper serves it on one connection: one instance of the stack per connection,
+/// called in place while it is ready.
+///
+/// Serving with `app.clone().oneshot(req)` clones the whole stack per request: a dozen
+/// reference counts shared by every connection bumped and dropped each time, and on a busy
+/// multi-core machine those cache lines bounce between cores. Every layer of the gateway's
+/// stack is always ready, so the connection's own instance is readied and called directly.
+/// A stack that is not ready (a layer a user added that applies back-pressure) is served
+/// as before, through a clone that waits for readiness.
+struct PerConnection<S>(RefCell<S>);
+
+impl<S> hyper::service::Service<http::Request<Incoming>> for PerConnection<S>
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<BoxBody>,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    type Response = http::Response<BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = Either<S::Future, Oneshot<S, http::Request<Body>>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let req = req.map(Body::new);
+        let mut app = self.0.borrow_mut();
+        let mut cx = Context::from_waker(Waker::noop());
+        match app.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => Either::Left(app.call(req)),
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => Either::Right(app.clone().oneshot(req)),
+        }
     }
 }
 
@@ -97,5 +134,103 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+
+    use super::*;
+
+    /// Answers with how many times it has been cloned. With `back_pressure`, `poll_ready`
+    /// is `Pending` (waking at once) before each call, as a concurrency limit may be.
+    struct Probe {
+        clones: Arc<AtomicUsize>,
+        back_pressure: bool,
+        ready: bool,
+    }
+
+    impl Clone for Probe {
+        fn clone(&self) -> Self {
+            self.clones.fetch_add(1, Ordering::SeqCst);
+            Self {
+                clones: self.clones.clone(),
+                back_pressure: self.back_pressure,
+                ready: false,
+            }
+        }
+    }
+
+    impl tower::Service<http::Request<Body>> for Probe {
+        type Response = http::Response<BoxBody>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            if self.back_pressure && !self.ready {
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _req: http::Request<Body>) -> Self::Future {
+            self.ready = false;
+            let clones = self.clones.load(Ordering::SeqCst).to_string();
+            let body = Full::new(Bytes::from(clones))
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            std::future::ready(Ok(http::Response::new(body)))
+        }
+    }
+
+    /// Serve a probe and make three requests on one connection; the answers.
+    async fn answers(back_pressure: bool) -> Vec<String> {
+        let probe = Probe {
+            clones: Arc::new(AtomicUsize::new(0)),
+            back_pressure,
+            ready: false,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            probe,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let res = client
+                .get(format!("http://{addr}/").parse().unwrap())
+                .await
+                .unwrap();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            seen.push(String::from_utf8(body.to_vec()).unwrap());
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_ready_stack_is_called_in_place_without_a_clone_per_request() {
+        // One clone for the connection, none per request.
+        assert_eq!(answers(false).await, ["1", "1", "1"]);
+    }
+
+    #[tokio::test]
+    async fn a_stack_that_is_not_ready_is_served_through_a_clone_that_waits() {
+        // Request 1: the connection's instance is not ready, so a clone waits and answers
+        // (2 clones so far); the instance became ready meanwhile and serves request 2 in
+        // place; request 3 finds it not ready again and gets a clone of its own.
+        assert_eq!(answers(true).await, ["2", "2", "3"]);
     }
 }

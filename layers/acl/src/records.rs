@@ -49,11 +49,24 @@ impl ModelAccess {
 pub trait AccessRecords: Send + Sync + 'static {
     /// The record of model `id` (as callers name it, prefix included), if there is one.
     fn record(&self, id: &str) -> Option<Arc<ModelAccess>>;
+
+    /// Whether `user` may use model `id` by its record (`None`: there is no record).
+    ///
+    /// The default asks [`record`](Self::record). Implement it when the answer can be given
+    /// without handing out the record: [`StaticRecords`] does, so a request (and each model
+    /// of a listing) touches no reference count shared with every other request.
+    fn allows(&self, id: &str, user: &User) -> Option<bool> {
+        self.record(id).map(|r| r.allows(user))
+    }
 }
 
 impl<T: AccessRecords + ?Sized> AccessRecords for Arc<T> {
     fn record(&self, id: &str) -> Option<Arc<ModelAccess>> {
         (**self).record(id)
+    }
+
+    fn allows(&self, id: &str, user: &User) -> Option<bool> {
+        (**self).allows(id, user)
     }
 }
 
@@ -76,6 +89,10 @@ impl AccessRecords for StaticRecords {
     fn record(&self, id: &str) -> Option<Arc<ModelAccess>> {
         self.records.get(id).cloned()
     }
+
+    fn allows(&self, id: &str, user: &User) -> Option<bool> {
+        self.records.get(id).map(|r| r.allows(user))
+    }
 }
 
 /// The one decision behind both "is this model in the user's list?" and "may this request
@@ -89,7 +106,7 @@ pub fn may_use(records: &dyn AccessRecords, user: &User, model: &str, bypass: bo
     if bypass || user.is_admin() {
         return true;
     }
-    records.record(model).is_some_and(|r| r.allows(user))
+    records.allows(model, user).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -166,6 +183,44 @@ mod tests {
             "gpt-4o",
             false
         ));
+    }
+
+    /// Records from a store that implements only `record`, as a database-backed one might.
+    struct OnlyRecord(StaticRecords);
+
+    impl AccessRecords for OnlyRecord {
+        fn record(&self, id: &str) -> Option<Arc<ModelAccess>> {
+            self.0.record(id)
+        }
+    }
+
+    #[test]
+    fn the_default_allows_agrees_with_the_static_records_own() {
+        let fast = records();
+        let slow = OnlyRecord(records());
+        let users = [
+            user("carol", &[], Role::User),
+            user("bob", &[], Role::User),
+            user("alice", &[], Role::User),
+            user("dan", &["research"], Role::User),
+        ];
+        for u in &users {
+            for model in ["public", "private", "team", "gpt-4o"] {
+                assert_eq!(
+                    fast.allows(model, u),
+                    slow.allows(model, u),
+                    "{} on {model}",
+                    u.id
+                );
+                assert_eq!(
+                    may_use(&fast, u, model, false),
+                    may_use(&slow, u, model, false)
+                );
+            }
+        }
+        assert_eq!(fast.allows("gpt-4o", &users[0]), None);
+        assert_eq!(fast.allows("team", &users[1]), Some(true));
+        assert_eq!(fast.allows("team", &users[0]), Some(false));
     }
 
     #[test]

@@ -187,18 +187,31 @@ impl Catalog {
             // M-1: no models; and no routing (the select layer answers 503).
             return Lookup::Ready(Arc::new(Snapshot::empty(settings.clone())));
         }
-        if let Some(current) = self.inner.current.load_full() {
-            if Arc::ptr_eq(&current.settings, settings) {
-                let fresh = settings
-                    .models_cache_ttl()
-                    .is_none_or(|ttl| current.built_at.elapsed() < ttl);
-                if !fresh {
-                    drop(self.build(settings));
-                }
-                return Lookup::Ready(current);
-            }
+        if let Some(current) = self.with_current(settings, Arc::clone) {
+            return Lookup::Ready(current);
         }
         Lookup::Pending(self.build(settings).boxed())
+    }
+
+    /// `f` applied to the current list if it was built for `settings` (starting a rebuild in
+    /// the background when it is stale), without taking a reference to it: the hot path of
+    /// routing touches no reference count shared with other requests.
+    fn with_current<R>(
+        &self,
+        settings: &Arc<Settings>,
+        f: impl FnOnce(&Arc<Snapshot>) -> R,
+    ) -> Option<R> {
+        let guard = self.inner.current.load();
+        let current = guard
+            .as_ref()
+            .filter(|c| Arc::ptr_eq(&c.settings, settings))?;
+        let fresh = settings
+            .models_cache_ttl()
+            .is_none_or(|ttl| current.built_at.elapsed() < ttl);
+        if !fresh {
+            drop(self.build(settings));
+        }
+        Some(f(current))
     }
 
     /// [`lookup`](Self::lookup), waiting for a build if there is no list yet.
@@ -289,6 +302,14 @@ impl fmt::Debug for Catalog {
 
 impl ModelRoutes for Catalog {
     fn route(&self, settings: &Arc<Settings>, model: &str) -> Route {
+        if settings.enable() {
+            if let Some(route) = self.with_current(settings, |s| {
+                s.connection_of(model)
+                    .map_or(Route::Unknown, Route::Connection)
+            }) {
+                return route;
+            }
+        }
         match self.lookup(settings) {
             Lookup::Ready(s) => s
                 .connection_of(model)
