@@ -3,6 +3,20 @@
 //!
 //! Run: `cargo run --release -p tower-openai-bench` (add `-- --quick` for a short run,
 //! `-- --json FILE` to choose where the JSON goes; default `bench/results.json`).
+//!
+//! The systems: direct to the mock upstream, a bare hyper proxy, the full gateway stack and
+//! select + auth alone, all in this process; then the bare proxy and the real
+//! `openai-gateway` binary, each in a process of its own (as they are deployed: their
+//! runtimes share no threads with the load generator). The targets are checked for both
+//! views.
+//!
+//! Other modes:
+//! - `--layers`: the added latency, requests/s and CPU of the stack built up one layer at a
+//!   time (what each layer costs);
+//! - `--profile-gateway SECS [models]`: load only the in-process gateway (chat, or the
+//!   cached model list) for a profiler attached to this process;
+//! - `--profile-process SECS`: load only the `openai-gateway` process (its pid is printed),
+//!   for a profiler attached to it.
 
 mod proxy;
 mod upstream;
@@ -802,14 +816,6 @@ async fn main() {
         },
     ];
     let client = client();
-    // The same two, each in a process of its own: the real `openai-gateway` binary.
-    let mut systems = systems;
-    let Some((bare_process, gateway_process, _children)) = processes(up, &client).await else {
-        eprintln!("could not start the proxy processes");
-        std::process::exit(1);
-    };
-    systems.push(bare_process);
-    systems.push(gateway_process);
     if let Some(i) = args.iter().position(|a| a == "--profile-gateway") {
         // Load only the full gateway, for a profiler attached to this process.
         let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -827,6 +833,31 @@ async fn main() {
         };
         let (r, _) = throughput(&client, make, 64, Duration::from_secs(secs), None).await;
         println!("{r:.0} rps");
+        return;
+    }
+    // The same two, each in a process of its own: the real `openai-gateway` binary.
+    let mut systems = systems;
+    let Some((bare_process, gateway_process, _children)) = processes(up, &client).await else {
+        eprintln!("could not start the proxy processes");
+        std::process::exit(1);
+    };
+    systems.push(bare_process);
+    systems.push(gateway_process);
+    if let Some(i) = args.iter().position(|a| a == "--profile-process") {
+        let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
+        let g = systems[GATEWAY_PROCESS].clone();
+        let pid = g.pid;
+        eprintln!("loading the openai-gateway process (pid {pid:?}) for {secs} s");
+        let body = format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
+            g.model
+        );
+        let make = Arc::new(move || g.chat(&body));
+        let (r, c) = throughput(&client, make, 64, Duration::from_secs(secs), pid).await;
+        println!(
+            "{r:.0} rps, {:.1} µs CPU per request (both processes)",
+            c * 1000.0
+        );
         return;
     }
     let small = |sys: &System| {
@@ -1071,8 +1102,8 @@ async fn main() {
     println!("\ntargets:");
     for (view, name, ok, detail) in &checks {
         println!(
-            "  [{}] {view:<13} {name}: {detail}",
-            if *ok { "ok" } else { "MISS" }
+            "  {:<6} {view:<13} {name}: {detail}",
+            if *ok { "[ok]" } else { "[MISS]" }
         );
     }
     let report = json!({
