@@ -299,3 +299,46 @@ fn single_user_mode_is_refused_on_a_public_address_unless_allowed() {
         assert!(Gateway::new(load(&with_users, &[]).unwrap()).await.is_ok());
     });
 }
+
+#[tokio::test]
+async fn x3_proxy_variables_from_the_environment_route_upstream_traffic() {
+    let proxy = tower_openai_test_util::RecordingProxy::start().await;
+    let proxy_url = format!("http://u:s3cret@{}", proxy.addr());
+    let args = Args {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(common::temp_dir()),
+        ..Args::default()
+    };
+    let config = load(
+        &args,
+        &[
+            ("OPENAI_API_BASE_URLS", "http://upstream.invalid/v1"),
+            ("http_proxy", &proxy_url),
+            ("NO_PROXY", "localhost"),
+        ],
+    )
+    .unwrap();
+    // The captured variables show their names, never their values.
+    let debug = format!("{config:?}");
+    assert!(
+        debug.contains("http_proxy") && !debug.contains("s3cret"),
+        "{debug}"
+    );
+    let gateway = Gateway::new(config).await.unwrap().spawn().await.unwrap();
+    // A pass-through request goes to connection 0, through the proxy.
+    let res = common::answer(
+        http::Request::get(format!("{}/files?purpose=x", gateway.url()))
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, http::StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["via"], "proxy");
+    let heads = proxy.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("GET http://upstream.invalid/v1/files?purpose=x HTTP/1.1\r\n")),
+        "{heads:?}"
+    );
+}

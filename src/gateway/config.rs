@@ -120,7 +120,10 @@ pub struct GatewayConfig {
     /// Header names and OpenRouter attribution (`FORWARD_USER_INFO_HEADER_*`, …).
     pub headers: tower_openai_headers::HeadersConfig,
     /// The Microsoft Entra ID credential variables (`AZURE_*`, `IDENTITY_*`), read at start.
-    pub azure_env: std::collections::BTreeMap<String, String>,
+    pub azure_env: CapturedEnv,
+    /// The outbound proxy variables (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`,
+    /// upper or lower case), read at start.
+    pub proxy_env: CapturedEnv,
     /// The speech cache's budget in bytes (`SPEECH_CACHE_MAX_BYTES`); 0 turns it off.
     pub speech_cache_max_bytes: u64,
 }
@@ -129,6 +132,44 @@ pub struct GatewayConfig {
 pub const DEFAULT_SPEECH_CACHE_MAX_BYTES: u64 = 1 << 30;
 
 /// The variables of Azure's credential chain.
+/// Environment variables captured at start. They may hold secrets (a client secret, a
+/// proxy password), so `Debug` shows their names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CapturedEnv(pub std::collections::BTreeMap<String, String>);
+
+impl CapturedEnv {
+    fn capture(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Self {
+        Self(
+            names
+                .iter()
+                .filter_map(|k| env(k).map(|v| ((*k).to_owned(), v)))
+                .collect(),
+        )
+    }
+
+    /// The value of `name`, if it was set.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+impl std::fmt::Debug for CapturedEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+const PROXY_VARS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 const AZURE_VARS: [&str; 9] = [
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_ID",
@@ -160,6 +201,7 @@ impl GatewayConfig {
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::default(),
             azure_env: Default::default(),
+            proxy_env: Default::default(),
             speech_cache_max_bytes: DEFAULT_SPEECH_CACHE_MAX_BYTES,
         }
     }
@@ -255,10 +297,8 @@ impl GatewayConfig {
             shutdown_grace: Duration::from_secs(30),
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::from_env(env)?,
-            azure_env: AZURE_VARS
-                .iter()
-                .filter_map(|k| env(k).map(|v| ((*k).to_owned(), v)))
-                .collect(),
+            azure_env: CapturedEnv::capture(&AZURE_VARS, env),
+            proxy_env: CapturedEnv::capture(&PROXY_VARS, env),
             speech_cache_max_bytes,
         })
     }

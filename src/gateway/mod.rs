@@ -78,10 +78,10 @@ impl Gateway {
         for (host, ip) in &config.resolve {
             upstream = upstream.resolve(host.clone(), *ip);
         }
-        let upstream = upstream.build();
+        let proxy_env = &config.proxy_env;
+        let upstream = upstream.proxies_from(|k| proxy_env.get(k)).build();
         let azure_env = config.azure_env.clone();
-        let entra =
-            EntraTokens::from_env(move |k| azure_env.get(k).cloned(), upstream.http_client());
+        let entra = EntraTokens::from_env(move |k| azure_env.get(k), upstream.http_client());
         let lower = stack::lower(
             upstream,
             AuthLayer::new().entra(entra),

@@ -8,9 +8,11 @@
 
 mod body;
 mod mock;
+mod proxy;
 
 pub use crate::body::{ScriptedBody, Step};
 pub use crate::mock::{MockBuilder, MockUpstream, RecordedRequest, Reply, Sse};
+pub use crate::proxy::RecordingProxy;
 
 /// Install a tracing subscriber that writes through the test harness (once per process;
 /// later calls do nothing). Honours `RUST_LOG`.

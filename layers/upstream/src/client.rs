@@ -15,9 +15,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tower_openai_core::Body;
 
+use crate::proxy::{Proxies, ProxyConnector};
 use crate::resolve::Resolver;
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
+pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Body>;
 
 /// How the upstream client connects (set through `UpstreamBuilder`).
 #[derive(Clone, Debug)]
@@ -27,6 +28,7 @@ pub(crate) struct ClientOptions {
     pub(crate) pool_max_idle_per_host: usize,
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) resolve: HashMap<String, IpAddr>,
+    pub(crate) proxies: Proxies,
 }
 
 impl Default for ClientOptions {
@@ -37,6 +39,7 @@ impl Default for ClientOptions {
             pool_max_idle_per_host: usize::MAX,
             tcp_keepalive: Some(Duration::from_secs(60)),
             resolve: HashMap::new(),
+            proxies: Proxies::default(),
         }
     }
 }
@@ -47,6 +50,7 @@ impl Default for ClientOptions {
 pub(crate) struct Clients {
     pub(crate) verified: HttpClient,
     pub(crate) unverified: HttpClient,
+    pub(crate) proxies: Proxies,
 }
 
 impl Clients {
@@ -58,7 +62,7 @@ impl Clients {
             .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http_connector(options));
+            .wrap_connector(connector(options));
         let mut config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
@@ -73,12 +77,17 @@ impl Clients {
             .with_tls_config(config)
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http_connector(options));
+            .wrap_connector(connector(options));
         Self {
             verified: build(options, verified),
             unverified: build(options, unverified),
+            proxies: options.proxies.clone(),
         }
     }
+}
+
+fn connector(options: &ClientOptions) -> ProxyConnector {
+    ProxyConnector::new(http_connector(options), options.proxies.clone())
 }
 
 fn http_connector(options: &ClientOptions) -> HttpConnector<Resolver> {
@@ -91,10 +100,7 @@ fn http_connector(options: &ClientOptions) -> HttpConnector<Resolver> {
     http
 }
 
-fn build(
-    options: &ClientOptions,
-    connector: HttpsConnector<HttpConnector<Resolver>>,
-) -> HttpClient {
+fn build(options: &ClientOptions, connector: HttpsConnector<ProxyConnector>) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

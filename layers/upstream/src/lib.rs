@@ -16,6 +16,9 @@
 //!   and the caller's credentials (`Authorization`, `Cookie`, `api-key`, `x-api-key`), then
 //!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) on top. Response headers lose
 //!   hop-by-hop headers and `Set-Cookie`; a stream loses `Content-Length`.
+//! - **Proxies**: with [`UpstreamBuilder::proxies_from`], `HTTP_PROXY`, `HTTPS_PROXY`,
+//!   `ALL_PROXY` and `NO_PROXY` are honoured as curl honours them: a `CONNECT` tunnel for an
+//!   HTTPS upstream, absolute-form requests to the proxy for a plain-HTTP one.
 //! - **Timeouts** (no total cap, so a long stream is never cut while it flows): a connect
 //!   timeout, and an idle-read timeout — the longest wait for the response head or for the
 //!   next body frame — from the connection's settings or a
@@ -62,6 +65,7 @@ mod body;
 mod client;
 mod future;
 mod headers;
+mod proxy;
 mod resolve;
 mod service;
 

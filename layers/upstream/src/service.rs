@@ -92,6 +92,20 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Send upstream requests through the proxies the environment names, as curl does:
+    /// `HTTPS_PROXY` for HTTPS upstreams (a `CONNECT` tunnel), `HTTP_PROXY` for plain-HTTP
+    /// ones (requests in absolute form), `ALL_PROXY` for both, and none for the hosts in
+    /// `NO_PROXY`. Lower-case names count too. Credentials in a proxy URL
+    /// (`http://user:pass@proxy:3128`) are sent as `Proxy-Authorization`. Proxies are
+    /// reached over plain HTTP.
+    ///
+    /// `lookup` reads a variable (`|name| std::env::var(name).ok()` for the process
+    /// environment). Without this call no proxy is used.
+    pub fn proxies_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        self.options.proxies = crate::proxy::Proxies::from_lookup(&lookup);
+        self
+    }
+
     /// Build the service. Its clients (and their connection pools) are shared by clones.
     pub fn build(self) -> Upstream {
         Upstream {
@@ -109,6 +123,9 @@ impl Upstream {
         B::Error: Into<BoxError>,
     {
         crate::headers::remove_hop_by_hop(&mut parts.headers);
+        if let Some(auth) = self.clients.proxies.authorization(&parts.uri) {
+            parts.headers.insert(header::PROXY_AUTHORIZATION, auth);
+        }
         let timeout = parts
             .extensions
             .get::<RequestTimeout>()
@@ -187,6 +204,9 @@ where
             }
         }
 
+        if let Some(auth) = self.clients.proxies.authorization(&uri) {
+            parts.headers.insert(header::PROXY_AUTHORIZATION, auth);
+        }
         let timeout = parts
             .extensions
             .get::<RequestTimeout>()
