@@ -143,6 +143,17 @@ impl UpstreamHeaders {
         out
     }
 
+    /// The headers in step order, to be set one after the other with `HeaderMap::insert`
+    /// (a later step replaces an earlier one's value): what [`merged`](Self::merged) holds,
+    /// without building a map and without copying.
+    pub fn into_ordered(mut self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        // Stable: within a step, the order they were set in.
+        self.entries.sort_by_key(|(step, _, _)| *step);
+        self.entries
+            .into_iter()
+            .map(|(_, name, value)| (name, value))
+    }
+
     /// The value in effect for `name`.
     pub fn get(&self, name: &str) -> Option<&HeaderValue> {
         self.entries
@@ -226,3 +237,33 @@ pub struct RequestedModel {
 /// below (azure) use the same decision and its replaceable rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReasoningModel(pub bool);
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::{HeaderStep, UpstreamHeaders};
+
+    #[test]
+    fn h5_applying_in_order_gives_what_merged_holds() {
+        let mut h = UpstreamHeaders::default();
+        let v = HeaderValue::from_static;
+        h.insert(HeaderStep::Custom, "authorization", v("Bearer custom"));
+        h.insert(HeaderStep::Auth, "authorization", v("Bearer key"));
+        h.insert(HeaderStep::Azure, "api-key", v("k"));
+        h.insert(HeaderStep::UserInfo, "x-openwebui-user-id", v("u1"));
+        h.insert(HeaderStep::UserInfo, "x-openwebui-user-id", v("u2"));
+        h.insert(HeaderStep::Custom, "x-openwebui-user-id", v("custom"));
+        h.insert(HeaderStep::OpenRouter, "x-title", v("t"));
+        let merged = h.merged();
+        let mut applied = HeaderMap::new();
+        applied.insert("x-title", v("from the caller"));
+        for (name, value) in h.into_ordered() {
+            applied.insert(name, value);
+        }
+        assert_eq!(applied, merged);
+        assert_eq!(applied["authorization"], "Bearer custom");
+        assert_eq!(applied["x-openwebui-user-id"], "custom");
+        assert_eq!(applied["x-title"], "t");
+    }
+}

@@ -189,10 +189,8 @@ where
             None => Body::new(body),
         };
         if let Some(extra) = parts.extensions.remove::<UpstreamHeaders>() {
-            for (name, value) in extra.merged() {
-                if let Some(name) = name {
-                    parts.headers.insert(name, value);
-                }
+            for (name, value) in extra.into_ordered() {
+                parts.headers.insert(name, value);
             }
         }
         for name in [
