@@ -63,6 +63,29 @@ struct System {
 }
 
 impl System {
+    fn new(
+        name: &'static str,
+        base: String,
+        model: &'static str,
+        key: Option<&'static str>,
+    ) -> Self {
+        Self {
+            name,
+            base,
+            model,
+            key,
+            pid: None,
+        }
+    }
+
+    /// A small chat request body for this system's model.
+    fn small_chat(&self) -> String {
+        format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
+            self.model
+        )
+    }
+
     fn chat(&self, body: &str) -> Request<Full<Bytes>> {
         self.request("chat/completions", Some(body.to_owned()))
     }
@@ -283,25 +306,10 @@ fn free_port() -> u16 {
 
 /// Peak RSS of the real `openai-gateway` binary, idle and with `streams` slow streams open.
 async fn memory(upstream: SocketAddr, streams: usize) -> Option<(f64, f64)> {
-    let exe = std::env::current_exe()
-        .ok()?
-        .parent()?
-        .join("openai-gateway");
-    if !exe.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        eprintln!("building openai-gateway (release) for the memory measurement …");
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "--bin", "openai-gateway"])
-            .status()
-            .ok()?;
-        if !status.success() || !exe.exists() {
-            eprintln!(
-                "could not build {}; skipping the memory measurement",
-                exe.display()
-            );
-            return None;
-        }
-    }
+    let Some(exe) = gateway_exe() else {
+        eprintln!("skipping the memory measurement");
+        return None;
+    };
     let port = free_port();
     let data = std::env::temp_dir().join(format!("tower-openai-bench-{}", std::process::id()));
     let mut child = tokio::process::Command::new(&exe)
@@ -316,18 +324,15 @@ async fn memory(upstream: SocketAddr, streams: usize) -> Option<(f64, f64)> {
         .ok()?;
     let pid = child.id()?;
     let client = client();
-    let sys = System {
-        name: "process",
-        base: format!("http://127.0.0.1:{port}/v1"),
-        model: "bench-model",
-        key: None,
-        pid: None,
-    };
-    for _ in 0..100 {
-        if timed(&client, sys.request("models", None)).await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let sys = System::new(
+        "process",
+        format!("http://127.0.0.1:{port}/v1"),
+        "bench-model",
+        None,
+    );
+    if !wait_ready(&client, &sys.base, None).await {
+        eprintln!("the gateway process did not start; skipping the memory measurement");
+        return None;
     }
     for _ in 0..20 {
         timed(
@@ -529,8 +534,9 @@ async fn gateway_full(upstream: SocketAddr) -> String {
     url
 }
 
-async fn select_and_auth(upstream: SocketAddr) -> String {
-    let settings = SettingsSource {
+/// The connection the library stacks use: the mock, prefix `bench`, a key, a cached list.
+fn bench_settings(upstream: SocketAddr) -> tower_openai::core::Settings {
+    SettingsSource {
         base_urls: Some(vec![format!("http://{upstream}/v1")]),
         keys: Some(vec![ApiKey::new("sk-upstream")]),
         configs: json!({"0": {"prefix_id": "bench"}}).as_object().cloned(),
@@ -538,7 +544,11 @@ async fn select_and_auth(upstream: SocketAddr) -> String {
         ..Default::default()
     }
     .build()
-    .expect("settings");
+    .expect("settings")
+}
+
+async fn select_and_auth(upstream: SocketAddr) -> String {
+    let settings = bench_settings(upstream);
     let upstream_svc = Upstream::new();
     let catalog = Catalog::new(upstream_svc.clone());
     let stack = ServiceBuilder::new()
@@ -584,19 +594,47 @@ where
     )
 }
 
+/// The baselines: direct to the mock, and the bare proxy.
+async fn baselines(up: SocketAddr) -> Vec<System> {
+    vec![
+        System::new("direct", format!("http://{up}/v1"), "bench-model", None),
+        System::new(
+            "bare proxy",
+            format!("http://{}/v1", proxy::bare(up).await),
+            "bench-model",
+            None,
+        ),
+    ]
+}
+
+/// A system serving `app` in this process.
+async fn served(name: &'static str, app: proxy::App, model: &'static str) -> System {
+    System::new(
+        name,
+        format!("http://{}", proxy::serve(app).await),
+        model,
+        None,
+    )
+}
+
+/// Warm up pools and catalogs; every system must answer.
+async fn warm_up(client: &HttpClient, systems: &[System]) {
+    for sys in systems {
+        for _ in 0..50 {
+            assert!(
+                timed(client, sys.chat(&sys.small_chat())).await.is_some(),
+                "{} does not answer",
+                sys.name
+            );
+        }
+    }
+}
+
 /// `--layers`: the added latency of the stack built up one layer at a time, to see what
 /// each layer costs.
 async fn ablation(up: SocketAddr, client: &HttpClient, rounds: usize, per_round: usize) {
     use tower_openai::core::{Body, SelectedConnection};
-    let settings = SettingsSource {
-        base_urls: Some(vec![format!("http://{up}/v1")]),
-        keys: Some(vec![ApiKey::new("sk-upstream")]),
-        configs: json!({"0": {"prefix_id": "bench"}}).as_object().cloned(),
-        models_cache_ttl: Some(Some(Duration::from_secs(60))),
-        ..Default::default()
-    }
-    .build()
-    .expect("settings");
+    let settings = bench_settings(up);
     let connection = settings.connection(0).expect("one connection").clone();
     let handle = SettingsHandle::new(settings);
     let upstream_svc = Upstream::new();
@@ -639,79 +677,27 @@ async fn ablation(up: SocketAddr, client: &HttpClient, rounds: usize, per_round:
         .layer(AuthLayer::new())
         .layer(tower_openai::headers::HeadersLayer::new(Default::default()))
         .service(upstream_svc.clone());
-    let systems = vec![
-        System {
-            name: "direct",
-            base: format!("http://{up}/v1"),
-            model: "bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "bare proxy",
-            base: format!("http://{}/v1", proxy::bare(up).await),
-            model: "bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "upstream",
-            base: format!("http://{}", proxy::serve(serve_stack(upstream_only)).await),
-            model: "bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "+ payload",
-            base: format!("http://{}", proxy::serve(serve_stack(payload)).await),
-            model: "bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "+ select",
-            base: format!("http://{}", proxy::serve(serve_stack(select)).await),
-            model: "bench.bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "+ auth",
-            base: format!("http://{}", proxy::serve(serve_stack(auth)).await),
-            model: "bench.bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "+ rewrites, headers",
-            base: format!("http://{}", proxy::serve(serve_stack(lower)).await),
-            model: "bench.bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "gateway (full)",
-            base: gateway_full(up).await,
-            model: "bench.bench-model",
-            key: Some("sk-alice"),
-            pid: None,
-        },
-    ];
-    let small = |sys: &System| {
-        format!(
-            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
-            sys.model
+    let mut systems = baselines(up).await;
+    systems.extend([
+        served("upstream", serve_stack(upstream_only), "bench-model").await,
+        served("+ payload", serve_stack(payload), "bench-model").await,
+        served("+ select", serve_stack(select), "bench.bench-model").await,
+        served("+ auth", serve_stack(auth), "bench.bench-model").await,
+        served(
+            "+ rewrites, headers",
+            serve_stack(lower),
+            "bench.bench-model",
         )
-    };
-    for sys in &systems {
-        for _ in 0..50 {
-            assert!(
-                timed(client, sys.chat(&small(sys))).await.is_some(),
-                "{} does not answer",
-                sys.name
-            );
-        }
-    }
+        .await,
+        System::new(
+            "gateway (full)",
+            gateway_full(up).await,
+            "bench.bench-model",
+            Some("sk-alice"),
+        ),
+    ]);
+    let small = System::small_chat;
+    warm_up(client, &systems).await;
     let mut latencies = latency_at_c1(client, &systems, rounds * per_round, &small).await;
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
@@ -785,45 +771,27 @@ async fn main() {
         ablation(up, &client(), rounds, per_round).await;
         return;
     }
-    let systems = vec![
-        System {
-            name: "direct",
-            base: format!("http://{up}/v1"),
-            model: "bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "bare proxy",
-            base: format!("http://{}/v1", proxy::bare(up).await),
-            model: "bench-model",
-            key: None,
-            pid: None,
-        },
-        System {
-            name: "gateway (full)",
-            base: gateway_full(up).await,
-            model: "bench.bench-model",
-            key: Some("sk-alice"),
-            pid: None,
-        },
-        System {
-            name: "select + auth",
-            base: select_and_auth(up).await,
-            model: "bench.bench-model",
-            key: None,
-            pid: None,
-        },
-    ];
+    let mut systems = baselines(up).await;
+    systems.extend([
+        System::new(
+            "gateway (full)",
+            gateway_full(up).await,
+            "bench.bench-model",
+            Some("sk-alice"),
+        ),
+        System::new(
+            "select + auth",
+            select_and_auth(up).await,
+            "bench.bench-model",
+            None,
+        ),
+    ]);
     let client = client();
     if let Some(i) = args.iter().position(|a| a == "--profile-gateway") {
         // Load only the full gateway, for a profiler attached to this process.
         let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
         let g = systems[GATEWAY].clone();
-        let body = format!(
-            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
-            g.model
-        );
+        let body = g.small_chat();
         // `--profile-gateway SECS models`: the cached model list instead of chat.
         let models = args.get(i + 2).is_some_and(|a| a == "models");
         let make: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> = if models {
@@ -836,7 +804,6 @@ async fn main() {
         return;
     }
     // The same two, each in a process of its own: the real `openai-gateway` binary.
-    let mut systems = systems;
     let Some((bare_process, gateway_process, _children)) = processes(up, &client).await else {
         eprintln!("could not start the proxy processes");
         std::process::exit(1);
@@ -848,10 +815,7 @@ async fn main() {
         let g = systems[GATEWAY_PROCESS].clone();
         let pid = g.pid;
         eprintln!("loading the openai-gateway process (pid {pid:?}) for {secs} s");
-        let body = format!(
-            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
-            g.model
-        );
+        let body = g.small_chat();
         let make = Arc::new(move || g.chat(&body));
         let (r, c) = throughput(&client, make, 64, Duration::from_secs(secs), pid).await;
         println!(
@@ -860,22 +824,8 @@ async fn main() {
         );
         return;
     }
-    let small = |sys: &System| {
-        format!(
-            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16}}"#,
-            sys.model
-        )
-    };
-    // Warm up: pools, catalogs.
-    for sys in &systems {
-        for _ in 0..50 {
-            assert!(
-                timed(&client, sys.chat(&small(sys))).await.is_some(),
-                "{} does not answer",
-                sys.name
-            );
-        }
-    }
+    let small = System::small_chat;
+    warm_up(&client, &systems).await;
 
     eprintln!("latency at concurrency 1 ({rounds} rounds × {per_round} requests per system) …");
     let mut latencies = latency_at_c1(&client, &systems, rounds * per_round, &small).await;
