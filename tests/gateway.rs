@@ -404,6 +404,29 @@ async fn the_gateway_speaks_http2_with_prior_knowledge() {
         .unwrap();
     assert_eq!(res.version(), http::Version::HTTP_2);
     assert_eq!(res.status(), StatusCode::OK);
+    // Many requests at once on the one HTTP/2 connection: each is served by the
+    // connection's instance of the stack, none waits for another.
+    let answers = futures_util::future::join_all((0..32).map(|_| {
+        let client = client.clone();
+        let req = post_json(&format!("{}/chat/completions", gw.url()), CHAT);
+        async move {
+            let res = client.request(req).await.unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    }))
+    .await;
+    for (status, body) in answers {
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("chat.completion"));
+    }
+    let chats = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .count();
+    assert_eq!(chats, 33);
 }
 
 #[tokio::test]

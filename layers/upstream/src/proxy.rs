@@ -6,7 +6,8 @@
 //!   `Proxy-Authorization` when the proxy URL carries credentials.
 //! - An HTTPS upstream behind a proxy: a `CONNECT host:port` tunnel through the proxy, then
 //!   TLS to the upstream inside it, so the proxy never sees the traffic.
-//! - `NO_PROXY` hosts, and every host when no proxy is set, are connected to directly.
+//! - `NO_PROXY` hosts, loopback hosts (`localhost`, `127.0.0.0/8`, `::1`: a model server on
+//!   the same machine), and every host when no proxy is set, are connected to directly.
 
 use std::future::Future;
 use std::io;
@@ -44,7 +45,26 @@ impl std::fmt::Debug for Proxies {
     }
 }
 
+/// Whether `host` is this machine: never sent to a proxy (as Go's `ProxyFromEnvironment`).
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Proxies {
+    /// The proxy for `dst`, if it goes through one.
+    fn intercept(&self, dst: &Uri) -> Option<hyper_util::client::proxy::matcher::Intercept> {
+        let matcher = self.0.as_ref()?;
+        if dst.host().is_none_or(is_loopback) {
+            return None;
+        }
+        matcher.intercept(dst)
+    }
+
     /// From the variables curl reads, looked up through `lookup` (upper case first, then
     /// lower case). `None` when none of them is set.
     pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
@@ -79,7 +99,7 @@ impl Proxies {
         if uri.scheme() != Some(&Scheme::HTTP) {
             return None;
         }
-        let intercept = self.0.as_ref()?.intercept(uri)?;
+        let intercept = self.intercept(uri)?;
         let mut value = intercept.basic_auth()?.clone();
         value.set_sensitive(true);
         Some(value)
@@ -111,7 +131,7 @@ impl Service<Uri> for ProxyConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Connecting {
-        let intercept = self.proxies.0.as_ref().and_then(|m| m.intercept(&dst));
+        let intercept = self.proxies.intercept(&dst);
         let http = self.http.clone();
         // Once per new pooled connection, not per request: boxing is fine.
         Box::pin(async move {
@@ -242,6 +262,25 @@ mod tests {
             p.authorization(&"https://api.example/v1".parse().unwrap())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn loopback_hosts_are_never_proxied() {
+        let p = Proxies::from_lookup(&env(&[("ALL_PROXY", "http://u:p@proxy.example:3128")]));
+        for url in [
+            "http://localhost:8000/v1",
+            "http://LOCALHOST/v1",
+            "http://vllm.localhost/v1",
+            "http://127.0.0.1:11434/v1",
+            "http://127.1.2.3/v1",
+            "http://[::1]:8000/v1",
+        ] {
+            let uri: Uri = url.parse().unwrap();
+            assert!(p.intercept(&uri).is_none(), "{url}");
+            assert!(p.authorization(&uri).is_none(), "{url}");
+        }
+        let remote: Uri = "http://10.0.0.5/v1".parse().unwrap();
+        assert!(p.intercept(&remote).is_some());
     }
 
     #[test]

@@ -69,18 +69,25 @@ async fn x3_a_plain_http_upstream_is_reached_through_http_proxy_in_absolute_form
 }
 
 #[tokio::test]
-async fn x3_no_proxy_hosts_are_connected_to_directly() {
+async fn x3_no_proxy_and_loopback_hosts_are_connected_to_directly() {
     let proxy = RecordingProxy::start().await;
     let mock = MockUpstream::start().await;
+    // `models.internal` stands for a host on the network, here resolved to the mock.
     let upstream = Upstream::builder()
+        .resolve("models.internal", std::net::Ipv4Addr::LOCALHOST.into())
         .proxies_from(env(vec![
             ("HTTP_PROXY", format!("http://{}", proxy.addr())),
-            ("NO_PROXY", "localhost,127.0.0.1".to_owned()),
+            ("NO_PROXY", "example.com,models.internal".to_owned()),
         ]))
         .build();
-    let (status, _) = post(upstream, &mock.url()).await;
+    let internal = format!("http://models.internal:{}/v1", mock.addr().port());
+    let (status, _) = post(upstream.clone(), &internal).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(mock.requests().len(), 1, "the mock was reached directly");
+    // A model server on this machine is never sent to the proxy, NO_PROXY or not.
+    let (status, _) = post(upstream, &mock.url()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mock.requests().len(), 2);
     assert!(proxy.heads().is_empty(), "the proxy saw nothing");
     // Without any proxy variable, nothing changes either.
     let (status, _) = post(
@@ -89,7 +96,7 @@ async fn x3_no_proxy_hosts_are_connected_to_directly() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(mock.requests().len(), 2);
+    assert_eq!(mock.requests().len(), 3);
 }
 
 #[tokio::test]
