@@ -15,8 +15,9 @@
 //!   time (what each layer costs);
 //! - `--profile-gateway SECS [models]`: load only the in-process gateway (chat, or the
 //!   cached model list) for a profiler attached to this process;
-//! - `--profile-process SECS`: load only the `openai-gateway` process (its pid is printed),
-//!   for a profiler attached to it.
+//! - `--profile-process SECS [bare] [c1]`: load only the `openai-gateway` process (or the
+//!   bare proxy's; at concurrency 1 with `c1`), its pid printed, for a profiler attached
+//!   to it.
 
 mod proxy;
 mod upstream;
@@ -812,12 +813,28 @@ async fn main() {
     systems.push(gateway_process);
     if let Some(i) = args.iter().position(|a| a == "--profile-process") {
         let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
-        let g = systems[GATEWAY_PROCESS].clone();
+        // `--profile-process SECS [bare] [c1]`: the bare proxy's process instead, and
+        // concurrency 1 instead of 64 (to compare system calls and wake-ups per request).
+        let rest = &args[i + 1..];
+        let which = if rest.iter().any(|a| a == "bare") {
+            BARE_PROCESS
+        } else {
+            GATEWAY_PROCESS
+        };
+        let concurrency = if rest.iter().any(|a| a == "c1") {
+            1
+        } else {
+            64
+        };
+        let g = systems[which].clone();
         let pid = g.pid;
-        eprintln!("loading the openai-gateway process (pid {pid:?}) for {secs} s");
+        eprintln!(
+            "loading {} (pid {pid:?}) at concurrency {concurrency} for {secs} s",
+            g.name
+        );
         let body = g.small_chat();
         let make = Arc::new(move || g.chat(&body));
-        let (r, c) = throughput(&client, make, 64, Duration::from_secs(secs), pid).await;
+        let (r, c) = throughput(&client, make, concurrency, Duration::from_secs(secs), pid).await;
         println!(
             "{r:.0} rps, {:.1} µs CPU per request (both processes)",
             c * 1000.0

@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod identity;
 mod persist;
+mod repoll;
 mod router;
 mod server;
 mod stack;

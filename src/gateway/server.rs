@@ -18,6 +18,8 @@ use tower_openai_core::Body;
 
 use tower_openai_core::BoxBody;
 
+use super::repoll::RepollSelfWakes;
+
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
 /// connections in flight (long streams included) up to `grace` to finish.
 pub(crate) async fn serve<S>(
@@ -62,7 +64,7 @@ pub(crate) async fn serve<S>(
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = RepollSelfWakes::new(graceful.watch(conn));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
