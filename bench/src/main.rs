@@ -11,13 +11,15 @@
 //! views.
 //!
 //! Other modes:
+//! - `--also-gateway PATH`: another build of `openai-gateway`, measured in the same rounds
+//!   as a seventh system (A/B comparisons);
 //! - `--layers`: the added latency, requests/s and CPU of the stack built up one layer at a
 //!   time (what each layer costs);
 //! - `--profile-gateway SECS [models]`: load only the in-process gateway (chat, or the
 //!   cached model list) for a profiler attached to this process;
-//! - `--profile-process SECS [bare] [c1]`: load only the `openai-gateway` process (or the
-//!   bare proxy's; at concurrency 1 with `c1`), its pid printed, for a profiler attached
-//!   to it.
+//! - `--profile-process SECS [bare] [c1] [stream]`: load only the `openai-gateway` process
+//!   (or the bare proxy's; at concurrency 1 with `c1`; one streamed completion after
+//!   another with `stream`), its pid printed, for a profiler attached to it.
 
 mod proxy;
 mod upstream;
@@ -475,9 +477,34 @@ async fn processes(
         .kill_on_drop(true)
         .spawn()
         .ok()?;
-    let (file, dir) = gateway_config(upstream, "process");
+    let bare_base = format!("http://127.0.0.1:{bare_port}/v1");
+    if !wait_ready(client, &bare_base, None).await {
+        eprintln!("the bare proxy process did not start");
+        return None;
+    }
+    let bare_system = System {
+        name: "bare (process)",
+        base: bare_base,
+        model: "bench-model",
+        key: None,
+        pid: bare.id(),
+    };
+    let (gateway_system, gateway) =
+        spawn_gateway(upstream, client, &gateway_exe()?, "gateway (process)").await?;
+    Some((bare_system, gateway_system, vec![bare, gateway]))
+}
+
+/// An `openai-gateway` binary (`exe`) serving the benchmark's configuration in a process of
+/// its own.
+async fn spawn_gateway(
+    upstream: SocketAddr,
+    client: &HttpClient,
+    exe: &std::path::Path,
+    name: &'static str,
+) -> Option<(System, tokio::process::Child)> {
+    let (file, dir) = gateway_config(upstream, &format!("process-{}", free_port()));
     let port = free_port();
-    let gateway = tokio::process::Command::new(gateway_exe()?)
+    let gateway = tokio::process::Command::new(exe)
         .args([
             "--config".as_ref(),
             file.as_os_str(),
@@ -490,29 +517,19 @@ async fn processes(
         .kill_on_drop(true)
         .spawn()
         .ok()?;
-    let bare_base = format!("http://127.0.0.1:{bare_port}/v1");
-    let gateway_base = format!("http://127.0.0.1:{port}/v1");
-    if !wait_ready(client, &bare_base, None).await
-        || !wait_ready(client, &gateway_base, Some("sk-alice")).await
-    {
-        eprintln!("a proxy process did not start");
+    let base = format!("http://127.0.0.1:{port}/v1");
+    if !wait_ready(client, &base, Some("sk-alice")).await {
+        eprintln!("{} did not start", exe.display());
         return None;
     }
-    let bare_system = System {
-        name: "bare (process)",
-        base: bare_base,
-        model: "bench-model",
-        key: None,
-        pid: bare.id(),
-    };
-    let gateway_system = System {
-        name: "gateway (process)",
-        base: gateway_base,
+    let system = System {
+        name,
+        base,
         model: "bench.bench-model",
         key: Some("sk-alice"),
         pid: gateway.id(),
     };
-    Some((bare_system, gateway_system, vec![bare, gateway]))
+    Some((system, gateway))
 }
 
 async fn gateway_full(upstream: SocketAddr) -> String {
@@ -811,9 +828,26 @@ async fn main() {
     };
     systems.push(bare_process);
     systems.push(gateway_process);
+    // `--also-gateway PATH`: another build of `openai-gateway` measured in the same rounds
+    // (an A/B comparison that machine drift cannot bias).
+    let mut _other = None;
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--also-gateway")
+        .and_then(|i| args.get(i + 1))
+    {
+        let Some((system, child)) =
+            spawn_gateway(up, &client, std::path::Path::new(path), "gateway (other)").await
+        else {
+            eprintln!("could not start {path}");
+            std::process::exit(1);
+        };
+        systems.push(system);
+        _other = Some(child);
+    }
     if let Some(i) = args.iter().position(|a| a == "--profile-process") {
         let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
-        // `--profile-process SECS [bare] [c1]`: the bare proxy's process instead, and
+        // `--profile-process SECS [bare] [c1] [stream]`: the bare proxy's process instead,
         // concurrency 1 instead of 64 (to compare system calls and wake-ups per request).
         let rest = &args[i + 1..];
         let which = if rest.iter().any(|a| a == "bare") {
@@ -828,6 +862,25 @@ async fn main() {
         };
         let g = systems[which].clone();
         let pid = g.pid;
+        if rest.iter().any(|a| a == "stream") {
+            // `stream`: one streamed completion after another, for a trace of the time
+            // to the first event.
+            eprintln!("streaming through {} (pid {pid:?}) for {secs} s", g.name);
+            let until = Instant::now() + Duration::from_secs(secs);
+            let mut ttfbs = Vec::new();
+            while Instant::now() < until {
+                if let Some((_, ttfb, _, _)) = stream_once(&client, &g, epoch).await {
+                    ttfbs.push(ttfb);
+                }
+            }
+            ttfbs.sort();
+            println!(
+                "{} streams, time to first event p50 {} µs",
+                ttfbs.len(),
+                percentile(&ttfbs, 0.5).as_micros()
+            );
+            return;
+        }
         eprintln!(
             "loading {} (pid {pid:?}) at concurrency {concurrency} for {secs} s",
             g.name
