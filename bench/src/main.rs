@@ -15,8 +15,9 @@
 //!   as a seventh system (A/B comparisons);
 //! - `--layers`: the added latency, requests/s and CPU of the stack built up one layer at a
 //!   time (what each layer costs);
-//! - `--profile-gateway SECS [models]`: load only the in-process gateway (chat, or the
-//!   cached model list) for a profiler attached to this process;
+//! - `--profile-gateway SECS [models] [bare] [c1]`: load only the in-process gateway (chat,
+//!   or the cached model list; the bare proxy instead with `bare`; at concurrency 1 with
+//!   `c1`) for a profiler attached to this process;
 //! - `--profile-process SECS [bare] [c1] [stream]`: load only the `openai-gateway` process
 //!   (or the bare proxy's; at concurrency 1 with `c1`; one streamed completion after
 //!   another with `stream`), its pid printed, for a profiler attached to it.
@@ -182,21 +183,29 @@ async fn latency_at_c1(
     count: usize,
     body: &dyn Fn(&System) -> String,
 ) -> Vec<Vec<Duration>> {
-    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); systems.len()];
-    let per_block = BLOCK - BLOCK_WARM_UP;
-    for _ in 0..count.div_ceil(per_block) {
-        for (i, sys) in systems.iter().enumerate() {
-            let body = body(sys);
-            for n in 0..BLOCK {
-                if let Some(d) = timed(client, sys.chat(&body)).await {
-                    if n >= BLOCK_WARM_UP {
-                        latencies[i].push(d);
+    let bodies: Vec<String> = systems.iter().map(body).collect();
+    let (client, systems) = (client.clone(), systems.to_vec());
+    // The requests are made from a task on the runtime, as the throughput runs' are, not
+    // from the thread that blocks on `main`: that thread is outside the runtime, and every
+    // wake-up between it and a worker would add a futex call to every request measured.
+    tokio::spawn(async move {
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); systems.len()];
+        let per_block = BLOCK - BLOCK_WARM_UP;
+        for _ in 0..count.div_ceil(per_block) {
+            for (i, (sys, body)) in systems.iter().zip(&bodies).enumerate() {
+                for n in 0..BLOCK {
+                    if let Some(d) = timed(&client, sys.chat(body)).await {
+                        if n >= BLOCK_WARM_UP {
+                            latencies[i].push(d);
+                        }
                     }
                 }
             }
         }
-    }
-    latencies
+        latencies
+    })
+    .await
+    .expect("the latency run does not panic")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -808,16 +817,28 @@ async fn main() {
     if let Some(i) = args.iter().position(|a| a == "--profile-gateway") {
         // Load only the full gateway, for a profiler attached to this process.
         let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
-        let g = systems[GATEWAY].clone();
+        let rest = &args[i + 1..];
+        // `bare`: the bare proxy instead; `c1`: concurrency 1 instead of 64.
+        let g = systems[if rest.iter().any(|a| a == "bare") {
+            BARE
+        } else {
+            GATEWAY
+        }]
+        .clone();
+        let concurrency = if rest.iter().any(|a| a == "c1") {
+            1
+        } else {
+            64
+        };
         let body = g.small_chat();
-        // `--profile-gateway SECS models`: the cached model list instead of chat.
-        let models = args.get(i + 2).is_some_and(|a| a == "models");
+        // `models`: the cached model list instead of chat.
+        let models = rest.iter().any(|a| a == "models");
         let make: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> = if models {
             Arc::new(move || g.request("models", None))
         } else {
             Arc::new(move || g.chat(&body))
         };
-        let (r, _) = throughput(&client, make, 64, Duration::from_secs(secs), None).await;
+        let (r, _) = throughput(&client, make, concurrency, Duration::from_secs(secs), None).await;
         println!("{r:.0} rps");
         return;
     }

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tower_openai::core::{Body, BoxBody};
+use tower_openai::core::{Body, BoxBody, RepollSelfWakes};
 
 pub(crate) type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
 
@@ -30,14 +30,14 @@ pub(crate) async fn serve(app: App) -> SocketAddr {
             };
             let _ = tcp.set_nodelay(true);
             let app = app.clone();
-            tokio::spawn(async move {
+            tokio::spawn(RepollSelfWakes::new(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     app.clone().oneshot(req.map(Body::new))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
-            });
+            }));
         }
     });
     addr

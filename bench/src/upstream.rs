@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tower_openai::core::RepollSelfWakes;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -37,12 +38,14 @@ pub(crate) async fn start(epoch: Instant, stream: Stream, slow: Stream) -> Socke
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
+            // It reads each request body in the connection's task, as the gateway does, so
+            // it is served the same way: without a trip through the scheduler per body.
+            tokio::spawn(RepollSelfWakes::new(async move {
                 let svc = hyper::service::service_fn(move |req| handle(req, epoch, stream, slow));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
-            });
+            }));
         }
     });
     addr

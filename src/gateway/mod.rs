@@ -10,7 +10,6 @@ mod config;
 mod demo;
 mod identity;
 mod persist;
-mod repoll;
 mod router;
 mod server;
 mod stack;

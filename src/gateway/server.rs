@@ -17,8 +17,7 @@ use tower::util::Oneshot;
 use tower_openai_core::Body;
 
 use tower_openai_core::BoxBody;
-
-use super::repoll::RepollSelfWakes;
+use tower_openai_core::RepollSelfWakes;
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
 /// connections in flight (long streams included) up to `grace` to finish.

@@ -11,6 +11,8 @@
 //! - [`error`]: the OpenAI-shaped [`ErrorResponse`] every rejection is built with, and the
 //!   transport [`UpstreamError`](error::UpstreamError).
 //! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
+//! - [`repoll`]: [`RepollSelfWakes`], for serving the layers with hyper without a trip
+//!   through the scheduler on every request body.
 //! - [`rescue`]: the one step that turns transport errors into 502/504 responses.
 //! - [`load_settings`]: the step that loads the settings snapshot for a request.
 //! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes
@@ -24,6 +26,7 @@ pub mod future;
 pub mod load_settings;
 pub mod payload;
 pub mod reasoning;
+pub mod repoll;
 pub mod rescue;
 pub mod routing;
 pub mod settings;
@@ -37,5 +40,6 @@ pub use crate::extensions::{
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
 pub use crate::reasoning::is_reasoning_model;
+pub use crate::repoll::RepollSelfWakes;
 pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};

@@ -1,21 +1,43 @@
-//! Re-polling a connection that wakes itself, instead of a trip through the scheduler.
+//! Serving with hyper: re-poll a connection that wakes itself, instead of a trip through
+//! the scheduler.
 //!
 //! hyper's HTTP/1 request body is a channel between the connection's dispatcher and the
-//! service, and both run in the connection's task. When the service takes the body's data,
-//! the channel wakes the sender: the task wakes itself while it is being polled. Tokio's
+//! service, and both run in the connection's task. When the service takes the body's data
+//! (as [`CollectPayload`](crate::payload::CollectPayload) does for every JSON request), the
+//! channel wakes its sender: the task wakes itself while it is being polled. Tokio's
 //! multi-threaded scheduler treats that like a yield: the task goes to the back of the run
-//! queue and an idle worker is woken (a futex call) to come and share the work. Measured at
-//! concurrency 1 with the benchmark (`--profile-process SECS c1` under `perf stat`), that
-//! was one extra futex wake, one extra context switch and a hop to the other thread for
-//! every request with a body, which the bare proxy (whose body is read by another task)
-//! never pays.
+//! queue and an idle worker is woken (a futex call) to come and share the work. In the
+//! benchmark at concurrency 1, that was one extra futex wake, one extra context switch and
+//! a hop to another thread for every request with a body, which a pass-through proxy
+//! (whose body is read by another task) never pays.
 //!
-//! [`RepollSelfWakes`] polls the connection with a waker of its own. A wake that arrives
-//! while the connection is being polled only sets a flag, and the connection is polled
-//! again at once, up to [`MAX_REPOLLS`] times per poll from the runtime; after that the
-//! wake is passed on, so a connection that keeps waking itself (hyper's own fairness
-//! yield, an exhausted co-operative budget) still yields to the other tasks. A wake from
-//! anywhere else is passed on to the task's waker as it is.
+//! [`RepollSelfWakes`] polls a future with a waker of its own. A wake that arrives while
+//! the future is being polled only sets a flag, and the future is polled again at once, up
+//! to [`MAX_REPOLLS`] times per poll from the runtime; after that the wake is passed on, so
+//! a future that keeps waking itself (hyper's own fairness yield, an exhausted co-operative
+//! budget) still yields to the other tasks. A wake from anywhere else reaches the task's
+//! waker as it is.
+//!
+//! Wrap each connection future you spawn:
+//!
+//! ```
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto;
+//! use tower_openai_core::repoll::RepollSelfWakes;
+//!
+//! # async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     let service = hyper::service::service_fn(|_req| async {
+//!         Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("hello")))
+//!     });
+//!     let conn = auto::Builder::new(TokioExecutor::new())
+//!         .serve_connection(TokioIo::new(tcp), service)
+//!         .into_owned();
+//!     tokio::spawn(RepollSelfWakes::new(conn));
+//! }
+//! # }
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,15 +45,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
+use atomic_waker::AtomicWaker;
+use pin_project::pin_project;
 
 /// How many times one poll from the runtime re-polls a future that woke itself.
-pub(crate) const MAX_REPOLLS: usize = 2;
+pub const MAX_REPOLLS: usize = 2;
 
 /// A future polled again in place when it wakes itself during its own poll.
 #[derive(Debug)]
-#[pin_project::pin_project]
-pub(crate) struct RepollSelfWakes<F> {
+#[pin_project]
+pub struct RepollSelfWakes<F> {
     #[pin]
     inner: F,
     signal: Arc<Signal>,
@@ -64,7 +87,8 @@ impl Wake for Signal {
 }
 
 impl<F: Future> RepollSelfWakes<F> {
-    pub(crate) fn new(inner: F) -> Self {
+    /// Poll `inner`, re-polling it in place when it wakes itself.
+    pub fn new(inner: F) -> Self {
         let signal = Arc::new(Signal::default());
         Self {
             inner,
