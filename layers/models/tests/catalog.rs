@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tower_openai_core::SettingsHandle;
+use tower_openai_core::{ListFilter, SettingsHandle};
 
 mod common;
 use common::*;
@@ -183,4 +183,31 @@ async fn m7_the_first_connection_with_an_id_wins() {
     let body: Value = serde_json::from_slice(&snapshot.to_json(None)).unwrap();
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"][2]["urlIdx"], 1);
+}
+
+#[tokio::test]
+async fn a_filter_that_keeps_every_model_gets_the_list_rendered_once() {
+    let script = Script::default();
+    script.set(0, Behaviour::Ids(vec!["a", "b", "c"], false));
+    let catalog = script.catalog(Duration::from_secs(60));
+    let settings = SettingsHandle::new(settings(1, Some(60), 10, json!({}))).load();
+    let snapshot = catalog.snapshot(&settings).await;
+    let full = snapshot.to_json(None);
+
+    // Everything allowed: the same bytes, shared rather than rendered again.
+    let all = snapshot.to_json(Some(&ListFilter::new(|_| true)));
+    assert_eq!(all, full);
+    assert_eq!(all.as_ptr(), full.as_ptr());
+
+    // Some hidden: rendered for this caller, and only what it may see.
+    let some = snapshot.to_json(Some(&ListFilter::new(|id| id != "b")));
+    let body: Value = serde_json::from_slice(&some).unwrap();
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+    assert_eq!(body["object"], "list");
 }
