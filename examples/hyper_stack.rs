@@ -14,7 +14,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_openai::ServiceBuilderExt;
 use tower_openai::core::routing::StaticRoutes;
 use tower_openai::core::settings::ApiKey;
-use tower_openai::core::{Body, SettingsHandle, SettingsSource};
+use tower_openai::core::{Body, RepollSelfWakes, SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::MockUpstream;
 
@@ -49,7 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 continue;
             };
             let stack = stack.clone();
-            tokio::spawn(async move {
+            // The payload step reads each body inside the connection's task; the wrapper
+            // saves the scheduler round trip hyper's body channel would cost per request.
+            tokio::spawn(RepollSelfWakes::new(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let stack = stack.clone();
                     async move {
@@ -64,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
-            });
+            }));
         }
     });
     println!("hyper server on http://{addr}");
