@@ -511,8 +511,9 @@ async fn spawn_gateway(
     exe: &std::path::Path,
     name: &'static str,
 ) -> Option<(System, tokio::process::Child)> {
-    let (file, dir) = gateway_config(upstream, &format!("process-{}", free_port()));
     let port = free_port();
+    // One data directory per gateway process, named after its port.
+    let (file, dir) = gateway_config(upstream, &format!("process-{port}"));
     let gateway = tokio::process::Command::new(exe)
         .args([
             "--config".as_ref(),

@@ -165,38 +165,37 @@ mod tests {
         fut.poll(&mut Context::from_waker(&waker))
     }
 
-    #[test]
-    fn a_self_wake_is_answered_by_polling_again_in_place() {
+    /// One poll from the runtime of a future that wakes itself `self_wakes` times: the
+    /// outcome, how often the inner future was polled, how often the task was woken.
+    fn poll_self_waking(self_wakes: usize) -> (Poll<()>, usize, usize) {
         let polls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::new(Counter::default());
         let mut fut = std::pin::pin!(RepollSelfWakes::new(SelfWaking {
-            self_wakes: MAX_REPOLLS,
+            self_wakes,
             polls: polls.clone(),
         }));
-        assert!(poll_once(fut.as_mut(), &counter).is_ready());
-        assert_eq!(polls.load(Ordering::SeqCst), MAX_REPOLLS + 1);
-        assert_eq!(
+        let outcome = poll_once(fut.as_mut(), &counter);
+        (
+            outcome,
+            polls.load(Ordering::SeqCst),
             counter.0.load(Ordering::SeqCst),
-            0,
-            "no trip through the scheduler"
-        );
+        )
+    }
+
+    #[test]
+    fn a_self_wake_is_answered_by_polling_again_in_place() {
+        let (outcome, polls, task_wakes) = poll_self_waking(MAX_REPOLLS);
+        assert!(outcome.is_ready());
+        assert_eq!(polls, MAX_REPOLLS + 1);
+        assert_eq!(task_wakes, 0, "no trip through the scheduler");
     }
 
     #[test]
     fn a_future_that_keeps_waking_itself_still_yields() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::new(Counter::default());
-        let mut fut = std::pin::pin!(RepollSelfWakes::new(SelfWaking {
-            self_wakes: 100,
-            polls: polls.clone(),
-        }));
-        assert!(poll_once(fut.as_mut(), &counter).is_pending());
-        assert_eq!(polls.load(Ordering::SeqCst), MAX_REPOLLS + 1);
-        assert_eq!(
-            counter.0.load(Ordering::SeqCst),
-            1,
-            "the task was woken to yield"
-        );
+        let (outcome, polls, task_wakes) = poll_self_waking(100);
+        assert!(outcome.is_pending());
+        assert_eq!(polls, MAX_REPOLLS + 1);
+        assert_eq!(task_wakes, 1, "the task was woken to yield");
     }
 
     #[test]
