@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -32,14 +33,34 @@ pub struct Payload {
     original: Bytes,
     index: OnceLock<Result<Vec<Field>, PayloadError>>,
     /// `model`, read once: several layers need it.
-    model: OnceLock<Result<Option<String>, PayloadError>>,
+    model: OnceLock<Result<Option<Text>, PayloadError>>,
     changed: bool,
 }
 
 #[derive(Clone)]
 struct Field {
-    key: String,
+    key: Text,
     value: FieldValue,
+}
+
+/// A member name or a string value: a span of the original bytes when the JSON string has
+/// no escapes (the common case, no allocation), decoded text otherwise.
+#[derive(Clone)]
+enum Text {
+    /// The string's content (between its quotes) in the original bytes.
+    Span(Range<usize>),
+    /// Decoded text.
+    Owned(Box<str>),
+}
+
+impl Text {
+    fn as_str<'a>(&'a self, original: &'a [u8]) -> &'a str {
+        match self {
+            // Spans are only taken from strings serde_json read (and validated) as UTF-8.
+            Text::Span(r) => std::str::from_utf8(&original[r.clone()]).unwrap_or(""),
+            Text::Owned(s) => s,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -114,13 +135,33 @@ impl Payload {
         }
     }
 
-    fn fields_mut(&mut self) -> Result<&mut Vec<Field>, PayloadError> {
+    /// The index for editing, beside the original bytes its spans point into.
+    fn fields_mut(&mut self) -> Result<(&[u8], &mut Vec<Field>), PayloadError> {
         self.fields()?;
         match self.index.get_mut() {
-            Some(Ok(fields)) => Ok(fields),
+            Some(Ok(fields)) => Ok((&self.original, fields)),
             Some(Err(e)) => Err(e.clone()),
             None => unreachable!("fields() initialised the index"),
         }
+    }
+
+    /// `s` as a span of the original bytes when it lies in them, else copied.
+    fn text(&self, s: Cow<'_, str>) -> Text {
+        let base = self.original.as_ptr() as usize;
+        match s {
+            Cow::Borrowed(s)
+                if s.as_ptr() as usize >= base
+                    && s.as_ptr() as usize + s.len() <= base + self.original.len() =>
+            {
+                let start = s.as_ptr() as usize - base;
+                Text::Span(start..start + s.len())
+            }
+            s => Text::Owned(s.into()),
+        }
+    }
+
+    fn key_of<'a>(&'a self, field: &'a Field) -> &'a str {
+        field.key.as_str(&self.original)
     }
 
     fn raw_of<'a>(&'a self, field: &'a Field) -> &'a str {
@@ -138,25 +179,29 @@ impl Payload {
         Ok(fields
             .iter()
             .rev()
-            .find(|f| f.key == key)
+            .find(|f| self.key_of(f) == key)
             .map(|f| self.raw_of(f)))
     }
 
     /// The `model` member: `None` when absent or `null`, an error when it is not a string.
     /// Read once and kept (until a layer changes it), as every routing layer asks for it.
     pub fn model(&self) -> Result<Option<&str>, PayloadError> {
-        let cached = self
-            .model
-            .get_or_init(|| match self.get::<serde_json::Value>("model")? {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(m)) => Ok(Some(m)),
-                Some(_) => Err(PayloadError::InvalidField {
+        let cached = self.model.get_or_init(|| {
+            let Some(raw) = self.get_raw("model")? else {
+                return Ok(None);
+            };
+            let mut de = serde_json::Deserializer::from_str(raw);
+            let text = de
+                .deserialize_any(TextOrNull)
+                .and_then(|text| de.end().map(|()| text))
+                .map_err(|_| PayloadError::InvalidField {
                     key: "model".to_owned(),
                     message: "must be a string".to_owned(),
-                }),
-            });
+                })?;
+            Ok(text.map(|text| self.text(text)))
+        });
         match cached {
-            Ok(m) => Ok(m.as_deref()),
+            Ok(m) => Ok(m.as_ref().map(|m| m.as_str(&self.original))),
             Err(e) => Err(e.clone()),
         }
     }
@@ -186,12 +231,12 @@ impl Payload {
 
     /// Whether member `key` is present.
     pub fn contains_key(&self, key: &str) -> Result<bool, PayloadError> {
-        Ok(self.fields()?.iter().any(|f| f.key == key))
+        Ok(self.fields()?.iter().any(|f| self.key_of(f) == key))
     }
 
     /// The members' names, in order.
     pub fn keys(&self) -> Result<impl Iterator<Item = &str>, PayloadError> {
-        Ok(self.fields()?.iter().map(|f| f.key.as_str()))
+        Ok(self.fields()?.iter().map(|f| self.key_of(f)))
     }
 
     /// Set member `key` to `value`, in place if present (earlier repeats are dropped), at the
@@ -207,20 +252,20 @@ impl Payload {
 
     /// Set member `key` to already-serialized JSON.
     pub fn set_raw(&mut self, key: &str, raw: Box<RawValue>) -> Result<(), PayloadError> {
-        let fields = self.fields_mut()?;
+        let (original, fields) = self.fields_mut()?;
         let value = FieldValue::Owned(raw);
-        match fields.iter().rposition(|f| f.key == key) {
+        match fields.iter().rposition(|f| f.key.as_str(original) == key) {
             Some(last) => {
                 fields[last].value = value;
                 let mut i = 0;
                 fields.retain(|f| {
-                    let keep = f.key != key || i == last;
+                    let keep = f.key.as_str(original) != key || i == last;
                     i += 1;
                     keep
                 });
             }
             None => fields.push(Field {
-                key: key.to_owned(),
+                key: Text::Owned(key.into()),
                 value,
             }),
         }
@@ -230,9 +275,9 @@ impl Payload {
 
     /// Remove member `key` (every repeat of it); whether it was there.
     pub fn remove(&mut self, key: &str) -> Result<bool, PayloadError> {
-        let fields = self.fields_mut()?;
+        let (original, fields) = self.fields_mut()?;
         let before = fields.len();
-        fields.retain(|f| f.key != key);
+        fields.retain(|f| f.key.as_str(original) != key);
         let removed = fields.len() != before;
         if removed {
             self.touched(key);
@@ -246,14 +291,15 @@ impl Payload {
         if from == to {
             return self.contains_key(from);
         }
-        let fields = self.fields_mut()?;
-        let Some(pos) = fields.iter().rposition(|f| f.key == from) else {
+        let (original, fields) = self.fields_mut()?;
+        let Some(pos) = fields.iter().rposition(|f| f.key.as_str(original) == from) else {
             return Ok(false);
         };
-        fields[pos].key = to.to_owned();
+        fields[pos].key = Text::Owned(to.into());
         let mut i = 0;
         fields.retain(|f| {
-            let keep = i == pos || (f.key != to && f.key != from);
+            let key = f.key.as_str(original);
+            let keep = i == pos || (key != to && key != from);
             i += 1;
             keep
         });
@@ -277,9 +323,17 @@ impl Payload {
             if i > 0 {
                 out.put_u8(b',');
             }
-            // A `String` always serializes.
-            if let Ok(key) = serde_json::to_string(&field.key) {
-                out.put_slice(key.as_bytes());
+            match &field.key {
+                // The key as sent: it has no escapes to redo.
+                Text::Span(r) => {
+                    out.put_u8(b'"');
+                    out.put_slice(&self.original[r.clone()]);
+                    out.put_u8(b'"');
+                }
+                // A `str` always serializes, and writing to memory cannot fail.
+                Text::Owned(key) => {
+                    let _ = serde_json::to_writer((&mut out).writer(), &**key);
+                }
             }
             out.put_u8(b':');
             out.put_slice(self.raw_of(field).as_bytes());
@@ -313,6 +367,13 @@ fn index(bytes: &Bytes) -> Result<Vec<Field>, PayloadError> {
         .into_iter()
         .map(|(key, raw)| {
             let start = raw.get().as_ptr() as usize - base;
+            let key = match key {
+                Cow::Borrowed(k) => {
+                    let start = k.as_ptr() as usize - base;
+                    Text::Span(start..start + k.len())
+                }
+                Cow::Owned(k) => Text::Owned(k.into()),
+            };
             Field {
                 key,
                 value: FieldValue::Original(start..start + raw.get().len()),
@@ -321,8 +382,50 @@ fn index(bytes: &Bytes) -> Result<Vec<Field>, PayloadError> {
         .collect())
 }
 
-/// The top-level members of an object, values borrowed from the input.
-struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+/// The top-level members of an object, borrowed from the input (keys with escapes are
+/// decoded).
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A string borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON string (borrowed from the input when it has no escapes) or `null`.
+struct TextOrNull;
+
+impl<'de> Visitor<'de> for TextOrNull {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+}
 
 impl<'de> Deserialize<'de> for TopLevel<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -334,7 +437,7 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
                     out.push((key, value));
                 }
@@ -481,6 +584,20 @@ mod tests {
             Err(PayloadError::InvalidField { .. })
         ));
         assert!(p("[1]").model().is_err());
+    }
+
+    #[test]
+    fn the_model_is_decoded_whether_escaped_or_set() {
+        let mut payload = p(r#"{"model":"a\u002em","k\u00e9y":"v","ключ":1}"#);
+        assert_eq!(payload.model().unwrap(), Some("a.m"));
+        payload.set("model", "b\"q").unwrap();
+        assert_eq!(payload.model().unwrap(), Some("b\"q"));
+        payload.rename("ключ", "ключ2").unwrap();
+        // Keys read without escapes are written back as they were, escaped ones re-escaped.
+        assert_eq!(
+            String::from_utf8(payload.to_bytes().to_vec()).unwrap(),
+            r#"{"model":"b\"q","kéy":"v","ключ2":1}"#
+        );
     }
 
     #[test]
