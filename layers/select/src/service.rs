@@ -110,7 +110,7 @@ pub(crate) fn apply<B>(
     req: &mut Request<B>,
     settings: &Settings,
     index: Option<usize>,
-    model: &str,
+    model: String,
 ) -> Result<(), ErrorResponse> {
     let Some(connection) = index.and_then(|i| settings.connection(i)).cloned() else {
         return Err(ErrorResponse::not_found(format!(
@@ -122,8 +122,8 @@ pub(crate) fn apply<B>(
         Some(prefix) => model
             .strip_prefix(prefix.as_str())
             .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or(model),
-        None => model,
+            .unwrap_or(&model),
+        None => &model,
     }
     .to_owned();
     if upstream != model {
@@ -136,7 +136,7 @@ pub(crate) fn apply<B>(
     let ext = req.extensions_mut();
     ext.insert(SelectedConnection(connection));
     ext.insert(RequestedModel {
-        requested: model.to_owned(),
+        requested: model,
         upstream,
     });
     Ok(())
@@ -173,11 +173,11 @@ where
                 Deferred::called(self.inner.call(req))
             }
             Decision::Model(settings, model) => match self.routes.route(&settings, &model) {
-                Route::Connection(i) => match apply(&mut req, &settings, Some(i), &model) {
+                Route::Connection(i) => match apply(&mut req, &settings, Some(i), model) {
                     Ok(()) => Deferred::called(self.inner.call(req)),
                     Err(e) => Deferred::rejected(e),
                 },
-                Route::Unknown => match apply(&mut req, &settings, None, &model) {
+                Route::Unknown => match apply(&mut req, &settings, None, model) {
                     Ok(()) => Deferred::called(self.inner.call(req)),
                     Err(e) => Deferred::rejected(e),
                 },
@@ -189,7 +189,7 @@ where
                     Deferred::waiting(
                         Box::pin(async move {
                             let index = lookup.await;
-                            apply(&mut req, &settings, index, &model)?;
+                            apply(&mut req, &settings, index, model)?;
                             Ok(req)
                         }),
                         inner,
