@@ -6,17 +6,27 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
+use http::uri::{Parts, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use tower::Service;
-use tower_openai_core::{Body, BoxBody, ErrorResponse, OriginalUri};
+use tower_openai_core::{Body, BoxBody, ErrorResponse};
 
 use super::admin::{Admin, AdminRoute};
 use super::identity::Callers;
 
 /// The API prefixes; both serve the same routes (GATEWAY contract).
 const PREFIXES: [&str; 2] = ["/v1", "/openai"];
+
+/// The paths most requests take, rewritten without an allocation.
+const STATIC_PATHS: [&str; 6] = [
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/responses",
+    "/models",
+    "/audio/speech",
+];
 
 /// Routes a request and identifies its caller.
 #[derive(Clone, Debug)]
@@ -113,20 +123,25 @@ where
         };
         let rest = if rest.is_empty() { "/" } else { rest };
         let pq = match req.uri().query() {
-            Some(q) => format!("{rest}?{q}"),
-            None => rest.to_owned(),
+            Some(q) => PathAndQuery::try_from(format!("{rest}?{q}")),
+            None => match STATIC_PATHS.iter().find(|p| **p == rest) {
+                Some(p) => Ok(PathAndQuery::from_static(p)),
+                None => PathAndQuery::try_from(rest),
+            },
         };
         let user = match self.callers.identify(req.headers()) {
             Ok(user) => user,
             Err(e) => return Box::pin(async move { Ok(error(e)) }),
         };
-        let original = req.uri().clone();
-        let mut parts = original.clone().into_parts();
-        parts.path_and_query = PathAndQuery::try_from(pq).ok();
+        // The layers below see the path under the prefix. (No `OriginalUri` is recorded:
+        // nothing below the router reads it.)
+        let mut parts = Parts::default();
+        parts.scheme = req.uri().scheme().cloned();
+        parts.authority = req.uri().authority().cloned();
+        parts.path_and_query = pq.ok();
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-        req.extensions_mut().insert(OriginalUri(original));
         req.extensions_mut().insert(user);
         // `poll_ready` readied `self.api`, and it is called right here: its future owns what
         // it needs, so no clone of the stack is moved into it.

@@ -7,7 +7,7 @@
 //! | [`SelectedConnection`] | select (the gateway's default step before it) | azure, auth, headers, upstream |
 //! | [`UpstreamHeaders`] | auth, headers, azure | upstream (set last, override the request's) |
 //! | [`RequestTimeout`] | models, admin checks | upstream |
-//! | [`OriginalUri`] | the gateway router | logging |
+//! | [`OriginalUri`] | a router that strips a prefix (yours) | logging |
 //! | [`ListFilter`] | acl | models (filters the listed models per request) |
 //! | [`RequestedModel`] | select | acl, reasoning, azure, logging |
 //! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
