@@ -1,8 +1,11 @@
 //! The pooled HTTP client: hyper-util's legacy client over rustls, HTTP/1.1 and HTTP/2.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -18,7 +21,43 @@ use tower_openai_core::Body;
 use crate::proxy::{Proxies, ProxyConnector};
 use crate::resolve::Resolver;
 
-pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Body>;
+pub(crate) type HttpClient = Client<Shared<HttpsConnector<ProxyConnector>>, Body>;
+
+/// A connector behind one `Arc`.
+///
+/// hyper-util's client clones its connector for every request, whether it connects or
+/// reuses a pooled connection. The TLS connector holds several `Arc`s (TLS config, server
+/// name resolver, DNS overrides, proxies), and their counts, shared by every worker thread,
+/// would be bumped and dropped on every request. Behind one `Arc` that is one count; the
+/// connector itself is cloned only when a connection is actually opened.
+#[derive(Debug)]
+pub(crate) struct Shared<C>(Arc<C>);
+
+impl<C> Clone for Shared<C> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<C> tower::Service<http::Uri> for Shared<C>
+where
+    C: tower::Service<http::Uri> + Clone + Send + 'static,
+    C::Future: Send,
+{
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is the clone's business, checked in `call`'s future.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        // Once per new connection, not per request: cloning and boxing are fine here.
+        Box::pin(tower::ServiceExt::oneshot((*self.0).clone(), dst))
+    }
+}
 
 /// How the upstream client connects (set through `UpstreamBuilder`).
 #[derive(Clone, Debug)]
@@ -101,6 +140,7 @@ fn http_connector(options: &ClientOptions) -> HttpConnector<Resolver> {
 }
 
 fn build(options: &ClientOptions, connector: HttpsConnector<ProxyConnector>) -> HttpClient {
+    let connector = Shared(Arc::new(connector));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
