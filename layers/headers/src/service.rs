@@ -158,7 +158,11 @@ impl<S> Headers<S> {
                 set(&names.user_name, &encode_user_name(&user.name));
                 set(&names.user_id, &user.id);
                 set(&names.user_email, &user.email);
-                set(&names.user_role, user.role.as_str());
+                headers.insert(
+                    HeaderStep::UserInfo,
+                    &names.user_role,
+                    HeaderValue::from_static(user.role.as_str()),
+                );
             }
             if let Some(id) = chat_id
                 .as_deref()
