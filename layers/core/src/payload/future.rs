@@ -11,6 +11,7 @@ use pin_project::pin_project;
 use tower_service::Service;
 
 use super::Payload;
+use super::service::Spare;
 use crate::body::{Body, ResponseBody};
 use crate::error::{ErrorResponse, find_cause};
 
@@ -41,6 +42,7 @@ where
         collect: Collect<Limited<B>>,
         parts: Option<Parts>,
         inner: Option<S>,
+        spare: Spare<S>,
         limit: usize,
     },
     Called {
@@ -74,6 +76,7 @@ where
         collect: Collect<Limited<B>>,
         parts: Parts,
         inner: S,
+        spare: Spare<S>,
         limit: usize,
     ) -> Self {
         Self {
@@ -81,6 +84,7 @@ where
                 collect,
                 parts: Some(parts),
                 inner: Some(inner),
+                spare,
                 limit,
             },
         }
@@ -112,6 +116,7 @@ where
                     collect,
                     parts,
                     inner,
+                    spare,
                     limit,
                 } => match ready!(collect.poll(cx)) {
                     Ok(collected) => {
@@ -123,6 +128,9 @@ where
                         };
                         parts.extensions.insert(Payload::new(collected.to_bytes()));
                         let future = inner.call(Request::from_parts(parts, Body::empty()));
+                        // Its future owns what it needs: the service can serve the next
+                        // request.
+                        spare.give_back(inner);
                         State::Called { future }
                     }
                     Err(err) => {

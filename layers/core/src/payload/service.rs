@@ -1,3 +1,4 @@
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,16 +13,38 @@ use crate::error::{BoxError, ErrorResponse};
 /// Collects JSON request bodies into a [`Payload`](super::Payload).
 ///
 /// See the [module docs](super).
-#[derive(Clone, Debug)]
+///
+/// A request whose body must be read first takes the readied inner service into its
+/// future, as tower services do, and leaves a clone in its place. Cloning a deep stack is a
+/// reference-count bump per layer, on counts every worker thread shares; so the future hands
+/// the service back once it has called it, and the next request takes that one instead of
+/// a new clone. A clone of this service (one per connection, as servers make them) gets a
+/// hand-back slot of its own, so connections never share one.
+#[derive(Debug)]
 pub struct CollectPayload<S> {
     inner: S,
     limit: usize,
+    spare: Option<Spare<S>>,
+}
+
+impl<S: Clone> Clone for CollectPayload<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limit: self.limit,
+            spare: None,
+        }
+    }
 }
 
 impl<S> CollectPayload<S> {
     /// Wrap `inner`, refusing JSON bodies over `limit` bytes.
     pub fn new(inner: S, limit: usize) -> Self {
-        Self { inner, limit }
+        Self {
+            inner,
+            limit,
+            spare: None,
+        }
     }
 
     /// A layer with this limit.
@@ -68,20 +91,54 @@ where
             return ResponseFuture::rejected(ErrorResponse::payload_too_large(self.limit));
         }
         // The service readied by `poll_ready` is the one that must be called: move it into
-        // the future and keep a fresh clone here.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        // the future and keep another here (to be readied before the next call): the one an
+        // earlier request handed back, or a fresh clone.
+        let spare = self.spare.get_or_insert_with(Spare::default);
+        let next = spare.take().unwrap_or_else(|| self.inner.clone());
+        let inner = std::mem::replace(&mut self.inner, next);
         let (parts, body) = req.into_parts();
         ResponseFuture::collecting(
             Limited::new(body, self.limit).collect(),
             parts,
             inner,
+            spare.clone(),
             self.limit,
         )
     }
 }
 
 /// Whether a request's body is one we read as JSON.
+/// Where a request's future hands the inner service back once it has called it.
+#[derive(Debug)]
+pub(super) struct Spare<S>(Arc<Mutex<Option<S>>>);
+
+impl<S> Default for Spare<S> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<S> Clone for Spare<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S> Spare<S> {
+    fn take(&self) -> Option<S> {
+        self.0.lock().ok()?.take()
+    }
+
+    /// Keep `service` for the next request, unless one is kept already.
+    pub(super) fn give_back(&self, service: S) {
+        if let Ok(mut slot) = self.0.lock() {
+            if slot.is_none() {
+                *slot = Some(service);
+            }
+        }
+    }
+}
+
 fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
     if matches!(
         *method,
@@ -200,6 +257,77 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    /// Answers 200 and counts its clones.
+    #[derive(Debug)]
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Self(self.0.clone())
+        }
+    }
+
+    impl Service<Request<Body>> for Counted {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Full::default())))
+        }
+    }
+
+    #[tokio::test]
+    async fn one_request_after_another_reuses_the_service_it_handed_back() {
+        let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut svc = CollectPayload::new(Counted(clones.clone()), 100);
+        let json = || Request::post("/x").body(Full::<Bytes>::from("{}")).unwrap();
+        for _ in 0..3 {
+            let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+                .await
+                .unwrap()
+                .call(json())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        // The first request clones; the others take the service handed back.
+        assert_eq!(clones.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Two requests waiting for their bodies at once: the second needs a clone of its own.
+        let a = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(json());
+        let b = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(json());
+        assert_eq!(clones.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(a.await.unwrap().status(), StatusCode::OK);
+        assert_eq!(b.await.unwrap().status(), StatusCode::OK);
+
+        // A clone of the layer keeps a hand-back slot of its own.
+        let mut other = svc.clone();
+        let before = clones.load(std::sync::atomic::Ordering::SeqCst);
+        ServiceExt::<Request<Full<Bytes>>>::ready(&mut other)
+            .await
+            .unwrap()
+            .call(json())
+            .await
+            .unwrap();
+        ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(json())
+            .await
+            .unwrap();
+        assert_eq!(clones.load(std::sync::atomic::Ordering::SeqCst), before + 1);
     }
 
     #[tokio::test]
