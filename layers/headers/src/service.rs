@@ -101,11 +101,9 @@ fn fill(
 
 impl<S> Headers<S> {
     fn apply<B>(&self, req: &mut Request<B>) {
-        let Some(SelectedConnection(connection)) =
-            req.extensions().get::<SelectedConnection>().cloned()
-        else {
+        if req.extensions().get::<SelectedConnection>().is_none() {
             return;
-        };
+        }
         let forward = req
             .extensions()
             .get::<SettingsSnapshot>()
@@ -126,6 +124,10 @@ impl<S> Headers<S> {
             .remove::<UpstreamHeaders>()
             .unwrap_or_default();
         // Borrowed, not cloned: nothing below changes the extensions until the end.
+        let Some(SelectedConnection(connection)) = req.extensions().get::<SelectedConnection>()
+        else {
+            return;
+        };
         let user = req.extensions().get::<User>();
         let model = req
             .extensions()
