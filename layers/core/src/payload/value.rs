@@ -61,6 +61,14 @@ impl Text {
             Text::Owned(s) => s,
         }
     }
+
+    /// Whether this is `other` (compared as bytes: no UTF-8 check per comparison).
+    fn is(&self, original: &[u8], other: &str) -> bool {
+        match self {
+            Text::Span(r) => &original[r.clone()] == other.as_bytes(),
+            Text::Owned(s) => &**s == other,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -179,7 +187,7 @@ impl Payload {
         Ok(fields
             .iter()
             .rev()
-            .find(|f| self.key_of(f) == key)
+            .find(|f| f.key.is(&self.original, key))
             .map(|f| self.raw_of(f)))
     }
 
@@ -231,7 +239,7 @@ impl Payload {
 
     /// Whether member `key` is present.
     pub fn contains_key(&self, key: &str) -> Result<bool, PayloadError> {
-        Ok(self.fields()?.iter().any(|f| self.key_of(f) == key))
+        Ok(self.fields()?.iter().any(|f| f.key.is(&self.original, key)))
     }
 
     /// The members' names, in order.
@@ -254,12 +262,12 @@ impl Payload {
     pub fn set_raw(&mut self, key: &str, raw: Box<RawValue>) -> Result<(), PayloadError> {
         let (original, fields) = self.fields_mut()?;
         let value = FieldValue::Owned(raw);
-        match fields.iter().rposition(|f| f.key.as_str(original) == key) {
+        match fields.iter().rposition(|f| f.key.is(original, key)) {
             Some(last) => {
                 fields[last].value = value;
                 let mut i = 0;
                 fields.retain(|f| {
-                    let keep = f.key.as_str(original) != key || i == last;
+                    let keep = !f.key.is(original, key) || i == last;
                     i += 1;
                     keep
                 });
@@ -277,7 +285,7 @@ impl Payload {
     pub fn remove(&mut self, key: &str) -> Result<bool, PayloadError> {
         let (original, fields) = self.fields_mut()?;
         let before = fields.len();
-        fields.retain(|f| f.key.as_str(original) != key);
+        fields.retain(|f| !f.key.is(original, key));
         let removed = fields.len() != before;
         if removed {
             self.touched(key);
@@ -292,14 +300,13 @@ impl Payload {
             return self.contains_key(from);
         }
         let (original, fields) = self.fields_mut()?;
-        let Some(pos) = fields.iter().rposition(|f| f.key.as_str(original) == from) else {
+        let Some(pos) = fields.iter().rposition(|f| f.key.is(original, from)) else {
             return Ok(false);
         };
         fields[pos].key = Text::Owned(to.into());
         let mut i = 0;
         fields.retain(|f| {
-            let key = f.key.as_str(original);
-            let keep = i == pos || (key != to && key != from);
+            let keep = i == pos || !(f.key.is(original, to) || f.key.is(original, from));
             i += 1;
             keep
         });
