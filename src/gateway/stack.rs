@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, Request, Response, header};
 use http_body_util::BodyExt;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -118,16 +118,8 @@ pub(crate) fn service(
         HeaderName::from_static("api-key"),
         HeaderName::from_static("x-api-key"),
     ]);
-    ServiceBuilder::new()
-        // Mark credentials sensitive before tracing sees the request.
-        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
-        // One span per request (method, URI, status, latency); headers are not recorded.
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        // A bug below must cost one request a 500, not the connection.
+    // A bug below must cost one request a 500, not the connection.
+    let guarded = ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| {
             ErrorResponse::internal("The gateway hit an internal error").into_response()
         }))
@@ -135,8 +127,35 @@ pub(crate) fn service(
             api,
             gateway.callers.clone(),
             gateway.admin.clone(),
-        ))
-        .map_response(|res| res.map(box_body))
+        ));
+    // One span per request (method, URI, status, latency); headers are not recorded. Only
+    // when the subscriber would record it: unrecorded, the trace layer still reads the clock
+    // at the start, at the response and twice per body frame.
+    let traced = if request_tracing_enabled() {
+        Either::Left(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .service(guarded)
+                .map_response(|res| res.map(box_body)),
+        )
+    } else {
+        Either::Right(guarded.map_response(|res| res.map(box_body)))
+    };
+    ServiceBuilder::new()
+        // Mark credentials sensitive before tracing (or anything else) sees the request.
+        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        .service(traced)
+}
+
+/// Whether the current subscriber records the trace layer's INFO spans or response events
+/// (`RUST_LOG=info`, or `tower_http=info`; not `warn`).
+fn request_tracing_enabled() -> bool {
+    tracing::enabled!(target: "tower_http::trace::make_span", Level::INFO)
+        || tracing::enabled!(target: "tower_http::trace::on_response", Level::INFO)
 }
 
 fn box_body<B>(body: B) -> BoxBody
@@ -145,4 +164,95 @@ where
     B::Error: Into<BoxError>,
 {
     BodyExt::map_err(body, Into::into).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+    use tower_openai_core::Body;
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use crate::gateway::{Args, Gateway, GatewayConfig};
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// What the gateway logs for one request under `filter` (its stack built under it too).
+    async fn logged_with(filter: &str) -> String {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(filter))
+            .with_writer(out.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = std::env::temp_dir().join(format!(
+            "tower-openai-stack-trace-{filter}-{}",
+            std::process::id()
+        ));
+        let args = Args {
+            demo: true,
+            data_dir: Some(dir.clone()),
+            ..Args::default()
+        };
+        let config = GatewayConfig::load(&args, &|_| None).unwrap();
+        let gateway = Gateway::new(config).await.unwrap();
+        let res = gateway
+            .app()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        drop(gateway);
+        let _ = std::fs::remove_dir_all(dir);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_trace_layer_is_stacked_only_when_its_spans_or_events_are_recorded() {
+        for (filter, expected) in [
+            ("info", true),
+            ("warn,tower_http=info", true),
+            ("warn", false),
+            ("debug,tower_http=warn", false),
+        ] {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::new(filter))
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                assert_eq!(super::request_tracing_enabled(), expected, "{filter}");
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_traced_only_when_the_subscriber_records_them() {
+        let info = logged_with("info").await;
+        assert!(info.contains("finished processing request"), "{info}");
+        let warn = logged_with("warn").await;
+        assert!(!warn.contains("finished processing request"), "{warn}");
+    }
 }
