@@ -8,6 +8,7 @@ mod admin;
 mod cli;
 mod config;
 mod demo;
+mod drain;
 mod identity;
 mod persist;
 mod router;

@@ -10,7 +10,6 @@ use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::Oneshot;
@@ -18,6 +17,8 @@ use tower_openai_core::Body;
 
 use tower_openai_core::BoxBody;
 use tower_openai_core::RepollSelfWakes;
+
+use super::drain::Drain;
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
 /// connections in flight (long streams included) up to `grace` to finish.
@@ -42,7 +43,7 @@ pub(crate) async fn serve<S>(
         .timer(TokioTimer::new())
         // A client that opens a connection and sends no request head is dropped.
         .header_read_timeout(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::default();
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -63,7 +64,7 @@ pub(crate) async fn serve<S>(
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
-        let conn = RepollSelfWakes::new(graceful.watch(conn));
+        let conn = RepollSelfWakes::new(drain.watch(conn));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -74,7 +75,7 @@ pub(crate) async fn serve<S>(
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = drain.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
     }
 }
