@@ -21,19 +21,61 @@
 /// }
 /// ```
 pub fn is_reasoning_model(model: &str) -> bool {
-    let lower = model.to_ascii_lowercase();
-    let id = match lower.rfind("openai.") {
-        Some(i) => &lower[i + "openai.".len()..],
-        None => lower.as_str(),
-    };
-    let bytes = id.as_bytes();
-    if bytes.len() >= 2 && bytes[0] == b'o' && bytes[1].is_ascii_digit() {
+    // ASCII case-insensitive throughout, without lower-casing a copy: this runs per request.
+    const PROVIDER: &[u8] = b"openai.";
+    let bytes = model.as_bytes();
+    let start = (0..bytes.len().saturating_sub(PROVIDER.len() - 1))
+        .rev()
+        .find(|&i| bytes[i..i + PROVIDER.len()].eq_ignore_ascii_case(PROVIDER))
+        .map_or(0, |i| i + PROVIDER.len());
+    let id = &bytes[start..];
+    if id.len() >= 2 && id[0].eq_ignore_ascii_case(&b'o') && id[1].is_ascii_digit() {
         return true;
     }
-    if let Some(rest) = id.strip_prefix("gpt-") {
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        // A version like `4.5` stops at the dot: 4 < 5.
-        return digits.parse::<u32>().is_ok_and(|n| n >= 5);
+    if id.len() >= 4 && id[..4].eq_ignore_ascii_case(b"gpt-") {
+        // The major version: its digits (a version like `4.5` stops at the dot: 4 < 5).
+        let digits = id[4..].iter().take_while(|b| b.is_ascii_digit());
+        let mut version: Option<u32> = None;
+        for d in digits {
+            let v = version.unwrap_or(0);
+            version = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u32::from(d - b'0')));
+            if version.is_none() {
+                return false; // too many digits to be a version
+            }
+        }
+        return version.is_some_and(|n| n >= 5);
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reasoning_model;
+
+    #[test]
+    fn case_provider_prefixes_and_odd_versions() {
+        for yes in [
+            "US.OpenAI.GPT-5",
+            "openai.openai.o1",
+            "GPT-05",
+            "gpt-5.1",
+            "Openai.O3",
+        ] {
+            assert!(is_reasoning_model(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "openai.",
+            "openai.gpt-4",
+            "gpt-99999999999999999999",
+            "o",
+            "x.openai",
+            "gpt-x5",
+            "ö1",
+        ] {
+            assert!(!is_reasoning_model(no), "{no}");
+        }
+    }
 }
