@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -324,7 +324,20 @@ impl Payload {
             // Only an indexed payload can be changed.
             return self.original.clone();
         };
-        let mut out = BytesMut::with_capacity(self.original.len() + 64);
+        // Sized exactly when no name needs escaping: a buffer that is full becomes `Bytes`
+        // without another allocation.
+        let size = 2 + fields
+            .iter()
+            .map(|f| {
+                let key = match &f.key {
+                    Text::Span(r) => r.len(),
+                    Text::Owned(k) => k.len(),
+                };
+                key + 4 + self.raw_of(f).len()
+            })
+            .sum::<usize>()
+            - usize::from(!fields.is_empty());
+        let mut out = BytesMut::with_capacity(size);
         out.put_u8(b'{');
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -361,37 +374,64 @@ impl fmt::Debug for Payload {
 }
 
 fn index(bytes: &Bytes) -> Result<Vec<Field>, PayloadError> {
-    let top: TopLevel<'_> = serde_json::from_slice(bytes).map_err(|e| {
+    let classify = |e: serde_json::Error| {
         if e.is_data() {
             PayloadError::NotAnObject
         } else {
             PayloadError::InvalidJson(e.to_string())
         }
-    })?;
-    let base = bytes.as_ptr() as usize;
-    Ok(top
-        .0
-        .into_iter()
-        .map(|(key, raw)| {
-            let start = raw.get().as_ptr() as usize - base;
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fields = TopLevel {
+        base: bytes.as_ptr() as usize,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
+    de.end().map_err(classify)?;
+    Ok(fields)
+}
+
+/// Reads the top-level members of an object into [`Field`]s: spans of the input at `base`
+/// (keys with escapes are decoded).
+struct TopLevel {
+    base: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel {
+    type Value = Vec<Field>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Field>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Vec<Field>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Field>, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let raw: &'de RawValue = map.next_value()?;
             let key = match key {
                 Cow::Borrowed(k) => {
-                    let start = k.as_ptr() as usize - base;
+                    let start = k.as_ptr() as usize - self.base;
                     Text::Span(start..start + k.len())
                 }
                 Cow::Owned(k) => Text::Owned(k.into()),
             };
-            Field {
+            let start = raw.get().as_ptr() as usize - self.base;
+            fields.push(Field {
                 key,
                 value: FieldValue::Original(start..start + raw.get().len()),
-            }
-        })
-        .collect())
+            });
+        }
+        Ok(fields)
+    }
 }
-
-/// The top-level members of an object, borrowed from the input (keys with escapes are
-/// decoded).
-struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 /// A string borrowed from the input when it has no escapes.
 struct Key<'a>(Cow<'a, str>);
@@ -431,27 +471,6 @@ impl<'de> Visitor<'de> for TextOrNull {
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
         Ok(Some(Cow::Owned(v.to_owned())))
-    }
-}
-
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    out.push((key, value));
-                }
-                Ok(TopLevel(out))
-            }
-        }
-        d.deserialize_map(V)
     }
 }
 
