@@ -128,6 +128,10 @@ impl UpstreamHeaders {
     /// Set `name` at `step` (replacing what this step set for it before).
     pub fn insert(&mut self, step: HeaderStep, name: impl IntoHeaderName, value: HeaderValue) {
         let name = name.into_header_name();
+        if self.entries.capacity() == 0 {
+            // Room for a typical request's headers (user info, credentials) at once.
+            self.entries.reserve(8);
+        }
         self.entries.retain(|(s, n, _)| !(*s == step && *n == name));
         self.entries.push((step, name, value));
     }

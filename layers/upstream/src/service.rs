@@ -138,6 +138,23 @@ impl Upstream {
     }
 }
 
+/// A `Content-Length` value. (`HeaderValue::from(usize)` builds it in a growable buffer and
+/// then converts it: two allocations where one will do.)
+fn length_value(len: usize) -> HeaderValue {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = len;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&digits[start..]).unwrap_or_else(|_| HeaderValue::from(len))
+}
+
 /// The idle timeout of direct requests without a [`RequestTimeout`].
 const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -177,7 +194,7 @@ where
                 let bytes = payload.to_bytes();
                 parts
                     .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    .insert(header::CONTENT_LENGTH, length_value(bytes.len()));
                 if !parts.headers.contains_key(header::CONTENT_TYPE) {
                     parts.headers.insert(
                         header::CONTENT_TYPE,
@@ -226,5 +243,15 @@ where
             &self.clients.unverified
         };
         ResponseFuture::new(client.request(out), timeout, connection.index())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn length_values_are_the_decimal_length() {
+        for len in [0, 7, 10, 1234, 1 << 20, usize::MAX] {
+            assert_eq!(super::length_value(len), len.to_string().as_str());
+        }
     }
 }
