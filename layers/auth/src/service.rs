@@ -112,20 +112,15 @@ fn entra_failed(connection: &Connection, message: &str) -> ErrorResponse {
 }
 
 impl<S> Auth<S> {
-    /// Set the credentials of `connection` on `req`; a credential still being fetched is
-    /// returned as a future.
-    fn authorize<B>(
+    /// Put the credentials of `connection` for a request with the caller's `request` headers
+    /// into `headers`; a credential still being fetched is returned as a future.
+    fn authorize(
         &self,
-        req: &mut Request<B>,
+        request: &HeaderMap,
         connection: &Arc<Connection>,
+        headers: &mut UpstreamHeaders,
     ) -> Result<Option<PendingAuth>, ErrorResponse> {
         let config = connection.config();
-        let caller_auth = req.headers().get(AUTHORIZATION).cloned();
-        let caller_cookies = cookies(req.headers());
-        let session_id = cookie(req.headers(), OAUTH_SESSION_COOKIE);
-        let headers = req
-            .extensions_mut()
-            .get_or_insert_default::<UpstreamHeaders>();
         let mut pending = None;
         match config.auth_type {
             // the connection's key, when there is one.
@@ -139,7 +134,7 @@ impl<S> Auth<S> {
             // the caller's own bearer credential and cookies. Without one: 401, where
             // Open WebUI fails with a 500.
             AuthType::Session => {
-                let bearer = caller_auth.filter(|v| {
+                let bearer = request.get(AUTHORIZATION).cloned().filter(|v| {
                     v.to_str().ok().and_then(|s| s.split_once(' ')).is_some_and(
                         |(scheme, token)| {
                             scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
@@ -154,15 +149,16 @@ impl<S> Auth<S> {
                 };
                 value.set_sensitive(true);
                 headers.insert(HeaderStep::Auth, AUTHORIZATION, value);
-                if let Some(c) = caller_cookies {
+                if let Some(c) = cookies(request) {
                     headers.insert(HeaderStep::Auth, COOKIE, c);
                 }
             }
             // the caller's cookies, and their OAuth token if their session is known.
             AuthType::SystemOauth => {
-                if let Some(c) = caller_cookies {
+                if let Some(c) = cookies(request) {
                     headers.insert(HeaderStep::Auth, COOKIE, c);
                 }
+                let session_id = cookie(request, OAUTH_SESSION_COOKIE);
                 if let (Some(sessions), Some(id)) = (&self.sessions, session_id) {
                     let lookup = sessions.access_token(&id);
                     pending = Some(
@@ -243,12 +239,24 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let Some(SelectedConnection(connection)) =
-            req.extensions().get::<SelectedConnection>().cloned()
-        else {
-            return Deferred::called(self.inner.call(req));
+        // The connection is borrowed, not cloned (its reference count is shared by every
+        // request): the credentials are gathered first and stored once it is released.
+        let mut added = UpstreamHeaders::default();
+        let authorized = match req.extensions().get::<SelectedConnection>() {
+            Some(SelectedConnection(connection)) => {
+                self.authorize(req.headers(), connection, &mut added)
+            }
+            None => return Deferred::called(self.inner.call(req)),
         };
-        match self.authorize(&mut req, &connection) {
+        if authorized.is_ok() && !added.is_empty() {
+            match req.extensions_mut().get_mut::<UpstreamHeaders>() {
+                Some(headers) => headers.append(added),
+                None => {
+                    req.extensions_mut().insert(added);
+                }
+            }
+        }
+        match authorized {
             Ok(None) => Deferred::called(self.inner.call(req)),
             Ok(Some(pending)) => {
                 // Call the service `poll_ready` readied once the token is here.

@@ -147,6 +147,13 @@ impl UpstreamHeaders {
         out
     }
 
+    /// Set every header `other` sets, at the step it sets it.
+    pub fn append(&mut self, other: UpstreamHeaders) {
+        for (step, name, value) in other.entries {
+            self.insert(step, name, value);
+        }
+    }
+
     /// The headers in step order, to be set one after the other with `HeaderMap::insert`
     /// (a later step replaces an earlier one's value): what [`merged`](Self::merged) holds,
     /// without building a map and without copying.
@@ -269,5 +276,30 @@ mod tests {
         assert_eq!(applied["authorization"], "Bearer custom");
         assert_eq!(applied["x-openwebui-user-id"], "custom");
         assert_eq!(applied["x-title"], "t");
+    }
+
+    #[test]
+    fn appended_headers_replace_the_same_step_and_keep_the_step_order() {
+        let v = HeaderValue::from_static;
+        let mut h = UpstreamHeaders::default();
+        h.insert(HeaderStep::Custom, "authorization", v("Bearer custom"));
+        h.insert(HeaderStep::Auth, "authorization", v("Bearer old"));
+        let mut added = UpstreamHeaders::default();
+        added.insert(HeaderStep::Auth, "authorization", v("Bearer new"));
+        added.insert(HeaderStep::Azure, "api-key", v("k"));
+        h.append(added);
+        let merged = h.merged();
+        assert_eq!(merged["authorization"], "Bearer custom");
+        assert_eq!(merged["api-key"], "k");
+        assert_eq!(merged.len(), 2);
+        h.insert(HeaderStep::Custom, "authorization", v("Bearer other"));
+        assert_eq!(h.get("authorization").unwrap(), "Bearer other");
+        // The Auth step's value was replaced, not kept beside the new one.
+        assert_eq!(
+            h.into_ordered()
+                .filter(|(n, _)| n == "authorization")
+                .count(),
+            2
+        );
     }
 }
