@@ -41,21 +41,15 @@ fn bad_bias(why: &str) -> ErrorResponse {
     .with_code("invalid_value")
 }
 
-/// CC-7: the rewrite for a (non-)reasoning model. `model` is the outgoing id, lower-cased.
+/// CC-7: the rewrite for a reasoning model (`system_role`: what its first `system` message
+/// becomes, see [`system_role_for`]) or another model (`None`).
 pub(crate) fn tokens_and_roles(
     payload: &mut Payload,
-    model: &str,
-    reasoning: bool,
+    system_role: Option<&str>,
     upstream_is_openai: bool,
 ) -> Result<(), PayloadError> {
-    if reasoning {
+    if let Some(role) = system_role {
         payload.rename("max_tokens", "max_completion_tokens")?;
-        let id = model.rsplit_once("openai.").map_or(model, |(_, id)| id);
-        let role = if id.starts_with("o1-mini") || id.starts_with("o1-preview") {
-            "user"
-        } else {
-            "developer"
-        };
         first_system_role(payload, role)?;
     } else if !upstream_is_openai {
         // Older OpenAI-compatible servers know only `max_tokens`.
@@ -65,6 +59,17 @@ pub(crate) fn tokens_and_roles(
         payload.remove("max_tokens")?;
     }
     Ok(())
+}
+
+/// The role a reasoning model's first `system` message takes (`model` lower-cased): `user`
+/// for `o1-mini` and `o1-preview`, which know no `developer` role, `developer` otherwise.
+pub(crate) fn system_role_for(model: &str) -> &'static str {
+    let id = model.rsplit_once("openai.").map_or(model, |(_, id)| id);
+    if id.starts_with("o1-mini") || id.starts_with("o1-preview") {
+        "user"
+    } else {
+        "developer"
+    }
 }
 
 /// Change a first `system` message's role, touching nothing else: the other messages are
@@ -159,7 +164,7 @@ mod tests {
         let mut payload = p(
             json!({"model": "o3-mini", "max_tokens": 10, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}),
         );
-        tokens_and_roles(&mut payload, "o3-mini", true, true).unwrap();
+        tokens_and_roles(&mut payload, Some(system_role_for("o3-mini")), true).unwrap();
         assert_eq!(
             json_of(&payload),
             json!({"model": "o3-mini", "max_completion_tokens": 10, "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]})
@@ -170,7 +175,7 @@ mod tests {
     fn cc7_o1_mini_and_o1_preview_get_a_user_message() {
         for model in ["o1-mini", "o1-preview-2024-09-12", "us.openai.o1-mini"] {
             let mut payload = p(json!({"messages": [{"role": "system", "content": "x"}]}));
-            tokens_and_roles(&mut payload, model, true, true).unwrap();
+            tokens_and_roles(&mut payload, Some(system_role_for(model)), true).unwrap();
             assert_eq!(json_of(&payload)["messages"][0]["role"], "user", "{model}");
         }
     }
@@ -179,32 +184,32 @@ mod tests {
     fn cc7_only_a_first_system_message_changes_and_empty_messages_pass() {
         let src = json!({"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "y"}]});
         let mut payload = p(src.clone());
-        tokens_and_roles(&mut payload, "o3", true, true).unwrap();
+        tokens_and_roles(&mut payload, Some(system_role_for("o3")), true).unwrap();
         assert_eq!(json_of(&payload), src);
         for messages in [json!([]), json!("text"), Value::Null] {
             let mut payload = p(json!({"messages": messages}));
-            tokens_and_roles(&mut payload, "o3", true, true).unwrap();
+            tokens_and_roles(&mut payload, Some(system_role_for("o3")), true).unwrap();
         }
         let mut none = p(json!({"model": "o3"}));
-        tokens_and_roles(&mut none, "o3", true, true).unwrap();
+        tokens_and_roles(&mut none, Some(system_role_for("o3")), true).unwrap();
         assert!(!none.is_changed());
     }
 
     #[test]
     fn cc7_non_reasoning_models_off_openai_get_max_tokens_and_never_both() {
         let mut payload = p(json!({"max_completion_tokens": 7}));
-        tokens_and_roles(&mut payload, "llama3", false, false).unwrap();
+        tokens_and_roles(&mut payload, None, false).unwrap();
         assert_eq!(json_of(&payload), json!({"max_tokens": 7}));
         // On api.openai.com a non-reasoning model keeps max_completion_tokens.
         let mut payload = p(json!({"max_completion_tokens": 7}));
-        tokens_and_roles(&mut payload, "gpt-4o", false, true).unwrap();
+        tokens_and_roles(&mut payload, None, true).unwrap();
         assert!(!payload.is_changed());
         // Both present: max_tokens goes.
         let mut payload = p(json!({"max_tokens": 1, "max_completion_tokens": 2}));
-        tokens_and_roles(&mut payload, "gpt-4o", false, true).unwrap();
+        tokens_and_roles(&mut payload, None, true).unwrap();
         assert_eq!(json_of(&payload), json!({"max_completion_tokens": 2}));
         let mut payload = p(json!({"max_tokens": 1, "max_completion_tokens": 2}));
-        tokens_and_roles(&mut payload, "o3", true, false).unwrap();
+        tokens_and_roles(&mut payload, Some(system_role_for("o3")), false).unwrap();
         assert_eq!(json_of(&payload), json!({"max_completion_tokens": 1}));
     }
 
@@ -214,7 +219,7 @@ mod tests {
         let mut payload = p(
             json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": long}]}),
         );
-        tokens_and_roles(&mut payload, "gpt-5", true, true).unwrap();
+        tokens_and_roles(&mut payload, Some(system_role_for("gpt-5")), true).unwrap();
         let out = json_of(&payload);
         assert_eq!(out["messages"][0]["role"], "developer");
         assert_eq!(

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,7 +10,7 @@ use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection
 use tower_service::Service;
 
 use crate::layer::ReasoningLayer;
-use crate::rewrite::{logit_bias, tokens_and_roles};
+use crate::rewrite::{logit_bias, system_role_for, tokens_and_roles};
 use crate::strategy::{DefaultReasoningModels, ReasoningModels};
 
 /// Rewrites chat completions for reasoning models. See the [crate docs](crate).
@@ -86,15 +87,23 @@ where
         if payload.check().is_err() {
             return Ok(()); // select already answered for bodies that are not objects
         }
-        let model = payload
-            .model()
-            .map_err(|e| e.to_response())?
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        let reasoning = self.rule.is_reasoning(&model);
+        // What the rewrite needs from the model, decided before the payload is edited (a
+        // lower-cased copy only for a model that has upper-case letters).
+        let (reasoning, system_role) = {
+            let model = payload
+                .model()
+                .map_err(|e| e.to_response())?
+                .unwrap_or_default();
+            let model = if model.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(model.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(model)
+            };
+            let reasoning = self.rule.is_reasoning(&model);
+            (reasoning, reasoning.then(|| system_role_for(&model)))
+        };
         logit_bias(payload)?;
-        tokens_and_roles(payload, &model, reasoning, upstream_is_openai)
-            .map_err(|e| e.to_response())?;
+        tokens_and_roles(payload, system_role, upstream_is_openai).map_err(|e| e.to_response())?;
         req.extensions_mut().insert(ReasoningModel(reasoning));
         Ok(())
     }
