@@ -129,7 +129,7 @@ pub(crate) fn apply<B>(
     if upstream != model {
         if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
             payload
-                .set("model", &upstream)
+                .set_str("model", &upstream)
                 .map_err(|e| e.to_response())?;
         }
     }
