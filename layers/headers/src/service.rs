@@ -149,6 +149,12 @@ impl<S> Headers<S> {
         }
         if forward {
             if let Some(user) = user {
+                // The encoded name is only unreserved characters, spaces and `%XX`: always a
+                // valid value, handed over without a copy.
+                let name = bytes::Bytes::from(encode_user_name(&user.name));
+                if let Ok(v) = HeaderValue::from_maybe_shared(name) {
+                    headers.insert(HeaderStep::UserInfo, &names.user_name, v);
+                }
                 let mut set = |name: &http::HeaderName, value: &str| match HeaderValue::from_str(
                     value,
                 ) {
@@ -157,7 +163,6 @@ impl<S> Headers<S> {
                         tracing::warn!(header = %name, "user field is not a valid header value; not sent")
                     }
                 };
-                set(&names.user_name, &encode_user_name(&user.name));
                 set(&names.user_id, &user.id);
                 set(&names.user_email, &user.email);
                 headers.insert(
