@@ -18,10 +18,12 @@
 //! - `--profile-gateway SECS [models] [bare] [c1]`: load only the in-process gateway (chat,
 //!   or the cached model list; the bare proxy instead with `bare`; at concurrency 1 with
 //!   `c1`) for a profiler attached to this process;
-//! - `--profile-process SECS [bare] [c1] [stream]`: load only the `openai-gateway` process
-//!   (or the bare proxy's; at concurrency 1 with `c1`; one streamed completion after
-//!   another with `stream`), its pid printed, for a profiler attached to it.
+//! - `--profile-process SECS [bare] [c1] [stream] [models]`: load only the `openai-gateway`
+//!   process (or the bare proxy's; at concurrency 1 with `c1`; one streamed completion after
+//!   another with `stream`; the cached model list with `models`), its pid printed, for a
+//!   profiler attached to it. It prints how busy each side's cores were.
 
+mod load;
 mod proxy;
 mod upstream;
 
@@ -225,38 +227,39 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Requests per second and CPU seconds per 1 000 requests at `concurrency`, for `duration`.
+/// Requests per second and CPU seconds per 1 000 requests at `concurrency`, for `duration`,
+/// from [`load`]'s generator (one request, encoded once; only `200`s count).
 async fn throughput(
-    client: &HttpClient,
     make: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync>,
     concurrency: usize,
     duration: Duration,
     process: Option<u32>,
 ) -> (f64, f64) {
-    let count = Arc::new(AtomicU64::new(0));
+    let req = load::Encoded::new(make()).await;
+    let tally = Arc::new(load::Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu_seconds(process);
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, make, count, stop) =
-                (client.clone(), make.clone(), count.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if timed(&client, make()).await.is_some() {
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
+        .map(|_| tokio::spawn(load::worker(req.clone(), stop.clone(), tally.clone())))
         .collect();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        let _ = w.await;
+    for mut w in workers {
+        // A worker finishes the request it is on; one that hangs is not waited for.
+        if tokio::time::timeout(Duration::from_secs(5), &mut w)
+            .await
+            .is_err()
+        {
+            w.abort();
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let n = count.load(Ordering::Relaxed) as f64;
+    let n = tally.ok.load(Ordering::Relaxed) as f64;
+    let failed = tally.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("  ({failed} requests failed and were not counted)");
+    }
     let cpu = cpu_seconds(process) - cpu_before;
     (n / elapsed, if n > 0.0 { cpu / n * 1000.0 } else { 0.0 })
 }
@@ -733,7 +736,6 @@ async fn ablation(up: SocketAddr, client: &HttpClient, rounds: usize, per_round:
         for (i, sys) in systems.iter().enumerate() {
             let (s, b) = (sys.clone(), small(sys));
             let (r, c) = throughput(
-                client,
                 Arc::new(move || s.chat(&b)),
                 64,
                 Duration::from_millis(700),
@@ -839,7 +841,7 @@ async fn main() {
         } else {
             Arc::new(move || g.chat(&body))
         };
-        let (r, _) = throughput(&client, make, concurrency, Duration::from_secs(secs), None).await;
+        let (r, _) = throughput(make, concurrency, Duration::from_secs(secs), None).await;
         println!("{r:.0} rps");
         return;
     }
@@ -869,7 +871,7 @@ async fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--profile-process") {
         let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
-        // `--profile-process SECS [bare] [c1] [stream]`: the bare proxy's process instead,
+        // `--profile-process SECS [bare] [c1] [stream] [models]`: the bare proxy's process instead,
         // concurrency 1 instead of 64 (to compare system calls and wake-ups per request).
         let rest = &args[i + 1..];
         let which = if rest.iter().any(|a| a == "bare") {
@@ -907,12 +909,28 @@ async fn main() {
             "loading {} (pid {pid:?}) at concurrency {concurrency} for {secs} s",
             g.name
         );
-        let body = g.small_chat();
-        let make = Arc::new(move || g.chat(&body));
-        let (r, c) = throughput(&client, make, concurrency, Duration::from_secs(secs), pid).await;
+        let make: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> =
+            if rest.iter().any(|a| a == "models") {
+                // `models`: the cached model list instead of chat.
+                Arc::new(move || g.request("models", None))
+            } else {
+                let body = g.small_chat();
+                Arc::new(move || g.chat(&body))
+            };
+        let wall = Instant::now();
+        let (this_before, proxy_before) = (
+            proc_cpu_seconds("self"),
+            pid.map_or(0.0, |p| proc_cpu_seconds(&p.to_string())),
+        );
+        let (r, c) = throughput(make, concurrency, Duration::from_secs(secs), pid).await;
+        let wall = wall.elapsed().as_secs_f64();
+        let this = (proc_cpu_seconds("self") - this_before) / wall;
+        let proxy = pid.map_or(0.0, |p| proc_cpu_seconds(&p.to_string())) - proxy_before;
         println!(
-            "{r:.0} rps, {:.1} µs CPU per request (both processes)",
-            c * 1000.0
+            "{r:.0} rps, {:.1} µs CPU per request (both processes); cores busy: {this:.2} \
+             in the load generator and mock, {:.2} in the proxy",
+            c * 1000.0,
+            proxy / wall
         );
         return;
     }
@@ -933,7 +951,7 @@ async fn main() {
         for (i, sys) in systems.iter().enumerate() {
             let (s, b) = (sys.clone(), small(sys));
             let pid = s.pid;
-            let (r, c) = throughput(&client, Arc::new(move || s.chat(&b)), 64, run_for, pid).await;
+            let (r, c) = throughput(Arc::new(move || s.chat(&b)), 64, run_for, pid).await;
             rps[i].push(r);
             cpu[i].push(c);
         }
@@ -941,7 +959,6 @@ async fn main() {
             let g = systems[g].clone();
             models_rps[n].push(
                 throughput(
-                    &client,
                     Arc::new(move || g.request("models", None)),
                     64,
                     run_for,
