@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::Either;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -17,6 +17,7 @@ use tower_openai_core::Body;
 
 use tower_openai_core::BoxBody;
 use tower_openai_core::RepollSelfWakes;
+use tower_openai_core::timer::ConnectionTimer;
 
 use super::drain::Drain;
 
@@ -40,7 +41,6 @@ pub(crate) async fn serve<S>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         // A client that opens a connection and sends no request head is dropped.
         .header_read_timeout(Duration::from_secs(30));
     let drain = Drain::default();
@@ -61,7 +61,10 @@ pub(crate) async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let svc = PerConnection(RefCell::new(app.clone()));
-        let conn = builder
+        // A timer per connection: the head timeout of each request reuses one sleep.
+        let mut per_connection = builder.clone();
+        per_connection.http1().timer(ConnectionTimer::new());
+        let conn = per_connection
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
         let conn = RepollSelfWakes::new(drain.watch(conn));
@@ -220,6 +223,67 @@ mod tests {
             seen.push(String::from_utf8(body.to_vec()).unwrap());
         }
         seen
+    }
+
+    /// Serve a probe; a raw connection to it.
+    async fn raw_connection() -> tokio::net::TcpStream {
+        let probe = Probe {
+            clones: Arc::new(AtomicUsize::new(0)),
+            back_pressure: false,
+            ready: false,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            probe,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        tokio::net::TcpStream::connect(addr).await.unwrap()
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn until_closed(conn: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_head_that_never_ends_is_dropped_after_30_s() {
+        use tokio::io::AsyncWriteExt;
+        let mut conn = raw_connection().await;
+        let start = tokio::time::Instant::now();
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut conn).await;
+        assert!(!answer.contains("200"), "{answer}");
+        assert!(start.elapsed() >= Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_request_head_gets_the_full_timeout_on_a_kept_alive_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = raw_connection().await;
+        // Requests 25 s apart: each head starts its own 30 s (the reused sleep is reset).
+        for _ in 0..3 {
+            conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 1024];
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            tokio::time::sleep(Duration::from_secs(25)).await;
+        }
+        // Then silence: closed 30 s after the last answer.
+        let start = tokio::time::Instant::now();
+        until_closed(&mut conn).await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(4), "{waited:?}");
+        assert!(waited <= Duration::from_secs(6), "{waited:?}");
     }
 
     #[tokio::test]

@@ -13,6 +13,8 @@
 //! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
 //! - [`repoll`]: [`RepollSelfWakes`], for serving the layers with hyper without a trip
 //!   through the scheduler on every request body.
+//! - [`timer`]: [`SleepSlot`](timer::SleepSlot) and hyper's
+//!   [`ConnectionTimer`](timer::ConnectionTimer), timers reused from request to request.
 //! - [`rescue`]: the one step that turns transport errors into 502/504 responses.
 //! - [`load_settings`]: the step that loads the settings snapshot for a request.
 //! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes
@@ -30,6 +32,7 @@ pub mod repoll;
 pub mod rescue;
 pub mod routing;
 pub mod settings;
+pub mod timer;
 
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};

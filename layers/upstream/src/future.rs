@@ -6,9 +6,10 @@ use std::time::Duration;
 use http::Response;
 use hyper::body::Incoming;
 use pin_project::pin_project;
-use tokio::time::Sleep;
+use tokio::time::Instant;
 use tower_openai_core::BoxError;
 use tower_openai_core::error::UpstreamError;
+use tower_openai_core::timer::{SleepSlot, SlotSleep};
 
 use crate::ResponseBody;
 use crate::headers::{is_event_stream, scrub_response};
@@ -29,8 +30,7 @@ enum State {
     Waiting {
         #[pin]
         response: ClientFuture,
-        #[pin]
-        idle: Option<Sleep>,
+        idle: Option<SlotSleep>,
         timeout: Option<Duration>,
         connection: usize,
     },
@@ -40,15 +40,17 @@ enum State {
 }
 
 impl ResponseFuture {
+    /// `response`, failing after `timeout` without an answer (a sleep from `sleeps`).
     pub(crate) fn new(
         response: ClientFuture,
         timeout: Option<Duration>,
         connection: usize,
+        sleeps: &SleepSlot,
     ) -> Self {
         Self {
             state: State::Waiting {
                 response,
-                idle: timeout.map(tokio::time::sleep),
+                idle: timeout.map(|t| sleeps.sleep_until(Instant::now() + t)),
                 timeout,
                 connection,
             },
@@ -85,8 +87,8 @@ impl Future for ResponseFuture {
                         Err(e) => Err(UpstreamError::protocol(*connection, e).into()),
                     });
                 }
-                if let Some(idle) = idle.as_pin_mut() {
-                    if idle.poll(cx).is_ready() {
+                if let Some(idle) = idle {
+                    if Pin::new(idle).poll(cx).is_ready() {
                         return Poll::Ready(Err(UpstreamError::timeout(
                             *connection,
                             timeout.unwrap_or_default(),

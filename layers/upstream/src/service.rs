@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
+use tower_openai_core::timer::SleepSlot;
 use tower_openai_core::{
     Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
 };
@@ -18,9 +19,21 @@ use crate::{NoConnectionSelected, ResponseBody};
 /// Sends each request to its selected connection and streams the answer back.
 ///
 /// See the [crate docs](crate).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Upstream {
     clients: Arc<Clients>,
+    /// The idle timer each request arms, kept for the next request through this instance.
+    /// Not shared by clones: a server makes one per connection.
+    sleeps: SleepSlot,
+}
+
+impl Clone for Upstream {
+    fn clone(&self) -> Self {
+        Self {
+            clients: self.clients.clone(),
+            sleeps: SleepSlot::new(),
+        }
+    }
 }
 
 impl Default for Upstream {
@@ -110,6 +123,7 @@ impl UpstreamBuilder {
     pub fn build(self) -> Upstream {
         Upstream {
             clients: Arc::new(Clients::new(&self.options)),
+            sleeps: SleepSlot::new(),
         }
     }
 }
@@ -134,7 +148,12 @@ impl Upstream {
         *out.method_mut() = parts.method;
         *out.uri_mut() = parts.uri;
         *out.headers_mut() = parts.headers;
-        ResponseFuture::new(self.clients.verified.request(out), timeout, usize::MAX)
+        ResponseFuture::new(
+            self.clients.verified.request(out),
+            timeout,
+            usize::MAX,
+            &self.sleeps,
+        )
     }
 }
 
@@ -242,7 +261,12 @@ where
         } else {
             &self.clients.unverified
         };
-        ResponseFuture::new(client.request(out), timeout, connection.index())
+        ResponseFuture::new(
+            client.request(out),
+            timeout,
+            connection.index(),
+            &self.sleeps,
+        )
     }
 }
 

@@ -1,0 +1,257 @@
+//! Timers reused from one request to the next on the same connection.
+//!
+//! A tokio `Sleep` is cheap to move to a later deadline: `reset` then only updates the
+//! deadline, and the timer wheel catches up if the old deadline passes. Creating one is not
+//! cheap: it clones the runtime's handle (a reference count every worker thread shares),
+//! reads the clock, and is inserted into the wheel when first polled and removed when
+//! dropped, each under the wheel's lock. A proxy arms timers on every request (a read timeout
+//! for the request head, an idle timeout for the upstream's answer), so it pays that on every
+//! request unless it keeps its timers.
+//!
+//! [`SleepSlot`] keeps one `Sleep` between uses: [`SleepSlot::sleep_until`] resets the kept one
+//! (or makes one), and the [`SlotSleep`] it returns goes back to the slot when dropped.
+//! [`ConnectionTimer`] is hyper's [`Timer`](hyper::rt::Timer) over a slot: give each served
+//! connection its own, and the request-head timeout that hyper arms for every request reuses
+//! one sleep.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//! use tower_openai_core::timer::SleepSlot;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let slot = SleepSlot::new();
+//! let first = slot.sleep_until(Instant::now() + Duration::from_millis(10));
+//! first.await; // elapsed; dropped, so it is back in the slot
+//! // The next one reuses it.
+//! slot.sleep_until(Instant::now() + Duration::from_millis(10)).await;
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::time::{Instant, Sleep};
+
+type Kept = Arc<Mutex<Option<Pin<Box<Sleep>>>>>;
+
+/// Keeps one tokio `Sleep` for reuse. See the [module docs](self).
+///
+/// Clones share the slot; make one per connection (or per service instance that serves one
+/// connection), so that the sleeps of unrelated requests are not passed around between
+/// threads.
+#[derive(Clone, Default)]
+pub struct SleepSlot(Kept);
+
+impl SleepSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sleep until `deadline`: the kept one moved to `deadline`, or a new one. It returns to
+    /// this slot when dropped.
+    pub fn sleep_until(&self, deadline: Instant) -> SlotSleep {
+        let kept = self.0.lock().ok().and_then(|mut kept| kept.take());
+        let sleep = match kept {
+            Some(mut sleep) => {
+                sleep.as_mut().reset(deadline);
+                sleep
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        SlotSleep {
+            sleep: Some(sleep),
+            slot: self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for SleepSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SleepSlot").finish_non_exhaustive()
+    }
+}
+
+/// A sleep lent by a [`SleepSlot`]; it goes back to the slot when dropped.
+pub struct SlotSleep {
+    /// `Some` until dropped.
+    sleep: Option<Pin<Box<Sleep>>>,
+    slot: Kept,
+}
+
+impl SlotSleep {
+    fn sleep(&mut self) -> Pin<&mut Sleep> {
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut(),
+            None => unreachable!("a SlotSleep holds its sleep until it is dropped"),
+        }
+    }
+
+    /// Move the deadline.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.sleep().reset(deadline);
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Instant {
+        match &self.sleep {
+            Some(sleep) => sleep.deadline(),
+            None => unreachable!("a SlotSleep holds its sleep until it is dropped"),
+        }
+    }
+}
+
+impl Future for SlotSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.sleep().poll(cx)
+    }
+}
+
+impl Drop for SlotSleep {
+    fn drop(&mut self) {
+        let (Some(sleep), Ok(mut kept)) = (self.sleep.take(), self.slot.lock()) else {
+            return;
+        };
+        if kept.is_none() {
+            *kept = Some(sleep);
+        }
+    }
+}
+
+impl fmt::Debug for SlotSleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotSleep")
+            .field("deadline", &self.deadline())
+            .finish()
+    }
+}
+
+/// hyper's [`Timer`](hyper::rt::Timer) for one connection, reusing one sleep for the timeout
+/// hyper arms for every request head. Give each connection its own:
+///
+/// ```
+/// use std::time::Duration;
+/// use hyper_util::rt::TokioExecutor;
+/// use hyper_util::server::conn::auto;
+/// use tower_openai_core::timer::ConnectionTimer;
+///
+/// let mut per_connection = auto::Builder::new(TokioExecutor::new());
+/// per_connection
+///     .http1()
+///     .timer(ConnectionTimer::new())
+///     .header_read_timeout(Duration::from_secs(30));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionTimer(SleepSlot);
+
+impl ConnectionTimer {
+    /// A timer with an empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+// hyper's trait speaks `std::time::Instant`; the sleeps are tokio's, on tokio's clock.
+#[allow(clippy::disallowed_types)]
+impl hyper::rt::Timer for ConnectionTimer {
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(self.0.sleep_until(Instant::now() + duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(self.0.sleep_until(deadline.into())))
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
+        match sleep.as_mut().downcast_mut_pin::<HyperSleep>() {
+            Some(mut ours) => ours.0.reset(new_deadline.into()),
+            None => *sleep = self.sleep_until(new_deadline),
+        }
+    }
+}
+
+/// A [`SlotSleep`] as hyper's `Sleep`.
+struct HyperSleep(SlotSleep);
+
+impl Future for HyperSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for HyperSleep {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_sleep_is_kept_and_reset_for_the_next() {
+        let slot = SleepSlot::new();
+        let start = Instant::now();
+        let first = slot.sleep_until(start + Duration::from_secs(30));
+        let kept_at = first.sleep.as_ref().map(|s| &**s as *const Sleep);
+        drop(first);
+        let second = slot.sleep_until(start + Duration::from_secs(60));
+        // The same sleep, moved to the new deadline.
+        assert_eq!(second.sleep.as_ref().map(|s| &**s as *const Sleep), kept_at);
+        assert_eq!(second.deadline(), start + Duration::from_secs(60));
+        // While it is lent, the slot is empty: a second sleep is a new one.
+        let third = slot.sleep_until(start + Duration::from_secs(1));
+        assert_ne!(third.sleep.as_ref().map(|s| &**s as *const Sleep), kept_at);
+        third.await;
+        assert_eq!(Instant::now(), start + Duration::from_secs(1));
+        second.await;
+        assert_eq!(Instant::now(), start + Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_sleep_fires_at_its_new_deadline_not_its_old_one() {
+        let slot = SleepSlot::new();
+        let start = Instant::now();
+        // Armed (polled) for 10 s, then dropped and reused for 100 s.
+        let mut first = slot.sleep_until(start + Duration::from_secs(10));
+        assert!(futures_util::FutureExt::now_or_never(&mut first).is_none());
+        drop(first);
+        let mut second = slot.sleep_until(start + Duration::from_secs(100));
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut second).is_none(),
+            "fired early"
+        );
+        second.await;
+        assert_eq!(Instant::now(), start + Duration::from_secs(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hyper_resets_its_sleep_in_place() {
+        use hyper::rt::Timer;
+        let timer = ConnectionTimer::new();
+        let start = timer.now();
+        let mut sleep = timer.sleep_until(start + Duration::from_secs(5));
+        timer.reset(&mut sleep, start + Duration::from_secs(7));
+        let ours = sleep.as_mut().downcast_mut_pin::<HyperSleep>().unwrap();
+        assert_eq!(
+            ours.0.deadline(),
+            Instant::from_std(start + Duration::from_secs(7))
+        );
+        let before = Instant::now();
+        sleep.await;
+        assert!(Instant::now() >= before + Duration::from_secs(6));
+    }
+}
