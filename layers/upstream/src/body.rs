@@ -25,9 +25,14 @@ pub struct ResponseBody {
     #[pin]
     inner: Incoming,
     /// Armed only once the body has to wait, and re-armed only when it fires: a frame just
-    /// records its time, so a flowing stream costs no timer work per frame.
+    /// marks the body active, so a flowing stream costs no timer work per frame.
     idle: Option<Pin<Box<Sleep>>>,
-    last_activity: Instant,
+    /// When the body last had to wait after being active (the start of the idle time that
+    /// counts); `None` before it first waits.
+    last_activity: Option<Instant>,
+    /// Whether frames came since `last_activity` was taken. The clock is read when the body
+    /// next has to wait, not for every frame: a body that never waits never reads it.
+    active: bool,
     timeout: Option<Duration>,
     connection: usize,
     sse: Option<SseState>,
@@ -84,7 +89,8 @@ impl ResponseBody {
         Self {
             inner,
             idle: None,
-            last_activity: Instant::now(),
+            last_activity: None,
+            active: true,
             timeout,
             connection,
             sse: sse.then(SseState::default),
@@ -116,9 +122,7 @@ impl http_body::Body for ResponseBody {
         }
         let failure: UpstreamError = match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if this.timeout.is_some() {
-                    *this.last_activity = Instant::now();
-                }
+                *this.active = true;
                 if let (Some(sse), Some(data)) = (this.sse.as_mut(), frame.data_ref()) {
                     sse.record(data);
                 }
@@ -133,14 +137,20 @@ impl http_body::Body for ResponseBody {
                 let Some(timeout) = *this.timeout else {
                     return Poll::Pending;
                 };
-                let deadline = *this.last_activity + timeout;
+                if *this.active || this.last_activity.is_none() {
+                    *this.last_activity = Some(Instant::now());
+                    *this.active = false;
+                }
+                let last_activity = this.last_activity.unwrap_or_else(Instant::now);
+                let deadline = last_activity + timeout;
                 let idle = this
                     .idle
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 loop {
                     ready!(idle.as_mut().poll(cx));
-                    // Fired: if frames came meanwhile, wait out the rest from the last one.
-                    let deadline = *this.last_activity + timeout;
+                    // Fired: if frames came meanwhile (the poll that saw them pending took the
+                    // time), wait out the rest from then.
+                    let deadline = last_activity + timeout;
                     if deadline <= Instant::now() {
                         break;
                     }
