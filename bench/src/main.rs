@@ -1095,7 +1095,7 @@ async fn main() {
             view,
             "full stack rps ≥ 75 % of bare proxy's",
             full_rps >= 0.75 * bare_rps,
-            format!("{:.0} %", 100.0 * full_rps / bare_rps.max(1.0)),
+            format!("{:.1} %", 100.0 * full_rps / bare_rps.max(1.0)),
         ));
         checks.push((
             view,
