@@ -2,7 +2,8 @@
 //!
 //! - [`Body`]: the request body every layer below the payload step sees. It is either empty
 //!   (the request's JSON lives in the [`Payload`](crate::Payload) extension), a buffer, or
-//!   the caller's stream, boxed once (a multipart upload is never collected).
+//!   the caller's stream (hyper's `Incoming` as it is, any other body boxed once; a multipart
+//!   upload is never collected).
 //! - [`ResponseBody`]: a response body that is either the inner service's or one a layer
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
@@ -35,6 +36,8 @@ enum Kind {
     #[default]
     Empty,
     Full(Option<Bytes>),
+    /// A request body as hyper serves it: kept as it is, not boxed.
+    Incoming(hyper::body::Incoming),
     Boxed(BoxBody),
 }
 
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Kind {
                 .debug_tuple("Full")
                 .field(&b.as_ref().map(Bytes::len))
                 .finish(),
+            Kind::Incoming(_) => f.write_str("Incoming"),
             Kind::Boxed(_) => f.write_str("Boxed"),
         }
     }
@@ -58,8 +62,14 @@ impl Body {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        match try_downcast::<Body, B>(body) {
-            Ok(body) => body,
+        let body = match try_downcast::<Body, B>(body) {
+            Ok(body) => return body,
+            Err(body) => body,
+        };
+        match try_downcast::<hyper::body::Incoming, B>(body) {
+            Ok(incoming) => Self {
+                kind: Kind::Incoming(incoming),
+            },
             Err(body) => Self {
                 kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
             },
@@ -76,7 +86,7 @@ impl Body {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
-            Kind::Boxed(_) => false,
+            Kind::Incoming(_) | Kind::Boxed(_) => false,
         }
     }
 }
@@ -136,6 +146,7 @@ impl http_body::Body for Body {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
+            Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -144,6 +155,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Incoming(b) => b.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -152,6 +164,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Incoming(b) => b.size_hint(),
             Kind::Boxed(b) => b.size_hint(),
         }
     }
@@ -244,6 +257,35 @@ mod tests {
         assert!(matches!(body.kind, Kind::Boxed(_)));
         assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"xyz");
         assert!(http_body::Body::is_end_stream(&Body::empty()));
+    }
+
+    #[tokio::test]
+    async fn a_hyper_request_body_is_kept_unboxed_and_read_through() {
+        use hyper_util::rt::TokioIo;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async {
+            let body = Body::new(req.into_body());
+            let unboxed = matches!(body.kind, Kind::Incoming(_));
+            let hint = http_body::Body::size_hint(&body).exact();
+            let bytes = body.collect().await.unwrap().to_bytes();
+            let answer = format!("{unboxed} {hint:?} {}", String::from_utf8_lossy(&bytes));
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(answer))))
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc),
+        );
+        client
+            .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with("true Some(5) hello"), "{answer}");
     }
 
     #[tokio::test]
