@@ -81,7 +81,7 @@ impl Callers {
         match users.get(&d) {
             Some(record) => {
                 let KeyDigest::Sha256(stored) = &record.key;
-                if bool::from(stored.ct_eq(&d)) {
+                if digests_equal(stored, &d) {
                     return Ok(record.user.clone());
                 }
                 Err(invalid_key())
@@ -91,6 +91,36 @@ impl Callers {
     }
 }
 
+/// Whether two SHA-256 digests are equal, in constant time: compared as four words (subtle
+/// compares a byte slice one byte at a time, with an optimisation barrier per byte).
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let words = |d: &[u8; 32]| -> [u64; 4] {
+        std::array::from_fn(|i| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&d[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(word)
+        })
+    };
+    bool::from(words(a)[..].ct_eq(&words(b)[..]))
+}
+
 fn invalid_key() -> ErrorResponse {
     ErrorResponse::unauthorized("Incorrect API key provided").with_code("invalid_api_key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{digest, digests_equal};
+
+    #[test]
+    fn digests_are_equal_only_when_every_byte_is() {
+        let a = digest(b"sk-alice");
+        assert!(digests_equal(&a, &digest(b"sk-alice")));
+        for i in 0..32 {
+            let mut b = a;
+            b[i] ^= 1;
+            assert!(!digests_equal(&a, &b), "byte {i}");
+        }
+        assert!(!digests_equal(&a, &digest(b"sk-bob")));
+    }
 }
