@@ -14,6 +14,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_openai::ServiceBuilderExt;
 use tower_openai::core::routing::StaticRoutes;
 use tower_openai::core::settings::ApiKey;
+use tower_openai::core::timer::ConnectionTimer;
 use tower_openai::core::{Body, RepollSelfWakes, SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::MockUpstream;
@@ -63,7 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                         )
                     }
                 });
+                // A request head must arrive within 30 s; the connection's own timer reuses
+                // one sleep for every request's head.
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(ConnectionTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(30))
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
             }));
