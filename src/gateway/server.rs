@@ -197,8 +197,8 @@ mod tests {
         }
     }
 
-    /// Serve a probe and make three requests on one connection; the answers.
-    async fn answers(back_pressure: bool) -> Vec<String> {
+    /// Serve a fresh probe; its address.
+    async fn serve_probe(back_pressure: bool) -> std::net::SocketAddr {
         let probe = Probe {
             clones: Arc::new(AtomicUsize::new(0)),
             back_pressure,
@@ -212,6 +212,12 @@ mod tests {
             std::future::pending(),
             Duration::from_secs(1),
         ));
+        addr
+    }
+
+    /// Serve a probe and make three requests on one connection; the answers.
+    async fn answers(back_pressure: bool) -> Vec<String> {
+        let addr = serve_probe(back_pressure).await;
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let mut seen = Vec::new();
         for _ in 0..3 {
@@ -227,19 +233,7 @@ mod tests {
 
     /// Serve a probe; a raw connection to it.
     async fn raw_connection() -> tokio::net::TcpStream {
-        let probe = Probe {
-            clones: Arc::new(AtomicUsize::new(0)),
-            back_pressure: false,
-            ready: false,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            probe,
-            std::future::pending(),
-            Duration::from_secs(1),
-        ));
+        let addr = serve_probe(false).await;
         tokio::net::TcpStream::connect(addr).await.unwrap()
     }
 
