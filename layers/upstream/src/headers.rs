@@ -2,8 +2,9 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-/// RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies strip.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies strip, and
+/// `Upgrade`.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -12,21 +13,48 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// The caller's credentials: never forwarded as they are. An auth layer that forwards them
-/// on purpose (`auth_type = session`) puts them in [`UpstreamHeaders`].
-///
-/// [`UpstreamHeaders`]: tower_openai_core::UpstreamHeaders
-const CALLER_CREDENTIALS: [HeaderName; 4] = [
+/// The caller's headers [`scrub_request`] removes besides the hop-by-hop ones.
+const CALLER_ONLY: [HeaderName; 6] = [
+    // The caller's credentials: never forwarded as they are. An auth layer that forwards
+    // them on purpose (`auth_type = session`) puts them in `UpstreamHeaders`.
     header::AUTHORIZATION,
     header::COOKIE,
     HeaderName::from_static("api-key"),
     HeaderName::from_static("x-api-key"),
+    // The client sets `Host` from the upstream URL.
+    header::HOST,
+    // Ask for identity: the body is relayed unchanged, SSE frames are not held back by a
+    // compressor, and a terminal error event can be appended to a stream.
+    header::ACCEPT_ENCODING,
 ];
 
-/// Remove hop-by-hop headers, including those the `Connection` header names.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Remove each of `names` (at most 32) that `headers` has, with all its values.
+///
+/// One pass over the map's own few names finds which are there, and only those are
+/// removed: a message has a handful of headers, and a lookup for each of `names` on every
+/// request would cost more.
+fn remove_present(headers: &mut HeaderMap, names: &[HeaderName]) {
+    let mut present = 0u32;
+    for name in headers.keys() {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            present |= 1 << i;
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Remove the headers `Connection` names (before `Connection` itself goes).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -34,23 +62,23 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
 }
 
-/// Headers of the caller's request that must not reach the upstream as they are.
+/// Remove hop-by-hop headers, including those the `Connection` header names.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    remove_connection_named(headers);
+    remove_present(headers, &HOP_BY_HOP);
+}
+
+/// Headers of the caller's request that must not reach the upstream as they are: hop-by-hop
+/// headers (and those `Connection` names), the caller's credentials, `Host` and
+/// `Accept-Encoding`.
 pub(crate) fn scrub_request(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
-    for name in &CALLER_CREDENTIALS {
-        headers.remove(name);
-    }
-    // The client sets `Host` from the upstream URL.
-    headers.remove(header::HOST);
-    // Ask for identity: the body is relayed unchanged, SSE frames are not held back by a
-    // compressor, and a terminal error event can be appended to a stream.
-    headers.remove(header::ACCEPT_ENCODING);
+    remove_present(headers, &CALLER_ONLY);
 }
 
 /// Headers of the upstream's response that must not reach the caller.
@@ -116,6 +144,24 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort();
         assert_eq!(left, ["content-type", "openai-beta", "user-agent"]);
+    }
+
+    #[test]
+    fn every_scrubbed_name_goes_with_all_its_values_and_nothing_else_does() {
+        let mut h = HeaderMap::new();
+        for name in HOP_BY_HOP.iter().chain(&CALLER_ONLY) {
+            h.append(name.clone(), HeaderValue::from_static("1"));
+            h.append(name.clone(), HeaderValue::from_static("2"));
+        }
+        h.insert("x-kept", HeaderValue::from_static("k"));
+        scrub_request(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "k");
+        // Nothing to remove: nothing changes.
+        let mut clean = map(&[("content-type", "application/json"), ("accept", "*/*")]);
+        let before = clean.clone();
+        scrub_request(&mut clean);
+        assert_eq!(clean, before);
     }
 
     #[test]
