@@ -168,10 +168,6 @@ impl Payload {
         }
     }
 
-    fn key_of<'a>(&'a self, field: &'a Field) -> &'a str {
-        field.key.as_str(&self.original)
-    }
-
     fn raw_of<'a>(&'a self, field: &'a Field) -> &'a str {
         match &field.value {
             // The index only holds spans that serde_json validated as a JSON value of a
@@ -244,7 +240,7 @@ impl Payload {
 
     /// The members' names, in order.
     pub fn keys(&self) -> Result<impl Iterator<Item = &str>, PayloadError> {
-        Ok(self.fields()?.iter().map(|f| self.key_of(f)))
+        Ok(self.fields()?.iter().map(|f| f.key.as_str(&self.original)))
     }
 
     /// Set member `key` to the string `value`: [`set`](Self::set) for strings, written
