@@ -175,8 +175,10 @@ impl ProxyStream {
 }
 
 impl Connection for ProxyStream {
+    /// No `HttpInfo` (the socket's addresses) as the connection's extra: hyper-util would
+    /// insert a copy into every response's extensions, and nothing reads it.
     fn connected(&self) -> Connected {
-        self.inner.connected().proxy(self.forwarding)
+        Connected::new().proxy(self.forwarding)
     }
 }
 

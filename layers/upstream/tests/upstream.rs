@@ -203,6 +203,12 @@ async fn response_hop_by_hop_headers_and_cookies_are_removed() {
             "{gone} reached the caller"
         );
     }
+    // No copy of the socket's addresses rides on every response (the connector reports none).
+    assert!(
+        res.extensions()
+            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+            .is_none()
+    );
 }
 
 #[tokio::test]
