@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::uri::{Parts, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use tower::Service;
-use tower_openai_core::{Body, BoxBody, ErrorResponse};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse};
 
 use super::admin::{Admin, AdminRoute};
 use super::identity::Callers;
@@ -48,17 +48,20 @@ impl<A> Router<A> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-fn error(err: ErrorResponse) -> Response<BoxBody> {
+/// The router's response body: the API stack's own (not boxed again), or the router's.
+pub(crate) type RouterBody<B> = Either<B, BoxBody>;
+
+fn error<B>(err: ErrorResponse) -> Response<RouterBody<B>> {
     err.into_response()
-        .map(|b| b.map_err(|never| match never {}).boxed_unsync())
+        .map(|b| Either::Right(b.map_err(|never| match never {}).boxed_unsync()))
 }
 
-fn json(status: StatusCode, body: &'static str) -> Response<BoxBody> {
-    let mut res = Response::new(
+fn json<B>(status: StatusCode, body: &'static str) -> Response<RouterBody<B>> {
+    let mut res = Response::new(Either::Right(
         Full::new(Bytes::from_static(body.as_bytes()))
             .map_err(|never| match never {})
             .boxed_unsync(),
-    );
+    ));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -75,17 +78,19 @@ fn strip_prefix(path: &str) -> Option<&str> {
     })
 }
 
-impl<A> Service<Request<Body>> for Router<A>
+impl<A, B> Service<Request<Body>> for Router<A>
 where
-    A: Service<Request<Body>, Response = Response<BoxBody>, Error = Infallible>
+    A: Service<Request<Body>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     A::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
-    type Response = Response<BoxBody>;
+    type Response = Response<RouterBody<B>>;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Response<BoxBody>, Infallible>>;
+    type Future = BoxFuture<Result<Response<RouterBody<B>>, Infallible>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -111,7 +116,7 @@ where
                 });
             }
             let admin = self.admin.clone();
-            return Box::pin(async move { Ok(admin.handle(route, req).await) });
+            return Box::pin(async move { Ok(admin.handle(route, req).await.map(Either::Right)) });
         }
         let Some(rest) = strip_prefix(path) else {
             let message = format!("Unknown path {path:?}: the API is served under /v1 and /openai");
@@ -145,7 +150,11 @@ where
         req.extensions_mut().insert(user);
         // `poll_ready` readied `self.api`, and it is called right here: its future owns what
         // it needs, so no clone of the stack is moved into it.
-        Box::pin(self.api.call(req))
+        let response = self.api.call(req);
+        Box::pin(async move {
+            let Ok(res) = response.await;
+            Ok(res.map(Either::Left))
+        })
     }
 }
 

@@ -5,25 +5,22 @@ use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::Either;
-
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::Oneshot;
-use tower_openai_core::Body;
-
-use tower_openai_core::BoxBody;
-use tower_openai_core::RepollSelfWakes;
 use tower_openai_core::timer::ConnectionTimer;
+use tower_openai_core::{Body, BoxError, RepollSelfWakes};
 
 use super::drain::Drain;
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
 /// connections in flight (long streams included) up to `grace` to finish.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     app: S,
     shutdown: impl Future<Output = ()>,
@@ -31,12 +28,14 @@ pub(crate) async fn serve<S>(
 ) where
     S: tower::Service<
             http::Request<Body>,
-            Response = http::Response<BoxBody>,
+            Response = http::Response<B>,
             Error = std::convert::Infallible,
         > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -94,15 +93,15 @@ pub(crate) async fn serve<S>(
 /// as before, through a clone that waits for readiness.
 struct PerConnection<S>(RefCell<S>);
 
-impl<S> hyper::service::Service<http::Request<Incoming>> for PerConnection<S>
+impl<S, B> hyper::service::Service<http::Request<Incoming>> for PerConnection<S>
 where
     S: tower::Service<
             http::Request<Body>,
-            Response = http::Response<BoxBody>,
+            Response = http::Response<B>,
             Error = std::convert::Infallible,
         > + Clone,
 {
-    type Response = http::Response<BoxBody>;
+    type Response = http::Response<B>;
     type Error = std::convert::Infallible;
     type Future = Either<S::Future, Oneshot<S, http::Request<Body>>>;
 
@@ -174,7 +173,7 @@ mod tests {
     }
 
     impl tower::Service<http::Request<Body>> for Probe {
-        type Response = http::Response<BoxBody>;
+        type Response = http::Response<tower_openai_core::BoxBody>;
         type Error = Infallible;
         type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 

@@ -68,15 +68,17 @@ pub(crate) fn boxed_lower(lower: Lower) -> BoxedLower {
 /// In a `ServiceBuilder`, the first layer added is the outermost: a request walks the layers
 /// top to bottom, the response walks back up.
 pub(crate) fn app(gateway: &Gateway) -> App {
-    BoxCloneSyncService::new(service(gateway))
+    BoxCloneSyncService::new(service(gateway).map_response(|res| res.map(box_body)))
 }
 
-/// The stack as a concrete type (what the server runs: no boxed clone per request).
+/// The stack as a concrete type (what the server runs: no boxed clone per request). Its
+/// response body is boxed once, by the catch-panic layer: the router and the trace layer's
+/// choice pass the bodies below them on as enums.
 pub(crate) fn service(
     gateway: &Gateway,
 ) -> impl Service<
     Request<Body>,
-    Response = Response<BoxBody>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -109,7 +111,6 @@ pub(crate) fn service(
         // URL, so below select; above azure, which uses its decision.
         .layer(ReasoningLayer::new())
         .service(gateway.lower.clone());
-    let api = ServiceExt::<Request<Body>>::map_response(api, |res| res.map(box_body));
 
     let sensitive: Arc<[HeaderName]> = Arc::new([
         header::AUTHORIZATION,
@@ -140,10 +141,10 @@ pub(crate) fn service(
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .service(guarded)
-                .map_response(|res| res.map(box_body)),
+                .map_response(|res| res.map(http_body_util::Either::Left)),
         )
     } else {
-        Either::Right(guarded.map_response(|res| res.map(box_body)))
+        Either::Right(guarded.map_response(|res| res.map(http_body_util::Either::Right)))
     };
     ServiceBuilder::new()
         // Mark credentials sensitive before tracing (or anything else) sees the request.
