@@ -1,15 +1,21 @@
 //! Timers reused from one request to the next on the same connection.
 //!
-//! A tokio `Sleep` is cheap to move to a later deadline: `reset` then only updates the
-//! deadline, and the timer wheel catches up if the old deadline passes. Creating one is not
-//! cheap: it clones the runtime's handle (a reference count every worker thread shares),
-//! reads the clock, and is inserted into the wheel when first polled and removed when
-//! dropped, each under the wheel's lock. A proxy arms timers on every request (a read timeout
-//! for the request head, an idle timeout for the upstream's answer), so it pays that on every
-//! request unless it keeps its timers.
+//! A proxy arms timers on every request (a read timeout for the request head, an idle
+//! timeout for the upstream's answer), and almost none of them fire. Creating a tokio `Sleep`
+//! per request is not cheap: it clones the runtime's handle (a reference count every worker
+//! thread shares), and it is inserted into the timer wheel when first polled and removed when
+//! dropped, each under the wheel's lock. Moving a kept `Sleep` with `Sleep::reset` skips the
+//! wheel, but still clones and drops the runtime's handle each time, and on a busy
+//! multi-core machine that shared count is a cache line bouncing between cores.
 //!
-//! [`SleepSlot`] keeps one `Sleep` between uses: [`SleepSlot::sleep_until`] resets the kept one
-//! (or makes one), and the [`SlotSleep`] it returns goes back to the slot when dropped.
+//! [`SleepSlot`] keeps one `Sleep` between uses, and touches it only when it must:
+//! [`SleepSlot::sleep_until`] lends the kept one (or makes one), and the [`SlotSleep`] it
+//! returns goes back to the slot when dropped. A lent sleep remembers its own deadline; the
+//! kept `Sleep` is moved only when it would fire too late (the new deadline is sooner), or
+//! when it fires before that deadline, and then once. Timeouts that move later on every
+//! request, as these do, cost a store per request and at most one early wake-up per timeout
+//! period.
+//!
 //! [`ConnectionTimer`] is hyper's [`Timer`](hyper::rt::Timer) over a slot: give each served
 //! connection its own, and the request-head timeout that hyper arms for every request reuses
 //! one sleep.
@@ -53,19 +59,22 @@ impl SleepSlot {
         Self::default()
     }
 
-    /// A sleep until `deadline`: the kept one moved to `deadline`, or a new one. It returns to
-    /// this slot when dropped.
+    /// A sleep until `deadline`: the kept one (moved only if it would fire after
+    /// `deadline`), or a new one. It returns to this slot when dropped.
     pub fn sleep_until(&self, deadline: Instant) -> SlotSleep {
         let kept = self.0.lock().ok().and_then(|mut kept| kept.take());
         let sleep = match kept {
             Some(mut sleep) => {
-                sleep.as_mut().reset(deadline);
+                if sleep.deadline() > deadline {
+                    sleep.as_mut().reset(deadline);
+                }
                 sleep
             }
             None => Box::pin(tokio::time::sleep_until(deadline)),
         };
         SlotSleep {
             sleep: Some(sleep),
+            deadline,
             slot: self.0.clone(),
         }
     }
@@ -79,8 +88,10 @@ impl fmt::Debug for SleepSlot {
 
 /// A sleep lent by a [`SleepSlot`]; it goes back to the slot when dropped.
 pub struct SlotSleep {
-    /// `Some` until dropped.
+    /// `Some` until dropped. Due at `deadline` or sooner, never later.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// When this sleep completes.
+    deadline: Instant,
     slot: Kept,
 }
 
@@ -92,17 +103,25 @@ impl SlotSleep {
         }
     }
 
-    /// Move the deadline.
-    pub fn reset(&mut self, deadline: Instant) {
-        self.sleep().reset(deadline);
-    }
-
-    /// The deadline.
-    pub fn deadline(&self) -> Instant {
+    /// When the kept tokio sleep is due (at or before [`deadline`](Self::deadline)).
+    fn due(&self) -> Instant {
         match &self.sleep {
             Some(sleep) => sleep.deadline(),
             None => unreachable!("a SlotSleep holds its sleep until it is dropped"),
         }
+    }
+
+    /// Move the deadline.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if self.due() > deadline {
+            self.sleep().reset(deadline);
+        }
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -110,7 +129,16 @@ impl Future for SlotSleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.sleep().poll(cx)
+        loop {
+            std::task::ready!(self.sleep().poll(cx));
+            if self.due() >= self.deadline {
+                return Poll::Ready(());
+            }
+            // The kept sleep was due sooner (it was lent with a later deadline and not
+            // moved): move it now, and wait again.
+            let deadline = self.deadline;
+            self.sleep().reset(deadline);
+        }
     }
 }
 
@@ -218,6 +246,34 @@ mod tests {
         assert_eq!(Instant::now(), start + Duration::from_secs(1));
         second.await;
         assert_eq!(Instant::now(), start + Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_deadline_leaves_the_kept_sleep_alone_and_a_sooner_one_moves_it() {
+        let slot = SleepSlot::new();
+        let start = Instant::now();
+        drop(slot.sleep_until(start + Duration::from_secs(30)));
+        // Later: the kept tokio sleep is not touched (no reset, no runtime handle clone).
+        let later = slot.sleep_until(start + Duration::from_secs(60));
+        assert_eq!(later.due(), start + Duration::from_secs(30));
+        assert_eq!(later.deadline(), start + Duration::from_secs(60));
+        drop(later);
+        // Sooner: it must be moved, or it would fire late.
+        let sooner = slot.sleep_until(start + Duration::from_secs(5));
+        assert_eq!(sooner.due(), start + Duration::from_secs(5));
+        sooner.await;
+        assert_eq!(Instant::now(), start + Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_reset_to_a_sooner_deadline_fires_then() {
+        let slot = SleepSlot::new();
+        let start = Instant::now();
+        let mut sleep = slot.sleep_until(start + Duration::from_secs(30));
+        assert!(futures_util::FutureExt::now_or_never(&mut sleep).is_none());
+        sleep.reset(start + Duration::from_secs(3));
+        sleep.await;
+        assert_eq!(Instant::now(), start + Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
