@@ -98,9 +98,12 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
+            const SSE: &str = "text/event-stream";
+            // Compared in place: no lower-case copy of every response's content type.
             ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
+                .as_bytes()
+                .get(..SSE.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(SSE.as_bytes()))
         })
 }
 
@@ -186,5 +189,16 @@ mod tests {
         assert!(!is_event_stream(&plain));
         scrub_response(&mut plain, false);
         assert_eq!(plain["content-length"], "10");
+    }
+
+    #[test]
+    fn an_event_stream_is_recognised_whatever_the_case_and_leading_space() {
+        for ct in ["text/event-stream", " Text/Event-Stream;charset=utf-8", "TEXT/EVENT-STREAM"] {
+            assert!(is_event_stream(&map(&[("content-type", ct)])), "{ct}");
+        }
+        for ct in ["text/event", "text/plain", ""] {
+            assert!(!is_event_stream(&map(&[("content-type", ct)])), "{ct}");
+        }
+        assert!(!is_event_stream(&HeaderMap::new()));
     }
 }
