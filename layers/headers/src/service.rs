@@ -135,7 +135,7 @@ impl<S> Headers<S> {
             .map(|m| m.requested.as_str());
         let names = &self.config.names;
 
-        if connection.url_contains("openrouter.ai") {
+        if connection.is_openrouter() {
             headers.insert(
                 HeaderStep::OpenRouter,
                 "http-referer",

@@ -220,7 +220,7 @@ async fn connection_list(
         .with_code("upstream_error")
         .into_response();
     };
-    let openai = connection.url_contains("api.openai.com");
+    let openai = connection.is_openai();
     let keep = |m: &Value| {
         let id = m.get("id").and_then(Value::as_str).unwrap_or("");
         !(openai && excluded_on_openai(id)) && visible(id)

@@ -93,7 +93,7 @@ pub(crate) fn enrich(raw: Value, connection: &Connection) -> Option<Enriched> {
         .or_else(|| m.get("name").and_then(Value::as_str))?
         .to_owned();
     // M-6, on the (possibly prefixed) id.
-    if connection.url_contains("api.openai.com") {
+    if connection.is_openai() {
         let id = m.get("id").and_then(Value::as_str).unwrap_or("");
         if excluded_on_openai(id) {
             return None;

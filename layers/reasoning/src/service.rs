@@ -80,7 +80,7 @@ where
         let upstream_is_openai = req
             .extensions()
             .get::<SelectedConnection>()
-            .is_some_and(|c| c.connection().url_contains("api.openai.com"));
+            .is_some_and(|c| c.connection().is_openai());
         let Some(payload) = req.extensions_mut().get_mut::<Payload>() else {
             return Ok(());
         };

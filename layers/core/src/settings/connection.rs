@@ -303,11 +303,21 @@ impl BaseUrl {
     }
 }
 
+/// The host whose URL marks OpenAI's own API (`connection.url_contains` in the spec).
+pub(super) const OPENAI_HOST: &str = "api.openai.com";
+
+/// The host whose URL marks OpenRouter.
+pub(super) const OPENROUTER_HOST: &str = "openrouter.ai";
+
 /// One upstream connection of a settings snapshot: URL, key and config (C-6).
 #[derive(Clone, Debug)]
 pub struct Connection {
     pub(super) index: usize,
     pub(super) url: String,
+    /// Whether `url` contains [`OPENAI_HOST`], found once: layers ask on every request.
+    pub(super) openai_host: bool,
+    /// Whether `url` contains [`OPENROUTER_HOST`].
+    pub(super) openrouter_host: bool,
     pub(super) base: BaseUrl,
     pub(super) key: ApiKey,
     pub(super) config: ConnectionConfig,
@@ -382,9 +392,21 @@ impl Connection {
         self.ssl_verify
     }
 
-    /// Whether the URL contains `substring` (the spec's host tests: `api.openai.com`,
-    /// `openrouter.ai`).
+    /// Whether the URL contains `substring`. For the spec's two host tests, use
+    /// [`is_openai`](Self::is_openai) and [`is_openrouter`](Self::is_openrouter): they were
+    /// answered when the settings were loaded.
     pub fn url_contains(&self, substring: &str) -> bool {
         self.url.contains(substring)
+    }
+
+    /// Whether the URL contains `api.openai.com` (OpenAI's own API: its model list is
+    /// filtered, and its reasoning models get the payload rewrite).
+    pub fn is_openai(&self) -> bool {
+        self.openai_host
+    }
+
+    /// Whether the URL contains `openrouter.ai` (OpenRouter's attribution headers are sent).
+    pub fn is_openrouter(&self) -> bool {
+        self.openrouter_host
     }
 }

@@ -200,6 +200,8 @@ impl SettingsSource {
             })?;
             connections.push(Arc::new(Connection {
                 index,
+                openai_host: url.contains(connection::OPENAI_HOST),
+                openrouter_host: url.contains(connection::OPENROUTER_HOST),
                 url: url.clone(),
                 base,
                 key: key.clone(),

@@ -447,6 +447,24 @@ fn a1_bearer_and_api_key_values_are_prepared_once_and_sensitive() {
 }
 
 #[test]
+fn the_spec_host_tests_are_answered_once_from_the_url() {
+    let s = Settings::for_urls([
+        "https://api.openai.com/v1",
+        "https://openrouter.ai/api/v1",
+        "http://127.0.0.1:8080/v1",
+    ])
+    .unwrap();
+    let hosts = |i: usize| {
+        let c = s.connection(i).unwrap();
+        (c.is_openai(), c.is_openrouter())
+    };
+    assert_eq!(hosts(0), (true, false));
+    assert_eq!(hosts(1), (false, true));
+    assert_eq!(hosts(2), (false, false));
+    assert!(s.connection(0).unwrap().url_contains("api.openai.com"));
+}
+
+#[test]
 fn a_key_that_cannot_be_a_header_names_its_position_not_its_value() {
     let err = build(&[("OPENAI_API_KEYS", "sk-bad\u{7f}key")]).unwrap_err();
     assert!(err.field().starts_with("OPENAI_API_KEYS[0]"), "{err}");
