@@ -138,9 +138,8 @@ mod tests {
 
     #[test]
     fn a_digest_hashes_as_its_first_word() {
-        let hash = |d: &[u8; 32]| {
-            std::hash::BuildHasherDefault::<DigestHasher>::default().hash_one(d)
-        };
+        let hash =
+            |d: &[u8; 32]| std::hash::BuildHasherDefault::<DigestHasher>::default().hash_one(d);
         let a = digest(b"sk-alice");
         assert_eq!(hash(&a), u64::from_ne_bytes(a[..8].try_into().unwrap()));
         assert_ne!(hash(&a), hash(&digest(b"sk-bob")));

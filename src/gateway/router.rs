@@ -80,10 +80,7 @@ fn strip_prefix(path: &str) -> Option<&str> {
 
 impl<A, B> Service<Request<Body>> for Router<A>
 where
-    A: Service<Request<Body>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
+    A: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     A::Future: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,

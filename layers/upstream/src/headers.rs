@@ -193,7 +193,11 @@ mod tests {
 
     #[test]
     fn an_event_stream_is_recognised_whatever_the_case_and_leading_space() {
-        for ct in ["text/event-stream", " Text/Event-Stream;charset=utf-8", "TEXT/EVENT-STREAM"] {
+        for ct in [
+            "text/event-stream",
+            " Text/Event-Stream;charset=utf-8",
+            "TEXT/EVENT-STREAM",
+        ] {
             assert!(is_event_stream(&map(&[("content-type", ct)])), "{ct}");
         }
         for ct in ["text/event", "text/plain", ""] {
