@@ -20,6 +20,7 @@ use tower_openai_core::{LoadSettingsLayer, RescueLayer, SettingsHandle};
 /// let catalog = Catalog::new(upstream.clone());
 /// let stack = ServiceBuilder::new()
 ///     .rescue()
+///     .policy()
 ///     .load_settings(settings)
 ///     .collect_payload(64 << 20)
 ///     .models(catalog.clone())
@@ -43,6 +44,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 
     /// Read JSON bodies once, under `limit` bytes ([`payload`](crate::core::payload)).
     fn collect_payload(self, limit: usize) -> ServiceBuilder<Stack<CollectPayloadLayer, L>>;
+
+    /// Model routes vs the passthrough (off), path rules ([`policy`](crate::policy)).
+    #[cfg(feature = "policy")]
+    fn policy(self) -> ServiceBuilder<Stack<tower_openai_policy::PolicyLayer, L>>;
 
     /// Per-user model access ([`acl`](crate::acl)).
     #[cfg(feature = "acl")]
@@ -114,6 +119,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn collect_payload(self, limit: usize) -> ServiceBuilder<Stack<CollectPayloadLayer, L>> {
         self.layer(CollectPayloadLayer::new(limit))
+    }
+
+    #[cfg(feature = "policy")]
+    fn policy(self) -> ServiceBuilder<Stack<tower_openai_policy::PolicyLayer, L>> {
+        self.layer(tower_openai_policy::PolicyLayer::new())
     }
 
     #[cfg(feature = "acl")]

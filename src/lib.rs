@@ -15,6 +15,7 @@
 //! | [`headers`] | `headers` | OpenRouter attribution, user-info and custom upstream headers |
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
+//! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
 //! | [`gateway`] | `gateway` | the `openai-gateway` application |
@@ -27,8 +28,10 @@
 //!
 //! ```text
 //! rescue           transport errors below → 502/504 JSON; above it, everything is a response
+//! policy           model route or passthrough (off by default); odd paths refused
 //! load_settings    one settings snapshot per request, before anything reads settings
-//! collect_payload  the JSON body read once, under the cap, before anything needs the model
+//! collect_payload  the body of a model route read once, under the cap, and refused
+//!                  unless it can be read whole (JSON object, or a form with one model)
 //! acl              refuses a model the user may not use; hands models its list filter
 //! models           GET /models from the shared catalog (no connection needed)
 //! select           model → connection, prefix stripped; no model → connection 0
@@ -61,6 +64,7 @@
 //! let catalog = Catalog::new(upstream.clone());
 //! let stack = ServiceBuilder::new()
 //!     .rescue()
+//!     .policy()
 //!     .load_settings(settings)
 //!     .collect_payload(64 << 20)
 //!     .acl(StaticRecords::default())
@@ -158,6 +162,12 @@ pub mod reasoning {
 #[cfg(feature = "azure")]
 pub mod azure {
     pub use tower_openai_azure::*;
+}
+
+/// The route policy (`tower-openai-policy`).
+#[cfg(feature = "policy")]
+pub mod policy {
+    pub use tower_openai_policy::*;
 }
 
 /// Per-user model access (`tower-openai-acl`).

@@ -296,13 +296,21 @@ async fn each_user_sees_exactly_their_models_in_openais_shape() {
             "unregistered"
         ]
     );
-    // Retrieving one model follows the same rule.
-    let res = answer(authed(
-        get(&format!("{}/models/root-private", gw.url())),
-        "sk-alice",
-    ))
-    .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    // Retrieving one model follows the same rule, with the same answer as the model routes
+    // give: a forbidden model and an unknown one cannot be told apart.
+    for id in ["root-private", "no-such-model"] {
+        let res = answer(authed(
+            get(&format!("{}/models/{id}", gw.url())),
+            "sk-alice",
+        ))
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{id}");
+        assert_eq!(error_code(&res), "model_not_found");
+        assert_eq!(
+            res.json()["error"]["message"],
+            format!("The model `{id}` does not exist or you do not have access to it.")
+        );
+    }
 }
 
 #[tokio::test]

@@ -315,6 +315,7 @@ async fn x3_proxy_variables_from_the_environment_route_upstream_traffic() {
             ("OPENAI_API_BASE_URLS", "http://upstream.invalid/v1"),
             ("http_proxy", &proxy_url),
             ("NO_PROXY", "localhost"),
+            ("ENABLE_OPENAI_API_PASSTHROUGH", "true"),
         ],
     )
     .unwrap();

@@ -54,7 +54,7 @@ async fn the_query_string_and_method_are_kept_on_other_paths() {
         )
         .start()
         .await;
-    let gw = start(&mock.url()).await;
+    let gw = start_passthrough(&mock.url()).await;
     let res = answer(get(&format!(
         "http://{}/v1/files?purpose=batch&limit=2",
         gw.addr()
@@ -70,7 +70,9 @@ async fn the_query_string_and_method_are_kept_on_other_paths() {
     let del = Request::delete(format!("http://{}/openai/files/file-1", gw.addr()))
         .body(Full::default())
         .unwrap();
-    answer(del).await;
+    // The mock has no such route: its own 404 comes back, so the request reached it.
+    let res = answer(del).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
     let seen = mock.last_request().unwrap();
     assert_eq!(
         (seen.method.as_str(), seen.path.as_str()),
@@ -148,13 +150,14 @@ async fn an_upstream_that_is_down_is_a_502_json_error() {
                 "OPENAI_API_CONFIGS",
                 r#"{"0": {"model_ids": ["gpt-4o-mini"]}}"#,
             ),
+            ("ENABLE_OPENAI_API_PASSTHROUGH", "true"),
         ],
     )
     .await;
     let res = answer(post_json(&format!("{}/chat/completions", gw.url()), CHAT)).await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(&res), "upstream_unavailable");
-    // Without a model, to connection 0: the same.
+    // Without a model, through the passthrough to connection 0: the same.
     let res = answer(get(&format!("{}/files", gw.url()))).await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY);
 }
@@ -240,7 +243,17 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         )
         .start()
         .await;
-    let gw = start(&mock.url()).await;
+    // Both allowlists extended by the operator.
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("ENABLE_OPENAI_API_PASSTHROUGH", "true"),
+            ("GATEWAY_FORWARD_HEADERS", "x-caller"),
+            ("GATEWAY_EXPOSE_HEADERS", "x-upstream"),
+        ],
+    )
+    .await;
     let req = Request::get(format!("{}/files", gw.url()))
         .header("connection", "keep-alive, x-drop-me")
         .header("x-drop-me", "1")

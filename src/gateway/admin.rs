@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tower::ServiceExt;
+use tower_openai_core::error::is_caused_by;
 use tower_openai_core::rescue::error_to_response;
+use tower_openai_core::settings::AuthType;
 use tower_openai_core::{
     Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection, Settings, SettingsHandle,
     SettingsSnapshot,
@@ -20,6 +22,66 @@ use super::persist::{ConfigStore, Persisted};
 use super::stack::BoxedLower as Lower;
 
 /// The admin routes.
+/// The longest a connection check waits for the upstream's answer.
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The most a connection check reads of the upstream's answer.
+const VERIFY_MAX_BYTES: usize = 1 << 20;
+
+/// A connection check's answer, read up to [`VERIFY_MAX_BYTES`]: past it, a 502 saying so.
+///
+/// Boxed as a `Send` future: rustc cannot prove the collect future `Send` for every lifetime
+/// inside the admin handler's future otherwise.
+fn read_capped<B>(
+    body: B,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ErrorResponse>> + Send>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower_openai_core::BoxError>,
+{
+    Box::pin(async move {
+        match Limited::new(body, VERIFY_MAX_BYTES).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) => Err(capped_error(&*e)),
+        }
+    })
+}
+
+fn capped_error(e: &(dyn std::error::Error + 'static)) -> ErrorResponse {
+    if is_caused_by::<LengthLimitError>(e) {
+        ErrorResponse::bad_gateway(format!(
+            "The connection's answer is larger than {} MiB",
+            VERIFY_MAX_BYTES >> 20
+        ))
+        .with_code("upstream_error")
+    } else {
+        error_to_response(e)
+    }
+}
+
+/// A connection check that would mint a token (Entra ID, system OAuth) is allowed only for
+/// a configured connection's URL: a token for any other URL would go to whoever runs it.
+fn check_token_url(current: &Settings, url: &str, config: &Value) -> Result<(), ErrorResponse> {
+    let mints_tokens = config
+        .get("auth_type")
+        .and_then(Value::as_str)
+        .and_then(AuthType::parse)
+        .is_some_and(|a| a.is_entra_id() || a == AuthType::SystemOauth);
+    if mints_tokens && !current.base_urls().iter().any(|u| same_url(u, url)) {
+        return Err(ErrorResponse::bad_request(
+            "Tokens are minted only for a configured connection's URL: add the connection \
+             first, or check it with a key",
+        )
+        .with_code("invalid_value"));
+    }
+    Ok(())
+}
+
+/// Whether two base URLs name the same place (a trailing `/` aside).
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AdminRoute {
     Config,
@@ -261,6 +323,9 @@ impl Admin {
             Some(v @ Value::Object(_)) => v.clone(),
             Some(_) => return error(invalid("config", "must be an object")),
         };
+        if let Err(e) = check_token_url(&self.inner.settings.load(), &url, &config) {
+            return error(e);
+        }
         let mut source = self.inner.settings.load().to_source();
         source.base_urls = Some(vec![url]);
         source.keys = Some(vec![tower_openai_core::settings::ApiKey::new(key)]);
@@ -275,29 +340,34 @@ impl Admin {
         let Some(connection) = settings.connection(0).cloned() else {
             return error(ErrorResponse::internal("no connection to check"));
         };
-        let timeout = connection.timeout_model_list();
+        // The connection's list timeout, and never more than the check's own cap.
+        let timeout = Some(
+            connection
+                .timeout_model_list()
+                .map_or(VERIFY_TIMEOUT, |t| t.min(VERIFY_TIMEOUT)),
+        );
         let mut req = Request::new(Body::empty());
         *req.uri_mut() = http::Uri::from_static("/models");
         req.extensions_mut()
             .insert(SettingsSnapshot(settings.clone()));
         req.extensions_mut().insert(SelectedConnection(connection));
         req.extensions_mut().insert(RequestTimeout(timeout));
-        let exchange = async {
-            let res = self.inner.lower.clone().oneshot(req).await?;
+        let lower = self.inner.lower.clone();
+        let exchange = async move {
+            let res = lower.oneshot(req).await?;
             let (parts, body) = res.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            Ok::<_, tower_openai_core::BoxError>((parts, bytes))
+            Ok::<_, tower_openai_core::BoxError>(read_capped(body).await.map(|b| (parts, b)))
         };
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, exchange).await {
                 Ok(r) => r,
                 Err(_) => {
                     return error(
-                        ErrorResponse::gateway_timeout(format!(
+                        ErrorResponse::bad_gateway(format!(
                             "The connection did not answer within {} s",
                             limit.as_secs_f64()
                         ))
-                        .with_code("upstream_timeout"),
+                        .with_code("upstream_error"),
                     );
                 }
             },
@@ -305,7 +375,8 @@ impl Admin {
         };
         match result {
             Err(e) => error(error_to_response(&*e)),
-            Ok((parts, bytes)) => {
+            Ok(Err(refused)) => error(refused),
+            Ok(Ok((parts, bytes))) => {
                 // V-5: the upstream's status and body, as they are.
                 let mut res = Response::new(Full::new(bytes));
                 *res.status_mut() = parts.status;

@@ -126,6 +126,8 @@ pub struct GatewayConfig {
     pub proxy_env: CapturedEnv,
     /// The speech cache's budget in bytes (`SPEECH_CACHE_MAX_BYTES`); 0 turns it off.
     pub speech_cache_max_bytes: u64,
+    /// The passthrough switch, header allowlists, CORS and allowed hosts (docs/security.md).
+    pub security: super::security::SecurityConfig,
 }
 
 /// The speech cache's default budget, 1 GiB.
@@ -203,6 +205,7 @@ impl GatewayConfig {
             azure_env: Default::default(),
             proxy_env: Default::default(),
             speech_cache_max_bytes: DEFAULT_SPEECH_CACHE_MAX_BYTES,
+            security: Default::default(),
         }
     }
 
@@ -300,6 +303,7 @@ impl GatewayConfig {
             azure_env: CapturedEnv::capture(&AZURE_VARS, env),
             proxy_env: CapturedEnv::capture(&PROXY_VARS, env),
             speech_cache_max_bytes,
+            security: super::security::SecurityConfig::from_env(env)?,
         })
     }
 

@@ -53,15 +53,27 @@ impl Hasher for DigestHasher {
 }
 
 impl Callers {
-    /// Callers from `[[users]]`; none means single-user mode.
-    pub fn new(users: &[UserRecord]) -> Self {
+    /// Callers from `[[users]]`; none means single-user mode, whose caller is an admin, or
+    /// a plain user when `anonymous` (`--allow-anonymous`: anybody who can reach the
+    /// gateway is that caller, so it is not trusted with the admin routes).
+    pub fn new(users: &[UserRecord], anonymous: bool) -> Self {
         let inner = if users.is_empty() {
-            Mode::Single(User {
-                id: "admin".to_owned(),
-                name: "Admin".to_owned(),
-                email: String::new(),
-                role: Role::Admin,
-                groups: Vec::new(),
+            Mode::Single(if anonymous {
+                User {
+                    id: "anonymous".to_owned(),
+                    name: "Anonymous".to_owned(),
+                    email: String::new(),
+                    role: Role::User,
+                    groups: Vec::new(),
+                }
+            } else {
+                User {
+                    id: "admin".to_owned(),
+                    name: "Admin".to_owned(),
+                    email: String::new(),
+                    role: Role::Admin,
+                    groups: Vec::new(),
+                }
             })
         } else {
             Mode::Keys(
@@ -77,6 +89,11 @@ impl Callers {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Whether there are no `[[users]]` (single-user mode).
+    pub fn single_user(&self) -> bool {
+        matches!(&*self.inner, Mode::Single(_))
     }
 
     /// Identify the caller of a request, or the 401 to answer.

@@ -12,6 +12,7 @@ mod drain;
 mod identity;
 mod persist;
 mod router;
+mod security;
 mod server;
 mod stack;
 
@@ -38,6 +39,7 @@ pub use self::config::{
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
+pub use self::security::{CorsOrigins, SecurityConfig};
 pub use self::server::shutdown_signal;
 pub use self::stack::App;
 use tower_openai_acl::ModelAccess as AccessRecord;
@@ -80,7 +82,13 @@ impl Gateway {
             upstream = upstream.resolve(host.clone(), *ip);
         }
         let proxy_env = &config.proxy_env;
-        let upstream = upstream.proxies_from(|k| proxy_env.get(k)).build();
+        let upstream = upstream
+            .proxies_from(|k| proxy_env.get(k))
+            .forward_headers(config.security.forward_headers.iter().cloned())
+            .map_err(|e| StartError::Other(format!("GATEWAY_FORWARD_HEADERS: {e}")))?
+            .expose_headers(config.security.expose_headers.iter().cloned())
+            .map_err(|e| StartError::Other(format!("GATEWAY_EXPOSE_HEADERS: {e}")))?
+            .build();
         let azure_env = config.azure_env.clone();
         let entra = EntraTokens::from_env(move |k| azure_env.get(k), upstream.http_client());
         let lower = stack::lower(
@@ -117,7 +125,7 @@ impl Gateway {
             SpeechStore::disabled()
         };
         Ok(Self {
-            callers: Callers::new(&config.users),
+            callers: Callers::new(&config.users, config.allow_anonymous),
             speech,
             lower,
             catalog,

@@ -7,13 +7,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::uri::{Parts, PathAndQuery};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Either, Full};
 use tower::Service;
-use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, User};
 
 use super::admin::{Admin, AdminRoute};
 use super::identity::Callers;
+use super::security::SecurityConfig;
 
 /// The API prefixes; both serve the same routes (GATEWAY contract).
 const PREFIXES: [&str; 2] = ["/v1", "/openai"];
@@ -34,16 +37,49 @@ pub(crate) struct Router<A> {
     api: A,
     callers: Callers,
     admin: Admin,
+    security: Arc<SecurityConfig>,
 }
 
 impl<A> Router<A> {
-    pub(crate) fn new(api: A, callers: Callers, admin: Admin) -> Self {
+    pub(crate) fn new(api: A, callers: Callers, admin: Admin, security: Arc<SecurityConfig>) -> Self {
         Self {
             api,
             callers,
             admin,
+            security,
         }
     }
+
+    /// Who is calling, after single-user mode's `Host` and `Origin` checks.
+    fn identify(&self, req: &Request<Body>) -> Result<User, ErrorResponse> {
+        if self.callers.single_user() {
+            self.security.check_single_user(req)?;
+        }
+        self.callers.identify(req.headers())
+    }
+}
+
+/// An admin `POST` must be JSON (a browser cannot send that cross-site without a
+/// preflight) and must not come from a browser origin that is not allowed.
+fn check_admin_post(req: &Request<Body>, security: &SecurityConfig) -> Result<(), ErrorResponse> {
+    if req.method() != Method::POST {
+        return Ok(());
+    }
+    security.check_origin(req.headers())?;
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ErrorResponse::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Admin requests must be sent as Content-Type: application/json",
+        )
+        .with_code("unsupported_media_type"));
+    }
+    Ok(())
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -100,7 +136,7 @@ where
             return Box::pin(async { Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)) });
         }
         if let Some(route) = AdminRoute::of(path) {
-            let user = match self.callers.identify(req.headers()) {
+            let user = match self.identify(&req) {
                 Ok(user) => user,
                 Err(e) => return Box::pin(async move { Ok(error(e)) }),
             };
@@ -111,6 +147,9 @@ where
                             .with_code("admin_only"),
                     ))
                 });
+            }
+            if let Err(e) = check_admin_post(&req, &self.security) {
+                return Box::pin(async move { Ok(error(e)) });
             }
             let admin = self.admin.clone();
             return Box::pin(async move { Ok(admin.handle(route, req).await.map(Either::Right)) });
@@ -131,7 +170,7 @@ where
                 None => PathAndQuery::try_from(rest),
             },
         };
-        let user = match self.callers.identify(req.headers()) {
+        let user = match self.identify(&req) {
             Ok(user) => user,
             Err(e) => return Box::pin(async move { Ok(error(e)) }),
         };

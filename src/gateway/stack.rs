@@ -4,11 +4,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderName, Request, Response, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_openai_acl::AclLayer;
@@ -18,6 +20,7 @@ use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
 use tower_openai_headers::{Headers, HeadersLayer};
 use tower_openai_models::ModelsLayer;
+use tower_openai_policy::PolicyLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_select::SelectLayer;
 use tower_openai_speech_cache::SpeechCacheLayer;
@@ -25,6 +28,7 @@ use tower_openai_upstream::Upstream;
 use tracing::Level;
 
 use super::Gateway;
+use super::security::CorsOrigins;
 use super::router::Router;
 
 /// The gateway as one type-erased service: what hyper serves and what tests drive.
@@ -89,6 +93,10 @@ pub(crate) fn service(
         // Transport failures from below (connect, timeout) become 502/504 JSON here; above
         // this point everything is a response.
         .layer(RescueLayer::new())
+        // Model route or passthrough, before anything reads the body: odd paths are refused
+        // here, the passthrough is refused unless turned on, and the collector below learns
+        // which bodies it must read whole.
+        .layer(PolicyLayer::new().passthrough(gateway.config.security.passthrough))
         // One settings snapshot per request, before anything reads settings, so an update
         // in flight never mixes old and new values.
         .layer(LoadSettingsLayer::new(gateway.settings.clone()))
@@ -119,8 +127,12 @@ pub(crate) fn service(
         HeaderName::from_static("api-key"),
         HeaderName::from_static("x-api-key"),
     ]);
-    // A bug below must cost one request a 500, not the connection.
+    // Browsers: a preflight is answered here, before identity (it carries no key); without
+    // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
+    let cors = cors_layer(&gateway.config.security.cors_origins);
     let guarded = ServiceBuilder::new()
+        .option_layer(cors)
+        // A bug below must cost one request a 500, not the connection.
         .layer(CatchPanicLayer::custom(|_| {
             ErrorResponse::internal("The gateway hit an internal error").into_response()
         }))
@@ -128,6 +140,7 @@ pub(crate) fn service(
             api,
             gateway.callers.clone(),
             gateway.admin.clone(),
+            Arc::new(gateway.config.security.clone()),
         ));
     // One span per request (method, URI, status, latency); headers are not recorded. Only
     // when the subscriber would record it: unrecorded, the trace layer still reads the clock
@@ -149,7 +162,56 @@ pub(crate) fn service(
     ServiceBuilder::new()
         // Mark credentials sensitive before tracing (or anything else) sees the request.
         .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        // A caller's `x-request-id` is kept when it is short, visible ASCII; otherwise (or
+        // when there is none) the gateway makes one. It goes upstream with the request and
+        // back on every answer, the gateway's own errors and preflights included.
+        .map_request(drop_unusable_request_id)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .service(traced)
+}
+
+/// Remove an `x-request-id` the gateway will not repeat: longer than 128 bytes, or not
+/// visible ASCII (it ends up in logs and in upstream requests).
+fn drop_unusable_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let usable = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(|c| (0x21..=0x7e).contains(c))
+    };
+    let header = HeaderName::from_static("x-request-id");
+    let all_usable = {
+        let mut values = req.headers().get_all(&header).iter();
+        match (values.next(), values.next()) {
+            (None, _) => true,
+            (Some(v), None) => usable(v),
+            (Some(_), Some(_)) => false,
+        }
+    };
+    if !all_usable {
+        req.headers_mut().remove(&header);
+    }
+    req
+}
+
+/// tower-http's CORS for `GATEWAY_CORS_ORIGINS`; `None` when unset.
+fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("x-upstream-request-id"),
+                header::RETRY_AFTER,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Whether the current subscriber records the trace layer's INFO spans or response events

@@ -62,6 +62,18 @@ pub async fn start(upstream_url: &str) -> RunningGateway {
     start_with(Args::default(), &[("OPENAI_API_BASE_URLS", upstream_url)]).await
 }
 
+/// Start a gateway whose only connection is `upstream_url`, with the passthrough on.
+pub async fn start_passthrough(upstream_url: &str) -> RunningGateway {
+    start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", upstream_url),
+            ("ENABLE_OPENAI_API_PASSTHROUGH", "true"),
+        ],
+    )
+    .await
+}
+
 /// Start a gateway from a settings source.
 pub async fn start_settings(settings: SettingsSource) -> RunningGateway {
     Gateway::new(GatewayConfig::for_settings(settings))

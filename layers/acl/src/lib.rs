@@ -11,20 +11,26 @@
 //!
 //! The layer:
 //!
-//! - refuses a request whose JSON `model` the caller may not use with 403 `model_not_found`
-//!   and Open WebUI's wording, which does not say whether the model exists;
+//! - refuses a request whose `model` (JSON member or multipart field) the caller may not use
+//!   with 403 `model_not_found` and Open WebUI's wording, which does not say whether the
+//!   model exists: unknown and forbidden models get the same answer;
+//! - fails closed: a JSON body whose `model` cannot be read (not a string, repeated) is
+//!   refused with 400, and a model route ([`ApiRoute`](tower_openai_core::ApiRoute)) without
+//!   a model with 400 `missing_model`, for every non-admin caller;
 //! - hands the models layer a [`ListFilter`](tower_openai_core::ListFilter) for `GET /models`
 //!   (the cached list is shared; the filtered view is built per request, with no JSON parse);
 //! - refuses a request without a [`User`](tower_openai_core::User) with 401 (fail closed);
 //! - has no bypass but the setting: no query parameter or header turns it off (Open WebUI's
 //!   `?bypass_filter=true`, AC-6, is a hole not copied).
 //!
-//! Requests without a JSON `model` (a multipart upload, a `GET`) are not checked here.
+//! Requests without a model (a `GET`, a passthrough without a JSON body) are not checked
+//! here: the policy layer decides whether they may pass at all.
 //!
 //! # Extensions
 //! - reads [`User`](tower_openai_core::User) (required),
-//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) and
-//!   [`Payload`](tower_openai_core::Payload);
+//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
+//!   [`Payload`](tower_openai_core::Payload), [`Form`](tower_openai_core::payload::Form) and
+//!   [`ApiRoute`](tower_openai_core::ApiRoute);
 //! - writes [`ListFilter`](tower_openai_core::ListFilter) on `GET /models…`.
 //!
 //! # Example

@@ -5,7 +5,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_openai_core::future::Rejectable;
-use tower_openai_core::{ErrorResponse, ListFilter, Payload, ResponseBody, SettingsSnapshot, User};
+use tower_openai_core::payload::Form;
+use tower_openai_core::{
+    ApiRoute, ErrorResponse, ListFilter, Payload, ResponseBody, SettingsSnapshot, User,
+};
 use tower_service::Service;
 
 use crate::records::{AccessRecords, may_use};
@@ -121,18 +124,34 @@ impl<S, R: AccessRecords> Acl<S, R> {
         if bypass || user.is_admin() {
             return Ok(());
         }
-        let model = req
-            .extensions()
-            .get::<Payload>()
-            .and_then(|p| p.model().ok().flatten());
-        if let Some(model) = model {
-            if !may_use(&*self.records, user, model, false) {
+        let ext = req.extensions();
+        let model = match (ext.get::<Payload>(), ext.get::<Form>()) {
+            (Some(payload), _) => match payload.model() {
+                Ok(model) => model,
+                // Fail closed: a model that cannot be read cannot be allowed.
+                Err(e) => {
+                    return Err(ErrorResponse::bad_request(e.to_string()).with_code("invalid_body"));
+                }
+            },
+            (None, Some(form)) => Some(form.model()),
+            (None, None) => None,
+        };
+        match model {
+            Some(model) if !may_use(&*self.records, user, model, false) => {
                 // As Open WebUI: the same words whether the model exists or not (AC-3).
                 return Err(ErrorResponse::forbidden(format!(
                     "The model `{model}` does not exist or you do not have access to it."
                 ))
                 .with_code("model_not_found"));
             }
+            Some(_) => {}
+            None if ext.get::<ApiRoute>().is_some_and(ApiRoute::needs_model) => {
+                return Err(
+                    ErrorResponse::bad_request("you must provide a model parameter")
+                        .with_code("missing_model"),
+                );
+            }
+            None => {}
         }
         if req.uri().path().starts_with("/models") {
             // The filter outlives this borrow: it takes its own copy of the caller.

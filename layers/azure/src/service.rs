@@ -4,6 +4,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use tower_openai_core::extensions::{HeaderStep, ReasoningModel, UpstreamHeaders};
 use tower_openai_core::future::Rejectable;
+use tower_openai_core::payload::Form;
 use tower_openai_core::{
     ErrorResponse, Payload, ResponseBody, SelectedConnection, is_reasoning_model,
 };
@@ -79,10 +80,15 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
     let version = api_version(config.api_version.as_deref()).to_owned();
     let path = req.uri().path().to_owned();
     let is_chat = req.method() == Method::POST && path == "/chat/completions";
-    let model = req
-        .extensions()
-        .get::<Payload>()
-        .and_then(|p| p.model().ok().flatten().map(str::to_owned));
+    // The deployment comes from the model the layers above checked: the JSON `model`, or
+    // a multipart form's `model` field.
+    let model = match req.extensions().get::<Payload>() {
+        Some(p) => p.model().ok().flatten().map(str::to_owned),
+        None => req
+            .extensions()
+            .get::<Form>()
+            .map(|f| f.model().to_owned()),
+    };
     let new_path = if path.starts_with("/openai/") {
         // Already Azure-shaped (the connection check's `/openai/models`).
         path.clone()

@@ -249,6 +249,38 @@ pub struct RequestedModel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReasoningModel(pub bool);
 
+/// Which API route a request is, as the policy layer classified it. Layers below read it
+/// instead of matching paths again: the collector reads a model route's body whatever its
+/// content type says, select refuses a model route without a model, metrics label by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiRoute {
+    /// What kind of route it is.
+    pub kind: RouteKind,
+    /// The route's path below the API prefix without its leading `/`
+    /// (`"chat/completions"`, `"models"`), or `"passthrough"`.
+    pub name: &'static str,
+}
+
+/// The kinds of [`ApiRoute`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    /// A `POST` whose JSON body names the model (`chat/completions`, `embeddings`, …).
+    ModelJson,
+    /// A `POST` whose multipart form names the model (`audio/transcriptions`, …).
+    ModelForm,
+    /// `GET models`, `GET models/{url_idx}`, `GET models/{id}`: answered by the gateway.
+    Models,
+    /// Anything else: forwarded as it is to connection 0, only when the passthrough is on.
+    Passthrough,
+}
+
+impl ApiRoute {
+    /// Whether this route is routed by, and must carry, a model.
+    pub fn needs_model(&self) -> bool {
+        matches!(self.kind, RouteKind::ModelJson | RouteKind::ModelForm)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue};

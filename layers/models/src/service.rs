@@ -133,19 +133,26 @@ fn list(snapshot: &Snapshot, filter: Option<&ListFilter>) -> Response<Full<Bytes
     json(StatusCode::OK, snapshot.to_json(filter))
 }
 
-fn model_not_found(id: &str) -> Response<Full<Bytes>> {
-    ErrorResponse::not_found(format!(
-        "The model `{id}` does not exist or you do not have access to it."
-    ))
+fn model_not_found(status: StatusCode, id: &str) -> Response<Full<Bytes>> {
+    ErrorResponse::new(
+        status,
+        format!("The model `{id}` does not exist or you do not have access to it."),
+    )
     .with_code("model_not_found")
     .into_response()
 }
 
 /// `GET /models/{id}`: OpenAI's "retrieve model", from the merged list.
+///
+/// A caller whose list is filtered gets the same 403 for a model they may not see as for
+/// one that does not exist, as on the model routes: the answer does not tell which. An
+/// unfiltered caller (an admin) gets 404 for an unknown model.
 fn one(snapshot: &Snapshot, id: &str, filter: Option<&ListFilter>) -> Response<Full<Bytes>> {
-    match snapshot.model_json(id) {
-        Some(model) if filter.is_none_or(|f| f.allows(id)) => json(StatusCode::OK, model.clone()),
-        _ => model_not_found(id),
+    match (snapshot.model_json(id), filter) {
+        (Some(model), None) => json(StatusCode::OK, model.clone()),
+        (Some(model), Some(f)) if f.allows(id) => json(StatusCode::OK, model.clone()),
+        (_, Some(_)) => model_not_found(StatusCode::FORBIDDEN, id),
+        (None, None) => model_not_found(StatusCode::NOT_FOUND, id),
     }
 }
 

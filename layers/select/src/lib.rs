@@ -1,13 +1,15 @@
 //! Route each request to the connection that serves its model.
 //!
-//! For a request whose JSON [`Payload`](tower_openai_core::Payload) names a `model`, the
+//! For a request whose JSON [`Payload`](tower_openai_core::Payload) or multipart
+//! [`Form`](tower_openai_core::payload::Form) names a `model`, the
 //! select layer asks a [`ModelRoutes`](tower_openai_core::routing::ModelRoutes) (the models
 //! layer's `Catalog`) which connection serves it (SPEC CC-3), selects that connection, and
 //! strips the connection's `prefix_id` from the outgoing `model` — only a leading
 //! `{prefix}.`, unlike Open WebUI's CC-5, which deletes the string anywhere.
 //!
-//! - `POST /chat/completions`, `/completions`, `/embeddings`, `/responses` and
-//!   `/audio/speech` need a JSON object with a string `model`: anything else is 400.
+//! - A model route (an [`ApiRoute`](tower_openai_core::ApiRoute) the policy layer wrote;
+//!   without one, `POST /chat/completions`, `/completions`, `/embeddings`, `/responses` and
+//!   `/audio/speech`) needs a string `model`: anything else is 400.
 //! - Any other request (the pass-through proxy) is routed by its body's `model` when it
 //!   has one, and goes to connection 0 otherwise (SPEC P-2), query string and all.
 //! - A model no connection serves is 404 `model_not_found`. With `ENABLE_OPENAI_API=false`
@@ -20,10 +22,12 @@
 //! request waits for it.
 //!
 //! # Extensions
-//! - reads [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) (required) and
-//!   [`Payload`](tower_openai_core::Payload);
+//! - reads [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) (required),
+//!   [`ApiRoute`](tower_openai_core::ApiRoute), [`Payload`](tower_openai_core::Payload) and
+//!   [`Form`](tower_openai_core::payload::Form);
 //! - writes [`SelectedConnection`](tower_openai_core::SelectedConnection) and
-//!   [`RequestedModel`](tower_openai_core::RequestedModel), and edits the payload's `model`.
+//!   [`RequestedModel`](tower_openai_core::RequestedModel), and edits the payload's (or the
+//!   form's) `model`.
 //!
 //! # Example
 //! ```

@@ -4,8 +4,9 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response, StatusCode};
 use tower_openai_core::future::Deferred;
 use tower_openai_core::routing::{ModelRoutes, Route};
+use tower_openai_core::payload::Form;
 use tower_openai_core::{
-    ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody, SelectedConnection,
+    ApiRoute, ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody, SelectedConnection,
     Settings, SettingsSnapshot,
 };
 use tower_service::Service;
@@ -82,10 +83,16 @@ pub(crate) fn decide<B>(req: &Request<B>) -> Decision {
                 .with_code("api_disabled"),
         );
     }
-    let needs_model = req.method() == Method::POST && MODEL_ENDPOINTS.contains(&req.uri().path());
-    let model = match req.extensions().get::<Payload>() {
-        Some(payload) => model_of(payload),
-        None => Err(PayloadError::InvalidJson(
+    let route = req.extensions().get::<ApiRoute>();
+    let needs_model = match route {
+        Some(route) => route.needs_model(),
+        // No policy layer classified the request: the endpoints that cannot work without one.
+        None => req.method() == Method::POST && MODEL_ENDPOINTS.contains(&req.uri().path()),
+    };
+    let model = match (req.extensions().get::<Payload>(), req.extensions().get::<Form>()) {
+        (Some(payload), _) => model_of(payload),
+        (None, Some(form)) => Ok(Some(form.model().to_owned())),
+        (None, None) => Err(PayloadError::InvalidJson(
             "expected a JSON body (Content-Type: application/json)".to_owned(),
         )),
     };
@@ -96,6 +103,11 @@ pub(crate) fn decide<B>(req: &Request<B>) -> Decision {
                 .with_code("missing_model"),
         ),
         Err(e) if needs_model => Decision::Reject(e.to_response()),
+        // A classified passthrough whose JSON `model` cannot be read is refused (fail
+        // closed); the collector refuses it first when it is stacked.
+        Err(e) if route.is_some() && req.extensions().get::<Payload>().is_some() => {
+            Decision::Reject(e.to_response())
+        }
         // The pass-through proxy forwards what it cannot read as it is, to connection 0.
         Ok(None) | Err(_) => Decision::Default(settings.clone()),
     }
@@ -131,6 +143,8 @@ pub(crate) fn apply<B>(
             payload
                 .set_str("model", &upstream)
                 .map_err(|e| e.to_response())?;
+        } else if let Some(form) = req.extensions_mut().get_mut::<Form>() {
+            form.set_model(&upstream);
         }
     }
     let ext = req.extensions_mut();

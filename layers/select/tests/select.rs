@@ -168,7 +168,7 @@ async fn a_model_endpoint_without_a_usable_model_is_400() {
         (r#"{"model":null}"#, "missing_model"),
         (r#"{"model":5}"#, "invalid_value"),
         (r#"{"model":"gpt-4o""#, "invalid_json"),
-        (r#"["gpt-4o"]"#, "invalid_json"),
+        (r#"["gpt-4o"]"#, "invalid_body"),
     ] {
         let (status, v) = call(post("/chat/completions", body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -68,6 +68,7 @@ pub(crate) struct ClientOptions {
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) resolve: HashMap<String, IpAddr>,
     pub(crate) proxies: Proxies,
+    pub(crate) allowlists: crate::headers::Allowlists,
 }
 
 impl Default for ClientOptions {
@@ -79,6 +80,7 @@ impl Default for ClientOptions {
             tcp_keepalive: Some(Duration::from_secs(60)),
             resolve: HashMap::new(),
             proxies: Proxies::default(),
+            allowlists: Default::default(),
         }
     }
 }
@@ -90,6 +92,7 @@ pub(crate) struct Clients {
     pub(crate) verified: HttpClient,
     pub(crate) unverified: HttpClient,
     pub(crate) proxies: Proxies,
+    pub(crate) allowlists: crate::headers::Allowlists,
 }
 
 impl Clients {
@@ -121,6 +124,7 @@ impl Clients {
             verified: build(options, verified),
             unverified: build(options, unverified),
             proxies: options.proxies.clone(),
+            allowlists: options.allowlists.clone(),
         }
     }
 }

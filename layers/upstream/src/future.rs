@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tower_openai_core::error::UpstreamError;
 use tower_openai_core::timer::{SleepSlot, SlotSleep};
 
 use crate::ResponseBody;
+use crate::client::Clients;
 use crate::headers::{is_event_stream, scrub_response};
 
 type ClientFuture = hyper_util::client::legacy::ResponseFuture;
@@ -33,6 +35,8 @@ enum State {
         idle: Option<SlotSleep>,
         timeout: Option<Duration>,
         connection: usize,
+        /// The allowlists for a connection's answer; `None` for a direct request.
+        clients: Option<Arc<Clients>>,
     },
     Failed {
         error: Option<BoxError>,
@@ -46,6 +50,7 @@ impl ResponseFuture {
         timeout: Option<Duration>,
         connection: usize,
         sleeps: &SleepSlot,
+        clients: Option<Arc<Clients>>,
     ) -> Self {
         Self {
             state: State::Waiting {
@@ -53,6 +58,7 @@ impl ResponseFuture {
                 idle: timeout.map(|t| sleeps.sleep_until(Instant::now() + t)),
                 timeout,
                 connection,
+                clients,
             },
         }
     }
@@ -77,10 +83,11 @@ impl Future for ResponseFuture {
                 idle,
                 timeout,
                 connection,
+                clients,
             } => {
                 if let Poll::Ready(result) = response.poll(cx) {
                     return Poll::Ready(match result {
-                        Ok(res) => Ok(relay(res, *timeout, *connection)),
+                        Ok(res) => Ok(relay(res, *timeout, *connection, clients.as_deref())),
                         Err(e) if e.is_connect() => {
                             Err(UpstreamError::connect(*connection, e).into())
                         }
@@ -106,9 +113,13 @@ fn relay(
     res: Response<Incoming>,
     timeout: Option<Duration>,
     connection: usize,
+    clients: Option<&Clients>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     let sse = is_event_stream(&parts.headers);
-    scrub_response(&mut parts.headers, sse);
+    match clients {
+        Some(clients) => clients.allowlists.filter_response(&mut parts.headers, sse),
+        None => scrub_response(&mut parts.headers, sse),
+    }
     Response::from_parts(parts, ResponseBody::new(body, timeout, connection, sse))
 }

@@ -11,11 +11,19 @@
 //!   (ALPN), keep-alive, `TCP_NODELAY`. A connection with `ssl_verify = false`
 //!   (`AIOHTTP_CLIENT_SESSION_SSL=false`) uses a second pool that skips certificate checks.
 //! - **Body**: the [`Payload`](tower_openai_core::Payload)'s bytes when there is one (the
-//!   caller's bytes, unless a layer changed them), otherwise the caller's body, streamed.
-//! - **Headers**: the caller's headers minus hop-by-hop headers, `Host`, `Accept-Encoding`
-//!   and the caller's credentials (`Authorization`, `Cookie`, `api-key`, `x-api-key`), then
-//!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) on top. Response headers lose
-//!   hop-by-hop headers and `Set-Cookie`; a stream loses `Content-Length`.
+//!   caller's bytes, unless a layer changed them), or the
+//!   [`Form`](tower_openai_core::payload::Form)'s, otherwise the caller's body, streamed.
+//! - **Headers, both ways through allowlists**. Caller → upstream: only `content-type`,
+//!   `accept`, `user-agent`, `openai-beta`, `idempotency-key`, `x-stainless-*`,
+//!   `traceparent`, `tracestate`, `x-request-id` and the names added with
+//!   [`UpstreamBuilder::forward_headers`]; then
+//!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) on top (the connection's
+//!   credentials, user info, custom headers). A caller's `Authorization`,
+//!   `OpenAI-Organization` or forged `X-OpenWebUI-User-*` never reach an upstream.
+//!   Upstream → caller: only `content-type`, `content-length` (not on a stream),
+//!   `content-encoding`, `retry-after`, `openai-processing-ms`, `openai-version`,
+//!   `x-ratelimit-*` and the names added with [`UpstreamBuilder::expose_headers`]; the
+//!   upstream's `x-request-id` arrives as `x-upstream-request-id`.
 //! - **Proxies**: with [`UpstreamBuilder::proxies_from`], `HTTP_PROXY`, `HTTPS_PROXY`,
 //!   `ALL_PROXY` and `NO_PROXY` are honoured as curl honours them: a `CONNECT` tunnel for an
 //!   HTTPS upstream, absolute-form requests to the proxy for a plain-HTTP one.
@@ -34,6 +42,7 @@
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection) (required),
 //!   [`Payload`](tower_openai_core::Payload),
+//!   [`Form`](tower_openai_core::payload::Form),
 //!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders),
 //!   [`RequestTimeout`](tower_openai_core::RequestTimeout).
 //!
@@ -71,6 +80,7 @@ mod service;
 
 pub use crate::body::ResponseBody;
 pub use crate::future::ResponseFuture;
+pub use crate::headers::{HeaderNotAllowed, UPSTREAM_REQUEST_ID};
 pub use crate::service::{Upstream, UpstreamBuilder};
 
 /// The stack sent a request to [`Upstream`] without selecting a connection: a layer that

@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
+use tower_openai_core::payload::Form;
 use tower_openai_core::timer::SleepSlot;
 use tower_openai_core::{
     Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
@@ -13,7 +14,7 @@ use tower_service::Service;
 
 use crate::client::{ClientOptions, Clients};
 use crate::future::ResponseFuture;
-use crate::headers::scrub_request;
+use crate::headers::HeaderNotAllowed;
 use crate::{NoConnectionSelected, ResponseBody};
 
 /// Sends each request to its selected connection and streams the answer back.
@@ -119,6 +120,32 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Forward these caller headers too, besides `content-type`, `accept`, `user-agent`,
+    /// `openai-beta`, `idempotency-key`, `x-stainless-*`, `traceparent`, `tracestate` and
+    /// `x-request-id`. Credentials, hop-by-hop headers and `x-openwebui-*` are refused.
+    pub fn forward_headers(
+        mut self,
+        names: impl IntoIterator<Item = http::HeaderName>,
+    ) -> Result<Self, HeaderNotAllowed> {
+        self.options
+            .allowlists
+            .add_forward(names.into_iter().collect())?;
+        Ok(self)
+    }
+
+    /// Show the caller these upstream headers too, besides `content-type`,
+    /// `content-length`, `content-encoding`, `retry-after`, `openai-processing-ms`,
+    /// `openai-version` and `x-ratelimit-*`. Hop-by-hop headers and `set-cookie` are refused.
+    pub fn expose_headers(
+        mut self,
+        names: impl IntoIterator<Item = http::HeaderName>,
+    ) -> Result<Self, HeaderNotAllowed> {
+        self.options
+            .allowlists
+            .add_expose(names.into_iter().collect())?;
+        Ok(self)
+    }
+
     /// Build the service. Its clients (and their connection pools) are shared by clones.
     pub fn build(self) -> Upstream {
         Upstream {
@@ -153,6 +180,7 @@ impl Upstream {
             timeout,
             usize::MAX,
             &self.sleeps,
+            None,
         )
     }
 }
@@ -207,7 +235,7 @@ where
             Err(e) => return ResponseFuture::failed(e.into()),
         };
 
-        scrub_request(&mut parts.headers);
+        self.clients.allowlists.filter_request(&mut parts.headers);
         let body = match parts.extensions.remove::<Payload>() {
             Some(payload) => {
                 let bytes = payload.to_bytes();
@@ -222,7 +250,18 @@ where
                 }
                 Body::from(bytes)
             }
-            None => Body::new(body),
+            None => match parts.extensions.remove::<Form>() {
+                // The form as the caller sent it (its content type and boundary kept), with
+                // the `model` value routing chose.
+                Some(form) => {
+                    let bytes = form.to_bytes();
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, length_value(bytes.len()));
+                    Body::from(bytes)
+                }
+                None => Body::new(body),
+            },
         };
         if let Some(extra) = parts.extensions.remove::<UpstreamHeaders>() {
             for (name, value) in extra.into_ordered() {
@@ -266,6 +305,7 @@ where
             timeout,
             connection.index(),
             &self.sleeps,
+            Some(self.clients.clone()),
         )
     }
 }

@@ -10,8 +10,7 @@ use http_body_util::{Limited, combinators::Collect};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use super::Payload;
-use super::service::Spare;
+use super::service::{Reading, Spare, admit};
 use crate::body::{Body, ResponseBody};
 use crate::error::{ErrorResponse, find_cause};
 
@@ -44,6 +43,7 @@ where
         inner: Option<S>,
         spare: Spare<S>,
         limit: usize,
+        reading: Reading,
     },
     Called {
         #[pin]
@@ -78,6 +78,7 @@ where
         inner: S,
         spare: Spare<S>,
         limit: usize,
+        reading: Reading,
     ) -> Self {
         Self {
             state: State::Collecting {
@@ -86,6 +87,7 @@ where
                 inner: Some(inner),
                 spare,
                 limit,
+                reading,
             },
         }
     }
@@ -118,6 +120,7 @@ where
                     inner,
                     spare,
                     limit,
+                    reading,
                 } => match ready!(collect.poll(cx)) {
                     Ok(collected) => {
                         let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take())
@@ -126,12 +129,17 @@ where
                                 ErrorResponse::internal("polled after completion"),
                             )));
                         };
-                        parts.extensions.insert(Payload::new(collected.to_bytes()));
-                        let future = inner.call(Request::from_parts(parts, Body::empty()));
-                        // Its future owns what it needs: the service can serve the next
-                        // request.
-                        spare.give_back(inner);
-                        State::Called { future }
+                        if let Err(error) = admit(*reading, &mut parts, collected.to_bytes()) {
+                            // Handed back unused: it was readied, and it is the next one's.
+                            spare.give_back(inner);
+                            State::Rejected { error: Some(error) }
+                        } else {
+                            let future = inner.call(Request::from_parts(parts, Body::empty()));
+                            // Its future owns what it needs: the service can serve the next
+                            // request.
+                            spare.give_back(inner);
+                            State::Called { future }
+                        }
                     }
                     Err(err) => {
                         let error = if find_cause::<LengthLimitError>(&*err).is_some() {

@@ -50,12 +50,14 @@
 //! # }
 //! ```
 
+mod form;
 mod future;
 mod layer;
 mod service;
 mod value;
 
+pub use self::form::{Form, FormError};
 pub use self::future::ResponseFuture;
 pub use self::layer::{CollectPayloadLayer, DEFAULT_LIMIT};
 pub use self::service::CollectPayload;
-pub use self::value::{Payload, PayloadError};
+pub use self::value::{MAX_MEMBERS, Payload, PayloadError};

@@ -2,11 +2,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tower_service::Service;
 
-use super::{CollectPayloadLayer, ResponseFuture};
+use super::{CollectPayloadLayer, Form, Payload, ResponseFuture};
+use crate::extensions::{ApiRoute, RouteKind};
 use crate::body::{Body, ResponseBody};
 use crate::error::{BoxError, ErrorResponse};
 
@@ -84,9 +85,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if !carries_json(req.method(), req.headers()) || req.body().is_end_stream() {
-            return ResponseFuture::called(self.inner.call(req.map(Body::new)));
-        }
+        let reading = match reading(&req) {
+            Ok(Some(reading)) => reading,
+            Ok(None) => return ResponseFuture::called(self.inner.call(req.map(Body::new))),
+            Err(e) => return ResponseFuture::rejected(e),
+        };
         if content_length(req.headers()).is_some_and(|len| len > self.limit as u64) {
             return ResponseFuture::rejected(ErrorResponse::payload_too_large(self.limit));
         }
@@ -103,11 +106,131 @@ where
             inner,
             spare.clone(),
             self.limit,
+            reading,
         )
     }
 }
 
-/// Whether a request's body is one we read as JSON.
+/// How a collected body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reading {
+    /// No route classified the request: a JSON body is collected and parsed when a layer
+    /// asks (a library stack without the policy layer).
+    Lazy,
+    /// A passthrough request with a JSON body: admitted only when it is a JSON object
+    /// whose `model`, if any, is a string.
+    Passthrough,
+    /// A JSON model route: an object with a string `model`, whatever the content type said.
+    ModelJson,
+    /// A multipart model route: a form with one `model` field.
+    Form,
+}
+
+/// How `req`'s body is to be read: `None` streams it through untouched.
+fn reading<B: http_body::Body>(req: &Request<B>) -> Result<Option<Reading>, ErrorResponse> {
+    let headers = req.headers();
+    let reading = match req.extensions().get::<ApiRoute>().map(|r| r.kind) {
+        Some(RouteKind::ModelJson) => Reading::ModelJson,
+        Some(RouteKind::ModelForm) => {
+            if !is_multipart_form(headers) {
+                return Err(unsupported("This route takes a multipart/form-data body"));
+            }
+            Reading::Form
+        }
+        Some(RouteKind::Models) => return Ok(None),
+        Some(RouteKind::Passthrough)
+            if carries_json(req.method(), headers) && !req.body().is_end_stream() =>
+        {
+            Reading::Passthrough
+        }
+        Some(RouteKind::Passthrough) => return Ok(None),
+        None if carries_json(req.method(), headers) && !req.body().is_end_stream() => {
+            Reading::Lazy
+        }
+        None => return Ok(None),
+    };
+    if reading != Reading::Lazy && !identity_encoded(headers) {
+        // A compressed body cannot be checked: refused rather than forwarded unread.
+        return Err(unsupported(
+            "Compressed request bodies are not accepted (Content-Encoding must be identity)",
+        ));
+    }
+    Ok(Some(reading))
+}
+
+fn unsupported(message: &'static str) -> ErrorResponse {
+    ErrorResponse::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+        .with_code("unsupported_media_type")
+}
+
+fn identity_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .all(|v| v.to_str().is_ok_and(|v| v.split(',').all(|e| {
+            let e = e.trim();
+            e.is_empty() || e.eq_ignore_ascii_case("identity")
+        })))
+}
+
+fn is_multipart_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// Admit a collected body as `reading` says: the extension the layers below read, or the
+/// 4xx to answer. A model route's body must be readable whole, so that what the gateway
+/// checked is what the upstream is sent.
+pub(super) fn admit(
+    reading: Reading,
+    parts: &mut http::request::Parts,
+    bytes: Bytes,
+) -> Result<(), ErrorResponse> {
+    match reading {
+        Reading::Lazy => {
+            parts.extensions.insert(Payload::new(bytes));
+        }
+        // An empty passthrough body (a `DELETE` with no content type) is no JSON to read.
+        Reading::Passthrough if bytes.is_empty() => {}
+        Reading::Passthrough | Reading::ModelJson => {
+            let payload = Payload::new(bytes);
+            payload.check().map_err(|e| e.to_response())?;
+            let model = payload.model().map_err(|e| {
+                ErrorResponse::bad_request(e.to_string()).with_code("invalid_body")
+            })?;
+            if reading == Reading::ModelJson {
+                if model.is_none() {
+                    return Err(match payload.get_raw("model") {
+                        Ok(Some(_)) => ErrorResponse::bad_request("`model` must be a string")
+                            .with_code("invalid_body"),
+                        _ => ErrorResponse::bad_request("you must provide a model parameter")
+                            .with_code("missing_model"),
+                    });
+                }
+                // Read as JSON whatever the caller's content type said: sent as JSON.
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+            }
+            parts.extensions.insert(payload);
+        }
+        Reading::Form => {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let form = Form::parse(bytes, content_type).map_err(|e| e.to_response())?;
+            parts.extensions.insert(form);
+        }
+    }
+    Ok(())
+}
+
 /// Where a request's future hands the inner service back once it has called it.
 #[derive(Debug)]
 pub(super) struct Spare<S>(Arc<Mutex<Option<S>>>);
@@ -139,6 +262,7 @@ impl<S> Spare<S> {
     }
 }
 
+/// Whether a request's body is one we read as JSON.
 fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
     if matches!(
         *method,

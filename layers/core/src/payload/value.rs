@@ -10,6 +10,11 @@ use serde_json::value::RawValue;
 
 use crate::error::ErrorResponse;
 
+/// The most top-level members a [`Payload`] indexes; an object with more is refused
+/// ([`PayloadError::TooManyMembers`]), so a body of a million tiny members cannot make the
+/// index cost many times the body's size.
+pub const MAX_MEMBERS: usize = 4096;
+
 /// A JSON request body, read once and parsed at most once.
 ///
 /// The body is kept as the bytes the caller sent. The first read indexes its top-level
@@ -89,6 +94,9 @@ pub enum PayloadError {
     /// The body is JSON, but not an object.
     #[error("The request body must be a JSON object")]
     NotAnObject,
+    /// The object has more top-level members than [`MAX_MEMBERS`].
+    #[error("The request body has more than {MAX_MEMBERS} top-level members")]
+    TooManyMembers,
     /// A member has the wrong type for what it is used for.
     #[error("Invalid value for `{key}`: {message}")]
     InvalidField {
@@ -103,7 +111,8 @@ impl PayloadError {
     /// The 400 response a caller should see.
     pub fn to_response(&self) -> ErrorResponse {
         let code = match self {
-            PayloadError::InvalidJson(_) | PayloadError::NotAnObject => "invalid_json",
+            PayloadError::InvalidJson(_) => "invalid_json",
+            PayloadError::NotAnObject | PayloadError::TooManyMembers => "invalid_body",
             PayloadError::InvalidField { .. } => "invalid_value",
         };
         ErrorResponse::bad_request(self.to_string()).with_code(code)
@@ -191,9 +200,19 @@ impl Payload {
     /// Read once and kept (until a layer changes it), as every routing layer asks for it.
     pub fn model(&self) -> Result<Option<&str>, PayloadError> {
         let cached = self.model.get_or_init(|| {
-            let Some(raw) = self.get_raw("model")? else {
+            let fields = self.fields()?;
+            let mut named = fields.iter().filter(|f| f.key.is(&self.original, "model"));
+            let Some(field) = named.next() else {
                 return Ok(None);
             };
+            if named.next().is_some() {
+                // Parsers disagree on which repeat wins: refuse rather than guess.
+                return Err(PayloadError::InvalidField {
+                    key: "model".to_owned(),
+                    message: "must appear only once".to_owned(),
+                });
+            }
+            let raw = self.raw_of(field);
             let mut de = serde_json::Deserializer::from_str(raw);
             let text = de
                 .deserialize_any(TextOrNull)
@@ -395,23 +414,33 @@ fn index(bytes: &Bytes) -> Result<Vec<Field>, PayloadError> {
             PayloadError::InvalidJson(e.to_string())
         }
     };
+    let too_many = std::cell::Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fields = TopLevel {
         base: bytes.as_ptr() as usize,
+        too_many: &too_many,
     }
     .deserialize(&mut de)
-    .map_err(classify)?;
+    .map_err(|e| {
+        if too_many.get() {
+            PayloadError::TooManyMembers
+        } else {
+            classify(e)
+        }
+    })?;
     de.end().map_err(classify)?;
     Ok(fields)
 }
 
 /// Reads the top-level members of an object into [`Field`]s: spans of the input at `base`
 /// (keys with escapes are decoded).
-struct TopLevel {
+struct TopLevel<'a> {
     base: usize,
+    /// Set when the object has more than [`MAX_MEMBERS`] members.
+    too_many: &'a std::cell::Cell<bool>,
 }
 
-impl<'de> DeserializeSeed<'de> for TopLevel {
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
     type Value = Vec<Field>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Field>, D::Error> {
@@ -419,7 +448,7 @@ impl<'de> DeserializeSeed<'de> for TopLevel {
     }
 }
 
-impl<'de> Visitor<'de> for TopLevel {
+impl<'de> Visitor<'de> for TopLevel<'_> {
     type Value = Vec<Field>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -427,8 +456,12 @@ impl<'de> Visitor<'de> for TopLevel {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Field>, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8).min(MAX_MEMBERS));
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if fields.len() == MAX_MEMBERS {
+                self.too_many.set(true);
+                return Err(serde::de::Error::custom("too many members"));
+            }
             let raw: &'de RawValue = map.next_value()?;
             let key = match key {
                 Cow::Borrowed(k) => {
