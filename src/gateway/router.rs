@@ -41,7 +41,12 @@ pub(crate) struct Router<A> {
 }
 
 impl<A> Router<A> {
-    pub(crate) fn new(api: A, callers: Callers, admin: Admin, security: Arc<SecurityConfig>) -> Self {
+    pub(crate) fn new(
+        api: A,
+        callers: Callers,
+        admin: Admin,
+        security: Arc<SecurityConfig>,
+    ) -> Self {
         Self {
             api,
             callers,

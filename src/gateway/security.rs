@@ -115,7 +115,8 @@ impl SecurityConfig {
                         let valid = (o.starts_with("http://") || o.starts_with("https://"))
                             && !o.ends_with('/')
                             && o.parse::<http::Uri>().is_ok_and(|u| {
-                                u.authority().is_some() && u.path_and_query().is_none_or(|p| p == "/")
+                                u.authority().is_some()
+                                    && u.path_and_query().is_none_or(|p| p == "/")
                             });
                         if !valid {
                             return Err(ConfigError::new(
@@ -124,7 +125,10 @@ impl SecurityConfig {
                             ));
                         }
                         HeaderValue::from_str(o).map_err(|_| {
-                            ConfigError::new("GATEWAY_CORS_ORIGINS", format!("{o:?} is not an origin"))
+                            ConfigError::new(
+                                "GATEWAY_CORS_ORIGINS",
+                                format!("{o:?} is not an origin"),
+                            )
                         })
                     })
                     .collect::<Result<_, _>>()?,
@@ -158,7 +162,7 @@ impl SecurityConfig {
             });
         let allowed = host.is_some_and(|h| {
             let h = h.to_ascii_lowercase();
-            is_loopback(&h) || self.allowed_hosts.iter().any(|a| *a == h)
+            is_loopback(&h) || self.allowed_hosts.contains(&h)
         });
         if !allowed {
             return Err(ErrorResponse::forbidden(
@@ -212,7 +216,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -220,7 +229,14 @@ mod tests {
         for h in ["localhost", "127.0.0.1", "127.9.8.7", "[::1]"] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["localhost.evil.com", "evil.com", "0.0.0.0", "[::]", "10.0.0.1", "::1"] {
+        for h in [
+            "localhost.evil.com",
+            "evil.com",
+            "0.0.0.0",
+            "[::]",
+            "10.0.0.1",
+            "::1",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
         assert_eq!(host_name("[::1]:8080"), "[::1]");
@@ -251,10 +267,22 @@ mod tests {
                 &[("GATEWAY_FORWARD_HEADERS", "transfer-encoding")][..],
                 "GATEWAY_FORWARD_HEADERS",
             ),
-            (&[("GATEWAY_FORWARD_HEADERS", "bad name")][..], "GATEWAY_FORWARD_HEADERS"),
-            (&[("GATEWAY_EXPOSE_HEADERS", "set-cookie")][..], "GATEWAY_EXPOSE_HEADERS"),
-            (&[("GATEWAY_CORS_ORIGINS", "app.example.com")][..], "GATEWAY_CORS_ORIGINS"),
-            (&[("GATEWAY_CORS_ORIGINS", "*,https://a.b")][..], "GATEWAY_CORS_ORIGINS"),
+            (
+                &[("GATEWAY_FORWARD_HEADERS", "bad name")][..],
+                "GATEWAY_FORWARD_HEADERS",
+            ),
+            (
+                &[("GATEWAY_EXPOSE_HEADERS", "set-cookie")][..],
+                "GATEWAY_EXPOSE_HEADERS",
+            ),
+            (
+                &[("GATEWAY_CORS_ORIGINS", "app.example.com")][..],
+                "GATEWAY_CORS_ORIGINS",
+            ),
+            (
+                &[("GATEWAY_CORS_ORIGINS", "*,https://a.b")][..],
+                "GATEWAY_CORS_ORIGINS",
+            ),
         ] {
             let pairs: Vec<(String, String)> = pairs
                 .iter()
@@ -271,14 +299,23 @@ mod tests {
         let c = SecurityConfig::from_env(&env(&[
             ("ENABLE_OPENAI_API_PASSTHROUGH", "True"),
             ("GATEWAY_FORWARD_HEADERS", "X-Custom, openai-organization"),
-            ("GATEWAY_CORS_ORIGINS", "https://app.example.com, http://localhost:3000"),
+            (
+                "GATEWAY_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:3000",
+            ),
             ("GATEWAY_ALLOWED_HOSTS", "Gateway.Internal"),
         ]))
         .unwrap();
         assert!(c.passthrough);
         assert_eq!(c.forward_headers.len(), 2);
-        assert!(c.cors_origins.allows(&HeaderValue::from_static("http://localhost:3000")));
-        assert!(!c.cors_origins.allows(&HeaderValue::from_static("https://evil.example")));
+        assert!(
+            c.cors_origins
+                .allows(&HeaderValue::from_static("http://localhost:3000"))
+        );
+        assert!(
+            !c.cors_origins
+                .allows(&HeaderValue::from_static("https://evil.example"))
+        );
         assert_eq!(c.allowed_hosts, ["gateway.internal"]);
     }
 }

@@ -28,8 +28,8 @@ use tower_openai_upstream::Upstream;
 use tracing::Level;
 
 use super::Gateway;
-use super::security::CorsOrigins;
 use super::router::Router;
+use super::security::CorsOrigins;
 
 /// The gateway as one type-erased service: what hyper serves and what tests drive.
 pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;

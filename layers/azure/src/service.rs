@@ -84,10 +84,7 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
     // a multipart form's `model` field.
     let model = match req.extensions().get::<Payload>() {
         Some(p) => p.model().ok().flatten().map(str::to_owned),
-        None => req
-            .extensions()
-            .get::<Form>()
-            .map(|f| f.model().to_owned()),
+        None => req.extensions().get::<Form>().map(|f| f.model().to_owned()),
     };
     let new_path = if path.starts_with("/openai/") {
         // Already Azure-shaped (the connection check's `/openai/models`).

@@ -37,8 +37,8 @@ pub mod timer;
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
 pub use crate::extensions::{
-    ApiRoute, ListFilter, OriginalUri, RequestTimeout, RequestedModel, Role, SelectedConnection,
-    RouteKind, SettingsSnapshot, UpstreamHeaders, User,
+    ApiRoute, ListFilter, OriginalUri, RequestTimeout, RequestedModel, Role, RouteKind,
+    SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};

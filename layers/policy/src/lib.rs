@@ -72,5 +72,7 @@ mod path;
 mod service;
 
 pub use self::layer::PolicyLayer;
-pub use self::path::{FORM_MODEL_ROUTES, InvalidPath, JSON_MODEL_ROUTES, classify, names_deployment};
+pub use self::path::{
+    FORM_MODEL_ROUTES, InvalidPath, JSON_MODEL_ROUTES, classify, names_deployment,
+};
 pub use self::service::Policy;

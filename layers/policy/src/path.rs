@@ -165,7 +165,12 @@ mod tests {
                 Ok(RouteKind::ModelForm)
             );
         }
-        for p in ["/models", "/models/0", "/models/gpt-4o", "/models/meta-llama/Llama-3-8B"] {
+        for p in [
+            "/models",
+            "/models/0",
+            "/models/gpt-4o",
+            "/models/meta-llama/Llama-3-8B",
+        ] {
             assert_eq!(kind(Method::GET, p), Ok(RouteKind::Models), "{p}");
         }
         for (m, p) in [
@@ -208,7 +213,10 @@ mod tests {
             assert!(classify(&Method::POST, p).is_err(), "{p}");
         }
         // Encoded characters that must be encoded are fine.
-        assert_eq!(kind(Method::GET, "/files/a%20b"), Ok(RouteKind::Passthrough));
+        assert_eq!(
+            kind(Method::GET, "/files/a%20b"),
+            Ok(RouteKind::Passthrough)
+        );
     }
 
     #[test]
@@ -216,7 +224,12 @@ mod tests {
         for p in ["/models/org%2Fmodel", "/models/org/model", "/models/a;b"] {
             assert_eq!(kind(Method::GET, p), Ok(RouteKind::Models), "{p}");
         }
-        for p in ["/models/../files", "/models/a//b", "/models/a%5cb", "/models/%2e%2e"] {
+        for p in [
+            "/models/../files",
+            "/models/a//b",
+            "/models/a%5cb",
+            "/models/%2e%2e",
+        ] {
             assert!(classify(&Method::GET, p).is_err(), "{p}");
         }
     }

@@ -3,11 +3,11 @@ use std::task::{Context, Poll};
 
 use http::{Method, Request, Response, StatusCode};
 use tower_openai_core::future::Deferred;
-use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::payload::Form;
+use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
-    ApiRoute, ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody, SelectedConnection,
-    Settings, SettingsSnapshot,
+    ApiRoute, ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody,
+    SelectedConnection, Settings, SettingsSnapshot,
 };
 use tower_service::Service;
 
@@ -89,7 +89,10 @@ pub(crate) fn decide<B>(req: &Request<B>) -> Decision {
         // No policy layer classified the request: the endpoints that cannot work without one.
         None => req.method() == Method::POST && MODEL_ENDPOINTS.contains(&req.uri().path()),
     };
-    let model = match (req.extensions().get::<Payload>(), req.extensions().get::<Form>()) {
+    let model = match (
+        req.extensions().get::<Payload>(),
+        req.extensions().get::<Form>(),
+    ) {
         (Some(payload), _) => model_of(payload),
         (None, Some(form)) => Ok(Some(form.model().to_owned())),
         (None, None) => Err(PayloadError::InvalidJson(

@@ -165,7 +165,9 @@ impl Allowlists {
 
     fn forwards(&self, name: &HeaderName) -> bool {
         FORWARD.contains(name)
-            || FORWARD_PREFIXES.iter().any(|p| name.as_str().starts_with(p))
+            || FORWARD_PREFIXES
+                .iter()
+                .any(|p| name.as_str().starts_with(p))
             || self.forward.contains(name)
     }
 

@@ -131,8 +131,7 @@ impl Form {
             return self.original.clone();
         };
         let Range { start, end } = self.model_range.clone();
-        let mut out =
-            BytesMut::with_capacity(self.original.len() - (end - start) + model.len());
+        let mut out = BytesMut::with_capacity(self.original.len() - (end - start) + model.len());
         out.put_slice(&self.original[..start]);
         out.put_slice(model.as_bytes());
         out.put_slice(&self.original[end..]);
@@ -270,6 +269,10 @@ fn part_name(head: &[u8]) -> Result<Option<String>, FormError> {
                 if value.contains(['"', '\\']) {
                     return Err(invalid("a part's name is quoted oddly"));
                 }
+                if value != "model" && value.trim().eq_ignore_ascii_case("model") {
+                    // `Model`, `model `: another parser may read it as `model`.
+                    return Err(invalid(format!("a field is named {value:?}")));
+                }
                 name = Some(value.to_owned());
             }
         }
@@ -303,21 +306,27 @@ mod tests {
 
     #[test]
     fn the_model_is_found_after_a_file_and_replaced_in_place() {
-        let body = form(&[file("RIFF\r\n--Xy not a boundary"), part("model", "a.whisper")]);
+        let body = form(&[
+            file("RIFF\r\n--Xy not a boundary"),
+            part("model", "a.whisper"),
+        ]);
         let mut f = Form::parse(body.clone(), CT).unwrap();
         assert_eq!(f.model(), "a.whisper");
         assert!(!f.is_changed());
         assert_eq!(f.to_bytes(), body);
         f.set_model("whisper-1");
-        let expected = form(&[file("RIFF\r\n--Xy not a boundary"), part("model", "whisper-1")]);
+        let expected = form(&[
+            file("RIFF\r\n--Xy not a boundary"),
+            part("model", "whisper-1"),
+        ]);
         assert_eq!(f.to_bytes(), expected);
     }
 
     #[test]
     fn a_preamble_and_padding_are_allowed() {
-        let body = Bytes::from(format!(
-            "preamble\r\n--XyZ  \r\nContent-Disposition: form-data; name=model\r\n\r\nm\r\n--XyZ--"
-        ));
+        let body = Bytes::from_static(
+            b"preamble\r\n--XyZ  \r\nContent-Disposition: form-data; name=model\r\n\r\nm\r\n--XyZ--",
+        );
         assert_eq!(Form::parse(body, CT).unwrap().model(), "m");
     }
 
@@ -338,6 +347,9 @@ mod tests {
         for parts in [
             // Another case of the name: some servers match names case-insensitively.
             vec![part("Model", "b"), part("model", "a")],
+            // Spaces around the name: some servers trim it.
+            vec![part("model ", "b"), part("model", "a")],
+            vec![part(" model", "b")],
             // An extended name parameter.
             vec![
                 "--XyZ\r\nContent-Disposition: form-data; name*=utf-8''model\r\n\r\nb\r\n".into(),

@@ -1,11 +1,25 @@
 //! The request payload: read once, under a size cap, parsed at most once.
 //!
-//! [`CollectPayloadLayer`] sits near the top of a stack. For a request whose body is JSON
-//! (a `Content-Type` of `application/json`, `…+json`, or none) it reads the whole body under
-//! the limit and puts a [`Payload`] in the request extensions; every layer below reads and
-//! edits the JSON through that one value, and the upstream service sends
-//! [`Payload::to_bytes`] (the caller's bytes when nothing changed). Other bodies — multipart
-//! uploads, audio, anything not JSON — stream through untouched and no `Payload` is made.
+//! [`CollectPayloadLayer`] sits near the top of a stack. It reads the whole body under the
+//! limit and puts a [`Payload`] (JSON) or a [`Form`] (multipart) in the request extensions;
+//! every layer below reads and edits the body through that one value, and the upstream
+//! service sends its `to_bytes()` (the caller's bytes when nothing changed).
+//!
+//! What it reads depends on the [`ApiRoute`](crate::ApiRoute) the policy layer wrote:
+//!
+//! - a JSON model route: the body, whatever its `Content-Type` says, which must be a JSON
+//!   object (RFC 8259: no BOM, no `NaN`, nothing after it) of at most
+//!   [`MAX_MEMBERS`] members with one string `model` (400 `invalid_json`, `invalid_body`
+//!   or `missing_model` otherwise); it is sent upstream as `application/json`;
+//! - a multipart model route: a `multipart/form-data` body (415 otherwise) with one
+//!   `model` field ([`Form`]);
+//! - the passthrough: a JSON body (a JSON `Content-Type`, or none) must be an object whose
+//!   `model`, if any, is a string; other bodies stream through untouched;
+//! - no route (a stack without the policy layer): a JSON body is collected and parsed only
+//!   when a layer asks; other bodies stream through.
+//!
+//! A body the gateway cannot read cannot be checked, so it is refused: that includes a
+//! `Content-Encoding` other than identity (415) on anything it must read.
 //!
 //! A body larger than the limit is refused with 413 *before* it is read when its
 //! `Content-Length` says so, and as soon as the limit is crossed otherwise. A body that
@@ -13,10 +27,12 @@
 //! a layer that needs the JSON asks for it and answers 400 itself when it is not an object.
 //!
 //! # Extensions
-//! - writes [`Payload`] (when the body was collected).
+//! - reads [`ApiRoute`](crate::ApiRoute);
+//! - writes [`Payload`] or [`Form`] (when the body was collected), and a JSON model route's
+//!   `Content-Type`.
 //!
-//! The request body below this layer is a [`Body`](crate::Body): empty when a `Payload` was
-//! made (the payload *is* the body from then on), the caller's stream otherwise.
+//! The request body below this layer is a [`Body`](crate::Body): empty when a `Payload` or
+//! `Form` was made (it *is* the body from then on), the caller's stream otherwise.
 //!
 //! # Example
 //! ```

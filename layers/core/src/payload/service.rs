@@ -7,9 +7,9 @@ use http_body_util::{BodyExt, Limited};
 use tower_service::Service;
 
 use super::{CollectPayloadLayer, Form, Payload, ResponseFuture};
-use crate::extensions::{ApiRoute, RouteKind};
 use crate::body::{Body, ResponseBody};
 use crate::error::{BoxError, ErrorResponse};
+use crate::extensions::{ApiRoute, RouteKind};
 
 /// Collects JSON request bodies into a [`Payload`](super::Payload).
 ///
@@ -144,9 +144,7 @@ fn reading<B: http_body::Body>(req: &Request<B>) -> Result<Option<Reading>, Erro
             Reading::Passthrough
         }
         Some(RouteKind::Passthrough) => return Ok(None),
-        None if carries_json(req.method(), headers) && !req.body().is_end_stream() => {
-            Reading::Lazy
-        }
+        None if carries_json(req.method(), headers) && !req.body().is_end_stream() => Reading::Lazy,
         None => return Ok(None),
     };
     if reading != Reading::Lazy && !identity_encoded(headers) {
@@ -164,13 +162,14 @@ fn unsupported(message: &'static str) -> ErrorResponse {
 }
 
 fn identity_encoded(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .all(|v| v.to_str().is_ok_and(|v| v.split(',').all(|e| {
-            let e = e.trim();
-            e.is_empty() || e.eq_ignore_ascii_case("identity")
-        })))
+    headers.get_all(header::CONTENT_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').all(|e| {
+                let e = e.trim();
+                e.is_empty() || e.eq_ignore_ascii_case("identity")
+            })
+        })
+    })
 }
 
 fn is_multipart_form(headers: &HeaderMap) -> bool {
@@ -198,9 +197,9 @@ pub(super) fn admit(
         Reading::Passthrough | Reading::ModelJson => {
             let payload = Payload::new(bytes);
             payload.check().map_err(|e| e.to_response())?;
-            let model = payload.model().map_err(|e| {
-                ErrorResponse::bad_request(e.to_string()).with_code("invalid_body")
-            })?;
+            let model = payload
+                .model()
+                .map_err(|e| ErrorResponse::bad_request(e.to_string()).with_code("invalid_body"))?;
             if reading == Reading::ModelJson {
                 if model.is_none() {
                     return Err(match payload.get_raw("model") {
@@ -452,6 +451,67 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(clones.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+    }
+
+    /// A request classified as `kind`, as the policy layer would.
+    fn routed(kind: RouteKind, ct: Option<&str>, body: &'static str) -> Request<Full<Bytes>> {
+        let mut req = Request::post("/chat/completions");
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let mut req = req.body(Full::from(body)).unwrap();
+        req.extensions_mut().insert(ApiRoute { kind, name: "x" });
+        req
+    }
+
+    async fn code(req: Request<Full<Bytes>>) -> (StatusCode, String) {
+        let (status, body) = send(1024, req).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (status, v["error"]["code"].as_str().unwrap_or(&body).to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_model_route_is_read_whatever_its_content_type_and_refused_unless_whole() {
+        let (status, body) = send(
+            1024,
+            routed(RouteKind::ModelJson, Some("text/plain"), r#"{"model":"m"}"#),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"payload:{"model":"m"}"#));
+        for (body, expected) in [
+            ("{\"model\":\"m\"", "invalid_json"),
+            ("[1]", "invalid_body"),
+            (r#"{"model":1}"#, "invalid_body"),
+            (r#"{"model":null}"#, "invalid_body"),
+            (r#"{"model":"a","model":"b"}"#, "invalid_body"),
+            (r#"{"input":"x"}"#, "missing_model"),
+            ("", "invalid_json"),
+        ] {
+            let got = code(routed(RouteKind::ModelJson, None, body)).await;
+            assert_eq!(got, (StatusCode::BAD_REQUEST, expected.to_owned()), "{body}");
+        }
+        let mut gz = routed(RouteKind::ModelJson, None, r#"{"model":"m"}"#);
+        gz.headers_mut()
+            .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+        assert_eq!(code(gz).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[tokio::test]
+    async fn a_form_route_takes_only_a_form_and_a_passthrough_only_readable_json() {
+        let form = "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--b--\r\n";
+        let req = routed(RouteKind::ModelForm, Some("multipart/form-data; boundary=b"), form);
+        assert_eq!(send(1024, req).await.0, StatusCode::OK);
+        let req = routed(RouteKind::ModelForm, Some("application/json"), "{}");
+        assert_eq!(code(req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let req = routed(RouteKind::ModelForm, Some("multipart/form-data; boundary=b"), "--b--\r\n");
+        assert_eq!(code(req).await, (StatusCode::BAD_REQUEST, "missing_model".to_owned()));
+        // The passthrough: JSON that cannot be read is refused; other bodies stream.
+        let req = routed(RouteKind::Passthrough, Some("application/json"), "{x");
+        assert_eq!(code(req).await.1, "invalid_json");
+        let req = routed(RouteKind::Passthrough, Some("application/octet-stream"), "{x");
+        assert_eq!(send(1024, req).await, (StatusCode::OK, "stream:{x".to_owned()));
+        let req = routed(RouteKind::Passthrough, Some("application/json"), r#"{"a":1}"#);
+        assert_eq!(send(1024, req).await, (StatusCode::OK, r#"payload:{"a":1}"#.to_owned()));
     }
 
     #[tokio::test]

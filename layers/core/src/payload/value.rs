@@ -531,6 +531,39 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_members_are_indexed() {
+        let object = |n: usize| {
+            let members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":0")).collect();
+            Payload::new(Bytes::from(format!("{{{}}}", members.join(","))))
+        };
+        assert!(object(MAX_MEMBERS).check().is_ok());
+        assert_eq!(object(MAX_MEMBERS + 1).check(), Err(PayloadError::TooManyMembers));
+        assert_eq!(
+            object(MAX_MEMBERS + 1).check().unwrap_err().to_response().code(),
+            Some("invalid_body")
+        );
+    }
+
+    #[test]
+    fn a_repeated_model_is_refused_not_guessed() {
+        let payload = p(r#"{"model":"a","x":1,"model":"b"}"#);
+        assert!(matches!(
+            payload.model(),
+            Err(PayloadError::InvalidField { ref key, .. }) if key == "model"
+        ));
+        // Other repeated members are left to the last-one-wins rule.
+        assert_eq!(p(r#"{"x":1,"x":2}"#).get::<u8>("x").unwrap(), Some(2));
+    }
+
+    #[test]
+    fn what_python_accepts_and_rfc_8259_does_not_is_invalid_json() {
+        for body in ["\u{feff}{\"model\":\"a\"}", r#"{"model":"a","t":NaN}"#, r#"{"model":"a"} x"#] {
+            let payload = Payload::new(Bytes::from(body));
+            assert!(matches!(payload.check(), Err(PayloadError::InvalidJson(_))), "{body}");
+        }
+    }
+
+    #[test]
     fn unchanged_payload_is_forwarded_byte_for_byte() {
         let src = "{ \"model\" : \"x\",\n \"a\":[1, 2 ,3], \"z\": {\"k\": \"\\u00e9\"} }";
         let payload = p(src);
