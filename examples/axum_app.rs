@@ -103,6 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let catalog = Catalog::new(upstream.clone());
     let openai = ServiceBuilder::new()
         .rescue()
+        .policy() // model routes only (the passthrough is off); odd paths refused
         .load_settings(settings)
         .collect_payload(16 << 20)
         .acl(records)

@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let catalog = Catalog::new(upstream.clone());
     let stack = ServiceBuilder::new()
         .rescue()
+        .policy() // model routes only (the passthrough is off); odd paths refused
         .load_settings(settings)
         .collect_payload(1 << 20)
         .models(catalog.clone())

@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // step every stack needs).
     let stack = ServiceBuilder::new()
         .rescue()
+        .policy() // model routes only (the passthrough is off); odd paths refused
         .load_settings(settings)
         .collect_payload(1 << 20)
         .select(StaticRoutes::new([("gpt-4o-mini", 0)]))

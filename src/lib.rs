@@ -46,7 +46,8 @@
 //! Layers pass data to each other as typed extensions ([`core::extensions`]); each layer's
 //! docs say what it reads and writes. The [`guide`] has the [error model](guide::errors),
 //! [streaming semantics](guide::streaming), the [differences from Open
-//! WebUI](guide::open_webui) and the gateway's [configuration](guide::configuration).
+//! WebUI](guide::open_webui), the gateway's [configuration](guide::configuration) and its
+//! [security model](guide::security).
 //!
 //! # With `ServiceBuilderExt`
 //!
@@ -115,6 +116,8 @@ pub mod guide {
     pub mod open_webui {}
     #[doc = include_str!("../docs/configuration.md")]
     pub mod configuration {}
+    #[doc = include_str!("../docs/security.md")]
+    pub mod security {}
 }
 
 /// The shared vocabulary (`tower-openai-core`).

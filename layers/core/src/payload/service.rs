@@ -467,7 +467,10 @@ mod tests {
     async fn code(req: Request<Full<Bytes>>) -> (StatusCode, String) {
         let (status, body) = send(1024, req).await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        (status, v["error"]["code"].as_str().unwrap_or(&body).to_owned())
+        (
+            status,
+            v["error"]["code"].as_str().unwrap_or(&body).to_owned(),
+        )
     }
 
     #[tokio::test]
@@ -477,7 +480,10 @@ mod tests {
             routed(RouteKind::ModelJson, Some("text/plain"), r#"{"model":"m"}"#),
         )
         .await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"payload:{"model":"m"}"#));
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"payload:{"model":"m"}"#)
+        );
         for (body, expected) in [
             ("{\"model\":\"m\"", "invalid_json"),
             ("[1]", "invalid_body"),
@@ -488,7 +494,11 @@ mod tests {
             ("", "invalid_json"),
         ] {
             let got = code(routed(RouteKind::ModelJson, None, body)).await;
-            assert_eq!(got, (StatusCode::BAD_REQUEST, expected.to_owned()), "{body}");
+            assert_eq!(
+                got,
+                (StatusCode::BAD_REQUEST, expected.to_owned()),
+                "{body}"
+            );
         }
         let mut gz = routed(RouteKind::ModelJson, None, r#"{"model":"m"}"#);
         gz.headers_mut()
@@ -499,19 +509,44 @@ mod tests {
     #[tokio::test]
     async fn a_form_route_takes_only_a_form_and_a_passthrough_only_readable_json() {
         let form = "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--b--\r\n";
-        let req = routed(RouteKind::ModelForm, Some("multipart/form-data; boundary=b"), form);
+        let req = routed(
+            RouteKind::ModelForm,
+            Some("multipart/form-data; boundary=b"),
+            form,
+        );
         assert_eq!(send(1024, req).await.0, StatusCode::OK);
         let req = routed(RouteKind::ModelForm, Some("application/json"), "{}");
         assert_eq!(code(req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        let req = routed(RouteKind::ModelForm, Some("multipart/form-data; boundary=b"), "--b--\r\n");
-        assert_eq!(code(req).await, (StatusCode::BAD_REQUEST, "missing_model".to_owned()));
+        let req = routed(
+            RouteKind::ModelForm,
+            Some("multipart/form-data; boundary=b"),
+            "--b--\r\n",
+        );
+        assert_eq!(
+            code(req).await,
+            (StatusCode::BAD_REQUEST, "missing_model".to_owned())
+        );
         // The passthrough: JSON that cannot be read is refused; other bodies stream.
         let req = routed(RouteKind::Passthrough, Some("application/json"), "{x");
         assert_eq!(code(req).await.1, "invalid_json");
-        let req = routed(RouteKind::Passthrough, Some("application/octet-stream"), "{x");
-        assert_eq!(send(1024, req).await, (StatusCode::OK, "stream:{x".to_owned()));
-        let req = routed(RouteKind::Passthrough, Some("application/json"), r#"{"a":1}"#);
-        assert_eq!(send(1024, req).await, (StatusCode::OK, r#"payload:{"a":1}"#.to_owned()));
+        let req = routed(
+            RouteKind::Passthrough,
+            Some("application/octet-stream"),
+            "{x",
+        );
+        assert_eq!(
+            send(1024, req).await,
+            (StatusCode::OK, "stream:{x".to_owned())
+        );
+        let req = routed(
+            RouteKind::Passthrough,
+            Some("application/json"),
+            r#"{"a":1}"#,
+        );
+        assert_eq!(
+            send(1024, req).await,
+            (StatusCode::OK, r#"payload:{"a":1}"#.to_owned())
+        );
     }
 
     #[tokio::test]

@@ -537,9 +537,16 @@ mod tests {
             Payload::new(Bytes::from(format!("{{{}}}", members.join(","))))
         };
         assert!(object(MAX_MEMBERS).check().is_ok());
-        assert_eq!(object(MAX_MEMBERS + 1).check(), Err(PayloadError::TooManyMembers));
         assert_eq!(
-            object(MAX_MEMBERS + 1).check().unwrap_err().to_response().code(),
+            object(MAX_MEMBERS + 1).check(),
+            Err(PayloadError::TooManyMembers)
+        );
+        assert_eq!(
+            object(MAX_MEMBERS + 1)
+                .check()
+                .unwrap_err()
+                .to_response()
+                .code(),
             Some("invalid_body")
         );
     }
@@ -557,9 +564,16 @@ mod tests {
 
     #[test]
     fn what_python_accepts_and_rfc_8259_does_not_is_invalid_json() {
-        for body in ["\u{feff}{\"model\":\"a\"}", r#"{"model":"a","t":NaN}"#, r#"{"model":"a"} x"#] {
+        for body in [
+            "\u{feff}{\"model\":\"a\"}",
+            r#"{"model":"a","t":NaN}"#,
+            r#"{"model":"a"} x"#,
+        ] {
             let payload = Payload::new(Bytes::from(body));
-            assert!(matches!(payload.check(), Err(PayloadError::InvalidJson(_))), "{body}");
+            assert!(
+                matches!(payload.check(), Err(PayloadError::InvalidJson(_))),
+                "{body}"
+            );
         }
     }
 
