@@ -36,4 +36,9 @@ pub struct Args {
     /// [default: 67108864]
     #[arg(long, value_name = "N")]
     pub max_body_bytes: Option<usize>,
+
+    /// Accept at most this many open connections at once [env: GATEWAY_MAX_CONNECTIONS]
+    /// [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }

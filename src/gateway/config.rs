@@ -114,6 +114,8 @@ pub struct GatewayConfig {
     pub models: Vec<ModelRecord>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// The connection limits (`GATEWAY_MAX_CONNECTIONS`, the read timeouts, …).
+    pub limits: Limits,
     /// Hosts resolved to fixed addresses instead of through DNS (like curl's `--resolve`).
     /// Set in code only (tests, embedding); there is no flag for it.
     pub resolve: Vec<(String, std::net::IpAddr)>,
@@ -132,6 +134,84 @@ pub struct GatewayConfig {
 
 /// The speech cache's default budget, 1 GiB.
 pub const DEFAULT_SPEECH_CACHE_MAX_BYTES: u64 = 1 << 30;
+
+/// The default `GATEWAY_MAX_CONNECTIONS`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// What one caller, or all of them together, can make the server hold (docs/limits.md).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections at once (`--max-connections`, `GATEWAY_MAX_CONNECTIONS`); at the
+    /// limit no new connection is accepted until one closes.
+    pub max_connections: usize,
+    /// A connection that sends no complete request head (HTTP/1), or no HTTP/2 preface and
+    /// first request, for this long, or that sits idle between requests this long, is
+    /// closed (`GATEWAY_HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
+    /// A request body that sends nothing for this long is refused with 408
+    /// (`GATEWAY_BODY_READ_TIMEOUT`).
+    pub body_read_timeout: Duration,
+    /// The largest request head, in bytes (431 past it).
+    pub max_head_bytes: usize,
+    /// The most header fields in a request head (431 past it).
+    pub max_headers: usize,
+    /// The most concurrent streams on one HTTP/2 connection.
+    pub max_http2_streams: u32,
+    /// How often an idle HTTP/2 connection is pinged, and how long a ping may go unanswered
+    /// before the connection is closed.
+    pub http2_keep_alive: (Duration, Duration),
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            max_head_bytes: 64 * 1024,
+            max_headers: 128,
+            max_http2_streams: 128,
+            http2_keep_alive: (Duration::from_secs(30), Duration::from_secs(20)),
+        }
+    }
+}
+
+/// Seconds from `name` (a positive number, fractions allowed, at most a day), or `default`.
+fn seconds_var(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = env(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{v:?} is not a number of seconds between 0 and 86400"),
+            )
+        })
+}
+
+/// A whole number from `name`, or `default`.
+fn whole_var(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match env(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("{v:?} is not a whole number"))),
+    }
+}
 
 /// The variables of Azure's credential chain.
 /// Environment variables captured at start. They may hold secrets (a client secret, a
@@ -200,6 +280,7 @@ impl GatewayConfig {
             users: Vec::new(),
             models: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            limits: Limits::default(),
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::default(),
             azure_env: Default::default(),
@@ -297,7 +378,24 @@ impl GatewayConfig {
             settings,
             users,
             models,
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: seconds_var(env, "GATEWAY_SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            limits: Limits {
+                max_connections: match args.max_connections {
+                    Some(n) => n,
+                    None => whole_var(env, "GATEWAY_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
+                },
+                header_read_timeout: seconds_var(
+                    env,
+                    "GATEWAY_HEADER_READ_TIMEOUT",
+                    Duration::from_secs(30),
+                )?,
+                body_read_timeout: seconds_var(
+                    env,
+                    "GATEWAY_BODY_READ_TIMEOUT",
+                    Duration::from_secs(30),
+                )?,
+                ..Limits::default()
+            },
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::from_env(env)?,
             azure_env: CapturedEnv::capture(&AZURE_VARS, env),
@@ -305,6 +403,14 @@ impl GatewayConfig {
             speech_cache_max_bytes,
             security: super::security::SecurityConfig::from_env(env)?,
         })
+    }
+
+    /// Refuse values no deployment means: a limit of no connections.
+    pub(crate) fn check_limits(&self) -> Result<(), StartError> {
+        if self.limits.max_connections == 0 {
+            return Err(ConfigError::new("GATEWAY_MAX_CONNECTIONS", "must be at least 1").into());
+        }
+        Ok(())
     }
 
     /// Single-user mode: no `[[users]]`, every caller is an admin.

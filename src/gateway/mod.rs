@@ -34,8 +34,8 @@ use tower_openai_upstream::Upstream;
 
 pub use self::cli::Args;
 pub use self::config::{
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SPEECH_CACHE_MAX_BYTES, GatewayConfig, KeyDigest,
-    ModelAccess, ModelRecord, StartError, UserRecord,
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SPEECH_CACHE_MAX_BYTES,
+    GatewayConfig, KeyDigest, Limits, ModelAccess, ModelRecord, StartError, UserRecord,
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
@@ -55,6 +55,7 @@ pub struct Gateway {
     records: StaticRecords,
     admin: admin::Admin,
     speech: SpeechStore,
+    serve_options: server::ServeOptions,
     demo: Option<MockUpstream>,
 }
 
@@ -62,6 +63,7 @@ impl Gateway {
     /// Validate `config` and prepare the gateway (starting the demo upstream if asked).
     pub async fn new(mut config: GatewayConfig) -> Result<Self, StartError> {
         config.check_exposure()?;
+        config.check_limits()?;
         let store = persist::ConfigStore::new(&config.data_dir);
         if config.persistent_config {
             if let Some(persisted) = store.load()? {
@@ -77,7 +79,8 @@ impl Gateway {
             None
         };
         let settings = SettingsHandle::new(config.settings.clone().build()?);
-        let mut upstream = Upstream::builder();
+        let serve_options = server::ServeOptions::new(config.limits.clone(), config.shutdown_grace);
+        let mut upstream = Upstream::builder().shutdown(serve_options.cut.clone());
         for (host, ip) in &config.resolve {
             upstream = upstream.resolve(host.clone(), *ip);
         }
@@ -127,6 +130,7 @@ impl Gateway {
         Ok(Self {
             callers: Callers::new(&config.users, config.allow_anonymous),
             speech,
+            serve_options,
             lower,
             catalog,
             records,
@@ -172,8 +176,7 @@ impl Gateway {
     /// Serve on `listener` until `shutdown` resolves, then drain (see [`GatewayConfig::shutdown_grace`]).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let app = stack::service(&self);
-        let grace = self.config.shutdown_grace;
-        server::serve(listener, app, shutdown, grace).await;
+        server::serve(listener, app, shutdown, self.serve_options.clone()).await;
         drop(self);
     }
 

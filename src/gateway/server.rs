@@ -2,29 +2,58 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::task::{Context, Poll, Waker};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use pin_project::{pin_project, pinned_drop};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 use tower_openai_core::timer::ConnectionTimer;
-use tower_openai_core::{Body, BoxError, RepollSelfWakes};
+use tower_openai_core::{Body, BoxError, RepollSelfWakes, ShutdownSignal};
 
+use super::config::Limits;
 use super::drain::Drain;
 
+/// How the server bounds what callers can make it hold, and how it shuts down.
+#[derive(Clone, Debug)]
+pub(crate) struct ServeOptions {
+    pub(crate) limits: Limits,
+    /// How long requests in flight may run on after shutdown starts.
+    pub(crate) grace: Duration,
+    /// Cut when the grace period ends: event streams still open end with a terminal error
+    /// event instead of being cut mid-stream.
+    pub(crate) cut: ShutdownSignal,
+}
+
+impl ServeOptions {
+    pub(crate) fn new(limits: Limits, grace: Duration) -> Self {
+        Self {
+            limits,
+            grace,
+            cut: ShutdownSignal::new(),
+        }
+    }
+}
+
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
-/// connections in flight (long streams included) up to `grace` to finish.
+/// connections in flight (long streams included) up to the grace period to finish. Streams
+/// still open then end with a terminal event, and get a moment to send it.
 pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     app: S,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    options: ServeOptions,
 ) where
     S: tower::Service<
             http::Request<Body>,
@@ -37,15 +66,37 @@ pub(crate) async fn serve<S, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let limits = &options.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // A client that opens a connection and sends no request head is dropped.
-        .header_read_timeout(Duration::from_secs(30));
+        // A client that opens a connection and sends no request head, or sits idle between
+        // requests, is dropped.
+        .header_read_timeout(limits.header_read_timeout)
+        // A head larger than this, or with more fields, is answered 431.
+        .max_buf_size(limits.max_head_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_http2_streams)
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.http2_keep_alive.0)
+        .keep_alive_timeout(limits.http2_keep_alive.1);
     let drain = Drain::default();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
+        // At the limit, stop accepting until a connection closes: the kernel's backlog
+        // holds the rest.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -59,7 +110,11 @@ pub(crate) async fn serve<S, B>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = PerConnection(RefCell::new(app.clone()));
+        let activity = Arc::new(Activity::new());
+        let svc = PerConnection {
+            app: RefCell::new(app.clone()),
+            activity: activity.clone(),
+        };
         // A timer per connection: the head timeout of each request reuses one sleep.
         let mut per_connection = builder.clone();
         per_connection.http1().timer(ConnectionTimer::new());
@@ -67,18 +122,125 @@ pub(crate) async fn serve<S, B>(
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
         let conn = RepollSelfWakes::new(drain.watch(conn));
+        let idle_limit = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let _permit = permit;
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                // Nothing in flight for the header-read timeout: before the first request
+                // (protocol detection, an HTTP/2 preface with no request) or between
+                // requests (HTTP/2 has no idle timeout of its own). Dropping the
+                // connection closes it.
+                () = activity.idle_for(idle_limit) => {
+                    tracing::debug!(%peer, "idle connection closed");
+                }
             }
         });
     }
 
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
+    let grace = options.grace;
     tokio::select! {
         () = drain.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(?grace, "grace period over; ending the streams still open");
+            options.cut.cut();
+            // Let them send their terminal event and close.
+            let _ = tokio::time::timeout(Duration::from_secs(2), drain.shutdown()).await;
+        }
+    }
+}
+
+/// What one connection has in flight, and since when it has had nothing.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// When the connection last had nothing in flight, in milliseconds since `start`.
+    idle_since: AtomicU64,
+    start: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.idle_since.store(millis, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves once the connection has had nothing in flight for `limit`. Checks once per
+    /// `limit` at most: one timer per connection, never one per request.
+    async fn idle_for(&self, limit: Duration) {
+        let mut deadline = self.start + limit;
+        loop {
+            tokio::time::sleep_until(deadline).await;
+            if self.in_flight.load(Ordering::Relaxed) == 0 {
+                let idle_since =
+                    self.start + Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
+                let due = idle_since + limit;
+                if due <= Instant::now() {
+                    return;
+                }
+                deadline = due;
+            } else {
+                deadline = Instant::now() + limit;
+            }
+        }
+    }
+}
+
+/// A response body that tells its connection's [`Activity`] when it is done.
+#[pin_project(PinnedDrop)]
+struct Tracked<B> {
+    #[pin]
+    inner: B,
+    activity: Option<Arc<Activity>>,
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for Tracked<B> {
+    fn drop(self: Pin<&mut Self>) {
+        if let Some(activity) = self.project().activity.take() {
+            activity.end();
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -91,7 +253,44 @@ pub(crate) async fn serve<S, B>(
 /// stack is always ready, so the connection's own instance is readied and called directly.
 /// A stack that is not ready (a layer a user added that applies back-pressure) is served
 /// as before, through a clone that waits for readiness.
-struct PerConnection<S>(RefCell<S>);
+struct PerConnection<S> {
+    app: RefCell<S>,
+    activity: Arc<Activity>,
+}
+
+/// The response future of [`PerConnection`]: counts the request in flight until its body
+/// is dropped.
+#[pin_project(PinnedDrop)]
+struct Counted<F> {
+    #[pin]
+    inner: F,
+    activity: Option<Arc<Activity>>,
+}
+
+impl<F, B> Future for Counted<F>
+where
+    F: Future<Output = Result<http::Response<B>, std::convert::Infallible>>,
+{
+    type Output = Result<http::Response<Tracked<B>>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(res) = ready!(this.inner.poll(cx));
+        // Handed to the body: its drop ends the request.
+        let activity = this.activity.take();
+        Poll::Ready(Ok(res.map(|inner| Tracked { inner, activity })))
+    }
+}
+
+#[pinned_drop]
+impl<F> PinnedDrop for Counted<F> {
+    fn drop(self: Pin<&mut Self>) {
+        // Dropped before the response head (the caller left): the request is over.
+        if let Some(activity) = self.project().activity.take() {
+            activity.end();
+        }
+    }
+}
 
 impl<S, B> hyper::service::Service<http::Request<Incoming>> for PerConnection<S>
 where
@@ -101,18 +300,23 @@ where
             Error = std::convert::Infallible,
         > + Clone,
 {
-    type Response = http::Response<B>;
+    type Response = http::Response<Tracked<B>>;
     type Error = std::convert::Infallible;
-    type Future = Either<S::Future, Oneshot<S, http::Request<Body>>>;
+    type Future = Counted<Either<S::Future, Oneshot<S, http::Request<Body>>>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let req = req.map(Body::new);
-        let mut app = self.0.borrow_mut();
+        self.activity.begin();
+        let mut app = self.app.borrow_mut();
         let mut cx = Context::from_waker(Waker::noop());
-        match app.poll_ready(&mut cx) {
+        let inner = match app.poll_ready(&mut cx) {
             Poll::Ready(Ok(())) => Either::Left(app.call(req)),
             Poll::Ready(Err(never)) => match never {},
             Poll::Pending => Either::Right(app.clone().oneshot(req)),
+        };
+        Counted {
+            inner,
+            activity: Some(self.activity.clone()),
         }
     }
 }
@@ -209,7 +413,7 @@ mod tests {
             listener,
             probe,
             std::future::pending(),
-            Duration::from_secs(1),
+            ServeOptions::new(Limits::default(), Duration::from_secs(1)),
         ));
         addr
     }

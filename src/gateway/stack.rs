@@ -101,7 +101,10 @@ pub(crate) fn service(
         // in flight never mixes old and new values.
         .layer(LoadSettingsLayer::new(gateway.settings.clone()))
         // Read the JSON body once, under the cap, before any layer needs the model.
-        .layer(CollectPayloadLayer::new(gateway.config.max_body_bytes))
+        .layer(
+            CollectPayloadLayer::new(gateway.config.max_body_bytes)
+                .read_timeout(Some(gateway.config.limits.body_read_timeout)),
+        )
         // Who may use which model: after the payload (it reads the model), before the list
         // (it hands models its per-user filter) and before routing (a refused model costs
         // no catalog look-up).

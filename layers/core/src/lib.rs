@@ -32,6 +32,7 @@ pub mod repoll;
 pub mod rescue;
 pub mod routing;
 pub mod settings;
+pub mod shutdown;
 pub mod timer;
 
 pub use crate::body::{Body, BoxBody, ResponseBody};
@@ -46,3 +47,4 @@ pub use crate::reasoning::is_reasoning_model;
 pub use crate::repoll::RepollSelfWakes;
 pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
+pub use crate::shutdown::ShutdownSignal;

@@ -9,13 +9,19 @@ use hyper::body::Incoming;
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_openai_core::error::UpstreamError;
-use tower_openai_core::{BoxError, ErrorResponse};
+use tower_openai_core::shutdown::Cut;
+use tower_openai_core::{BoxError, ErrorResponse, ShutdownSignal};
+
+/// A deadline no stream reaches (about 30 years): what a timeout too large to add becomes.
+pub(crate) const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// The upstream's response body, relayed frame by frame.
 ///
 /// - Each frame is passed on as it arrives; nothing is buffered or coalesced.
 /// - If nothing arrives for the idle-read timeout, the body fails with a timeout.
-/// - On a server-sent-events stream, a failure (a reset, a timeout) does not end the stream
+/// - On a server-sent-events stream, a failure (a reset, a timeout), or the end of the
+///   server's shutdown grace period ([`UpstreamBuilder::shutdown`](crate::UpstreamBuilder::shutdown)),
+///   does not end the stream
 ///   as if it had finished: one last event `data: {"error": {…}}` is sent, which the OpenAI
 ///   SDKs raise as an error, and then the stream ends. Other bodies fail, so the caller's
 ///   connection is closed without a clean end.
@@ -36,6 +42,9 @@ pub struct ResponseBody {
     timeout: Option<Duration>,
     connection: usize,
     sse: Option<SseState>,
+    /// On an event stream: the server's shutdown, and the wait for it (made when the stream
+    /// first has to wait).
+    shutdown: Option<(ShutdownSignal, Option<Cut>)>,
     done: bool,
 }
 
@@ -85,6 +94,7 @@ impl ResponseBody {
         timeout: Option<Duration>,
         connection: usize,
         sse: bool,
+        shutdown: Option<&ShutdownSignal>,
     ) -> Self {
         Self {
             inner,
@@ -94,6 +104,7 @@ impl ResponseBody {
             timeout,
             connection,
             sse: sse.then(SseState::default),
+            shutdown: shutdown.filter(|_| sse).map(|s| (s.clone(), None)),
             done: false,
         }
     }
@@ -134,6 +145,23 @@ impl http_body::Body for ResponseBody {
             }
             Poll::Ready(Some(Err(e))) => UpstreamError::protocol(*this.connection, e),
             Poll::Pending => {
+                if let (Some((signal, wait)), Some(sse)) =
+                    (this.shutdown.as_mut(), this.sse.as_mut())
+                {
+                    let wait = wait.get_or_insert_with(|| signal.wait());
+                    if Pin::new(wait).poll(cx).is_ready() {
+                        // The server's grace period is over: end on an event of our own.
+                        let error = ErrorResponse::new(
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            "The gateway is shutting down; the stream was ended before the upstream finished",
+                        )
+                        .with_code("gateway_shutting_down");
+                        sse.fail(&error);
+                        *this.done = true;
+                        let event = sse.pending.take().unwrap_or_default();
+                        return Poll::Ready(Some(Ok(Frame::data(event))));
+                    }
+                }
                 let Some(timeout) = *this.timeout else {
                     return Poll::Pending;
                 };
@@ -142,7 +170,9 @@ impl http_body::Body for ResponseBody {
                     *this.active = false;
                 }
                 let last_activity = this.last_activity.unwrap_or_else(Instant::now);
-                let deadline = last_activity + timeout;
+                let deadline = last_activity
+                    .checked_add(timeout)
+                    .unwrap_or_else(|| last_activity + FAR);
                 let idle = this
                     .idle
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -150,7 +180,9 @@ impl http_body::Body for ResponseBody {
                     ready!(idle.as_mut().poll(cx));
                     // Fired: if frames came meanwhile (the poll that saw them pending took the
                     // time), wait out the rest from then.
-                    let deadline = last_activity + timeout;
+                    let deadline = last_activity
+                        .checked_add(timeout)
+                        .unwrap_or_else(|| last_activity + FAR);
                     if deadline <= Instant::now() {
                         break;
                     }

@@ -69,6 +69,7 @@ pub(crate) struct ClientOptions {
     pub(crate) resolve: HashMap<String, IpAddr>,
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
+    pub(crate) shutdown: Option<tower_openai_core::ShutdownSignal>,
 }
 
 impl Default for ClientOptions {
@@ -81,6 +82,7 @@ impl Default for ClientOptions {
             resolve: HashMap::new(),
             proxies: Proxies::default(),
             allowlists: Default::default(),
+            shutdown: None,
         }
     }
 }
@@ -93,6 +95,7 @@ pub(crate) struct Clients {
     pub(crate) unverified: HttpClient,
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
+    pub(crate) shutdown: Option<tower_openai_core::ShutdownSignal>,
 }
 
 impl Clients {
@@ -125,6 +128,7 @@ impl Clients {
             unverified: build(options, unverified),
             proxies: options.proxies.clone(),
             allowlists: options.allowlists.clone(),
+            shutdown: options.shutdown.clone(),
         }
     }
 }

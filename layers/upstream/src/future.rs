@@ -55,7 +55,10 @@ impl ResponseFuture {
         Self {
             state: State::Waiting {
                 response,
-                idle: timeout.map(|t| sleeps.sleep_until(Instant::now() + t)),
+                idle: timeout.map(|t| {
+                    let now = Instant::now();
+                    sleeps.sleep_until(now.checked_add(t).unwrap_or(now + crate::body::FAR))
+                }),
                 timeout,
                 connection,
                 clients,
@@ -121,5 +124,9 @@ fn relay(
         Some(clients) => clients.allowlists.filter_response(&mut parts.headers, sse),
         None => scrub_response(&mut parts.headers, sse),
     }
-    Response::from_parts(parts, ResponseBody::new(body, timeout, connection, sse))
+    let shutdown = clients.and_then(|c| c.shutdown.as_ref());
+    Response::from_parts(
+        parts,
+        ResponseBody::new(body, timeout, connection, sse, shutdown),
+    )
 }

@@ -146,6 +146,14 @@ impl UpstreamBuilder {
         Ok(self)
     }
 
+    /// End event streams with a terminal `gateway_shutting_down` error event when `signal`
+    /// is cut (the server's shutdown grace period is over), instead of leaving them cut off
+    /// mid-stream.
+    pub fn shutdown(mut self, signal: tower_openai_core::ShutdownSignal) -> Self {
+        self.options.shutdown = Some(signal);
+        self
+    }
+
     /// Build the service. Its clients (and their connection pools) are shared by clones.
     pub fn build(self) -> Upstream {
         Upstream {

@@ -10,6 +10,7 @@ use http_body_util::{Limited, combinators::Collect};
 use pin_project::pin_project;
 use tower_service::Service;
 
+use super::idle::{BodyTimedOut, IdleTimeout};
 use super::service::{Reading, Spare, admit};
 use crate::body::{Body, ResponseBody};
 use crate::error::{ErrorResponse, find_cause};
@@ -38,7 +39,7 @@ where
 {
     Collecting {
         #[pin]
-        collect: Collect<Limited<B>>,
+        collect: Collect<Limited<IdleTimeout<B>>>,
         parts: Option<Parts>,
         inner: Option<S>,
         spare: Spare<S>,
@@ -73,7 +74,7 @@ where
     }
 
     pub(super) fn collecting(
-        collect: Collect<Limited<B>>,
+        collect: Collect<Limited<IdleTimeout<B>>>,
         parts: Parts,
         inner: S,
         spare: Spare<S>,
@@ -144,6 +145,15 @@ where
                     Err(err) => {
                         let error = if find_cause::<LengthLimitError>(&*err).is_some() {
                             ErrorResponse::payload_too_large(*limit)
+                        } else if let Some(BodyTimedOut(after)) = find_cause(&*err) {
+                            ErrorResponse::new(
+                                http::StatusCode::REQUEST_TIMEOUT,
+                                format!(
+                                    "The request body sent nothing for {} s",
+                                    after.as_secs_f64()
+                                ),
+                            )
+                            .with_code("request_timeout")
                         } else {
                             tracing::debug!(error = %err, "could not read request body");
                             ErrorResponse::bad_request("Could not read the request body")

@@ -21,6 +21,9 @@
 //! A body the gateway cannot read cannot be checked, so it is refused: that includes a
 //! `Content-Encoding` other than identity (415) on anything it must read.
 //!
+//! A body that sends nothing for the read timeout (30 s by default,
+//! [`CollectPayloadLayer::read_timeout`]) is refused with 408 and nothing is forwarded.
+//!
 //! A body larger than the limit is refused with 413 *before* it is read when its
 //! `Content-Length` says so, and as soon as the limit is crossed otherwise. A body that
 //! cannot be read (the caller hung up) is answered with 400. The payload is not parsed here:
@@ -68,12 +71,14 @@
 
 mod form;
 mod future;
+mod idle;
 mod layer;
 mod service;
 mod value;
 
 pub use self::form::{Form, FormError};
 pub use self::future::ResponseFuture;
-pub use self::layer::{CollectPayloadLayer, DEFAULT_LIMIT};
+pub use self::idle::BodyTimedOut;
+pub use self::layer::{CollectPayloadLayer, DEFAULT_LIMIT, DEFAULT_READ_TIMEOUT};
 pub use self::service::CollectPayload;
 pub use self::value::{MAX_MEMBERS, Payload, PayloadError};

@@ -6,6 +6,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tower_service::Service;
 
+use super::idle::IdleTimeout;
 use super::{CollectPayloadLayer, Form, Payload, ResponseFuture};
 use crate::body::{Body, ResponseBody};
 use crate::error::{BoxError, ErrorResponse};
@@ -25,6 +26,7 @@ use crate::extensions::{ApiRoute, RouteKind};
 pub struct CollectPayload<S> {
     inner: S,
     limit: usize,
+    read_timeout: Option<std::time::Duration>,
     spare: Option<Spare<S>>,
 }
 
@@ -33,19 +35,28 @@ impl<S: Clone> Clone for CollectPayload<S> {
         Self {
             inner: self.inner.clone(),
             limit: self.limit,
+            read_timeout: self.read_timeout,
             spare: None,
         }
     }
 }
 
 impl<S> CollectPayload<S> {
-    /// Wrap `inner`, refusing JSON bodies over `limit` bytes.
+    /// Wrap `inner`, refusing bodies over `limit` bytes and bodies that send nothing for
+    /// [`DEFAULT_READ_TIMEOUT`](super::DEFAULT_READ_TIMEOUT).
     pub fn new(inner: S, limit: usize) -> Self {
         Self {
             inner,
             limit,
+            read_timeout: Some(super::DEFAULT_READ_TIMEOUT),
             spare: None,
         }
+    }
+
+    /// Refuse with 408 a body that sends nothing for `timeout` (`None`: wait forever).
+    pub fn read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// A layer with this limit.
@@ -101,7 +112,7 @@ where
         let inner = std::mem::replace(&mut self.inner, next);
         let (parts, body) = req.into_parts();
         ResponseFuture::collecting(
-            Limited::new(body, self.limit).collect(),
+            Limited::new(IdleTimeout::new(body, self.read_timeout), self.limit).collect(),
             parts,
             inner,
             spare.clone(),

@@ -1,0 +1,141 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::BoxError;
+
+/// The caller sent nothing of the request body for the read timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the request body sent nothing for {0:?}")]
+pub struct BodyTimedOut(pub Duration);
+
+/// A request body that fails with [`BodyTimedOut`] when it sends nothing for `timeout`.
+///
+/// The clock is armed only when the body has to wait (a body that arrived with its head
+/// costs no timer), and moved only when a frame arrives after a wait.
+#[pin_project]
+#[derive(Debug)]
+pub(super) struct IdleTimeout<B> {
+    #[pin]
+    inner: B,
+    timeout: Option<Duration>,
+    #[pin]
+    sleep: Option<Sleep>,
+}
+
+impl<B> IdleTimeout<B> {
+    pub(super) fn new(inner: B, timeout: Option<Duration>) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let (Some(timeout), Some(sleep)) =
+                    (this.timeout, this.sleep.as_mut().as_pin_mut())
+                {
+                    sleep.reset(Instant::now() + *timeout);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let Some(timeout) = *this.timeout else {
+                    return Poll::Pending;
+                };
+                if this.sleep.is_none() {
+                    let deadline = Instant::now()
+                        .checked_add(timeout)
+                        .unwrap_or_else(far_future);
+                    this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+                }
+                let elapsed = this
+                    .sleep
+                    .as_pin_mut()
+                    .is_some_and(|sleep| sleep.poll(cx).is_ready());
+                if elapsed {
+                    return Poll::Ready(Some(Err(BodyTimedOut(timeout).into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A deadline no request will see (about 30 years away).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_fails_after_the_timeout_and_a_trickle_does_not() {
+        // Silence after the first frame.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"{"))))
+            .await
+            .unwrap();
+        let body = IdleTimeout::new(
+            StreamBody::new(tokio_stream_of(rx)),
+            Some(Duration::from_secs(30)),
+        );
+        let start = Instant::now();
+        let err = body.collect().await.unwrap_err();
+        assert!(crate::error::is_caused_by::<BodyTimedOut>(&*err), "{err}");
+        assert!(start.elapsed() >= Duration::from_secs(30));
+        drop(tx);
+
+        // A frame every 20 s never waits 30 s.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b" ")))).await;
+            }
+        });
+        let body = IdleTimeout::new(
+            StreamBody::new(tokio_stream_of(rx)),
+            Some(Duration::from_secs(30)),
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 4);
+    }
+
+    fn tokio_stream_of<T: Send + 'static>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}
