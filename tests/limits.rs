@@ -1,0 +1,282 @@
+//! Bounded resources and clean shutdown (docs/limits.md), through the real gateway over raw
+//! sockets: the connection limit, the header-read and idle timeouts for HTTP/1 and HTTP/2,
+//! head limits, the body read timeout, and the terminal event at the end of the grace
+//! period.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower_openai::gateway::Args;
+use tower_openai_test_util::{MockUpstream, Sse};
+
+use common::*;
+
+/// Everything the server sends until it closes the connection (at most `limit` to wait).
+async fn until_closed(conn: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(limit, conn.read_to_end(&mut got)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => None,
+    }
+}
+
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame.
+const HTTP2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+#[tokio::test]
+async fn silent_half_sent_and_preface_only_connections_are_closed_after_the_header_timeout() {
+    let mock = MockUpstream::start().await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("GATEWAY_HEADER_READ_TIMEOUT", "1"),
+        ],
+    )
+    .await;
+    let sends: [&[u8]; 5] = [
+        // Nothing at all: the protocol is never detected.
+        b"",
+        // One byte: still detecting.
+        b"G",
+        // Half a head.
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n",
+        // The HTTP/2 preface, and nothing more.
+        HTTP2_PREFACE,
+        // The preface and settings, but no request.
+        &[HTTP2_PREFACE, HTTP2_SETTINGS].concat(),
+    ];
+    for send in sends {
+        let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+        conn.write_all(send).await.unwrap();
+        let closed = until_closed(&mut conn, Duration::from_secs(15)).await;
+        assert!(
+            closed.is_some(),
+            "a connection that sent {:?} was kept open",
+            String::from_utf8_lossy(send)
+        );
+        assert!(!closed.unwrap().contains("200 OK"));
+    }
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
+    let mock = MockUpstream::builder()
+        .sse(
+            "/v1/chat/completions",
+            Sse::chunks("gpt-4o-mini", 4).gap(Duration::from_millis(800)),
+        )
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("GATEWAY_HEADER_READ_TIMEOUT", "1"),
+        ],
+    )
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(
+        hyper_util::rt::TokioExecutor::new(),
+    )
+    .http2_only(true)
+    .build_http::<http_body_util::Full<bytes::Bytes>>();
+    // A stream longer than the timeout, on one HTTP/2 connection, is not cut.
+    let res = client
+        .request(post_json(
+            &format!("{}/chat/completions", gw.url()),
+            r#"{"model":"gpt-4o-mini","stream":true}"#,
+        ))
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("[DONE]"), "{text}");
+    // A raw HTTP/2 connection that makes one request, then sits idle: closed.
+    let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+    conn.write_all(&[HTTP2_PREFACE, HTTP2_SETTINGS, &healthz_headers_frame()].concat())
+        .await
+        .unwrap();
+    let closed = until_closed(&mut conn, Duration::from_secs(15))
+        .await
+        .expect("the idle HTTP/2 connection was closed");
+    // It was answered first: a HEADERS frame (type 1) on stream 1 came back.
+    assert!(closed.len() > 9, "no answer before the close");
+}
+
+/// A HEADERS frame for `GET /healthz` on stream 1 (HPACK: static-table indices and
+/// literals without Huffman coding), ending the stream.
+fn healthz_headers_frame() -> Vec<u8> {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    block.push(0x44); // :path, literal with indexing
+    block.push(8);
+    block.extend_from_slice(b"/healthz");
+    block.push(0x41); // :authority, literal with indexing
+    block.push(1);
+    block.push(b'x');
+    let len = block.len();
+    let mut frame = vec![0, 0, len as u8, 0x1, 0x5, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    frame
+}
+
+#[tokio::test]
+async fn heads_too_large_or_with_too_many_fields_are_431() {
+    let gw = start(&dead_url()).await;
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let mut fields = String::from("GET /healthz HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..128 {
+        fields.push_str(&format!("x-f{i}: 1\r\n"));
+    }
+    fields.push_str("\r\n");
+    for head in [big, fields] {
+        let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+        let _ = conn.write_all(head.as_bytes()).await;
+        let answer = until_closed(&mut conn, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+    }
+    // 127 fields and `Host` is fine.
+    let mut ok = String::from("GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
+    for i in 0..126 {
+        ok.push_str(&format!("x-f{i}: 1\r\n"));
+    }
+    ok.push_str("\r\n");
+    let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+    conn.write_all(ok.as_bytes()).await.unwrap();
+    let answer = until_closed(&mut conn, Duration::from_secs(10))
+        .await
+        .unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
+}
+
+#[tokio::test]
+async fn at_the_connection_limit_no_connection_is_served_until_one_closes() {
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &dead_url()),
+            ("GATEWAY_MAX_CONNECTIONS", "2"),
+        ],
+    )
+    .await;
+    let mut first = TcpStream::connect(gw.addr()).await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let _second = TcpStream::connect(gw.addr()).await.unwrap();
+    // The third is in the kernel's backlog, not served.
+    let mut third = TcpStream::connect(gw.addr()).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(early.is_err(), "the third connection was served at the limit");
+    drop(first);
+    let answer = until_closed(&mut third, Duration::from_secs(10))
+        .await
+        .expect("served once a connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_stops_is_408_and_nothing_is_forwarded() {
+    let mock = MockUpstream::builder().models(["m"]).start().await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("GATEWAY_BODY_READ_TIMEOUT", "1"),
+        ],
+    )
+    .await;
+    let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+    conn.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":\"m\",",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert_eq!(mock.count("/v1/chat/completions"), 0);
+}
+
+#[tokio::test]
+async fn a_stream_open_at_the_end_of_the_grace_period_ends_with_a_terminal_event() {
+    // The upstream sends two events, then holds the stream open.
+    let mock = MockUpstream::builder()
+        .sse(
+            "/v1/chat/completions",
+            Sse::chunks("gpt-4o-mini", 6).hang_after(2),
+        )
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("GATEWAY_SHUTDOWN_GRACE", "1"),
+        ],
+    )
+    .await;
+    let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+    let body = r#"{"model":"gpt-4o-mini","stream":true}"#;
+    conn.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The head and the first events arrive.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data: ") {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let stopped = tokio::spawn(gw.shutdown(Duration::from_secs(20)));
+    let rest = until_closed(&mut conn, Duration::from_secs(20))
+        .await
+        .expect("the stream ended");
+    got.extend_from_slice(rest.as_bytes());
+    let text = String::from_utf8_lossy(&got);
+    // A chunked body that ends properly (the terminating chunk), after the terminal event.
+    assert!(text.ends_with("0\r\n\r\n"), "{text}");
+    let event = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .last()
+        .unwrap();
+    let event: Value = serde_json::from_str(event).unwrap();
+    assert_eq!(event["error"]["code"], "gateway_shutting_down", "{text}");
+    assert!(stopped.await.unwrap(), "the server stopped");
+}
