@@ -83,11 +83,9 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
         ],
     )
     .await;
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .http2_only(true)
-    .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
     // A stream longer than the timeout, on one HTTP/2 connection, is not cut.
     let res = client
         .request(post_json(
@@ -190,7 +188,10 @@ async fn at_the_connection_limit_no_connection_is_served_until_one_closes() {
         .await
         .unwrap();
     let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
-    assert!(early.is_err(), "the third connection was served at the limit");
+    assert!(
+        early.is_err(),
+        "the third connection was served at the limit"
+    );
     drop(first);
     let answer = until_closed(&mut third, Duration::from_secs(10))
         .await
@@ -279,4 +280,31 @@ async fn a_stream_open_at_the_end_of_the_grace_period_ends_with_a_terminal_event
     let event: Value = serde_json::from_str(event).unwrap();
     assert_eq!(event["error"]["code"], "gateway_shutting_down", "{text}");
     assert!(stopped.await.unwrap(), "the server stopped");
+}
+
+#[tokio::test]
+async fn a_huge_upstream_timeout_is_no_timeout_not_a_500() {
+    let mock = MockUpstream::builder()
+        .models(["gpt-4o-mini"])
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("AIOHTTP_CLIENT_TIMEOUT", "18446744073709551615"),
+            ("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", "18446744073709551615"),
+        ],
+    )
+    .await;
+    for stream in [false, true] {
+        let res = answer(post_json(
+            &format!("{}/chat/completions", gw.url()),
+            &format!(r#"{{"model":"gpt-4o-mini","stream":{stream}}}"#),
+        ))
+        .await;
+        assert_eq!(res.status, http::StatusCode::OK, "{}", res.text());
+    }
+    let res = answer(get(&format!("{}/models/0", gw.url()))).await;
+    assert_eq!(res.status, http::StatusCode::OK, "{}", res.text());
 }

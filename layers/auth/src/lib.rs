@@ -74,4 +74,6 @@ pub type ResponseFuture<S, B> = tower_openai_core::future::Deferred<S, B>;
 pub use crate::layer::AuthLayer;
 pub use crate::oauth::{InMemorySessions, OAuthSession, SessionTokens};
 pub use crate::service::{Auth, OAUTH_SESSION_COOKIE};
-pub use crate::token::{AccessToken, DEFAULT_REFRESH_MARGIN, TokenError, TokenFuture, TokenLookup};
+pub use crate::token::{
+    AccessToken, DEFAULT_REFRESH_MARGIN, MAX_TOKEN_LIFETIME, TokenError, TokenFuture, TokenLookup,
+};

@@ -12,6 +12,11 @@ use tokio::time::Instant;
 /// How long before expiry a token is refreshed (in the background while it is still valid).
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
+/// The longest a token is kept, whatever lifetime its endpoint claims (Entra ID's tokens
+/// live at most a day): an absurd `expires_in` neither overflows the clock nor pins a token
+/// for years.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// An OAuth access token and when it expires. `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken {
@@ -20,11 +25,14 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// A token valid for `lifetime` from now.
+    /// A token valid for `lifetime` from now, at most [`MAX_TOKEN_LIFETIME`].
     pub fn new(token: impl Into<Arc<str>>, lifetime: Duration) -> Self {
+        let now = Instant::now();
         Self {
             token: token.into(),
-            expires_at: Instant::now() + lifetime,
+            expires_at: now
+                .checked_add(lifetime.min(MAX_TOKEN_LIFETIME))
+                .unwrap_or(now),
         }
     }
 
@@ -107,6 +115,28 @@ impl TokenLookup {
     }
 }
 
+/// Ends a fetch task's in-flight state when the task ends, however it ends.
+struct ClearInflight<K: Eq + Hash + Clone + Send + 'static> {
+    cache: Arc<TokenCache<K>>,
+    key: Option<K>,
+}
+
+impl<K: Eq + Hash + Clone + Send + 'static> ClearInflight<K> {
+    fn store(mut self, token: AccessToken) {
+        if let Some(key) = self.key.take() {
+            self.cache.clear_inflight(&key, Some(token));
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone + Send + 'static> Drop for ClearInflight<K> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.cache.clear_inflight(&key, None);
+        }
+    }
+}
+
 /// Tokens by key, each fetched by one task at a time and refreshed ahead of expiry.
 ///
 /// - A token more than the refresh margin from expiry is returned at once.
@@ -171,12 +201,15 @@ impl<K: Eq + Hash + Clone + Send + 'static> TokenCache<K> {
     fn spawn(self: &Arc<Self>, key: K, fetch: TokenFuture) -> Shared<TokenFuture> {
         let cache = self.clone();
         let task = tokio::spawn(async move {
+            // Clears the in-flight fetch however the task ends (a panic included), so the
+            // next request starts a new one instead of awaiting this one forever.
+            let guard = ClearInflight {
+                cache,
+                key: Some(key),
+            };
             let result = fetch.await;
-            let mut slots = cache.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = slots.entry(key).or_default();
-            slot.inflight = None;
             if let Ok(token) = &result {
-                slot.token = Some(token.clone());
+                guard.store(token.clone());
             }
             result
         });
@@ -186,6 +219,15 @@ impl<K: Eq + Hash + Clone + Send + 'static> TokenCache<K> {
         }
         .boxed()
         .shared()
+    }
+
+    fn clear_inflight(&self, key: &K, token: Option<AccessToken>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(key.clone()).or_default();
+        slot.inflight = None;
+        if let Some(token) = token {
+            slot.token = Some(token);
+        }
     }
 
     /// Store a token for `key` (e.g. the one a login produced).
@@ -200,5 +242,30 @@ impl<K: Eq + Hash + Clone + Send + 'static> TokenCache<K> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fetch_that_panics_does_not_leave_its_key_stuck() {
+        let cache: Arc<TokenCache<&'static str>> = TokenCache::new(DEFAULT_REFRESH_MARGIN);
+        let first = cache
+            .get(&"k", || {
+                async { panic!("a token endpoint's answer broke the fetch") }.boxed()
+            })
+            .get()
+            .await;
+        assert!(first.is_err());
+        // The next request starts a fetch of its own, instead of awaiting the dead one.
+        let second = cache
+            .get(&"k", || {
+                async { Ok(AccessToken::new("t", Duration::from_secs(60))) }.boxed()
+            })
+            .get()
+            .await;
+        assert_eq!(second.unwrap().secret(), "t");
     }
 }

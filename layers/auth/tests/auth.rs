@@ -262,6 +262,49 @@ async fn a5_client_secret_tokens_one_fetch_for_many_requests() {
 }
 
 #[tokio::test]
+async fn a5_absurd_token_lifetimes_are_clamped_not_a_panic() {
+    for answer in [
+        json!({"access_token": "t", "expires_in": u64::MAX}),
+        json!({"access_token": "t", "expires_in": "18446744073709551615"}),
+        json!({"access_token": "t", "expires_on": u64::MAX}),
+    ] {
+        let authority = MockUpstream::builder()
+            .route(
+                Method::POST,
+                "/tenant-1/oauth2/v2.0/token",
+                Reply::json(answer.clone()),
+            )
+            .start()
+            .await;
+        let tokens = EntraTokens::from_env(
+            env(&[
+                ("AZURE_TENANT_ID", "tenant-1"),
+                ("AZURE_CLIENT_ID", "client-1"),
+                ("AZURE_CLIENT_SECRET", "s"),
+                ("AZURE_AUTHORITY_HOST", &authority.root_url()),
+            ]),
+            client(),
+        );
+        let s = connection("", json!({"auth_type": "azure_ad"}));
+        let layer = AuthLayer::new().entra(tokens);
+        for _ in 0..2 {
+            let (status, h) = run(layer.clone(), &s, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(h["authorization"], "Bearer t");
+        }
+        assert_eq!(
+            authority.count("/tenant-1/oauth2/v2.0/token"),
+            1,
+            "{answer}"
+        );
+    }
+    let token = tower_openai_auth::AccessToken::new("t", Duration::MAX);
+    assert!(
+        token.expires_at() <= tokio::time::Instant::now() + tower_openai_auth::MAX_TOKEN_LIFETIME
+    );
+}
+
+#[tokio::test]
 async fn a5_the_scope_is_configurable_per_connection() {
     let authority = MockUpstream::builder()
         .json(

@@ -114,14 +114,10 @@ pub fn chat_payload(
         }
     }
     let keep_stream_options = compare_versions(version, STREAM_OPTIONS_SINCE) != Ordering::Less;
-    let drop: Vec<String> = payload
-        .keys()?
-        .filter(|k| !CHAT_ALLOWLIST.contains(k) || (*k == "stream_options" && !keep_stream_options))
-        .map(str::to_owned)
-        .collect();
-    for key in drop {
-        payload.remove(&key)?;
-    }
+    // One pass over the members, however many there are.
+    payload.retain(|k| {
+        CHAT_ALLOWLIST.contains(&k) && (k != "stream_options" || keep_stream_options)
+    })?;
     Ok(())
 }
 

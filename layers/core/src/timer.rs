@@ -194,7 +194,12 @@ impl hyper::rt::Timer for ConnectionTimer {
     }
 
     fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HyperSleep(self.0.sleep_until(Instant::now() + duration)))
+        let now = Instant::now();
+        // A duration too large to add is a deadline that never comes (~30 years).
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or(now + std::time::Duration::from_secs(86_400 * 365 * 30));
+        Box::pin(HyperSleep(self.0.sleep_until(deadline)))
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {

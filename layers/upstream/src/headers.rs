@@ -202,8 +202,19 @@ impl Allowlists {
 /// Remove every header whose name `keep` refuses, with all its values. A message has a
 /// handful of headers; nothing is allocated when all are kept.
 fn remove_unless(headers: &mut HeaderMap, keep: impl Fn(&HeaderName) -> bool) {
-    let drop: Vec<HeaderName> = headers.keys().filter(|n| !keep(n)).cloned().collect();
-    for name in &drop {
+    // The names to drop, on the stack for the usual handful; past that, in a vector.
+    const ON_STACK: usize = 16;
+    let mut few: [Option<HeaderName>; ON_STACK] = [const { None }; ON_STACK];
+    let mut more = Vec::new();
+    let mut n = 0;
+    for name in headers.keys().filter(|n| !keep(n)) {
+        match few.get_mut(n) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => more.push(name.clone()),
+        }
+        n += 1;
+    }
+    for name in few.iter().flatten().chain(&more) {
         headers.remove(name);
     }
 }

@@ -55,7 +55,11 @@ where
                 if let (Some(timeout), Some(sleep)) =
                     (this.timeout, this.sleep.as_mut().as_pin_mut())
                 {
-                    sleep.reset(Instant::now() + *timeout);
+                    sleep.reset(
+                        Instant::now()
+                            .checked_add(*timeout)
+                            .unwrap_or_else(far_future),
+                    );
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }

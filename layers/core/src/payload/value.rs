@@ -326,6 +326,27 @@ impl Payload {
         Ok(removed)
     }
 
+    /// Keep only the members whose name `keep` accepts, in one pass; whether any went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) -> Result<bool, PayloadError> {
+        let (original, fields) = self.fields_mut()?;
+        let before = fields.len();
+        let mut model_dropped = false;
+        fields.retain(|f| {
+            let name = f.key.as_str(original);
+            let kept = keep(name);
+            model_dropped |= !kept && name == "model";
+            kept
+        });
+        let removed = fields.len() != before;
+        if removed {
+            self.changed = true;
+            if model_dropped {
+                self.model = OnceLock::new();
+            }
+        }
+        Ok(removed)
+    }
+
     /// Rename member `from` to `to`, keeping its position; an existing `to` is replaced.
     /// Whether `from` was there.
     pub fn rename(&mut self, from: &str, to: &str) -> Result<bool, PayloadError> {
@@ -549,6 +570,16 @@ mod tests {
                 .code(),
             Some("invalid_body")
         );
+    }
+
+    #[test]
+    fn retain_keeps_the_accepted_members_in_order_in_one_pass() {
+        let mut payload = p(r#"{"model":"m","a":1,"b":2,"c":3}"#);
+        assert!(payload.retain(|k| k != "b").unwrap());
+        assert_eq!(&payload.to_bytes()[..], br#"{"model":"m","a":1,"c":3}"#);
+        assert!(!payload.retain(|_| true).unwrap());
+        assert!(payload.retain(|k| k != "model").unwrap());
+        assert_eq!(payload.model().unwrap(), None);
     }
 
     #[test]
