@@ -206,13 +206,11 @@ fn remove_unless(headers: &mut HeaderMap, keep: impl Fn(&HeaderName) -> bool) {
     const ON_STACK: usize = 16;
     let mut few: [Option<HeaderName>; ON_STACK] = [const { None }; ON_STACK];
     let mut more = Vec::new();
-    let mut n = 0;
-    for name in headers.keys().filter(|n| !keep(n)) {
-        match few.get_mut(n) {
+    for (i, name) in headers.keys().filter(|n| !keep(n)).enumerate() {
+        match few.get_mut(i) {
             Some(slot) => *slot = Some(name.clone()),
             None => more.push(name.clone()),
         }
-        n += 1;
     }
     for name in few.iter().flatten().chain(&more) {
         headers.remove(name);
