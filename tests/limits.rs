@@ -274,8 +274,8 @@ async fn a_stream_open_at_the_end_of_the_grace_period_ends_with_a_terminal_event
     assert!(text.ends_with("0\r\n\r\n"), "{text}");
     let event = text
         .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
         .unwrap();
     let event: Value = serde_json::from_str(event).unwrap();
     assert_eq!(event["error"]["code"], "gateway_shutting_down", "{text}");
