@@ -292,7 +292,7 @@ impl Admin {
             .iter()
             .map(|k| k.expose().to_owned())
             .collect();
-        if let Err(e) = self.inner.store.save(&persisted) {
+        if let Err(e) = self.inner.store.save_off_runtime(persisted.clone()).await {
             tracing::error!(error = %e, path = %self.inner.store.path().display(), "could not persist the settings");
             return error(ErrorResponse::internal(
                 "The settings could not be saved; nothing was changed",

@@ -58,8 +58,14 @@ impl ConfigStore {
         &self.path
     }
 
+    /// A temporary file name of its own next to the real file: never one a stale file or a
+    /// symlink already holds (it is created exclusively).
     fn temp_path(&self) -> PathBuf {
-        self.path.with_extension("json.tmp")
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.path
+            .with_extension(format!("json.{}.{n}.tmp", std::process::id()))
     }
 
     /// The persisted settings, if there are any. A file that cannot be read or parsed stops
@@ -88,18 +94,36 @@ impl ConfigStore {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let temp = self.temp_path();
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        // A fresh file: `create_new` fails on anything already there, a symlink included,
+        // so the mode below is the file's mode and nothing else is written through.
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             // The file holds upstream keys.
             options.mode(0o600);
         }
-        let mut file = options.open(&temp)?;
-        file.write_all(&serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
+        // A name someone else holds is skipped, not written through.
+        let mut attempts = 0;
+        let (temp, mut file) = loop {
+            let temp = self.temp_path();
+            match options.open(&temp) {
+                Ok(file) => break (temp, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let written = (|| {
+            file.write_all(&serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?)?;
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
         Ok(temp)
     }
 
@@ -117,6 +141,61 @@ impl ConfigStore {
     /// Both steps.
     pub(crate) fn save(&self, settings: &Persisted) -> std::io::Result<()> {
         let temp = self.write_temp(settings)?;
-        self.commit(&temp)
+        let committed = self.commit(&temp);
+        if committed.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        committed
+    }
+
+    /// [`save`](Self::save) on a blocking-work thread: fsync must not hold a runtime worker.
+    pub(crate) async fn save_off_runtime(&self, settings: Persisted) -> std::io::Result<()> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.save(&settings))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Persisted {
+        Persisted {
+            enable: true,
+            base_urls: vec!["http://127.0.0.1:1/v1".into()],
+            keys: vec!["sk-secret".into()],
+            configs: Map::new(),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_temp_file_or_a_symlink_is_never_written_through_and_the_file_is_0600() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let dir = std::env::temp_dir().join(format!("tower-openai-persist-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let store = ConfigStore::new(&dir);
+        // What an older version left behind, world-readable, and a symlink an attacker
+        // planted where a predictable temp file would go.
+        let stale = dir.join("config.json.tmp");
+        fs::write(&stale, "old").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
+        let target = dir.join("elsewhere");
+        fs::write(&target, "untouched").unwrap();
+        for n in 0..4 {
+            let _ = symlink(
+                &target,
+                dir.join(format!("config.json.{}.{n}.tmp", std::process::id())),
+            );
+        }
+        store.save(&settings()).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(store.load().unwrap(), Some(settings()));
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -14,7 +14,7 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_openai_acl::AclLayer;
 use tower_openai_auth::{Auth, AuthLayer};
 use tower_openai_azure::{Azure, AzureLayer};
@@ -155,7 +155,21 @@ pub(crate) fn service(
             ServiceBuilder::new()
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                        // The path, never the query string (it can carry tokens or
+                        // personal data), and the request id.
+                        .make_span_with(|req: &Request<Body>| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                path = req.uri().path(),
+                                request_id = id,
+                            )
+                        })
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .service(guarded)
@@ -346,6 +360,39 @@ mod tests {
                 assert_eq!(super::request_tracing_enabled(), expected, "{filter}");
             });
         }
+    }
+
+    #[tokio::test]
+    async fn the_query_string_is_never_logged() {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("trace"))
+            .with_writer(out.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir =
+            std::env::temp_dir().join(format!("tower-openai-stack-query-{}", std::process::id()));
+        let args = Args {
+            demo: true,
+            data_dir: Some(dir.clone()),
+            ..Args::default()
+        };
+        let config = GatewayConfig::load(&args, &|_| None).unwrap();
+        let gateway = Gateway::new(config).await.unwrap();
+        let req = Request::get("http://localhost/v1/models?api_key=sk-in-the-query")
+            .body(Body::empty())
+            .unwrap();
+        let res = gateway.app().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        drop(gateway);
+        let _ = std::fs::remove_dir_all(dir);
+        let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains(r#"request{method=GET path="/v1/models""#),
+            "{logged}"
+        );
+        assert!(!logged.contains("sk-in-the-query"), "{logged}");
     }
 
     #[tokio::test]
