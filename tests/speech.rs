@@ -212,8 +212,9 @@ async fn concurrent_identical_misses_make_one_upstream_call() {
 async fn the_cache_is_bounded_least_recently_used_first_and_survives_a_restart() {
     let mock = MockUpstream::start().await;
     let dir = temp_dir();
-    // The mock answers 22 bytes of "audio" for these requests: room for two.
-    let gw = gateway(&mock, &dir, &[("SPEECH_CACHE_MAX_BYTES", "50")]).await;
+    // The mock answers 22 bytes of "audio" for these requests, and each entry's metadata
+    // is 29 bytes more: room for two.
+    let gw = gateway(&mock, &dir, &[("SPEECH_CACHE_MAX_BYTES", "110")]).await;
     let url = format!("{}/audio/speech", gw.url());
     for input in ["a", "b"] {
         answer(post_json(&url, &speech(input))).await;
@@ -237,13 +238,12 @@ async fn the_cache_is_bounded_least_recently_used_first_and_survives_a_restart()
     let total: u64 = std::fs::read_dir(dir.join("cache/audio/speech"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
-    assert!(total <= 50, "{total} bytes on disk");
+    assert!(total <= 110, "{total} bytes on disk, metadata included");
     assert!(gw.shutdown(Duration::from_secs(10)).await);
 
-    let again = gateway(&mock, &dir, &[("SPEECH_CACHE_MAX_BYTES", "50")]).await;
+    let again = gateway(&mock, &dir, &[("SPEECH_CACHE_MAX_BYTES", "110")]).await;
     let calls = mock.count("/v1/audio/speech");
     let res = answer(post_json(
         &format!("{}/audio/speech", again.url()),
@@ -282,4 +282,57 @@ async fn speech_routes_like_any_model_request() {
     ))
     .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_shutdown_right_after_a_miss_keeps_the_entry_private_and_without_the_text() {
+    let audio = vec![b'a'; 8 << 20];
+    let mock = MockUpstream::builder()
+        .any(
+            "/v1/audio/speech",
+            Reply::Bytes {
+                status: StatusCode::OK,
+                content_type: "audio/mpeg".into(),
+                body: audio.clone().into(),
+            },
+        )
+        .start()
+        .await;
+    let dir = temp_dir();
+    let gw = gateway(&mock, &dir, &[]).await;
+    let res = answer(post_json(
+        &format!("{}/audio/speech", gw.url()),
+        &speech("the secret words"),
+    ))
+    .await;
+    assert_eq!(res.body.len(), audio.len());
+    // Stopped at once: the write of the entry is awaited before the server returns.
+    assert!(gw.shutdown(Duration::from_secs(30)).await);
+    let speech_dir = dir.join("cache/audio/speech");
+    let files: Vec<_> = std::fs::read_dir(&speech_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        if file.extension().is_some_and(|x| x == "json") {
+            let meta = std::fs::read_to_string(file).unwrap();
+            assert!(!meta.contains("secret words"), "{meta}");
+        }
+    }
+    let again = gateway(&mock, &dir, &[]).await;
+    let calls = mock.count("/v1/audio/speech");
+    let res = answer(post_json(
+        &format!("{}/audio/speech", again.url()),
+        &speech("the secret words"),
+    ))
+    .await;
+    assert_eq!(res.headers["x-speech-cache"], "hit");
+    assert_eq!(mock.count("/v1/audio/speech"), calls);
 }

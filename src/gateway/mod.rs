@@ -177,6 +177,14 @@ impl Gateway {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let app = stack::service(&self);
         server::serve(listener, app, shutdown, self.serve_options.clone()).await;
+        // Speech the callers received is in the cache after a restart: wait for its writes.
+        let grace = self.serve_options.grace;
+        if tokio::time::timeout(grace, self.speech.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("speech-cache writes still running at exit were abandoned");
+        }
         drop(self);
     }
 

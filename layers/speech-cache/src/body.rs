@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 use pin_project::pin_project;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 /// What the tee hands the writer.
 #[derive(Debug)]
@@ -35,11 +35,11 @@ pub enum ResponseBody<B> {
 pub struct Tee<B> {
     #[pin]
     inner: B,
-    tx: Option<UnboundedSender<Chunk>>,
+    tx: Option<Sender<Chunk>>,
 }
 
 impl<B> Tee<B> {
-    pub(crate) fn new(inner: B, tx: UnboundedSender<Chunk>) -> Self {
+    pub(crate) fn new(inner: B, tx: Sender<Chunk>) -> Self {
         Self {
             inner,
             tx: Some(tx),
@@ -69,7 +69,9 @@ where
                 match inner.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let (Some(tx), Some(data)) = (tee.tx.as_ref(), frame.data_ref()) {
-                            if tx.send(Chunk::Data(data.clone())).is_err() {
+                            // A writer that lags (or is gone) drops the entry: the
+                            // caller's stream never waits for the disk.
+                            if tx.try_send(Chunk::Data(data.clone())).is_err() {
                                 *tee.tx = None;
                             }
                         }
@@ -77,14 +79,14 @@ where
                         // bytes are out (hyper stops at `Content-Length`): end it here.
                         if inner.is_end_stream() {
                             if let Some(tx) = tee.tx.take() {
-                                let _ = tx.send(Chunk::End);
+                                let _ = tx.try_send(Chunk::End);
                             }
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Poll::Ready(None) => {
                         if let Some(tx) = tee.tx.take() {
-                            let _ = tx.send(Chunk::End);
+                            let _ = tx.try_send(Chunk::End);
                         }
                         Poll::Ready(None)
                     }
@@ -113,5 +115,26 @@ where
             ResponseBody::Tee(t) => t.inner.size_hint(),
             ResponseBody::Local(b) => http_body::Body::size_hint(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    #[tokio::test]
+    async fn a_writer_that_lags_loses_the_entry_but_never_holds_the_caller_back() {
+        let chunks =
+            (0..5).map(|i| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![i; 4]))));
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        // Room for one chunk, and a writer that reads nothing.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let tee = ResponseBody::Tee(Tee::new(body, tx));
+        let got = tee.collect().await.unwrap().to_bytes();
+        assert_eq!(got.len(), 20, "the caller got every byte");
+        // The writer sees one chunk, then the end of the channel without `End`: discard.
+        assert!(matches!(rx.recv().await, Some(Chunk::Data(_))));
+        assert!(rx.recv().await.is_none());
     }
 }

@@ -12,11 +12,17 @@
 //!   temporary file; only when the body ends cleanly with a 2xx status is the file fsynced
 //!   and renamed into the cache (`x-speech-cache: miss`). A failed or cut-off answer is never
 //!   cached (S-6 fixed). Concurrent identical misses make one upstream call: the others wait
-//!   for it and are served its file.
+//!   for it (at most 30 s, then they fetch an uncached copy) and are served its file. The
+//!   writer is fed through a bounded channel: a disk slower than the caller loses the entry,
+//!   never the caller's time.
+//! - **Private**: the files are created afresh with mode 0600 (they are the spoken text's
+//!   audio), and the metadata keeps only the content type, not the request.
 //! - **Errors** keep the upstream's status and body (S-5 fixed: Open WebUI always answers
 //!   500).
-//! - **Bounded**: at most `max_bytes` of audio; the least recently used entries are deleted
-//!   first. Entries survive restarts (the index is rebuilt from the folder).
+//! - **Bounded**: at most `max_bytes` on disk, audio and metadata together; the least
+//!   recently used entries are deleted first. Entries survive restarts (the index is rebuilt
+//!   from the folder), and [`SpeechStore::flush`] waits for the writes in progress, so a
+//!   clean shutdown keeps the answers its callers received.
 //!
 //! Routed like any other model request (not only to `api.openai.com`, S-1 fixed).
 //!

@@ -101,17 +101,38 @@ async fn read_hit(store: &Inner, key: &str) -> Option<Response<Full<Bytes>>> {
     }
 }
 
+/// How many chunks the tee may hold for a writer that lags behind the caller; past that the
+/// answer is not cached (the caller's stream never waits for the disk).
+pub(crate) const TEE_CHUNKS: usize = 64;
+
+/// How long a request waits for another request filling the same speech before it fetches
+/// its own (uncached) copy.
+pub(crate) const FILL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A file of this cache's own: created afresh (never through a stale file or a symlink),
+/// readable by the gateway's user only (it holds the spoken text's audio).
+async fn create_private(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
+    let _ = tokio::fs::remove_file(path).await;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).await
+}
+
 /// Write a streamed answer to a temporary file; commit it only after its clean end.
 async fn write(
     store: Arc<Inner>,
     key: String,
     content_type: String,
-    request: Bytes,
-    mut rx: mpsc::UnboundedReceiver<Chunk>,
+    mut rx: mpsc::Receiver<Chunk>,
 ) {
+    // Counted until the entry is committed or discarded: a clean shutdown waits for it.
+    let _writing = store.writing();
     let temp = store.dir.join(format!("{key}.bin.tmp"));
+    let meta_temp = store.dir.join(format!("{key}.json.tmp"));
     let result: std::io::Result<Option<u64>> = async {
-        let mut file = tokio::fs::File::create(&temp).await?;
+        let mut file = create_private(&temp).await?;
         let mut size = 0u64;
         let mut complete = false;
         while let Some(chunk) = rx.recv().await {
@@ -134,19 +155,18 @@ async fn write(
         }
         file.sync_all().await?;
         drop(file);
-        let request: serde_json::Value = serde_json::from_slice(&request).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&request).into_owned())
-        });
-        let meta = serde_json::json!({"content_type": content_type, "request": request});
-        let meta_temp = store.dir.join(format!("{key}.json.tmp"));
-        let mut meta_file = tokio::fs::File::create(&meta_temp).await?;
-        meta_file.write_all(meta.to_string().as_bytes()).await?;
+        // The metadata is what a restart needs to serve the audio: its content type. The
+        // request (the spoken text) is not kept.
+        let meta = serde_json::json!({"content_type": content_type}).to_string();
+        let mut meta_file = create_private(&meta_temp).await?;
+        meta_file.write_all(meta.as_bytes()).await?;
         meta_file.sync_all().await?;
         drop(meta_file);
         tokio::fs::rename(&meta_temp, store.meta_path(&key)).await?;
         // The audio last: an entry exists once both files are in place.
         tokio::fs::rename(&temp, store.bin_path(&key)).await?;
-        Ok(Some(size))
+        // Both files count against the budget.
+        Ok(Some(size + meta.len() as u64))
     }
     .await;
     match result {
@@ -158,11 +178,12 @@ async fn write(
             let _ = tokio::fs::remove_file(&temp).await;
             tracing::debug!(
                 key,
-                "speech not cached: the answer was cut off or too large"
+                "speech not cached: the answer was cut off, too large, or outran the disk"
             );
         }
         Err(e) => {
             let _ = tokio::fs::remove_file(&temp).await;
+            let _ = tokio::fs::remove_file(&meta_temp).await;
             tracing::warn!(key, error = %e, "speech cache write failed");
         }
     }
@@ -197,11 +218,6 @@ where
             }
             _ => return ResponseFuture::inner(self.inner.call(req)),
         };
-        let request_body = req
-            .extensions()
-            .get::<Payload>()
-            .map(|p| p.original().clone())
-            .unwrap_or_default();
         let store = self.store.inner().clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -219,7 +235,8 @@ where
                     // its file; if it failed, fetch without caching.
                     let notified = filling.notified();
                     if store.is_filling(&key) {
-                        notified.await;
+                        // A filler that is slow (or stuck) is waited for only so long.
+                        let _ = tokio::time::timeout(FILL_WAIT, notified).await;
                     }
                     if let Some(hit) = read_hit(&store, &key).await {
                         return Ok(hit.map(ResponseBody::Local));
@@ -240,9 +257,9 @@ where
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("audio/mpeg")
                 .to_owned();
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(TEE_CHUNKS);
             let key = claim.hand_over();
-            tokio::spawn(write(store, key, content_type, request_body, rx));
+            tokio::spawn(write(store, key, content_type, rx));
             mark(&mut res, "miss");
             Ok(res.map(|b| ResponseBody::Tee(Tee::new(b, tx))))
         }

@@ -98,6 +98,8 @@ pub(crate) struct Inner {
     max_bytes: u64,
     index: Mutex<Index>,
     filling: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Entries being written, and a notification when the count drops to zero.
+    writers: (std::sync::atomic::AtomicUsize, Notify),
 }
 
 impl SpeechStore {
@@ -135,10 +137,11 @@ impl SpeechStore {
                 continue;
             };
             let meta = fs::metadata(&path)?;
+            let meta_len = fs::metadata(&meta_path).map_or(0, |m| m.len());
             found.push((
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 key.to_owned(),
-                meta.len(),
+                meta.len() + meta_len,
                 content_type,
             ));
         }
@@ -153,6 +156,7 @@ impl SpeechStore {
                 max_bytes,
                 index: Mutex::new(index),
                 filling: Mutex::new(HashMap::new()),
+                writers: Default::default(),
             }),
         };
         cache.inner.evict();
@@ -167,6 +171,7 @@ impl SpeechStore {
                 max_bytes: 0,
                 index: Mutex::new(Index::default()),
                 filling: Mutex::new(HashMap::new()),
+                writers: Default::default(),
             }),
         }
     }
@@ -204,6 +209,21 @@ impl SpeechStore {
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
+
+    /// Wait until every entry being written has been committed or discarded: what a clean
+    /// shutdown does, so that an answer the caller received is in the cache after a restart.
+    pub async fn flush(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let done = self.inner.writers.1.notified();
+            let mut done = std::pin::pin!(done);
+            done.as_mut().enable();
+            if self.inner.writers.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
 }
 
 impl Inner {
@@ -217,6 +237,14 @@ impl Inner {
 
     pub(crate) fn meta_path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.json"))
+    }
+
+    /// Count a writer until the guard drops.
+    pub(crate) fn writing(self: &Arc<Self>) -> Writing {
+        self.writers
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Writing(self.clone())
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {
@@ -277,6 +305,23 @@ impl Inner {
             .remove(key);
         if let Some(n) = removed {
             n.notify_waiters();
+        }
+    }
+}
+
+/// A writer in progress (see [`SpeechStore::flush`]).
+pub(crate) struct Writing(Arc<Inner>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if self
+            .0
+            .writers
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.writers.1.notify_waiters();
         }
     }
 }
