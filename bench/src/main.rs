@@ -21,10 +21,15 @@
 //! - `--profile-process SECS [bare] [c1] [stream] [models]`: load only the `openai-gateway`
 //!   process (or the bare proxy's; at concurrency 1 with `c1`; one streamed completion after
 //!   another with `stream`; the cached model list with `models`), its pid printed, for a
-//!   profiler attached to it. It prints how busy each side's cores were.
+//!   profiler attached to it. It prints how busy each side's cores were;
+//! - `--soak [N]` (default 100 000): N streamed requests through the `openai-gateway`
+//!   process with random caller hang-ups and upstream faults (reset, stall, error status,
+//!   refused connection); checks the RSS after warm-up against the end, that no upstream
+//!   stream is left open, and that every caller got a complete stream or an error.
 
 mod load;
 mod proxy;
+mod soak;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -776,6 +781,14 @@ async fn main() {
         let port: u16 = args[i + 2].parse().expect("port");
         proxy::bare_on(upstream, port).await;
         std::future::pending::<()>().await;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--soak") {
+        let total = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        let ok = soak::run(total).await;
+        std::process::exit(if ok { 0 } else { 1 });
     }
     let quick = args.iter().any(|a| a == "--quick");
     let json_path = args
