@@ -47,7 +47,7 @@
 //! docs say what it reads and writes. The [`guide`] has the [error model](guide::errors),
 //! [streaming semantics](guide::streaming), the [differences from Open
 //! WebUI](guide::open_webui), the gateway's [configuration](guide::configuration) and its
-//! [security model](guide::security).
+//! [security model](guide::security), and its [limits and shutdown](guide::limits).
 //!
 //! # With `ServiceBuilderExt`
 //!
@@ -118,6 +118,8 @@ pub mod guide {
     pub mod configuration {}
     #[doc = include_str!("../docs/security.md")]
     pub mod security {}
+    #[doc = include_str!("../docs/limits.md")]
+    pub mod limits {}
 }
 
 /// The shared vocabulary (`tower-openai-core`).
