@@ -118,12 +118,18 @@ async fn answer(
     let path = req.uri().path().to_owned();
     let _ = req.into_body().collect().await;
     if path.ends_with("/models") {
-        let body = Full::new(Bytes::from_static(br#"{"object":"list","data":[{"id":"soak","object":"model"}]}"#))
-            .map_err(|never| match never {})
-            .boxed_unsync();
+        let body = Full::new(Bytes::from_static(
+            br#"{"object":"list","data":[{"id":"soak","object":"model"}]}"#,
+        ))
+        .map_err(|never| match never {})
+        .boxed_unsync();
         let mut res = Response::new(body);
-        res.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap_or_else(|_| unreachable!()));
+        res.headers_mut().insert(
+            "content-type",
+            "application/json"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
         return Ok(res);
     }
     let n = counts.requests.fetch_add(1, Ordering::SeqCst);
@@ -142,8 +148,12 @@ async fn answer(
         .boxed_unsync();
         let mut res = Response::new(body);
         *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        res.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap_or_else(|_| unreachable!()));
+        res.headers_mut().insert(
+            "content-type",
+            "application/json"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
         return Ok(res);
     }
     counts.open_streams.fetch_add(1, Ordering::SeqCst);
@@ -155,8 +165,12 @@ async fn answer(
     }
     .boxed_unsync();
     let mut res = Response::new(body);
-    res.headers_mut()
-        .insert("content-type", "text/event-stream".parse().unwrap_or_else(|_| unreachable!()));
+    res.headers_mut().insert(
+        "content-type",
+        "text/event-stream"
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
+    );
     Ok(res)
 }
 
@@ -274,7 +288,10 @@ pub(crate) async fn run(total: usize) -> bool {
         .arg("--data-dir")
         .arg(&dir)
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("OPENAI_API_BASE_URLS", format!("http://{up}/v1;http://{dead}/v1"))
+        .env(
+            "OPENAI_API_BASE_URLS",
+            format!("http://{up}/v1;http://{dead}/v1"),
+        )
         .env("OPENAI_API_CONFIGS", r#"{"1": {"model_ids": ["dead"]}}"#)
         .env("AIOHTTP_CLIENT_TIMEOUT", "1")
         .env("RUST_LOG", "error")
@@ -295,7 +312,11 @@ pub(crate) async fn run(total: usize) -> bool {
         .build_http::<Full<Bytes>>();
     for _ in 0..200 {
         let ready = client
-            .get(format!("{base}/models").parse().unwrap_or_else(|_| unreachable!()))
+            .get(
+                format!("{base}/models")
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!()),
+            )
             .await
             .is_ok_and(|r| r.status().is_success());
         if ready {
@@ -369,12 +390,22 @@ pub(crate) async fn run(total: usize) -> bool {
         "  upstream answers: {} (faults: ~10 % reset, ~3 % stall, ~5 % status 500; ~5 % of requests to a refused connection)",
         counts.requests.load(Ordering::SeqCst)
     );
-    println!("  gateway RSS: {warm:.1} MiB after warm-up, {end_rss:.1} MiB at the end ({growth:+.1} %)");
+    println!(
+        "  gateway RSS: {warm:.1} MiB after warm-up, {end_rss:.1} MiB at the end ({growth:+.1} %)"
+    );
     println!(
         "  at the mock afterwards: {open_streams} streams open, {open_connections} connections open (the gateway's idle pool)"
     );
-    let ok = t[4] == 0 && open_streams == 0 && growth <= 10.0 && open_connections <= concurrency * 2;
-    println!("  {}", if ok { "[ok] every check passed" } else { "[FAIL]" });
+    let ok =
+        t[4] == 0 && open_streams == 0 && growth <= 10.0 && open_connections <= concurrency * 2;
+    println!(
+        "  {}",
+        if ok {
+            "[ok] every check passed"
+        } else {
+            "[FAIL]"
+        }
+    );
     let _ = gateway.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
     ok

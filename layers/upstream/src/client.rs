@@ -95,6 +95,12 @@ pub(crate) struct Clients {
     pub(crate) unverified: HttpClient,
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
+}
+
+/// What relaying an upstream's answer needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Relay {
+    pub(crate) allowlists: crate::headers::Allowlists,
     pub(crate) shutdown: Option<tower_openai_core::ShutdownSignal>,
 }
 
@@ -128,7 +134,6 @@ impl Clients {
             unverified: build(options, unverified),
             proxies: options.proxies.clone(),
             allowlists: options.allowlists.clone(),
-            shutdown: options.shutdown.clone(),
         }
     }
 }

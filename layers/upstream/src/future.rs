@@ -13,7 +13,7 @@ use tower_openai_core::error::UpstreamError;
 use tower_openai_core::timer::{SleepSlot, SlotSleep};
 
 use crate::ResponseBody;
-use crate::client::Clients;
+use crate::client::Relay;
 use crate::headers::{is_event_stream, scrub_response};
 
 type ClientFuture = hyper_util::client::legacy::ResponseFuture;
@@ -36,7 +36,7 @@ enum State {
         timeout: Option<Duration>,
         connection: usize,
         /// The allowlists for a connection's answer; `None` for a direct request.
-        clients: Option<Arc<Clients>>,
+        relay: Option<Arc<Relay>>,
     },
     Failed {
         error: Option<BoxError>,
@@ -50,7 +50,7 @@ impl ResponseFuture {
         timeout: Option<Duration>,
         connection: usize,
         sleeps: &SleepSlot,
-        clients: Option<Arc<Clients>>,
+        relay: Option<Arc<Relay>>,
     ) -> Self {
         Self {
             state: State::Waiting {
@@ -61,7 +61,7 @@ impl ResponseFuture {
                 }),
                 timeout,
                 connection,
-                clients,
+                relay,
             },
         }
     }
@@ -86,11 +86,11 @@ impl Future for ResponseFuture {
                 idle,
                 timeout,
                 connection,
-                clients,
+                relay,
             } => {
                 if let Poll::Ready(result) = response.poll(cx) {
                     return Poll::Ready(match result {
-                        Ok(res) => Ok(relay(res, *timeout, *connection, clients.as_deref())),
+                        Ok(res) => Ok(relay_answer(res, *timeout, *connection, relay.as_deref())),
                         Err(e) if e.is_connect() => {
                             Err(UpstreamError::connect(*connection, e).into())
                         }
@@ -112,19 +112,19 @@ impl Future for ResponseFuture {
     }
 }
 
-fn relay(
+fn relay_answer(
     res: Response<Incoming>,
     timeout: Option<Duration>,
     connection: usize,
-    clients: Option<&Clients>,
+    relay: Option<&Relay>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     let sse = is_event_stream(&parts.headers);
-    match clients {
-        Some(clients) => clients.allowlists.filter_response(&mut parts.headers, sse),
+    match relay {
+        Some(relay) => relay.allowlists.filter_response(&mut parts.headers, sse),
         None => scrub_response(&mut parts.headers, sse),
     }
-    let shutdown = clients.and_then(|c| c.shutdown.as_ref());
+    let shutdown = relay.and_then(|r| r.shutdown.as_ref());
     Response::from_parts(
         parts,
         ResponseBody::new(body, timeout, connection, sse, shutdown),

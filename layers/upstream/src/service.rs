@@ -12,7 +12,7 @@ use tower_openai_core::{
 };
 use tower_service::Service;
 
-use crate::client::{ClientOptions, Clients};
+use crate::client::{ClientOptions, Clients, Relay};
 use crate::future::ResponseFuture;
 use crate::headers::HeaderNotAllowed;
 use crate::{NoConnectionSelected, ResponseBody};
@@ -23,6 +23,10 @@ use crate::{NoConnectionSelected, ResponseBody};
 #[derive(Debug)]
 pub struct Upstream {
     clients: Arc<Clients>,
+    /// What a response needs from the service (the allowlists, the shutdown signal), in an
+    /// `Arc` of this instance's own: a request's future holds a clone, and a count shared by
+    /// every connection would bounce between cores.
+    relay: Arc<Relay>,
     /// The idle timer each request arms, kept for the next request through this instance.
     /// Not shared by clones: a server makes one per connection.
     sleeps: SleepSlot,
@@ -32,6 +36,7 @@ impl Clone for Upstream {
     fn clone(&self) -> Self {
         Self {
             clients: self.clients.clone(),
+            relay: Arc::new(Relay::clone(&self.relay)),
             sleeps: SleepSlot::new(),
         }
     }
@@ -158,6 +163,10 @@ impl UpstreamBuilder {
     pub fn build(self) -> Upstream {
         Upstream {
             clients: Arc::new(Clients::new(&self.options)),
+            relay: Arc::new(Relay {
+                allowlists: self.options.allowlists.clone(),
+                shutdown: self.options.shutdown.clone(),
+            }),
             sleeps: SleepSlot::new(),
         }
     }
@@ -313,7 +322,7 @@ where
             timeout,
             connection.index(),
             &self.sleeps,
-            Some(self.clients.clone()),
+            Some(self.relay.clone()),
         )
     }
 }

@@ -1,10 +1,13 @@
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::timer::{SleepSlot, SlotSleep};
 
 use crate::BoxError;
 
@@ -16,22 +19,24 @@ pub struct BodyTimedOut(pub Duration);
 /// A request body that fails with [`BodyTimedOut`] when it sends nothing for `timeout`.
 ///
 /// The clock is armed only when the body has to wait (a body that arrived with its head
-/// costs no timer), and moved only when a frame arrives after a wait.
+/// costs no timer), with a sleep borrowed from the connection's [`SleepSlot`] (no timer
+/// registered per request), and moved only when a frame arrives after a wait.
 #[pin_project]
 #[derive(Debug)]
 pub(super) struct IdleTimeout<B> {
     #[pin]
     inner: B,
     timeout: Option<Duration>,
-    #[pin]
-    sleep: Option<Sleep>,
+    slot: Option<SleepSlot>,
+    sleep: Option<SlotSleep>,
 }
 
 impl<B> IdleTimeout<B> {
-    pub(super) fn new(inner: B, timeout: Option<Duration>) -> Self {
+    pub(super) fn new(inner: B, timeout: Option<Duration>, slot: &SleepSlot) -> Self {
         Self {
             inner,
             timeout,
+            slot: timeout.map(|_| slot.clone()),
             sleep: None,
         }
     }
@@ -49,12 +54,10 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let (Some(timeout), Some(sleep)) =
-                    (this.timeout, this.sleep.as_mut().as_pin_mut())
-                {
+                if let (Some(timeout), Some(sleep)) = (this.timeout, this.sleep.as_mut()) {
                     sleep.reset(
                         Instant::now()
                             .checked_add(*timeout)
@@ -64,20 +67,17 @@ where
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                let Some(timeout) = *this.timeout else {
+                let (Some(timeout), Some(slot)) = (*this.timeout, this.slot.as_ref()) else {
                     return Poll::Pending;
                 };
-                if this.sleep.is_none() {
-                    let deadline = Instant::now()
-                        .checked_add(timeout)
-                        .unwrap_or_else(far_future);
-                    this.sleep.set(Some(tokio::time::sleep_until(deadline)));
-                }
-                let elapsed = this
-                    .sleep
-                    .as_pin_mut()
-                    .is_some_and(|sleep| sleep.poll(cx).is_ready());
-                if elapsed {
+                let sleep = this.sleep.get_or_insert_with(|| {
+                    slot.sleep_until(
+                        Instant::now()
+                            .checked_add(timeout)
+                            .unwrap_or_else(far_future),
+                    )
+                });
+                if Pin::new(sleep).poll(cx).is_ready() {
                     return Poll::Ready(Some(Err(BodyTimedOut(timeout).into())));
                 }
                 Poll::Pending
@@ -115,6 +115,7 @@ mod tests {
         let body = IdleTimeout::new(
             StreamBody::new(tokio_stream_of(rx)),
             Some(Duration::from_secs(30)),
+            &SleepSlot::new(),
         );
         let start = Instant::now();
         let err = body.collect().await.unwrap_err();
@@ -133,6 +134,7 @@ mod tests {
         let body = IdleTimeout::new(
             StreamBody::new(tokio_stream_of(rx)),
             Some(Duration::from_secs(30)),
+            &SleepSlot::new(),
         );
         assert_eq!(body.collect().await.unwrap().to_bytes().len(), 4);
     }

@@ -11,6 +11,7 @@ use super::{CollectPayloadLayer, Form, Payload, ResponseFuture};
 use crate::body::{Body, ResponseBody};
 use crate::error::{BoxError, ErrorResponse};
 use crate::extensions::{ApiRoute, RouteKind};
+use crate::timer::SleepSlot;
 
 /// Collects JSON request bodies into a [`Payload`](super::Payload).
 ///
@@ -27,6 +28,9 @@ pub struct CollectPayload<S> {
     inner: S,
     limit: usize,
     read_timeout: Option<std::time::Duration>,
+    /// The body timer requests through this instance borrow; not shared by clones (a
+    /// server makes one per connection).
+    sleeps: SleepSlot,
     spare: Option<Spare<S>>,
 }
 
@@ -36,6 +40,7 @@ impl<S: Clone> Clone for CollectPayload<S> {
             inner: self.inner.clone(),
             limit: self.limit,
             read_timeout: self.read_timeout,
+            sleeps: SleepSlot::new(),
             spare: None,
         }
     }
@@ -49,6 +54,7 @@ impl<S> CollectPayload<S> {
             inner,
             limit,
             read_timeout: Some(super::DEFAULT_READ_TIMEOUT),
+            sleeps: SleepSlot::new(),
             spare: None,
         }
     }
@@ -112,7 +118,11 @@ where
         let inner = std::mem::replace(&mut self.inner, next);
         let (parts, body) = req.into_parts();
         ResponseFuture::collecting(
-            Limited::new(IdleTimeout::new(body, self.read_timeout), self.limit).collect(),
+            Limited::new(
+                IdleTimeout::new(body, self.read_timeout, &self.sleeps),
+                self.limit,
+            )
+            .collect(),
             parts,
             inner,
             spare.clone(),
