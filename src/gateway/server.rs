@@ -123,17 +123,24 @@ pub(crate) async fn serve<S, B>(
             .into_owned();
         let conn = RepollSelfWakes::new(drain.watch(conn));
         let idle_limit = limits.header_read_timeout;
-        tokio::spawn(async move {
+        let mut served = tokio::spawn(async move {
+            // Held until the connection ends (or is aborted): the connection limit's slot.
             let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        // The idle watchdog runs beside the connection, not in its task: the connection's
+        // many polls per request never poll its timer.
+        tokio::spawn(async move {
             tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
+                _ = &mut served => {}
                 // Nothing in flight for the header-read timeout: before the first request
                 // (protocol detection, an HTTP/2 preface with no request) or between
-                // requests (HTTP/2 has no idle timeout of its own). Dropping the
-                // connection closes it.
+                // requests (HTTP/2 has no idle timeout of its own). Aborting the
+                // connection's task closes it.
                 () = activity.idle_for(idle_limit) => {
+                    served.abort();
                     tracing::debug!(%peer, "idle connection closed");
                 }
             }
