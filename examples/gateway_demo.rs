@@ -1,6 +1,6 @@
 //! The gateway in `--demo` mode, in one process: its built-in mock upstream as connection 0,
 //! and a small client that lists the models and streams one chat completion, printing each
-//! event as it arrives. No network, no key. (`cargo run -- --demo` serves the same.)
+//! event as it arrives. No network, no key. (`cargo run -p openai-gateway -- --demo` serves the same.)
 //!
 //! Run: `cargo run --example gateway_demo`
 
@@ -11,8 +11,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use openai_gateway::{Gateway, GatewayConfig};
 use tower_openai::core::SettingsSource;
-use tower_openai::gateway::{Gateway, GatewayConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

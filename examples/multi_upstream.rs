@@ -6,7 +6,7 @@
 
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use tower_openai::gateway::{Args, Gateway, GatewayConfig};
+use openai_gateway::{Args, Gateway, GatewayConfig};
 use tower_openai_test_util::MockUpstream;
 
 #[tokio::main]

@@ -1,5 +1,6 @@
-//! Composable tower layers that proxy any OpenAI-compatible API, and the `openai-gateway`
-//! binary built from them.
+//! Composable tower layers that proxy any OpenAI-compatible API. The `openai-gateway`
+//! application built from them is a crate of its own (`openai-gateway`, in this repository's
+//! `gateway/` folder).
 //!
 //! Every concern is its own [`Layer`](tower::Layer), stacked on one generic upstream HTTP
 //! service; put them in front of OpenAI, Azure OpenAI, OpenRouter, vLLM or llama.cpp, inside
@@ -18,7 +19,6 @@
 //! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
-//! | [`gateway`] | `gateway` | the `openai-gateway` application |
 //!
 //! # The stack
 //!
@@ -186,6 +186,3 @@ pub mod acl {
 pub mod speech_cache {
     pub use tower_openai_speech_cache::*;
 }
-
-#[cfg(feature = "gateway")]
-pub mod gateway;

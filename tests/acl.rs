@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use openai_gateway::Args;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -19,7 +20,6 @@ use tower_openai::core::payload::CollectPayloadLayer;
 use tower_openai::core::{
     Body, LoadSettingsLayer, Role, SelectedConnection, SettingsHandle, SettingsSource, User,
 };
-use tower_openai::gateway::Args;
 use tower_openai::models::{Catalog, ModelsLayer};
 use tower_openai::select::SelectLayer;
 use tower_openai_test_util::MockUpstream;
@@ -232,7 +232,7 @@ owner = "root"
 access = "private"
 "#;
 
-async fn acl_gateway(bypass: bool) -> (MockUpstream, tower_openai::gateway::RunningGateway) {
+async fn acl_gateway(bypass: bool) -> (MockUpstream, openai_gateway::RunningGateway) {
     let mock = MockUpstream::builder()
         .models([
             "public-model",

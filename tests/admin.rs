@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
+use openai_gateway::{Args, Gateway, GatewayConfig};
 use serde_json::json;
-use tower_openai::gateway::{Args, Gateway, GatewayConfig};
 use tower_openai_test_util::{MockUpstream, Sse};
 
 use common::*;
@@ -26,7 +26,7 @@ fn config_file(dir: &std::path::Path, extra: &str) -> PathBuf {
 async fn gateway(
     dir: &std::path::Path,
     env_pairs: &[(&str, &str)],
-) -> tower_openai::gateway::RunningGateway {
+) -> openai_gateway::RunningGateway {
     let args = Args {
         config: Some(config_file(dir, "")),
         data_dir: Some(dir.join("data")),
@@ -43,7 +43,7 @@ fn as_root(
     req
 }
 
-fn admin_url(gw: &tower_openai::gateway::RunningGateway, path: &str) -> String {
+fn admin_url(gw: &openai_gateway::RunningGateway, path: &str) -> String {
     format!("http://{}/openai/{path}", gw.addr())
 }
 

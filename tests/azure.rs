@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
+use openai_gateway::Args;
 use serde_json::{Value, json};
-use tower_openai::gateway::Args;
 use tower_openai_test_util::{MockUpstream, Sse};
 
 use common::*;
 
-async fn azure_gateway(
-    mock: &MockUpstream,
-    config: Value,
-) -> tower_openai::gateway::RunningGateway {
+async fn azure_gateway(mock: &MockUpstream, config: Value) -> openai_gateway::RunningGateway {
     start_with(
         Args::default(),
         &[

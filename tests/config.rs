@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tower_openai::gateway::{Args, Gateway, GatewayConfig, ModelAccess, StartError};
+use openai_gateway::{Args, Gateway, GatewayConfig, ModelAccess, StartError};
 
 use common::env;
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use openai_gateway::Args;
 use serde_json::{Value, json};
 use tower_openai::core::SettingsSource;
-use tower_openai::gateway::Args;
 use tower_openai_test_util::{MockUpstream, Reply, Sse};
 
 use common::*;

@@ -9,10 +9,10 @@ mod common;
 
 use std::time::Duration;
 
+use openai_gateway::Args;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower_openai::gateway::Args;
 use tower_openai_test_util::{MockUpstream, Sse};
 
 use common::*;

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use http::StatusCode;
+use openai_gateway::{Args, Gateway, GatewayConfig};
 use serde_json::{Value, json};
 use tower_openai::core::SettingsSource;
-use tower_openai::gateway::{Args, Gateway, GatewayConfig};
 use tower_openai_test_util::{MockUpstream, Reply};
 
 use common::*;
@@ -24,7 +24,7 @@ fn ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn start_config(config: GatewayConfig) -> tower_openai::gateway::RunningGateway {
+async fn start_config(config: GatewayConfig) -> openai_gateway::RunningGateway {
     Gateway::new(config).await.unwrap().spawn().await.unwrap()
 }
 
@@ -369,7 +369,7 @@ trait AddrUrl {
     fn addr_url(&self) -> String;
 }
 
-impl AddrUrl for tower_openai::gateway::RunningGateway {
+impl AddrUrl for openai_gateway::RunningGateway {
     fn addr_url(&self) -> String {
         format!("http://{}", self.addr())
     }

@@ -11,8 +11,8 @@ mod common;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
+use openai_gateway::{Args, RunningGateway};
 use serde_json::{Value, json};
-use tower_openai::gateway::{Args, RunningGateway};
 use tower_openai_test_util::{MockUpstream, Reply};
 
 use common::*;

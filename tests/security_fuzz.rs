@@ -10,11 +10,11 @@ mod common;
 
 use bytes::Bytes;
 use http::{Method, Request};
+use openai_gateway::{Args, Gateway, GatewayConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use tower::ServiceExt;
 use tower_openai::core::Body;
-use tower_openai::gateway::{Args, Gateway, GatewayConfig};
 use tower_openai_test_util::MockUpstream;
 
 use common::*;

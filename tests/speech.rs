@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
+use openai_gateway::Args;
 use serde_json::json;
-use tower_openai::gateway::Args;
 use tower_openai_test_util::{MockUpstream, Reply, Sse};
 
 use common::*;
@@ -22,7 +22,7 @@ async fn gateway(
     mock: &MockUpstream,
     data_dir: &std::path::Path,
     extra: &[(&str, &str)],
-) -> tower_openai::gateway::RunningGateway {
+) -> openai_gateway::RunningGateway {
     let mut pairs = vec![("OPENAI_API_BASE_URLS", mock.url())];
     pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();

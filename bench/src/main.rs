@@ -43,6 +43,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use openai_gateway::{Args, Gateway, GatewayConfig};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
@@ -51,7 +52,6 @@ use tower_openai::auth::AuthLayer;
 use tower_openai::core::payload::CollectPayloadLayer;
 use tower_openai::core::settings::ApiKey;
 use tower_openai::core::{LoadSettingsLayer, RescueLayer, SettingsHandle, SettingsSource};
-use tower_openai::gateway::{Args, Gateway, GatewayConfig};
 use tower_openai::models::Catalog;
 use tower_openai::select::SelectLayer;
 use tower_openai::upstream::Upstream;
@@ -449,7 +449,7 @@ fn gateway_exe() -> Option<std::path::PathBuf> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         eprintln!("building openai-gateway (release) …");
         let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "--bin", "openai-gateway"])
+            .args(["build", "--release", "-p", "openai-gateway"])
             .status()
             .ok()?;
         if !status.success() || !exe.exists() {

@@ -13,9 +13,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use openai_gateway::{Args, Gateway, GatewayConfig, RunningGateway};
 use serde_json::Value;
 use tower_openai::core::SettingsSource;
-use tower_openai::gateway::{Args, Gateway, GatewayConfig, RunningGateway};
 
 /// An environment made of these pairs only.
 pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {

@@ -291,7 +291,7 @@ mod tests {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::fmt::MakeWriter;
 
-    use crate::gateway::{Args, Gateway, GatewayConfig};
+    use crate::{Args, Gateway, GatewayConfig};
 
     /// Log output kept in memory.
     #[derive(Clone, Default)]

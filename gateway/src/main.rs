@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tower_openai::gateway::{Args, run};
+use openai_gateway::{Args, run};
 use tracing_subscriber::EnvFilter;
 
 // A proxy allocates small buffers on every request from every worker thread; mimalloc's
