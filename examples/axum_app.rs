@@ -15,7 +15,9 @@ use http::StatusCode;
 use tower::ServiceBuilder;
 use tower_openai::ServiceBuilderExt;
 use tower_openai::acl::{AccessControl, ModelAccess, StaticRecords};
+use tower_openai::core::settings::ApiKey;
 use tower_openai::core::{Role, SettingsHandle, SettingsSource, User};
+use tower_openai::endpoint::Endpoint;
 use tower_openai::models::Catalog;
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::MockUpstream;
@@ -49,13 +51,15 @@ async fn api_key_auth(mut req: Request, next: Next) -> Response {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Two OpenAI-compatible upstreams.
+    // Two OpenAI-compatible upstreams; both check their key, as real ones do.
     let local = MockUpstream::builder()
         .models(["llama3", "qwen"])
+        .require_key("sk-local")
         .start()
         .await;
     let cloud = MockUpstream::builder()
         .models(["gpt-4o", "gpt-4o-mini"])
+        .require_key("sk-cloud")
         .start()
         .await;
 
@@ -63,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = SettingsHandle::new(
         SettingsSource {
             base_urls: Some(vec![local.url(), cloud.url()]),
+            keys: Some(vec![ApiKey::new("sk-local"), ApiKey::new("sk-cloud")]),
             configs: serde_json::json!({"0": {"prefix_id": "local"}})
                 .as_object()
                 .cloned(),
@@ -99,8 +104,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ]);
 
-    let upstream = Upstream::new();
-    let catalog = Catalog::new(upstream.clone());
+    // The endpoint stack (azure → auth → headers → upstream) acts on the selected
+    // connection; the catalog lists each connection's models through the same stack, so
+    // discovery sends the connection's key as chat requests do.
+    let endpoint = Endpoint::builder(Upstream::new()).build();
+    let catalog = Catalog::new(endpoint.clone());
     let openai = ServiceBuilder::new()
         .rescue()
         .policy() // model routes only (the passthrough is off); odd paths refused
@@ -109,8 +117,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .acl(records)
         .models(catalog.clone())
         .select(catalog)
-        .auth(Default::default())
-        .service(upstream);
+        .reasoning()
+        .service(endpoint);
 
     let app = Router::new()
         .route("/", get(|| async { "my existing app" }))
@@ -148,6 +156,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "the local upstream got model {:?}",
         local.last_request().map(|r| r.json()["model"].clone())
+    );
+    println!(
+        "the local upstream's model list was asked for with {:?}",
+        local
+            .requests_to("/v1/models")
+            .first()
+            .and_then(|r| r.header("authorization").map(str::to_owned))
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())

@@ -12,6 +12,7 @@ use tower_openai::ServiceBuilderExt;
 use tower_openai::auth::entra::ClientSecret;
 use tower_openai::auth::{AuthLayer, EntraTokens};
 use tower_openai::core::{Body, SettingsHandle, SettingsSource};
+use tower_openai::endpoint::Endpoint;
 use tower_openai::models::Catalog;
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::{MockUpstream, Reply};
@@ -55,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "my-client-id",
         "my-client-secret",
     ));
-    let catalog = Catalog::new(upstream.clone());
+    // azure → auth → headers → upstream, built once: the catalog and the requests share it.
+    let endpoint = Endpoint::builder(upstream)
+        .auth(AuthLayer::new().entra(tokens))
+        .build();
+    let catalog = Catalog::new(endpoint.clone());
     let stack = ServiceBuilder::new()
         .rescue()
         .policy() // model routes only (the passthrough is off); odd paths refused
@@ -64,9 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .models(catalog.clone())
         .select(catalog)
         .reasoning()
-        .azure()
-        .auth(AuthLayer::new().entra(tokens))
-        .service(upstream);
+        .service(endpoint);
 
     for _ in 0..3 {
         let req = Request::post("/chat/completions")

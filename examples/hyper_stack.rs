@@ -14,8 +14,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_openai::ServiceBuilderExt;
 use tower_openai::core::routing::StaticRoutes;
 use tower_openai::core::settings::ApiKey;
-use tower_openai::core::timer::ConnectionTimer;
-use tower_openai::core::{Body, RepollSelfWakes, SettingsHandle, SettingsSource};
+use tower_openai::core::{Body, SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::MockUpstream;
 
@@ -51,9 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 continue;
             };
             let stack = stack.clone();
-            // The payload step reads each body inside the connection's task; the wrapper
-            // saves the scheduler round trip hyper's body channel would cost per request.
-            tokio::spawn(RepollSelfWakes::new(async move {
+            tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let stack = stack.clone();
                     async move {
@@ -65,14 +62,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                         )
                     }
                 });
-                // A request head must arrive within 30 s; the connection's own timer reuses
-                // one sleep for every request's head.
+                // A request head must arrive within 30 s.
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(ConnectionTimer::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(30))
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
-            }));
+            });
         }
     });
     println!("hyper server on http://{addr}");

@@ -12,12 +12,13 @@ use tower_openai_core::{LoadSettingsLayer, RescueLayer, SettingsHandle};
 /// use tower::ServiceBuilder;
 /// use tower_openai::ServiceBuilderExt;
 /// use tower_openai::core::{Settings, SettingsHandle};
+/// use tower_openai::endpoint::Endpoint;
 /// use tower_openai::models::Catalog;
 /// use tower_openai::upstream::Upstream;
 ///
 /// let settings = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap());
-/// let upstream = Upstream::new();
-/// let catalog = Catalog::new(upstream.clone());
+/// let endpoint = Endpoint::builder(Upstream::new()).build();
+/// let catalog = Catalog::new(endpoint.clone());
 /// let stack = ServiceBuilder::new()
 ///     .rescue()
 ///     .policy()
@@ -26,10 +27,7 @@ use tower_openai_core::{LoadSettingsLayer, RescueLayer, SettingsHandle};
 ///     .models(catalog.clone())
 ///     .select(catalog)
 ///     .reasoning()
-///     .azure()
-///     .auth(Default::default())
-///     .headers(Default::default())
-///     .service(upstream);
+///     .service(endpoint);
 /// # let _ = stack;
 /// # }
 /// ```

@@ -57,12 +57,13 @@
 //! use tower_openai::ServiceBuilderExt;
 //! use tower_openai::acl::StaticRecords;
 //! use tower_openai::core::{Settings, SettingsHandle};
+//! use tower_openai::endpoint::Endpoint;
 //! use tower_openai::models::Catalog;
 //! use tower_openai::upstream::Upstream;
 //!
 //! let settings = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap());
-//! let upstream = Upstream::new();
-//! let catalog = Catalog::new(upstream.clone());
+//! let endpoint = Endpoint::builder(Upstream::new()).build();
+//! let catalog = Catalog::new(endpoint.clone());
 //! let stack = ServiceBuilder::new()
 //!     .rescue()
 //!     .policy()
@@ -72,10 +73,7 @@
 //!     .models(catalog.clone())
 //!     .select(catalog)
 //!     .reasoning()
-//!     .azure()
-//!     .auth(Default::default())
-//!     .headers(Default::default())
-//!     .service(upstream);
+//!     .service(endpoint);
 //! # let _ = stack;
 //! # }
 //! ```
@@ -103,8 +101,21 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// The README's Rust snippets, compiled as doctests.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod builder;
 pub use crate::builder::ServiceBuilderExt;
+
+#[cfg(all(
+    feature = "upstream",
+    feature = "auth",
+    feature = "headers",
+    feature = "azure"
+))]
+pub mod endpoint;
 
 /// Longer topics.
 pub mod guide {

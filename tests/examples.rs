@@ -86,6 +86,13 @@ fn axum_app_serves_per_user_lists_under_v1() {
         out.contains(r#"the local upstream got model Some(String("llama3"))"#),
         "{out}"
     );
+    // Both upstreams check their key: the lists above came through with it.
+    assert!(
+        out.contains(
+            r#"the local upstream's model list was asked for with Some("Bearer sk-local")"#
+        ),
+        "{out}"
+    );
 }
 
 #[test]

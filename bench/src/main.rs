@@ -44,11 +44,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use openai_gateway::{Args, Gateway, GatewayConfig};
+// The benchmark's upstream takes no key: the bare upstream service is the whole endpoint.
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 use tower_openai::auth::AuthLayer;
+use tower_openai::core::endpoint::AppliesCredentials;
 use tower_openai::core::payload::CollectPayloadLayer;
 use tower_openai::core::settings::ApiKey;
 use tower_openai::core::{LoadSettingsLayer, RescueLayer, SettingsHandle, SettingsSource};
@@ -586,7 +588,7 @@ fn bench_settings(upstream: SocketAddr) -> tower_openai::core::Settings {
 async fn select_and_auth(upstream: SocketAddr) -> String {
     let settings = bench_settings(upstream);
     let upstream_svc = Upstream::new();
-    let catalog = Catalog::new(upstream_svc.clone());
+    let catalog = Catalog::new(AppliesCredentials(upstream_svc.clone()));
     let stack = ServiceBuilder::new()
         .layer(RescueLayer::new())
         .layer(LoadSettingsLayer::new(SettingsHandle::new(settings)))
@@ -674,7 +676,7 @@ async fn ablation(up: SocketAddr, client: &HttpClient, rounds: usize, per_round:
     let connection = settings.connection(0).expect("one connection").clone();
     let handle = SettingsHandle::new(settings);
     let upstream_svc = Upstream::new();
-    let catalog = Catalog::new(upstream_svc.clone());
+    let catalog = Catalog::new(AppliesCredentials(upstream_svc.clone()));
     let with_connection = move |mut req: Request<Body>| {
         req.extensions_mut()
             .insert(SelectedConnection(connection.clone()));

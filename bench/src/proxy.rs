@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use openai_gateway::serving::RepollSelfWakes;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tower_openai::core::{Body, BoxBody, RepollSelfWakes};
+use tower_openai::core::{Body, BoxBody};
 
 pub(crate) type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
 

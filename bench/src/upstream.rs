@@ -12,10 +12,10 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use openai_gateway::serving::RepollSelfWakes;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tower_openai::core::RepollSelfWakes;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 

@@ -14,6 +14,7 @@ mod persist;
 mod router;
 mod security;
 mod server;
+pub mod serving;
 mod stack;
 
 use std::future::Future;
@@ -26,7 +27,6 @@ use tokio::task::JoinHandle;
 use tower_openai_acl::StaticRecords;
 use tower_openai_auth::{AuthLayer, EntraTokens};
 use tower_openai_core::SettingsHandle;
-use tower_openai_headers::HeadersLayer;
 use tower_openai_models::Catalog;
 use tower_openai_speech_cache::SpeechStore;
 use tower_openai_test_util::MockUpstream;
@@ -97,7 +97,7 @@ impl Gateway {
         let lower = stack::lower(
             upstream,
             AuthLayer::new().entra(entra),
-            HeadersLayer::new(config.headers.clone()),
+            config.headers.clone(),
         );
         let catalog = Catalog::new(lower.clone());
         let admin = admin::Admin::new(

@@ -19,11 +19,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::Oneshot;
-use tower_openai_core::timer::ConnectionTimer;
-use tower_openai_core::{Body, BoxError, RepollSelfWakes, ShutdownSignal};
+use tower_openai_core::{Body, BoxError, ShutdownSignal};
 
 use super::config::Limits;
 use super::drain::Drain;
+use super::serving::{ConnectionTimer, RepollSelfWakes};
 
 /// How the server bounds what callers can make it hold, and how it shuts down.
 #[derive(Clone, Debug)]

@@ -15,12 +15,12 @@ use tower_http::request_id::{
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_openai::endpoint::Endpoint;
 use tower_openai_acl::AclLayer;
-use tower_openai_auth::{Auth, AuthLayer};
-use tower_openai_azure::{Azure, AzureLayer};
+use tower_openai_auth::AuthLayer;
 use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
-use tower_openai_headers::{Headers, HeadersLayer};
+use tower_openai_headers::HeadersConfig;
 use tower_openai_models::ModelsLayer;
 use tower_openai_policy::PolicyLayer;
 use tower_openai_reasoning::ReasoningLayer;
@@ -36,30 +36,24 @@ use super::security::CorsOrigins;
 /// The gateway as one type-erased service: what hyper serves and what tests drive.
 pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
 
-/// The part of the stack that acts on a selected connection. The catalog fetches
-/// `GET /models` through it too, so model discovery uses each connection's full auth and
-/// headers (Open WebUI sends only the bearer key, H-6).
+/// The part of the stack that acts on a selected connection: the library's endpoint stack
+/// (azure → auth → headers → upstream). The catalog fetches `GET /models` through it too,
+/// so model discovery uses each connection's full auth and headers (Open WebUI sends only
+/// the bearer key).
 ///
 /// A concrete type, not boxed: the API stack clones it on every request, and its clone is a
 /// few reference-count bumps.
-pub(crate) type Lower = Azure<Auth<Headers<Upstream>>>;
+pub(crate) type Lower = Endpoint;
 
 /// The same, boxed, for the admin routes.
 pub(crate) type BoxedLower = BoxCloneSyncService<Request<Body>, Response<BoxBody>, BoxError>;
 
 /// The stack below select, built once and shared by the API stack and the catalog.
-pub(crate) fn lower(upstream: Upstream, auth: AuthLayer, headers: HeadersLayer) -> Lower {
-    ServiceBuilder::new()
-        // Azure connections: deployment URL, api-version, payload allowlist. First in the
-        // lower part so the catalog's model list for Azure is `/openai/models` too.
-        .layer(AzureLayer::new())
-        // The connection's credentials (H-5 step 5, Azure's api-key at step 7). Rejections
-        // (a caller without the credential `session` needs, no Entra ID token) answer here.
-        .layer(auth)
-        // Attribution, user info, chat id, custom headers (H-5 steps 2-4 and 6). The H-5 steps
-        // are merged by the upstream, so the order of these two lines does not matter.
-        .layer(headers)
-        .service(upstream)
+pub(crate) fn lower(upstream: Upstream, auth: AuthLayer, headers: HeadersConfig) -> Lower {
+    Endpoint::builder(upstream)
+        .auth(auth)
+        .headers(headers)
+        .build()
 }
 
 /// [`lower`], boxed.

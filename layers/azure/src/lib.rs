@@ -22,8 +22,8 @@
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection),
 //!   [`Payload`](tower_openai_core::Payload) and
-//!   [`ReasoningModel`](tower_openai_core::extensions::ReasoningModel) (falling back to
-//!   [`is_reasoning_model`](tower_openai_core::is_reasoning_model));
+//!   [`ReasoningModel`](tower_openai_core::extensions::ReasoningModel) (the reasoning
+//!   layer's decision: stack it above this one for reasoning deployments);
 //! - writes [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) (`api-version`), the
 //!   request URI, and the payload.
 //!

@@ -5,9 +5,7 @@ use http::{HeaderValue, Method, Request, Response, Uri};
 use tower_openai_core::extensions::{HeaderStep, ReasoningModel, UpstreamHeaders};
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::payload::Form;
-use tower_openai_core::{
-    ErrorResponse, Payload, ResponseBody, SelectedConnection, is_reasoning_model,
-};
+use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection};
 use tower_service::Service;
 
 use crate::layer::AzureLayer;
@@ -105,11 +103,12 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
         .map_err(|_| ErrorResponse::bad_request("The request path cannot be sent to Azure"))?;
 
     if is_chat {
+        // The reasoning layer above decides (with its replaceable rule); without it, no
+        // deployment is treated as a reasoning model.
         let reasoning = req
             .extensions()
             .get::<ReasoningModel>()
-            .map(|r| r.0)
-            .unwrap_or_else(|| model.as_deref().is_some_and(is_reasoning_model));
+            .is_some_and(|r| r.0);
         if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
             if payload.check().is_ok() {
                 chat_payload(payload, reasoning, &version).map_err(|e| e.to_response())?;

@@ -7,7 +7,6 @@
 //! | [`SelectedConnection`] | select (the gateway's default step before it) | azure, auth, headers, upstream |
 //! | [`UpstreamHeaders`] | auth, headers, azure | upstream (set last, override the request's) |
 //! | [`RequestTimeout`] | models, admin checks | upstream |
-//! | [`OriginalUri`] | a router that strips a prefix (yours) | logging |
 //! | [`ListFilter`] | acl | models (filters the listed models per request) |
 //! | [`RequestedModel`] | select | acl, reasoning, azure, logging |
 //! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
@@ -15,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::settings::{Connection, Settings};
 
@@ -207,10 +206,6 @@ impl IntoHeaderName for &'static str {
 /// Overrides the selected connection's idle-read timeout for this request (`None`: none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestTimeout(pub Option<Duration>);
-
-/// The URI the caller sent, before a router stripped its prefix.
-#[derive(Clone, Debug)]
-pub struct OriginalUri(pub Uri);
 
 /// Which models a request may see in a model list. The acl layer inserts it; the models
 /// layer keeps only the ids for which it returns true. Absent: every model is listed.

@@ -7,14 +7,17 @@
 //!   [`SettingsHandle`] that publishes snapshots of them.
 //! - [`extensions`]: the typed values layers pass through `http::Extensions` ([`User`],
 //!   [`SelectedConnection`], [`UpstreamHeaders`], …).
-//! - [`payload`]: the JSON request body, read once under a cap and parsed at most once.
+//! - [`payload`]: the request body of a model route, read once under a cap: JSON parsed at
+//!   most once ([`Payload`]), or a multipart form ([`Form`](payload::Form)).
 //! - [`error`]: the OpenAI-shaped [`ErrorResponse`] every rejection is built with, and the
 //!   transport [`UpstreamError`](error::UpstreamError).
 //! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
-//! - [`repoll`]: [`RepollSelfWakes`], for serving the layers with hyper without a trip
-//!   through the scheduler on every request body.
-//! - [`timer`]: [`SleepSlot`](timer::SleepSlot) and hyper's
-//!   [`ConnectionTimer`](timer::ConnectionTimer), timers reused from request to request.
+//! - [`timer`]: [`SleepSlot`](timer::SleepSlot), one timer reused from request to request
+//!   (the upstream's idle timeout and the body read timeout borrow it).
+//! - [`endpoint`]: [`ConnectionEndpoint`](endpoint::ConnectionEndpoint), what the model
+//!   catalog may fetch through.
+//! - [`shutdown`]: the [`ShutdownSignal`] that ends open streams at the end of a server's
+//!   grace period.
 //! - [`rescue`]: the one step that turns transport errors into 502/504 responses.
 //! - [`load_settings`]: the step that loads the settings snapshot for a request.
 //! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes
@@ -22,13 +25,12 @@
 
 pub mod body;
 pub mod client;
+pub mod endpoint;
 pub mod error;
 pub mod extensions;
 pub mod future;
 pub mod load_settings;
 pub mod payload;
-pub mod reasoning;
-pub mod repoll;
 pub mod rescue;
 pub mod routing;
 pub mod settings;
@@ -38,13 +40,11 @@ pub mod timer;
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
 pub use crate::extensions::{
-    ApiRoute, ListFilter, OriginalUri, RequestTimeout, RequestedModel, Role, RouteKind,
-    SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
+    ApiRoute, ListFilter, RequestTimeout, RequestedModel, Role, RouteKind, SelectedConnection,
+    SettingsSnapshot, UpstreamHeaders, User,
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
-pub use crate::reasoning::is_reasoning_model;
-pub use crate::repoll::RepollSelfWakes;
 pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
 pub use crate::shutdown::ShutdownSignal;

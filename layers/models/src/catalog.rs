@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
+use tower_openai_core::endpoint::ConnectionEndpoint;
 use tower_openai_core::error::{UpstreamError, find_cause};
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
@@ -139,10 +140,16 @@ impl CatalogBuilder {
 }
 
 impl Catalog {
-    /// A catalog fetching through `fetch`, with default options.
+    /// A catalog fetching each connection's model list through `fetch`, with default options.
+    ///
+    /// `fetch` must apply the connection's credentials and headers
+    /// ([`ConnectionEndpoint`]): the facade's `Endpoint`, or your own stack wrapped in
+    /// [`AppliesCredentials`](tower_openai_core::endpoint::AppliesCredentials). A bare
+    /// upstream service does not compile here.
     pub fn new<S, B>(fetch: S) -> Self
     where
-        S: tower_service::Service<Request<Body>, Response = Response<B>>
+        S: ConnectionEndpoint
+            + tower_service::Service<Request<Body>, Response = Response<B>>
             + Clone
             + Send
             + Sync
@@ -155,10 +162,11 @@ impl Catalog {
         Self::builder(fetch).build()
     }
 
-    /// Configure a catalog fetching through `fetch`.
+    /// Configure a catalog fetching through `fetch` (see [`Catalog::new`]).
     pub fn builder<S, B>(fetch: S) -> CatalogBuilder
     where
-        S: tower_service::Service<Request<Body>, Response = Response<B>>
+        S: ConnectionEndpoint
+            + tower_service::Service<Request<Body>, Response = Response<B>>
             + Clone
             + Send
             + Sync

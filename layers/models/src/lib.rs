@@ -40,9 +40,11 @@
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_core::{Body, LoadSettingsLayer, SelectedConnection, Settings, SettingsHandle};
+//! use tower_openai_core::endpoint::AppliesCredentials;
 //! use tower_openai_models::{Catalog, ModelsLayer};
 //!
-//! // Stands in for the upstream: every connection lists one model.
+//! // Stands in for the endpoint stack (it would apply each connection's key): every
+//! // connection lists one model.
 //! async fn upstream(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
 //!     let conn = req.extensions().get::<SelectedConnection>().unwrap().connection().index();
 //!     let body = format!(r#"{{"data":[{{"id":"model-{conn}"}}]}}"#);
@@ -51,7 +53,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let settings = SettingsHandle::new(Settings::for_urls(["http://a/v1", "http://b/v1"]).unwrap());
-//! let catalog = Catalog::new(service_fn(upstream));
+//! let catalog = Catalog::new(AppliesCredentials(service_fn(upstream)));
 //! let svc = ServiceBuilder::new()
 //!     .layer(LoadSettingsLayer::new(settings))
 //!     .layer(ModelsLayer::new(catalog))

@@ -55,9 +55,11 @@
 
 mod layer;
 mod rewrite;
+mod rule;
 mod service;
 mod strategy;
 
 pub use crate::layer::ReasoningLayer;
+pub use crate::rule::is_reasoning_model;
 pub use crate::service::Reasoning;
 pub use crate::strategy::{DefaultReasoningModels, ReasoningModels};

@@ -1,7 +1,7 @@
 /// Decides whether an outgoing model id is a reasoning model.
 ///
 /// Implemented for closures `Fn(&str) -> bool`, for [`DefaultReasoningModels`] (the rule of
-/// [`is_reasoning_model`](tower_openai_core::is_reasoning_model)) and for `()` (no model is
+/// [`is_reasoning_model`](crate::is_reasoning_model)) and for `()` (no model is
 /// a reasoning model: the layer only converts `logit_bias` and `max_completion_tokens`).
 pub trait ReasoningModels: Send + Sync + 'static {
     /// Whether `model` (lower-cased, prefix stripped) is a reasoning model.
@@ -14,7 +14,7 @@ pub struct DefaultReasoningModels;
 
 impl ReasoningModels for DefaultReasoningModels {
     fn is_reasoning(&self, model: &str) -> bool {
-        tower_openai_core::is_reasoning_model(model)
+        crate::is_reasoning_model(model)
     }
 }
 

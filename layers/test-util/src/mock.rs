@@ -233,6 +233,7 @@ pub struct MockBuilder {
     routes: Vec<Route>,
     models: Vec<String>,
     default_gap: Duration,
+    required_key: Option<String>,
 }
 
 impl Default for MockBuilder {
@@ -246,11 +247,19 @@ impl Default for MockBuilder {
                 "tts-1".to_owned(),
             ],
             default_gap: Duration::ZERO,
+            required_key: None,
         }
     }
 }
 
 impl MockBuilder {
+    /// Answer every request without `Authorization: Bearer {key}` with OpenAI's 401, as
+    /// a real upstream does (the request is still recorded).
+    pub fn require_key(mut self, key: impl Into<String>) -> Self {
+        self.required_key = Some(key.into());
+        self
+    }
+
     /// The model ids `GET …/models` lists.
     pub fn models<I, S>(mut self, ids: I) -> Self
     where
@@ -543,6 +552,27 @@ async fn handle(
         requests.push(recorded.clone());
     }
     state.changed.notify_waiters();
+
+    if let Some(key) = &state.config.required_key {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if presented != Some(format!("Bearer {key}").as_str()) {
+            let body = json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}});
+            let mut res = Response::new(
+                Full::new(Bytes::from(body.to_string()))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(res);
+        }
+    }
 
     let reply = state
         .config

@@ -43,7 +43,8 @@ impl Script {
 
     pub fn catalog(&self, grace: Duration) -> Catalog {
         let script = self.clone();
-        Catalog::builder(service_fn(move |req: Request<Body>| {
+        // A scripted stand-in for the endpoint stack.
+        Catalog::builder(tower_openai_core::endpoint::AppliesCredentials(service_fn(move |req: Request<Body>| {
             let script = script.clone();
             async move {
                 let conn = req.extensions().get::<SelectedConnection>().unwrap().connection().index();
@@ -76,7 +77,7 @@ impl Script {
                         .unwrap()),
                 }
             }
-        }))
+        })))
         .grace(grace)
         .build()
     }

@@ -3,7 +3,7 @@
 //!
 //! hyper's HTTP/1 request body is a channel between the connection's dispatcher and the
 //! service, and both run in the connection's task. When the service takes the body's data
-//! (as [`CollectPayload`](crate::payload::CollectPayload) does for every JSON request), the
+//! (as `tower_openai_core::payload::CollectPayload` does for every JSON request), the
 //! channel wakes its sender: the task wakes itself while it is being polled. Tokio's
 //! multi-threaded scheduler treats that like a yield: the task goes to the back of the run
 //! queue and an idle worker is woken (a futex call) to come and share the work. In the
@@ -23,7 +23,7 @@
 //! ```
 //! use hyper_util::rt::{TokioExecutor, TokioIo};
 //! use hyper_util::server::conn::auto;
-//! use tower_openai_core::repoll::RepollSelfWakes;
+//! use openai_gateway::serving::RepollSelfWakes;
 //!
 //! # async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
 //! loop {
@@ -49,7 +49,7 @@ use atomic_waker::AtomicWaker;
 use pin_project::pin_project;
 
 /// How many times one poll from the runtime re-polls a future that woke itself.
-pub const MAX_REPOLLS: usize = 2;
+pub(crate) const MAX_REPOLLS: usize = 2;
 
 /// A future polled again in place when it wakes itself during its own poll.
 #[derive(Debug)]

@@ -1,7 +1,8 @@
 //! Which models are OpenAI reasoning models (SPEC CC-7, and §13's later rule).
 //!
-//! The reasoning and azure layers both rewrite payloads for reasoning models; this is the
-//! rule they share by default.
+//! The reasoning layer decides with this rule (or one of yours) and records its decision in
+//! [`ReasoningModel`](tower_openai_core::extensions::ReasoningModel), which the azure layer
+//! below reads.
 
 /// Whether `model` (the outgoing id, any `prefix_id` already stripped) is a reasoning model.
 ///
@@ -11,7 +12,7 @@
 /// prefixes (`o1`, `o3`, `o4`, `gpt-5`) and its later rule.
 ///
 /// ```
-/// use tower_openai_core::reasoning::is_reasoning_model;
+/// use tower_openai_reasoning::is_reasoning_model;
 ///
 /// for yes in ["o1", "o1-mini", "O3-mini", "o4-mini-high", "gpt-5", "gpt-5-nano", "gpt-10", "us.openai.o3"] {
 ///     assert!(is_reasoning_model(yes), "{yes}");
