@@ -740,6 +740,15 @@ async fn admin_posts_must_be_json_and_from_no_foreign_origin() {
     ))
     .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // The member limit holds for admin bodies too.
+    let mut many = String::from("{");
+    for i in 0..5000 {
+        many.push_str(&format!("\"k{i}\":0,"));
+    }
+    many.push_str("\"url\":\"x\"}");
+    let res = answer(authed(post_json(&verify, &many), "sk-root")).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&res), "invalid_body");
     // The same in single-user mode.
     let single = single_user(&mock, &[], false).await;
     let res = answer(request(

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tower::ServiceExt;
-use tower_openai_core::error::is_caused_by;
+use tower_openai_core::body::{ReadError, read_capped};
 use tower_openai_core::rescue::error_to_response;
 use tower_openai_core::settings::AuthType;
 use tower_openai_core::{
@@ -29,34 +29,17 @@ const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const VERIFY_MAX_BYTES: usize = 1 << 20;
 
 /// A connection check's answer, read up to [`VERIFY_MAX_BYTES`]: past it, a 502 saying so.
-///
-/// Boxed as a `Send` future: rustc cannot prove the collect future `Send` for every lifetime
-/// inside the admin handler's future otherwise.
-fn read_capped<B>(
-    body: B,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ErrorResponse>> + Send>>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower_openai_core::BoxError>,
-{
-    Box::pin(async move {
-        match Limited::new(body, VERIFY_MAX_BYTES).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) => Err(capped_error(&*e)),
-        }
-    })
-}
-
-fn capped_error(e: &(dyn std::error::Error + 'static)) -> ErrorResponse {
-    if is_caused_by::<LengthLimitError>(e) {
-        ErrorResponse::bad_gateway(format!(
-            "The connection's answer is larger than {} MiB",
-            VERIFY_MAX_BYTES >> 20
-        ))
-        .with_code("upstream_error")
-    } else {
-        error_to_response(e)
-    }
+async fn read_verify_answer(body: BoxBody) -> Result<Bytes, ErrorResponse> {
+    read_capped(body, VERIFY_MAX_BYTES)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge(_) => ErrorResponse::bad_gateway(format!(
+                "The connection's answer is larger than {} MiB",
+                VERIFY_MAX_BYTES >> 20
+            ))
+            .with_code("upstream_error"),
+            ReadError::Body(e) => error_to_response(&*e),
+        })
 }
 
 /// A connection check that would mint a token (Entra ID, system OAuth) is allowed only for
@@ -153,18 +136,20 @@ fn config_json(settings: &Settings) -> Value {
 }
 
 async fn read_json(body: Body, max: usize) -> Result<Map<String, Value>, ErrorResponse> {
-    let mut body = body;
-    let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| ErrorResponse::bad_request("Could not read the request body"))?;
-        if let Some(data) = frame.data_ref() {
-            if out.len() + data.len() > max {
-                return Err(ErrorResponse::payload_too_large(max));
-            }
-            out.extend_from_slice(data);
+    let out = match read_capped(body, max).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge(_)) => return Err(ErrorResponse::payload_too_large(max)),
+        Err(ReadError::Body(_)) => {
+            return Err(ErrorResponse::bad_request(
+                "Could not read the request body",
+            ));
         }
-    }
+    };
+    // The member limit first: indexing is bounded, building a map of a million members is
+    // not.
+    tower_openai_core::Payload::new(out.clone())
+        .check()
+        .map_err(|e| e.to_response())?;
     match serde_json::from_slice::<Value>(&out) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(
@@ -356,7 +341,7 @@ impl Admin {
         let exchange = async move {
             let res = lower.oneshot(req).await?;
             let (parts, body) = res.into_parts();
-            Ok::<_, tower_openai_core::BoxError>(read_capped(body).await.map(|b| (parts, b)))
+            Ok::<_, tower_openai_core::BoxError>(read_verify_answer(body).await.map(|b| (parts, b)))
         };
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, exchange).await {

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
-use http_body_util::BodyExt;
+use tower_openai_core::body::{ReadError, read_capped};
+
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_openai_core::client::HttpClient;
@@ -43,21 +44,19 @@ pub(crate) async fn exchange(
         })?
         .map_err(|e| TokenError::new(format!("{what}: cannot reach {host}: {e}")))?;
     let status = res.status();
-    let mut body = res.into_body();
-    let mut bytes = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            TokenError::new(format!("{what}: reading the answer of {host} failed: {e}"))
-        })?;
-        if let Some(data) = frame.data_ref() {
-            if bytes.len() + data.len() > 1 << 20 {
-                return Err(TokenError::new(format!(
-                    "{what}: the answer of {host} is too large"
-                )));
-            }
-            bytes.extend_from_slice(data);
+    let bytes = match read_capped(res.into_body(), 1 << 20).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge(_)) => {
+            return Err(TokenError::new(format!(
+                "{what}: the answer of {host} is too large"
+            )));
         }
-    }
+        Err(ReadError::Body(e)) => {
+            return Err(TokenError::new(format!(
+                "{what}: reading the answer of {host} failed: {e}"
+            )));
+        }
+    };
     let json: Value = serde_json::from_slice(&bytes).map_err(|_| {
         TokenError::new(format!(
             "{what}: {host} answered {status} with a body that is not JSON"

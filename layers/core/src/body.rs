@@ -23,6 +23,38 @@ use crate::error::{BoxError, ErrorResponse};
 /// A type-erased body, as used at the gateway boundary (linkerd's `BoxBody`).
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// Why [`read_capped`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The body is larger than the cap.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body failed.
+    #[error("reading the body failed: {0}")]
+    Body(BoxError),
+}
+
+/// Read a whole body of at most `max` bytes ([`http_body_util::Limited`]).
+///
+/// A boxed `Send` future, generic over the body: an `async` block that collects a boxed
+/// body inside another `Send` future trips rustc's higher-ranked `Send` inference.
+pub fn read_capped<B>(
+    body: B,
+    max: usize,
+) -> Pin<Box<dyn std::future::Future<Output = Result<Bytes, ReadError>> + Send>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    Box::pin(async move {
+        match http_body_util::Limited::new(body, max).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge(max)),
+            Err(e) => Err(ReadError::Body(e)),
+        }
+    })
+}
+
 /// The request body type of a tower-openai stack below the payload step.
 ///
 /// See the [module docs](self).

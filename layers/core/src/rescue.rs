@@ -61,15 +61,27 @@ impl<S> Layer<S> for RescueLayer {
 }
 
 /// Turns errors into responses. See the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Rescue<S> {
     inner: S,
+    /// The error the inner service became "ready" with: the next call answers it, without
+    /// calling a service that is not ready.
+    not_ready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for Rescue<S> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone())
+    }
 }
 
 impl<S> Rescue<S> {
     /// Wrap `inner`.
     pub fn new(inner: S) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            not_ready: None,
+        }
     }
 
     /// A layer.
@@ -117,18 +129,30 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // An inner service that cannot become ready will fail its call too; let that call
-        // produce the error response rather than failing readiness, which hyper would turn
-        // into a closed connection.
+        // An inner service that fails readiness is not called: the next call answers its
+        // error as a response (failing readiness here would make hyper close the
+        // connection).
+        if self.not_ready.is_some() {
+            return Poll::Ready(Ok(()));
+        }
         match self.inner.poll_ready(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                self.not_ready = Some(e.into());
+                Poll::Ready(Ok(()))
+            }
         }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        ResponseFuture {
-            inner: self.inner.call(req),
+        match self.not_ready.take() {
+            Some(error) => ResponseFuture {
+                kind: Kind::Failed(Some(error)),
+            },
+            None => ResponseFuture {
+                kind: Kind::Inner(self.inner.call(req)),
+            },
         }
     }
 }
@@ -138,7 +162,14 @@ where
 #[derive(Debug)]
 pub struct ResponseFuture<F> {
     #[pin]
-    inner: F,
+    kind: Kind<F>,
+}
+
+#[pin_project(project = KindProj)]
+#[derive(Debug)]
+enum Kind<F> {
+    Inner(#[pin] F),
+    Failed(Option<BoxError>),
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -149,12 +180,56 @@ where
     type Output = Result<Response<ResponseBody<B>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
+        let result = match self.project().kind.project() {
+            KindProj::Inner(inner) => ready!(inner.poll(cx)).map_err(Into::into),
+            KindProj::Failed(error) => Err(error
+                .take()
+                .unwrap_or_else(|| "rescue future polled after completion".into())),
+        };
+        Poll::Ready(Ok(match result {
             Ok(res) => ResponseBody::inner(res),
-            Err(err) => {
-                let err: BoxError = err.into();
-                ResponseBody::rejected(error_to_response(&*err))
-            }
+            Err(err) => ResponseBody::rejected(error_to_response(&*err)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Fails readiness; counts the calls it should never get.
+    #[derive(Clone)]
+    struct Broken(Arc<AtomicUsize>);
+
+    impl Service<Request<()>> for Broken {
+        type Response = Response<http_body_util::Empty<bytes::Bytes>>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Self::Response, BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Err("the pool is closed".into()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Response::new(http_body_util::Empty::new())))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_is_answered_without_calling_the_service() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let res = Rescue::new(Broken(calls.clone()))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

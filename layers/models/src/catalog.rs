@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
+use tower_openai_core::body::ReadError;
 use tower_openai_core::endpoint::ConnectionEndpoint;
 use tower_openai_core::error::{UpstreamError, find_cause};
 use tower_openai_core::routing::{ModelRoutes, Route};
@@ -464,17 +465,13 @@ impl Inner {
 }
 
 /// Read a whole body of at most `max` bytes.
-pub(crate) async fn read_body(mut body: BoxBody, max: usize) -> Result<Bytes, BoxError> {
-    let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame?.data_ref() {
-            if out.len() + data.len() > max {
-                return Err(format!("the body is larger than {max} bytes").into());
-            }
-            out.extend_from_slice(data);
-        }
-    }
-    Ok(out.freeze())
+pub(crate) async fn read_body(body: BoxBody, max: usize) -> Result<Bytes, BoxError> {
+    tower_openai_core::body::read_capped(body, max)
+        .await
+        .map_err(|e| match e {
+            ReadError::Body(e) => e,
+            too_large => too_large.into(),
+        })
 }
 
 fn describe(err: &(dyn std::error::Error + 'static)) -> String {
