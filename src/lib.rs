@@ -47,7 +47,8 @@
 //! docs say what it reads and writes. The [`guide`] has the [error model](guide::errors),
 //! [streaming semantics](guide::streaming), the [differences from Open
 //! WebUI](guide::open_webui), the gateway's [configuration](guide::configuration) and its
-//! [security model](guide::security), and its [limits and shutdown](guide::limits).
+//! [security model](guide::security), and its [limits and shutdown](guide::limits). Comments
+//! and tests cite Open WebUI's rules by id (`C-4`, `M-6`, `CC-12`): [the table](guide::rules).
 //!
 //! # With `ServiceBuilderExt`
 //!
@@ -131,6 +132,8 @@ pub mod guide {
     pub mod security {}
     #[doc = include_str!("../docs/limits.md")]
     pub mod limits {}
+    #[doc = include_str!("../docs/rules.md")]
+    pub mod rules {}
 }
 
 /// The shared vocabulary (`tower-openai-core`).

@@ -1,4 +1,4 @@
-//! Per-user model access (SPEC AC-1 … AC-6): a property test over the real layer stack, and
+//! Per-user model access (rule AC-1 … AC-6): a property test over the real layer stack, and
 //! the gateway's callers and records end to end.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! Admin routes, persisted settings and hot reload (SPEC §9, §10, C-4, C-5).
+//! Admin routes, persisted settings and hot reload (Open WebUI rules C-4, C-5).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,5 +1,5 @@
 //! Upstream credentials and headers through the real gateway: what the upstream received,
-//! and what it did not (SPEC §2, §3).
+//! and what it did not (Open WebUI rules: docs/rules.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

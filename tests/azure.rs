@@ -1,5 +1,5 @@
 //! Azure OpenAI and reasoning rewrites through the real gateway, against the mock's Azure
-//! deployment paths (SPEC CC-7, CC-12, A-7, P-4).
+//! deployment paths (rule CC-7, CC-12, A-7, P-4).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,5 +1,5 @@
 //! The model catalog and routing through the real gateway, against several mock upstreams
-//! (SPEC M-1 … M-11, CC-3, CC-5, E-2).
+//! (rule M-1 … M-11, CC-3, CC-5, E-2).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

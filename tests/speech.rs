@@ -1,4 +1,4 @@
-//! The text-to-speech cache through the real gateway (SPEC §8, S-2 … S-6 with fixes).
+//! The text-to-speech cache through the real gateway (Open WebUI rules S-2 … S-6 with fixes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Admin routes (SPEC §9, §10): `GET /openai/config`, `POST /openai/config/update`,
+//! Admin routes (Open WebUI rules: docs/rules.md): `GET /openai/config`, `POST /openai/config/update`,
 //! `POST /openai/verify`.
 
 use std::sync::Arc;

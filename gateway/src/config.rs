@@ -77,7 +77,7 @@ pub struct UserRecord {
     pub key: KeyDigest,
 }
 
-/// A `[[models]]` access record (SPEC AC-1 … AC-3).
+/// A `[[models]]` access record (rule AC-1 … AC-3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelRecord {
     /// The model id (as listed, with any prefix).

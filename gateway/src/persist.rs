@@ -12,7 +12,7 @@ use tower_openai_core::settings::ApiKey;
 
 use super::config::StartError;
 
-/// Open WebUI's four persistent settings (SPEC C-4), under its field names.
+/// Open WebUI's four persistent settings (rule C-4), under its field names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Persisted {

@@ -1,4 +1,4 @@
-//! Who may use which model (SPEC §5, AC-1 … AC-6).
+//! Who may use which model (Open WebUI rules AC-1 … AC-6).
 //!
 //! One evaluator, [`may_use`], decides both questions — "is this model in the user's list?"
 //! and "may this request use this model?" — so they can never disagree:

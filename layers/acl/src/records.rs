@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tower_openai_core::User;
 
-/// Who may read a model (SPEC AC-1's `access_control`).
+/// Who may read a model (rule AC-1's `access_control`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessControl {
     /// `null`: every user may read it.

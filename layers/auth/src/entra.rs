@@ -1,4 +1,4 @@
-//! Microsoft Entra ID tokens (SPEC A-5, done for real).
+//! Microsoft Entra ID tokens (rule A-5, done for real).
 //!
 //! A [`TokenSource`] fetches a token for a scope; [`EntraTokens`] caches them per scope and
 //! refreshes them ahead of expiry, one fetch at a time. [`EntraTokens::from_env`] builds the

@@ -1,8 +1,8 @@
-//! Upstream credentials for each connection (SPEC §2, A-1 … A-7).
+//! Upstream credentials for each connection (Open WebUI rules A-1 … A-7).
 //!
 //! For a request with a [`SelectedConnection`](tower_openai_core::SelectedConnection), the
 //! auth layer sets the credentials its `auth_type` calls for, as
-//! [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) at the `Auth` step of SPEC H-5
+//! [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) at the `Auth` step of rule H-5
 //! (so a connection's custom headers can still override them, and Azure's `api-key` comes
 //! last):
 //!

@@ -1,4 +1,4 @@
-//! Users' own OAuth tokens, for connections with `auth_type = system_oauth` (SPEC A-4).
+//! Users' own OAuth tokens, for connections with `auth_type = system_oauth` (rule A-4).
 //!
 //! The caller's `oauth_session_id` cookie names a session; a [`SessionTokens`] turns it into
 //! that user's access token. An application that embeds the layers registers sessions from

@@ -16,7 +16,7 @@ use crate::layer::AuthLayer;
 use crate::oauth::SessionTokens;
 use crate::token::TokenLookup;
 
-/// The cookie that names a caller's OAuth session (SPEC A-4).
+/// The cookie that names a caller's OAuth session (rule A-4).
 pub const OAUTH_SESSION_COOKIE: &str = "oauth_session_id";
 
 /// A credential found later (a token being fetched): the `Authorization` value, if any.

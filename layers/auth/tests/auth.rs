@@ -1,4 +1,4 @@
-//! Every auth type (SPEC A-1 … A-7), and the token protocols against mock authorities on
+//! Every auth type (rule A-1 … A-7), and the token protocols against mock authorities on
 //! 127.0.0.1 that count the tokens they issue.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! Azure OpenAI (SPEC CC-12, A-7, P-4, V-3).
+//! Azure OpenAI (rule CC-12, A-7, P-4, V-3).
 //!
 //! For a request whose selected connection has `azure: true`:
 //!

@@ -1,4 +1,4 @@
-//! Azure OpenAI's rules as pure functions (SPEC CC-12, P-4, V-3).
+//! Azure OpenAI's rules as pure functions (rule CC-12, P-4, V-3).
 
 use std::cmp::Ordering;
 

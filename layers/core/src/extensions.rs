@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::settings::{Connection, Settings};
 
-/// A caller's role (SPEC AC-5): admins see every model and may call admin routes.
+/// A caller's role (rule AC-5): admins see every model and may call admin routes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Role {
     /// An ordinary user.
@@ -84,7 +84,7 @@ impl SelectedConnection {
     }
 }
 
-/// The steps of SPEC H-5, in merge order: a header set at a later step replaces the same
+/// The steps of rule H-5, in merge order: a header set at a later step replaces the same
 /// header set at an earlier one, whatever order the layers ran in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HeaderStep {

@@ -1,6 +1,6 @@
 //! Turn transport failures into OpenAI-shaped responses, once, near the top of a stack.
 //!
-//! Layers answer rejections themselves; only transport failures travel as `Err` (SPEC
+//! Layers answer rejections themselves; only transport failures travel as `Err` (Open WebUI rule
 //! principle "rejections are responses"). [`RescueLayer`] catches them: an
 //! [`UpstreamError`] anywhere in the error's source chain becomes its 502 or 504; any other
 //! error becomes a 500 whose message says nothing about its cause (the cause is logged).

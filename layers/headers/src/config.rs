@@ -1,7 +1,7 @@
 use http::{HeaderName, HeaderValue};
 use tower_openai_core::settings::ConfigError;
 
-/// The names of the user-info and chat-id headers (SPEC H-3, H-4; §13).
+/// The names of the user-info and chat-id headers (rules H-3, H-4; configurable as in later Open WebUI releases).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderNames {
     /// `X-OpenWebUI-User-Name`.

@@ -1,4 +1,4 @@
-/// SPEC H-3: a display name as Open WebUI sends it: UTF-8, percent-encoded, with only the
+/// rule H-3: a display name as Open WebUI sends it: UTF-8, percent-encoded, with only the
 /// space and the unreserved characters `A–Z a–z 0–9 _ . - ~` left literal.
 ///
 /// ```

@@ -1,4 +1,4 @@
-//! Upstream request headers (SPEC §3, H-2 … H-5; §13 for the configurable names).
+//! Upstream request headers (Open WebUI rules H-2 … H-5; the names are configurable as in later Open WebUI releases).
 //!
 //! For a request with a [`SelectedConnection`](tower_openai_core::SelectedConnection), the
 //! headers layer adds, as [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) at their

@@ -1,4 +1,4 @@
-//! SPEC H-2 … H-5, CC-1.
+//! rule H-2 … H-5, CC-1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

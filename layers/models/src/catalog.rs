@@ -40,7 +40,7 @@ pub const DEFAULT_MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
 /// One `Catalog` is shared (cloning is cheap) by the models layer, which renders it, and the
 /// select layer, which routes with it through [`ModelRoutes`].
 ///
-/// - **Building** (SPEC M-2 … M-9): each enabled connection contributes its `model_ids`
+/// - **Building** (rule M-2 … M-9): each enabled connection contributes its `model_ids`
 ///   (no network call) or the models of its `GET /models`, sent through the [`Fetch`]
 ///   service with the connection selected and its model-list timeout. All connections are
 ///   fetched concurrently; each has its own timeout, so a dead connection costs its own

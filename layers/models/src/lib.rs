@@ -1,7 +1,7 @@
 //! The aggregated model list: `GET /models` from every connection, merged, cached, and
 //! never waiting on a dead upstream.
 //!
-//! A [`Catalog`] builds the list by Open WebUI's rules (SPEC M-1 … M-13): each enabled
+//! A [`Catalog`] builds the list by Open WebUI's rules (rule M-1 … M-13): each enabled
 //! connection contributes its `model_ids` or its `GET /models` (sent through the
 //! [`Fetch`](catalog::Fetch) service, so with the connection's own auth); ids get the
 //! connection's `prefix_id` (on `name` too, unlike Open WebUI); `tags` and

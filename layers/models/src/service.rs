@@ -156,7 +156,7 @@ fn one(snapshot: &Snapshot, id: &str, filter: Option<&ListFilter>) -> Response<F
     }
 }
 
-/// `GET /models/{url_idx}` (SPEC M-11): one connection's own list, undecorated.
+/// `GET /models/{url_idx}` (rule M-11): one connection's own list, undecorated.
 async fn connection_list(
     catalog: &Catalog,
     settings: &Arc<Settings>,

@@ -1,4 +1,4 @@
-//! Open WebUI's model-list rules as pure functions (SPEC M-2, M-4 … M-8).
+//! Open WebUI's model-list rules as pure functions (rule M-2, M-4 … M-8).
 
 use serde_json::{Map, Value, json};
 use tower_openai_core::Connection;

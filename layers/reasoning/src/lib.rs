@@ -1,4 +1,4 @@
-//! Payload rewrites for OpenAI reasoning models (SPEC CC-7, CC-8).
+//! Payload rewrites for OpenAI reasoning models (rule CC-7, CC-8).
 //!
 //! On `POST /chat/completions`, with the outgoing model (any `prefix_id` already stripped by
 //! select):

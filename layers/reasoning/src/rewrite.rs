@@ -1,4 +1,4 @@
-//! The chat-completions rewrites of SPEC CC-7 and CC-8, on a [`Payload`].
+//! The chat-completions rewrites of rule CC-7 and CC-8, on a [`Payload`].
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};

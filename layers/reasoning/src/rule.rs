@@ -1,4 +1,4 @@
-//! Which models are OpenAI reasoning models (SPEC CC-7, and §13's later rule).
+//! Which models are OpenAI reasoning models (rule CC-7, and Open WebUI's later, wider rule).
 //!
 //! The reasoning layer decides with this rule (or one of yours) and records its decision in
 //! [`ReasoningModel`](tower_openai_core::extensions::ReasoningModel), which the azure layer

@@ -3,7 +3,7 @@
 //! For a request whose JSON [`Payload`](tower_openai_core::Payload) or multipart
 //! [`Form`](tower_openai_core::payload::Form) names a `model`, the
 //! select layer asks a [`ModelRoutes`](tower_openai_core::routing::ModelRoutes) (the models
-//! layer's `Catalog`) which connection serves it (SPEC CC-3), selects that connection, and
+//! layer's `Catalog`) which connection serves it (rule CC-3), selects that connection, and
 //! strips the connection's `prefix_id` from the outgoing `model` — only a leading
 //! `{prefix}.`, unlike Open WebUI's CC-5, which deletes the string anywhere.
 //!
@@ -11,7 +11,7 @@
 //!   without one, `POST /chat/completions`, `/completions`, `/embeddings`, `/responses` and
 //!   `/audio/speech`) needs a string `model`: anything else is 400.
 //! - Any other request (the pass-through proxy) is routed by its body's `model` when it
-//!   has one, and goes to connection 0 otherwise (SPEC P-2), query string and all.
+//!   has one, and goes to connection 0 otherwise (rule P-2), query string and all.
 //! - A model no connection serves is 404 `model_not_found`. With `ENABLE_OPENAI_API=false`
 //!   every request is 503 `api_disabled` (Open WebUI keeps routing with a stale map, CC-16).
 //! - A request that already carries a

@@ -1,4 +1,4 @@
-//! The select layer's rules (SPEC CC-3, CC-5 with our fix, E-2, P-2).
+//! The select layer's rules (rule CC-3, CC-5 with our fix, E-2, P-2).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

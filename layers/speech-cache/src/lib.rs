@@ -1,4 +1,4 @@
-//! A disk cache for text-to-speech (SPEC §8, S-1 … S-6, with its bugs fixed).
+//! A disk cache for text-to-speech (Open WebUI rules S-1 … S-6, with its bugs fixed).
 //!
 //! `POST /audio/speech` requests are answered from a [`SpeechStore`] when the same request
 //! was answered before:

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-/// The lower-case hex SHA-256 of a request body (SPEC S-2).
+/// The lower-case hex SHA-256 of a request body (rule S-2).
 pub fn cache_key(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
     let mut out = String::with_capacity(64);

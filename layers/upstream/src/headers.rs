@@ -1,4 +1,4 @@
-//! Which headers cross the proxy (SPEC X-4, principle 5).
+//! Which headers cross the proxy (Open WebUI rule X-4, made an allowlist).
 
 use http::header::{self, HeaderMap, HeaderName};
 

@@ -42,7 +42,7 @@ impl From<&str> for ApiKey {
     }
 }
 
-/// How a connection authenticates to its upstream (C-6 `auth_type`, SPEC §2).
+/// How a connection authenticates to its upstream (C-6 `auth_type`, Open WebUI rules (docs/rules.md)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AuthType {
@@ -342,12 +342,12 @@ pub(super) fn prepared(key: &ApiKey) -> Result<(Option<HeaderValue>, Option<Head
 
 impl Connection {
     /// `Authorization: Bearer <key>` for this connection, prepared once per settings snapshot
-    /// (SPEC A-1); `None` when the key is empty.
+    /// (rule A-1); `None` when the key is empty.
     pub fn bearer(&self) -> Option<&HeaderValue> {
         self.bearer.as_ref()
     }
 
-    /// The key as an `api-key` header value (SPEC A-7); `None` when the key is empty.
+    /// The key as an `api-key` header value (rule A-7); `None` when the key is empty.
     pub fn api_key_header(&self) -> Option<&HeaderValue> {
         self.api_key_header.as_ref()
     }

@@ -1,4 +1,4 @@
-//! Connection settings: Open WebUI's `OPENAI_API_*` variables, parsed by its rules (SPEC §1,
+//! Connection settings: Open WebUI's `OPENAI_API_*` variables, parsed by its rules (Open WebUI rules (docs/rules.md),
 //! C-1 … C-8), validated once, and published as an immutable snapshot.
 //!
 //! - [`SettingsSource`] holds what one source (the environment, a TOML file, an admin update)

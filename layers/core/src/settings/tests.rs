@@ -1,4 +1,4 @@
-//! SPEC §1 (C-1 … C-8), rule by rule.
+//! Open WebUI rules (docs/rules.md) (C-1 … C-8), rule by rule.
 
 use std::collections::HashMap;
 use std::time::Duration;
