@@ -293,11 +293,15 @@ impl GatewayConfig {
     /// Load from the command line, the environment (read through `env`) and the TOML file
     /// the command line or `GATEWAY_CONFIG` names.
     pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, StartError> {
-        let config_path = args.config.clone().or_else(|| {
-            env("GATEWAY_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
+        let config_path = args
+            .config
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| {
+                env("GATEWAY_CONFIG")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            });
         let file = match &config_path {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
@@ -310,6 +314,7 @@ impl GatewayConfig {
         let listen_raw = args
             .listen
             .clone()
+            .filter(|v| !v.is_empty())
             .map(|v| ("--listen", v))
             .or_else(|| {
                 env("GATEWAY_LISTEN")
@@ -328,6 +333,7 @@ impl GatewayConfig {
         let data_dir = args
             .data_dir
             .clone()
+            .filter(|p| !p.as_os_str().is_empty())
             .or_else(|| env("DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
