@@ -22,11 +22,13 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// Why the gateway could not start. The message names the flag, variable, key or file at
 /// fault; it never contains a key.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A setting did not validate.
-    Config(ConfigError),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
     /// The TOML file could not be read or parsed.
+    #[error("{}: {message}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -34,25 +36,8 @@ pub enum StartError {
         message: String,
     },
     /// Something else stopped start-up (binding the address, the demo upstream).
+    #[error("{0}")]
     Other(String),
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Config(e) => write!(f, "invalid configuration: {e}"),
-            StartError::File { path, message } => write!(f, "{}: {message}", path.display()),
-            StartError::Other(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<ConfigError> for StartError {
-    fn from(e: ConfigError) -> Self {
-        StartError::Config(e)
-    }
 }
 
 /// How a caller's API key is stored.

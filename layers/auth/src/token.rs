@@ -58,7 +58,8 @@ impl fmt::Debug for AccessToken {
 
 /// Why no token could be had. The message names the credential and the endpoint's answer,
 /// never a secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct TokenError {
     message: Arc<str>,
 }
@@ -76,14 +77,6 @@ impl TokenError {
         &self.message
     }
 }
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for TokenError {}
 
 /// A token fetch, as a future a cache can share.
 pub type TokenFuture = BoxFuture<'static, Result<AccessToken, TokenError>>;

@@ -48,3 +48,27 @@ pub use crate::payload::{Payload, PayloadError};
 pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
 pub use crate::shutdown::ShutdownSignal;
+
+/// Writes a service's `get_ref`, `get_mut` and `into_inner` for its `inner` field, as
+/// tower-http's own macro does, so that every service of every layer has the same surface.
+/// Used inside `impl<S, …> Service<S, …> { … }` blocks whose inner service type is `S`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! define_inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwrap the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}

@@ -34,20 +34,7 @@ impl<S> Headers<S> {
         HeadersLayer::new(config)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwrap the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tower_openai_core::define_inner_service_accessors!();
 }
 
 /// H-4: a truthy `metadata.chat_id` (a non-empty string, or a number).

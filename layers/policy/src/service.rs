@@ -36,20 +36,7 @@ impl<S> Policy<S> {
         self
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwrap the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tower_openai_core::define_inner_service_accessors!();
 
     fn admit<B>(&self, req: &Request<B>) -> Result<ApiRoute, ErrorResponse> {
         let path = req.uri().path();

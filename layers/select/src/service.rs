@@ -40,20 +40,7 @@ impl<S, R> Select<S, R> {
         SelectLayer::new(routes)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwrap the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tower_openai_core::define_inner_service_accessors!();
 }
 
 /// What to do with a request before any lookup.

@@ -38,20 +38,7 @@ impl<S> SpeechCache<S> {
         &self.store
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwrap the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tower_openai_core::define_inner_service_accessors!();
 }
 
 const CACHE_HEADER: &str = "x-speech-cache";

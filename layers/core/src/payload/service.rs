@@ -70,20 +70,7 @@ impl<S> CollectPayload<S> {
         CollectPayloadLayer::new(limit)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwrap the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::define_inner_service_accessors!();
 }
 
 impl<S, B, ResBody> Service<Request<B>> for CollectPayload<S>
