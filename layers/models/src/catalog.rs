@@ -1,4 +1,5 @@
-//! The shared model catalog: the merged list, how it is cached, and how it is built.
+//! The shared model catalog: how the merged list is cached, refreshed and fetched. The list
+//! itself, and its rendering, is [`Snapshot`](crate::Snapshot).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -6,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::{Request, Response, header};
 use http_body_util::BodyExt;
@@ -19,10 +20,11 @@ use tower_openai_core::endpoint::ConnectionEndpoint;
 use tower_openai_core::error::{UpstreamError, find_cause};
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
-    Body, BoxBody, BoxError, Connection, ListFilter, RequestTimeout, SelectedConnection, Settings,
+    Body, BoxBody, BoxError, Connection, RequestTimeout, SelectedConnection, Settings,
     SettingsSnapshot,
 };
 
+use crate::snapshot::{Snapshot, SnapshotBuilder};
 use crate::transform::{enrich, models_of, static_models};
 
 /// The service the catalog sends `GET /models` through: the lower part of a stack (azure,
@@ -479,117 +481,4 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         Some(e) => e.to_string(),
         None => err.to_string(),
     }
-}
-
-/// One merged model list, as built for one settings snapshot.
-pub struct Snapshot {
-    settings: Arc<Settings>,
-    built_at: Instant,
-    entries: Vec<Entry>,
-    by_key: HashMap<String, usize>,
-    body: Bytes,
-}
-
-struct Entry {
-    key: String,
-    connection: usize,
-    json: Bytes,
-}
-
-impl Snapshot {
-    fn empty(settings: Arc<Settings>) -> Self {
-        SnapshotBuilder::default().finish(settings)
-    }
-
-    /// How many models it lists.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether it lists none.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The connection serving model `id`.
-    pub fn connection_of(&self, id: &str) -> Option<usize> {
-        self.by_key.get(id).map(|&i| self.entries[i].connection)
-    }
-
-    /// The model ids, in list order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.key.as_str())
-    }
-
-    /// One model as JSON.
-    pub fn model_json(&self, id: &str) -> Option<&Bytes> {
-        self.by_key.get(id).map(|&i| &self.entries[i].json)
-    }
-
-    /// The list as `{"object":"list","data":[…]}`, keeping only the models `filter` allows.
-    pub fn to_json(&self, filter: Option<&ListFilter>) -> Bytes {
-        match filter {
-            None => self.body.clone(),
-            // The common case, a caller who may see every model, gets the list rendered
-            // once per snapshot instead of a copy per request.
-            Some(filter) if self.entries.iter().all(|e| filter.allows(&e.key)) => self.body.clone(),
-            Some(filter) => render(self.entries.iter().filter(|e| filter.allows(&e.key))),
-        }
-    }
-}
-
-impl fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("models", &self.entries.len())
-            .field("built_at", &self.built_at)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Default)]
-struct SnapshotBuilder {
-    entries: Vec<Entry>,
-    by_key: HashMap<String, usize>,
-}
-
-impl SnapshotBuilder {
-    /// M-7: the first model with a key wins; later duplicates are dropped.
-    fn push(&mut self, key: String, connection: usize, model: &serde_json::Map<String, Value>) {
-        if self.by_key.contains_key(&key) {
-            return;
-        }
-        let Ok(json) = serde_json::to_vec(model) else {
-            return;
-        };
-        self.by_key.insert(key.clone(), self.entries.len());
-        self.entries.push(Entry {
-            key,
-            connection,
-            json: Bytes::from(json),
-        });
-    }
-
-    fn finish(self, settings: Arc<Settings>) -> Snapshot {
-        Snapshot {
-            body: render(self.entries.iter()),
-            settings,
-            built_at: Instant::now(),
-            entries: self.entries,
-            by_key: self.by_key,
-        }
-    }
-}
-
-fn render<'a>(entries: impl Iterator<Item = &'a Entry>) -> Bytes {
-    let mut out = BytesMut::with_capacity(1024);
-    out.put_slice(br#"{"object":"list","data":["#);
-    for (i, e) in entries.enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        out.put_slice(&e.json);
-    }
-    out.put_slice(b"]}");
-    out.freeze()
 }

@@ -72,9 +72,11 @@ pub mod catalog;
 mod future;
 mod layer;
 mod service;
+mod snapshot;
 mod transform;
 
-pub use crate::catalog::{Catalog, CatalogBuilder, Lookup, Snapshot};
+pub use crate::catalog::{Catalog, CatalogBuilder, Lookup};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::ModelsLayer;
 pub use crate::service::Models;
+pub use crate::snapshot::Snapshot;

@@ -9,9 +9,10 @@ use tower_openai_core::rescue::error_to_response;
 use tower_openai_core::{ErrorResponse, ListFilter, ResponseBody, Settings, SettingsSnapshot};
 use tower_service::Service;
 
-use crate::catalog::{Catalog, Lookup, Snapshot, read_body};
+use crate::catalog::{Catalog, Lookup, read_body};
 use crate::future::ResponseFuture;
 use crate::layer::ModelsLayer;
+use crate::snapshot::Snapshot;
 use crate::transform::excluded_on_openai;
 
 /// Answers model-list requests from a [`Catalog`]. See the [crate docs](crate).
