@@ -1,5 +1,5 @@
 //! The shared model catalog: how the merged list is cached, refreshed and fetched. The list
-//! itself, and its rendering, is [`Snapshot`](crate::Snapshot).
+//! itself, and its rendering, is [`Snapshot`].
 
 use std::collections::HashMap;
 use std::fmt;
