@@ -774,30 +774,61 @@ async fn ablation(up: SocketAddr, client: &HttpClient, rounds: usize, per_round:
     }
 }
 
+/// The gateway measured against a direct call and a bare hyper proxy, in one run (see
+/// bench/README.md).
+#[derive(Debug, clap::Parser)]
+#[command(name = "tower-openai-bench")]
+struct BenchArgs {
+    /// A short run (3 rounds instead of 7)
+    #[arg(long)]
+    quick: bool,
+    /// Where the results go
+    #[arg(long, value_name = "FILE", default_value = "bench/results.json")]
+    json: String,
+    /// What each layer adds, building the stack up one layer at a time
+    #[arg(long)]
+    layers: bool,
+    /// Another build of `openai-gateway`, measured in the same rounds (A/B)
+    #[arg(long, value_name = "PATH")]
+    also_gateway: Option<String>,
+    /// Load only the in-process gateway for SECS, for a profiler; words after it: `models`
+    /// (the cached list), `bare` (the bare proxy instead), `c1` (concurrency 1)
+    #[arg(long, num_args = 1.., value_names = ["SECS", "MODE"])]
+    profile_gateway: Option<Vec<String>>,
+    /// Load only the `openai-gateway` process for SECS; words after it: `bare`, `c1`,
+    /// `stream` (one stream after another), `models`
+    #[arg(long, num_args = 1.., value_names = ["SECS", "MODE"])]
+    profile_process: Option<Vec<String>>,
+    /// N streamed requests through the `openai-gateway` process with random faults
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
+    soak: Option<usize>,
+    /// (internal) serve the bare proxy in this process: UPSTREAM PORT
+    #[arg(long, num_args = 2, value_names = ["UPSTREAM", "PORT"], hide = true)]
+    serve_bare: Option<Vec<String>>,
+}
+
+/// The seconds and the words of a `--profile-*` option.
+fn profile_words(values: &[String]) -> (u64, &[String]) {
+    let secs = values.first().and_then(|s| s.parse().ok()).unwrap_or(10);
+    (secs, values.get(1..).unwrap_or_default())
+}
+
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--serve-bare") {
+    let args = <BenchArgs as clap::Parser>::parse();
+    if let Some(bare) = &args.serve_bare {
         // A child process: the bare proxy on its own runtime.
-        let upstream: SocketAddr = args[i + 1].parse().expect("upstream address");
-        let port: u16 = args[i + 2].parse().expect("port");
+        let upstream: SocketAddr = bare[0].parse().expect("upstream address");
+        let port: u16 = bare[1].parse().expect("port");
         proxy::bare_on(upstream, port).await;
         std::future::pending::<()>().await;
     }
-    if let Some(i) = args.iter().position(|a| a == "--soak") {
-        let total = args
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(100_000);
+    if let Some(total) = args.soak {
         let ok = soak::run(total).await;
         std::process::exit(if ok { 0 } else { 1 });
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let json_path = args
-        .iter()
-        .position(|a| a == "--json")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "bench/results.json".to_owned());
+    let quick = args.quick;
+    let json_path = args.json.clone();
     let rounds = if quick { 3 } else { 7 };
     let per_round = if quick { 100 } else { 400 };
     let run_for = Duration::from_millis(if quick { 700 } else { 2000 });
@@ -812,7 +843,7 @@ async fn main() {
         gap: Duration::from_millis(500),
     };
     let up = upstream::start(epoch, stream_shape, slow_shape).await;
-    if args.iter().any(|a| a == "--layers") {
+    if args.layers {
         ablation(up, &client(), rounds, per_round).await;
         return;
     }
@@ -832,10 +863,9 @@ async fn main() {
         ),
     ]);
     let client = client();
-    if let Some(i) = args.iter().position(|a| a == "--profile-gateway") {
+    if let Some(values) = &args.profile_gateway {
         // Load only the full gateway, for a profiler attached to this process.
-        let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
-        let rest = &args[i + 1..];
+        let (secs, rest) = profile_words(values);
         // `bare`: the bare proxy instead; `c1`: concurrency 1 instead of 64.
         let g = systems[if rest.iter().any(|a| a == "bare") {
             BARE
@@ -870,11 +900,7 @@ async fn main() {
     // `--also-gateway PATH`: another build of `openai-gateway` measured in the same rounds
     // (an A/B comparison that machine drift cannot bias).
     let mut _other = None;
-    if let Some(path) = args
-        .iter()
-        .position(|a| a == "--also-gateway")
-        .and_then(|i| args.get(i + 1))
-    {
+    if let Some(path) = &args.also_gateway {
         let Some((system, child)) =
             spawn_gateway(up, &client, std::path::Path::new(path), "gateway (other)").await
         else {
@@ -884,11 +910,10 @@ async fn main() {
         systems.push(system);
         _other = Some(child);
     }
-    if let Some(i) = args.iter().position(|a| a == "--profile-process") {
-        let secs: u64 = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    if let Some(values) = &args.profile_process {
         // `--profile-process SECS [bare] [c1] [stream] [models]`: the bare proxy's process instead,
         // concurrency 1 instead of 64 (to compare system calls and wake-ups per request).
-        let rest = &args[i + 1..];
+        let (secs, rest) = profile_words(values);
         let which = if rest.iter().any(|a| a == "bare") {
             BARE_PROCESS
         } else {
