@@ -308,8 +308,8 @@ mod tests {
         }
     }
 
-    /// What the gateway logs for one request under `filter` (its stack built under it too).
-    async fn logged_with(filter: &str) -> String {
+    /// What the gateway logs for `req` under `filter` (its stack built under it too).
+    async fn logged_with(filter: &str, req: Request<Body>) -> String {
         let out = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new(filter))
@@ -328,11 +328,7 @@ mod tests {
         };
         let config = GatewayConfig::load(&args, &|_| None).unwrap();
         let gateway = Gateway::new(config).await.unwrap();
-        let res = gateway
-            .app()
-            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let res = gateway.app().oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         drop(gateway);
         let _ = std::fs::remove_dir_all(dir);
@@ -358,30 +354,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_query_string_is_never_logged() {
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::new("trace"))
-            .with_writer(out.clone())
-            .with_ansi(false)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let dir =
-            std::env::temp_dir().join(format!("tower-openai-stack-query-{}", std::process::id()));
-        let args = Args {
-            demo: true,
-            data_dir: Some(dir.clone()),
-            ..Args::default()
-        };
-        let config = GatewayConfig::load(&args, &|_| None).unwrap();
-        let gateway = Gateway::new(config).await.unwrap();
         let req = Request::get("http://localhost/v1/models?api_key=sk-in-the-query")
             .body(Body::empty())
             .unwrap();
-        let res = gateway.app().oneshot(req).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        drop(gateway);
-        let _ = std::fs::remove_dir_all(dir);
-        let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let logged = logged_with("trace", req).await;
         assert!(
             logged.contains(r#"request{method=GET path="/v1/models""#),
             "{logged}"
@@ -391,9 +367,10 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_traced_only_when_the_subscriber_records_them() {
-        let info = logged_with("info").await;
+        let healthz = || Request::get("/healthz").body(Body::empty()).unwrap();
+        let info = logged_with("info", healthz()).await;
         assert!(info.contains("finished processing request"), "{info}");
-        let warn = logged_with("warn").await;
+        let warn = logged_with("warn", healthz()).await;
         assert!(!warn.contains("finished processing request"), "{warn}");
     }
 }
