@@ -113,6 +113,20 @@ impl http_body::Body for Stream {
 
 type MockBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+fn json_response(status: StatusCode, body: &'static [u8]) -> Response<MockBody> {
+    let mut res = Response::new(
+        Full::new(Bytes::from_static(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
 async fn answer(
     req: Request<hyper::body::Incoming>,
     counts: Arc<Counts>,
@@ -120,19 +134,10 @@ async fn answer(
     let path = req.uri().path().to_owned();
     let _ = req.into_body().collect().await;
     if path.ends_with("/models") {
-        let body = Full::new(Bytes::from_static(
+        return Ok(json_response(
+            StatusCode::OK,
             br#"{"object":"list","data":[{"id":"soak","object":"model"}]}"#,
-        ))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-        let mut res = Response::new(body);
-        res.headers_mut().insert(
-            "content-type",
-            "application/json"
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
-        );
-        return Ok(res);
+        ));
     }
     let n = counts.requests.fetch_add(1, Ordering::SeqCst);
     let mut rng = Rng::new(n + 7);
@@ -143,20 +148,10 @@ async fn answer(
         _ => Fault::None,
     };
     if let Fault::Status = fault {
-        let body = Full::new(Bytes::from_static(
+        return Ok(json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
             br#"{"error":{"message":"the model is overloaded","type":"server_error","code":null}}"#,
-        ))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-        let mut res = Response::new(body);
-        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        res.headers_mut().insert(
-            "content-type",
-            "application/json"
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
-        );
-        return Ok(res);
+        ));
     }
     counts.open_streams.fetch_add(1, Ordering::SeqCst);
     let body = Stream {
