@@ -315,6 +315,12 @@ where
         let req = req.map(Body::new);
         self.activity.begin();
         let mut app = self.app.borrow_mut();
+        // hyper's `call` has no task context to wait with, so this is a probe, not a wait:
+        // a ready instance is called at once; one that is not gets no promise from us to be
+        // polled again by a wake (the waker is a no-op, so its wake is lost by design), and
+        // the request waits on a clone of its own through `oneshot`, which polls readiness
+        // with the request's real waker. The instance itself is probed afresh on the next
+        // request; nothing depends on the lost wake.
         let mut cx = Context::from_waker(Waker::noop());
         let inner = match app.poll_ready(&mut cx) {
             Poll::Ready(Ok(())) => Either::Left(app.call(req)),
