@@ -164,7 +164,10 @@ pub(crate) fn service(
                                 request_id = id,
                             )
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        // A failure is logged once, where it happens (the rescue step, the
+                        // upstream body); the response line above carries its status.
+                        .on_failure(()),
                 )
                 .service(guarded)
                 .map_response(|res| res.map(http_body_util::Either::Left)),
