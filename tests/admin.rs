@@ -450,3 +450,41 @@ async fn v5_verify_passes_upstream_errors_through_and_maps_transport_failures() 
     .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn status_shows_each_connections_health_with_the_upstreams_own_reason() {
+    let good = MockUpstream::builder()
+        .models(["a", "b"])
+        .require_key("sk-good")
+        .start()
+        .await;
+    let wrong = MockUpstream::builder()
+        .models(["c"])
+        .require_key("sk-right")
+        .start()
+        .await;
+    let urls = format!("{};{}", good.url(), wrong.url());
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &urls),
+            ("OPENAI_API_KEYS", "sk-good;sk-wrong"),
+        ],
+    )
+    .await;
+    let res = answer(get(&format!("http://{}/openai/status", gw.addr()))).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let v = res.json();
+    let conns = v["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2, "{v}");
+    assert_eq!(conns[0]["up"], true, "{v}");
+    assert_eq!(conns[0]["models"], 2, "{v}");
+    assert_eq!(conns[0]["last_fetch"]["ok"], true, "{v}");
+    // A wrong key reads as a wrong key, not as an empty model list.
+    assert_eq!(conns[1]["up"], false, "{v}");
+    assert_eq!(conns[1]["models"], 0, "{v}");
+    let error = conns[1]["last_fetch"]["error"].as_str().unwrap();
+    assert!(error.contains("401"), "{error}");
+    assert!(error.contains("Incorrect API key provided"), "{error}");
+    assert!(!res.text().contains("sk-wrong") && !res.text().contains("sk-good"));
+}

@@ -70,6 +70,7 @@ pub(crate) enum AdminRoute {
     Config,
     Update,
     Verify,
+    Status,
 }
 
 impl AdminRoute {
@@ -78,13 +79,14 @@ impl AdminRoute {
             "/openai/config" => Some(Self::Config),
             "/openai/config/update" => Some(Self::Update),
             "/openai/verify" => Some(Self::Verify),
+            "/openai/status" => Some(Self::Status),
             _ => None,
         }
     }
 
     fn method(self) -> Method {
         match self {
-            Self::Config => Method::GET,
+            Self::Config | Self::Status => Method::GET,
             Self::Update | Self::Verify => Method::POST,
         }
     }
@@ -214,6 +216,7 @@ impl Admin {
             AdminRoute::Config => {
                 json_response(StatusCode::OK, &config_json(&self.inner.settings.load()))
             }
+            AdminRoute::Status => self.status().await,
             AdminRoute::Update => match read_json(body, self.inner.max_body).await {
                 Ok(body) => self.update(body).await,
                 Err(e) => error(e),
@@ -292,6 +295,36 @@ impl Admin {
             "settings updated by an admin"
         );
         json_response(StatusCode::OK, &config_json(&now))
+    }
+
+    /// `GET /openai/status`: each connection's health, with the upstream's own reason when
+    /// its model list cannot be had (a wrong key reads as a wrong key).
+    async fn status(&self) -> Response<BoxBody> {
+        let settings = self.inner.settings.load();
+        let connections: Vec<Value> = self
+            .inner
+            .catalog
+            .health(&settings)
+            .await
+            .into_iter()
+            .map(|h| {
+                let last_fetch = h.last_fetch.map(|(at, result)| match result {
+                    Ok(_) => json!({"at": at, "ok": true, "error": null}),
+                    Err(error) => json!({"at": at, "ok": false, "error": error}),
+                });
+                json!({
+                    "idx": h.index,
+                    "url": h.url,
+                    "enabled": h.enabled,
+                    "up": h.up,
+                    "models": h.models,
+                    "last_fetch": last_fetch,
+                    // Model groups' cooldowns are not built yet.
+                    "cooldown_until": null,
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, &json!({ "connections": connections }))
     }
 
     /// V-1 … V-5: check a connection without saving anything.

@@ -77,6 +77,27 @@ struct Build {
 struct Health {
     last_good: Option<(Instant, Arc<Vec<Value>>)>,
     failing: Option<String>,
+    /// The last fetch: when (wall clock), and how many models or why none.
+    last_fetch: Option<(std::time::SystemTime, Result<usize, String>)>,
+}
+
+/// One connection's health, as the catalog last saw it (`GET /openai/status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionHealth {
+    /// The connection's index.
+    pub index: usize,
+    /// Its base URL.
+    pub url: String,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// Whether its last model-list fetch worked (a connection with static `model_ids`, or
+    /// an Azure one, is up without a fetch).
+    pub up: bool,
+    /// How many models it contributed to the last list.
+    pub models: usize,
+    /// The last fetch: when (seconds since the Unix epoch), and the upstream's own reason
+    /// when it failed.
+    pub last_fetch: Option<(u64, Result<usize, String>)>,
 }
 
 /// The catalog's answer: a list now, or one being built.
@@ -189,6 +210,37 @@ impl Catalog {
             grace: DEFAULT_GRACE,
             max_list_bytes: DEFAULT_MAX_LIST_BYTES,
         }
+    }
+
+    /// Each connection's health: whether its last model-list fetch worked, how many models
+    /// it contributes, and the upstream's own reason when it failed. Builds the list first
+    /// when there is none for `settings`.
+    pub async fn health(&self, settings: &Arc<Settings>) -> Vec<ConnectionHealth> {
+        let snapshot = self.snapshot(settings).await;
+        let health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        settings
+            .connections()
+            .iter()
+            .map(|c| {
+                let entry = health.get(&(c.index(), c.url().to_owned()));
+                let last_fetch = entry.and_then(|e| e.last_fetch.clone()).map(|(at, r)| {
+                    let secs = at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    (secs, r)
+                });
+                let fetched = !c.config().azure && c.config().model_ids.is_empty();
+                ConnectionHealth {
+                    index: c.index(),
+                    url: c.url().to_owned(),
+                    enabled: c.config().enable,
+                    up: c.config().enable
+                        && (!fetched || last_fetch.as_ref().is_some_and(|(_, r)| r.is_ok())),
+                    models: snapshot.count_of(c.index()),
+                    last_fetch,
+                }
+            })
+            .collect()
     }
 
     /// The list for `settings`: the cached one (refreshing it in the background when stale),
@@ -394,6 +446,7 @@ impl Inner {
             .or_default();
         match result {
             Ok(list) => {
+                entry.last_fetch = Some((std::time::SystemTime::now(), Ok(list.len())));
                 if entry.failing.take().is_some() {
                     tracing::info!(
                         connection = connection.index(),
@@ -405,6 +458,7 @@ impl Inner {
                 list
             }
             Err(message) => {
+                entry.last_fetch = Some((std::time::SystemTime::now(), Err(message.clone())));
                 if entry.failing.as_deref() != Some(message.as_str()) {
                     tracing::warn!(
                         connection = connection.index(),
@@ -447,7 +501,27 @@ impl Inner {
             .map_err(|e| describe(&*e))?;
         let status = res.status();
         if !status.is_success() {
-            return Err(format!("the upstream answered {status}"));
+            // The upstream's own reason (a wrong key says so), not just its status.
+            let body = read_body(res.into_body(), 64 * 1024)
+                .await
+                .unwrap_or_default();
+            let reason = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .or_else(|| v.get("message"))
+                        .or_else(|| v.get("detail"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .or_else(|| {
+                    let text = String::from_utf8_lossy(&body).trim().to_owned();
+                    (!text.is_empty()).then(|| text.chars().take(300).collect())
+                });
+            return Err(match reason {
+                Some(reason) => format!("the upstream answered {status}: {reason}"),
+                None => format!("the upstream answered {status}"),
+            });
         }
         let json = res
             .headers()

@@ -75,7 +75,7 @@ mod service;
 mod snapshot;
 mod transform;
 
-pub use crate::catalog::{Catalog, CatalogBuilder, Lookup};
+pub use crate::catalog::{Catalog, CatalogBuilder, ConnectionHealth, Lookup};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::ModelsLayer;
 pub use crate::service::Models;

@@ -26,6 +26,14 @@ struct Entry {
 }
 
 impl Snapshot {
+    /// How many models connection `index` contributes.
+    pub fn count_of(&self, index: usize) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.connection == index)
+            .count()
+    }
+
     pub(crate) fn empty(settings: Arc<Settings>) -> Self {
         SnapshotBuilder::default().finish(settings)
     }
