@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
-use tower_openai_core::timer::{SleepSlot, SlotSleep};
+use tower_openai_core::timer::{SleepSlot, SlotSleep, deadline};
 
 /// hyper's [`Timer`](hyper::rt::Timer) for one connection, reusing one sleep for the timeout
 /// hyper arms for every request head. Give each connection its own:
@@ -40,12 +40,9 @@ impl hyper::rt::Timer for ConnectionTimer {
     }
 
     fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        let now = Instant::now();
-        // A duration too large to add is a deadline that never comes (~30 years).
-        let deadline = now
-            .checked_add(duration)
-            .unwrap_or(now + std::time::Duration::from_secs(86_400 * 365 * 30));
-        Box::pin(HyperSleep(self.0.sleep_until(deadline)))
+        Box::pin(HyperSleep(
+            self.0.sleep_until(deadline(Instant::now(), duration)),
+        ))
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {

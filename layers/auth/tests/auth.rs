@@ -206,6 +206,19 @@ impl tower_openai_auth::entra::TokenSource for FixedToken {
     }
 }
 
+/// Entra ID tokens from a client secret, for tenant-1 / client-1 at `authority`.
+fn client_secret_tokens(authority: &MockUpstream, secret: &str) -> EntraTokens {
+    EntraTokens::from_env(
+        env(&[
+            ("AZURE_TENANT_ID", "tenant-1"),
+            ("AZURE_CLIENT_ID", "client-1"),
+            ("AZURE_CLIENT_SECRET", secret),
+            ("AZURE_AUTHORITY_HOST", &authority.root_url()),
+        ]),
+        client(),
+    )
+}
+
 fn token_reply(token: &str, expires_in: u64) -> Reply {
     Reply::json(json!({"token_type": "Bearer", "expires_in": expires_in, "access_token": token}))
 }
@@ -227,15 +240,7 @@ async fn a5_client_secret_tokens_one_fetch_for_many_requests() {
         )
         .start()
         .await;
-    let tokens = EntraTokens::from_env(
-        env(&[
-            ("AZURE_TENANT_ID", "tenant-1"),
-            ("AZURE_CLIENT_ID", "client-1"),
-            ("AZURE_CLIENT_SECRET", "very-secret"),
-            ("AZURE_AUTHORITY_HOST", &authority.root_url()),
-        ]),
-        client(),
-    );
+    let tokens = client_secret_tokens(&authority, "very-secret");
     let s = connection("", json!({"auth_type": "azure_ad"}));
     let layer = AuthLayer::new().entra(tokens);
     let runs = (0..50).map(|_| run(layer.clone(), &s, &[]));
@@ -276,15 +281,7 @@ async fn a5_absurd_token_lifetimes_are_clamped_not_a_panic() {
             )
             .start()
             .await;
-        let tokens = EntraTokens::from_env(
-            env(&[
-                ("AZURE_TENANT_ID", "tenant-1"),
-                ("AZURE_CLIENT_ID", "client-1"),
-                ("AZURE_CLIENT_SECRET", "s"),
-                ("AZURE_AUTHORITY_HOST", &authority.root_url()),
-            ]),
-            client(),
-        );
+        let tokens = client_secret_tokens(&authority, "s");
         let s = connection("", json!({"auth_type": "azure_ad"}));
         let layer = AuthLayer::new().entra(tokens);
         for _ in 0..2 {

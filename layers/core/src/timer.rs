@@ -41,6 +41,15 @@ use tokio::time::{Instant, Sleep};
 
 type Kept = Arc<Mutex<Option<Pin<Box<Sleep>>>>>;
 
+/// `from + duration`, or a deadline no timer reaches (about 30 years on) when the sum does
+/// not fit the clock: a configured timeout too large to add means "no timeout", never a
+/// panic.
+pub fn deadline(from: Instant, duration: std::time::Duration) -> Instant {
+    from.checked_add(duration)
+        .or_else(|| from.checked_add(std::time::Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(from)
+}
+
 /// Keeps one tokio `Sleep` for reuse. See the [module docs](self).
 ///
 /// Clones share the slot; make one per connection (or per service instance that serves one

@@ -10,10 +10,8 @@ use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_openai_core::error::UpstreamError;
 use tower_openai_core::shutdown::Cut;
+use tower_openai_core::timer;
 use tower_openai_core::{BoxError, ErrorResponse, ShutdownSignal};
-
-/// A deadline no stream reaches (about 30 years): what a timeout too large to add becomes.
-pub(crate) const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// The upstream's response body, relayed frame by frame.
 ///
@@ -170,9 +168,7 @@ impl http_body::Body for ResponseBody {
                     *this.active = false;
                 }
                 let last_activity = this.last_activity.unwrap_or_else(Instant::now);
-                let deadline = last_activity
-                    .checked_add(timeout)
-                    .unwrap_or_else(|| last_activity + FAR);
+                let deadline = timer::deadline(last_activity, timeout);
                 let idle = this
                     .idle
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -180,9 +176,7 @@ impl http_body::Body for ResponseBody {
                     ready!(idle.as_mut().poll(cx));
                     // Fired: if frames came meanwhile (the poll that saw them pending took the
                     // time), wait out the rest from then.
-                    let deadline = last_activity
-                        .checked_add(timeout)
-                        .unwrap_or_else(|| last_activity + FAR);
+                    let deadline = timer::deadline(last_activity, timeout);
                     if deadline <= Instant::now() {
                         break;
                     }

@@ -10,7 +10,7 @@ use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_openai_core::BoxError;
 use tower_openai_core::error::UpstreamError;
-use tower_openai_core::timer::{SleepSlot, SlotSleep};
+use tower_openai_core::timer::{SleepSlot, SlotSleep, deadline};
 
 use crate::ResponseBody;
 use crate::client::Relay;
@@ -55,10 +55,7 @@ impl ResponseFuture {
         Self {
             state: State::Waiting {
                 response,
-                idle: timeout.map(|t| {
-                    let now = Instant::now();
-                    sleeps.sleep_until(now.checked_add(t).unwrap_or(now + crate::body::FAR))
-                }),
+                idle: timeout.map(|t| sleeps.sleep_until(deadline(Instant::now(), t))),
                 timeout,
                 connection,
                 relay,

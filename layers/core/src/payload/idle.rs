@@ -7,7 +7,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tokio::time::Instant;
 
-use crate::timer::{SleepSlot, SlotSleep};
+use crate::timer::{SleepSlot, SlotSleep, deadline};
 
 use crate::BoxError;
 
@@ -58,11 +58,7 @@ where
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 if let (Some(timeout), Some(sleep)) = (this.timeout, this.sleep.as_mut()) {
-                    sleep.reset(
-                        Instant::now()
-                            .checked_add(*timeout)
-                            .unwrap_or_else(far_future),
-                    );
+                    sleep.reset(deadline(Instant::now(), *timeout));
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
@@ -70,13 +66,9 @@ where
                 let (Some(timeout), Some(slot)) = (*this.timeout, this.slot.as_ref()) else {
                     return Poll::Pending;
                 };
-                let sleep = this.sleep.get_or_insert_with(|| {
-                    slot.sleep_until(
-                        Instant::now()
-                            .checked_add(timeout)
-                            .unwrap_or_else(far_future),
-                    )
-                });
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| slot.sleep_until(deadline(Instant::now(), timeout)));
                 if Pin::new(sleep).poll(cx).is_ready() {
                     return Poll::Ready(Some(Err(BodyTimedOut(timeout).into())));
                 }
@@ -92,11 +84,6 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// A deadline no request will see (about 30 years away).
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 #[cfg(test)]
