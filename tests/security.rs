@@ -400,6 +400,16 @@ async fn multipart_model_routes_read_and_check_the_model_field() {
         assert_eq!(res.status, status, "{parts:?}");
         assert_eq!(error_code(&res), code, "{parts:?}");
     }
+    // Two content types, each with its own boundary: the upstream might read the other.
+    let (ct, body) = multipart(&[("model", "up.allowed")]);
+    let mut twice = authed(request(Method::POST, &url, Some(&ct), &body), "sk-alice");
+    twice.headers_mut().append(
+        "content-type",
+        "multipart/form-data; boundary=other".parse().unwrap(),
+    );
+    let res = answer(twice).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&res), "invalid_body");
     // Not a form at all.
     let res = answer(authed(
         request(

@@ -137,6 +137,20 @@ pub(super) enum Reading {
 /// How `req`'s body is to be read: `None` streams it through untouched.
 fn reading<B: http_body::Body>(req: &Request<B>) -> Result<Option<Reading>, ErrorResponse> {
     let headers = req.headers();
+    if req.extensions().get::<ApiRoute>().is_some()
+        && headers
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .nth(1)
+            .is_some()
+    {
+        // Two content types (two multipart boundaries): the gateway would read the body by
+        // one and the upstream may read it by the other.
+        return Err(
+            ErrorResponse::bad_request("The request has more than one Content-Type")
+                .with_code("invalid_body"),
+        );
+    }
     let reading = match req.extensions().get::<ApiRoute>().map(|r| r.kind) {
         Some(RouteKind::ModelJson) => Reading::ModelJson,
         Some(RouteKind::ModelForm) => {
@@ -512,6 +526,26 @@ mod tests {
         gz.headers_mut()
             .insert("content-encoding", http::HeaderValue::from_static("gzip"));
         assert_eq!(code(gz).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[tokio::test]
+    async fn two_content_types_are_refused_on_a_classified_route() {
+        for kind in [
+            RouteKind::ModelForm,
+            RouteKind::ModelJson,
+            RouteKind::Passthrough,
+        ] {
+            let mut req = routed(kind, Some("multipart/form-data; boundary=a"), "{}");
+            req.headers_mut().append(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("multipart/form-data; boundary=b"),
+            );
+            assert_eq!(
+                code(req).await,
+                (StatusCode::BAD_REQUEST, "invalid_body".to_owned()),
+                "{kind:?}"
+            );
+        }
     }
 
     #[tokio::test]
