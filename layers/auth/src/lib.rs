@@ -69,8 +69,9 @@ mod service;
 mod token;
 
 pub use crate::entra::EntraTokens;
-/// Response future of [`Auth`].
-pub type ResponseFuture<S, B> = tower_openai_core::future::Deferred<S, B>;
+tower_openai_core::deferred_response_future! {
+    /// Response future of [`Auth`].
+}
 pub use crate::layer::AuthLayer;
 pub use crate::oauth::{InMemorySessions, OAuthSession, SessionTokens};
 pub use crate::service::{Auth, OAUTH_SESSION_COOKIE};

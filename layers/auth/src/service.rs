@@ -218,7 +218,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Deferred<S, B>;
+    type Future = crate::ResponseFuture<S, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -233,7 +233,7 @@ where
             Some(SelectedConnection(connection)) => {
                 self.authorize(req.headers(), connection, &mut added)
             }
-            None => return Deferred::called(self.inner.call(req)),
+            None => return Deferred::called(self.inner.call(req)).into(),
         };
         if authorized.is_ok() && !added.is_empty() {
             match req.extensions_mut().get_mut::<UpstreamHeaders>() {
@@ -243,7 +243,7 @@ where
                 }
             }
         }
-        match authorized {
+        let deferred = match authorized {
             Ok(None) => Deferred::called(self.inner.call(req)),
             Ok(Some(pending)) => {
                 // Call the service `poll_ready` readied once the token is here.
@@ -262,6 +262,7 @@ where
                 )
             }
             Err(e) => Deferred::rejected(e),
-        }
+        };
+        deferred.into()
     }
 }

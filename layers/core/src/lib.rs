@@ -28,6 +28,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod extensions;
+#[doc(hidden)]
 pub mod future;
 pub mod load_settings;
 pub mod payload;
@@ -69,6 +70,57 @@ macro_rules! define_inner_service_accessors {
         /// Unwrap the inner service.
         pub fn into_inner(self) -> S {
             self.inner
+        }
+    };
+}
+
+/// Declares a layer's opaque `ResponseFuture<S, B>` around [`future::Deferred`], so the
+/// deferred-call protocol (a decision, then the service `poll_ready` readied) stays inside the
+/// layer crates and a user sees only a future that yields the response.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! deferred_response_future {
+    ($(#[$meta:meta])*) => {
+        $(#[$meta])*
+        #[::pin_project::pin_project]
+        pub struct ResponseFuture<S, B>
+        where
+            S: ::tower_service::Service<::http::Request<B>>,
+        {
+            #[pin]
+            inner: $crate::future::Deferred<S, B>,
+        }
+
+        impl<S, B> From<$crate::future::Deferred<S, B>> for ResponseFuture<S, B>
+        where
+            S: ::tower_service::Service<::http::Request<B>>,
+        {
+            fn from(inner: $crate::future::Deferred<S, B>) -> Self {
+                Self { inner }
+            }
+        }
+
+        impl<S, B, ResBody> ::std::future::Future for ResponseFuture<S, B>
+        where
+            S: ::tower_service::Service<::http::Request<B>, Response = ::http::Response<ResBody>>,
+        {
+            type Output = Result<::http::Response<$crate::ResponseBody<ResBody>>, S::Error>;
+
+            fn poll(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<Self::Output> {
+                self.project().inner.poll(cx)
+            }
+        }
+
+        impl<S, B> ::std::fmt::Debug for ResponseFuture<S, B>
+        where
+            S: ::tower_service::Service<::http::Request<B>>,
+        {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("ResponseFuture").finish_non_exhaustive()
+            }
         }
     };
 }

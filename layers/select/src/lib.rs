@@ -74,6 +74,7 @@ mod layer;
 mod service;
 
 pub use crate::layer::SelectLayer;
-/// Response future of [`Select`].
-pub type ResponseFuture<S, B> = tower_openai_core::future::Deferred<S, B>;
+tower_openai_core::deferred_response_future! {
+    /// Response future of [`Select`].
+}
 pub use crate::service::Select;

@@ -161,7 +161,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Deferred<S, B>;
+    type Future = crate::ResponseFuture<S, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -169,7 +169,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match decide(&req) {
+        let deferred = match decide(&req) {
             Decision::Forward => Deferred::called(self.inner.call(req)),
             Decision::Reject(e) => Deferred::rejected(e),
             Decision::Default(settings) => {
@@ -200,6 +200,7 @@ where
                     )
                 }
             },
-        }
+        };
+        deferred.into()
     }
 }
