@@ -191,6 +191,28 @@ pub enum UpstreamErrorKind {
     Protocol,
 }
 
+impl UpstreamErrorKind {
+    /// `"connect"`, `"timeout"` or `"protocol"` (a metrics label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Set by [`Rescue`](crate::rescue::Rescue) in the extensions of the response it made from an
+/// [`UpstreamError`], so a layer above (metrics) can count upstream failures by kind and
+/// connection without parsing the error body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    /// What went wrong.
+    pub kind: UpstreamErrorKind,
+    /// The index of the connection it happened on.
+    pub connection: usize,
+}
+
 /// A transport failure on the way to or from an upstream connection.
 ///
 /// The upstream service returns it as `Err`; [`Rescue`](crate::rescue::Rescue) turns it into a

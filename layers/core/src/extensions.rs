@@ -10,6 +10,7 @@
 //! | [`ListFilter`] | acl | models (filters the listed models per request) |
 //! | [`RequestedModel`] | select | acl, reasoning, azure, logging |
 //! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
+//! | [`Exchange`](crate::Exchange) | the reporting layer (metrics, access log) | select, upstream, usage (they fill it in) |
 
 use std::sync::Arc;
 use std::time::Duration;

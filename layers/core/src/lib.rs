@@ -27,6 +27,7 @@ pub mod body;
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod exchange;
 pub mod extensions;
 #[doc(hidden)]
 pub mod future;
@@ -40,6 +41,7 @@ pub mod timer;
 
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
+pub use crate::exchange::{Ending, Exchange, Usage};
 pub use crate::extensions::{
     ApiRoute, ListFilter, RequestTimeout, RequestedModel, Role, RouteKind, SelectedConnection,
     SettingsSnapshot, UpstreamHeaders, User,

@@ -37,7 +37,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::error::{BoxError, ErrorResponse, UpstreamError, find_cause};
+use crate::error::{BoxError, ErrorResponse, UpstreamError, UpstreamFailure, find_cause};
 
 /// Turns errors into responses. See the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
@@ -175,7 +175,17 @@ where
         };
         Poll::Ready(Ok(match result {
             Ok(res) => ResponseBody::inner(res),
-            Err(err) => ResponseBody::rejected(error_to_response(&*err)),
+            Err(err) => {
+                let failure = find_cause::<UpstreamError>(&*err).map(|e| UpstreamFailure {
+                    kind: e.kind(),
+                    connection: e.connection(),
+                });
+                let mut res = ResponseBody::rejected(error_to_response(&*err));
+                if let Some(failure) = failure {
+                    res.extensions_mut().insert(failure);
+                }
+                res
+            }
         }))
     }
 }

@@ -11,7 +11,7 @@ use tokio::time::{Instant, Sleep};
 use tower_openai_core::error::UpstreamError;
 use tower_openai_core::shutdown::Cut;
 use tower_openai_core::timer;
-use tower_openai_core::{BoxError, ErrorResponse, ShutdownSignal};
+use tower_openai_core::{BoxError, Ending, ErrorResponse, Exchange, ShutdownSignal};
 
 /// The upstream's response body, relayed frame by frame.
 ///
@@ -43,6 +43,9 @@ pub struct ResponseBody {
     /// On an event stream: the server's shutdown, and the wait for it (made when the stream
     /// first has to wait).
     shutdown: Option<(ShutdownSignal, Option<Cut>)>,
+    /// Told when an event stream ends on an error event of ours (the stream broke, or the
+    /// shutdown cut it), which the caller sees as a clean end.
+    exchange: Option<Exchange>,
     done: bool,
 }
 
@@ -103,8 +106,16 @@ impl ResponseBody {
             connection,
             sse: sse.then(SseState::default),
             shutdown: shutdown.filter(|_| sse).map(|s| (s.clone(), None)),
+            exchange: None,
             done: false,
         }
+    }
+
+    pub(crate) fn reporting_to(mut self, exchange: Option<Exchange>) -> Self {
+        if self.sse.is_some() {
+            self.exchange = exchange;
+        }
+        self
     }
 
     /// Whether the body is a server-sent-events stream.
@@ -154,6 +165,9 @@ impl http_body::Body for ResponseBody {
                             "The gateway is shutting down; the stream was ended before the upstream finished",
                         )
                         .with_code("gateway_shutting_down");
+                        if let Some(exchange) = this.exchange.as_ref() {
+                            exchange.set_ending(Ending::Shutdown);
+                        }
                         sse.fail(&error);
                         *this.done = true;
                         let event = sse.pending.take().unwrap_or_default();
@@ -200,6 +214,9 @@ impl http_body::Body for ResponseBody {
                     ),
                 };
                 let error = ErrorResponse::bad_gateway(message).with_code("upstream_stream_error");
+                if let Some(exchange) = this.exchange.as_ref() {
+                    exchange.set_ending(Ending::UpstreamBroke);
+                }
                 sse.fail(&error);
                 *this.done = true;
                 let event = sse.pending.take().unwrap_or_default();

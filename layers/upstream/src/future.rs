@@ -8,9 +8,9 @@ use http::Response;
 use hyper::body::Incoming;
 use pin_project::pin_project;
 use tokio::time::Instant;
-use tower_openai_core::BoxError;
 use tower_openai_core::error::UpstreamError;
 use tower_openai_core::timer::{SleepSlot, SlotSleep, deadline};
+use tower_openai_core::{BoxError, Exchange};
 
 use crate::ResponseBody;
 use crate::client::Relay;
@@ -37,6 +37,8 @@ enum State {
         connection: usize,
         /// The allowlists for a connection's answer; `None` for a direct request.
         relay: Option<Arc<Relay>>,
+        /// Where an event stream's early end is reported.
+        exchange: Option<Exchange>,
     },
     Failed {
         error: Option<BoxError>,
@@ -59,8 +61,17 @@ impl ResponseFuture {
                 timeout,
                 connection,
                 relay,
+                exchange: None,
             },
         }
+    }
+
+    /// Report how an event stream ended early to `exchange`.
+    pub(crate) fn reporting_to(mut self, exchange: Option<Exchange>) -> Self {
+        if let State::Waiting { exchange: slot, .. } = &mut self.state {
+            *slot = exchange;
+        }
+        self
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {
@@ -84,10 +95,17 @@ impl Future for ResponseFuture {
                 timeout,
                 connection,
                 relay,
+                exchange,
             } => {
                 if let Poll::Ready(result) = response.poll(cx) {
                     return Poll::Ready(match result {
-                        Ok(res) => Ok(relay_answer(res, *timeout, *connection, relay.as_deref())),
+                        Ok(res) => Ok(relay_answer(
+                            res,
+                            *timeout,
+                            *connection,
+                            relay.as_deref(),
+                            exchange.take(),
+                        )),
                         Err(e) if e.is_connect() => {
                             Err(UpstreamError::connect(*connection, e).into())
                         }
@@ -114,6 +132,7 @@ fn relay_answer(
     timeout: Option<Duration>,
     connection: usize,
     relay: Option<&Relay>,
+    exchange: Option<Exchange>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     let sse = is_event_stream(&parts.headers);
@@ -124,6 +143,6 @@ fn relay_answer(
     let shutdown = relay.and_then(|r| r.shutdown.as_ref());
     Response::from_parts(
         parts,
-        ResponseBody::new(body, timeout, connection, sse, shutdown),
+        ResponseBody::new(body, timeout, connection, sse, shutdown).reporting_to(exchange),
     )
 }

@@ -1,0 +1,61 @@
+//! Observability for a tower-openai stack: what each request did, reported once, when its
+//! response body ends.
+//!
+//! - [`ObserveLayer`] (near the top) puts an [`Exchange`] in each request, and when the body
+//!   ends (completed, broken by the upstream, left by the caller, cut by shutdown) writes one
+//!   access log line and records the metrics in [`names`] through the [`metrics`] facade: your
+//!   application installs the recorder (Prometheus, StatsD, …), or nothing is recorded.
+//! - [`UsageLayer`] (below select) reads the token usage of each answer into the exchange: from
+//!   a JSON answer's `usage`, or a stream's usage chunk, as the bytes pass.
+//!
+//! The token counts reach the access log, the metrics and anything else that reads the
+//! exchange from that one place.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_openai_core::extensions::{ApiRoute, RouteKind};
+//! use tower_openai_observe::{ObserveLayer, UsageLayer};
+//!
+//! // Stands for the rest of a stack: an upstream's answer with its usage.
+//! let upstream = service_fn(|_req: Request<Full<Bytes>>| async move {
+//!     let body = r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#;
+//!     Response::builder()
+//!         .header("content-type", "application/json")
+//!         .body(Full::new(Bytes::from(body)))
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(ObserveLayer::new())
+//!     // The policy layer writes this in a full stack.
+//!     .map_request(|mut req: Request<Full<Bytes>>| {
+//!         req.extensions_mut().insert(ApiRoute { kind: RouteKind::ModelJson, name: "chat/completions" });
+//!         req
+//!     })
+//!     .layer(UsageLayer::new())
+//!     .service(upstream);
+//!
+//! let req = Request::post("/chat/completions").body(Full::new(Bytes::from("{}"))).unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! // The body passes unchanged; the access line and the metrics are written at its end.
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert!(body.ends_with(br#""completion_tokens":5}}"#));
+//! # }
+//! ```
+
+pub mod names;
+mod report;
+mod scan;
+mod usage;
+
+pub use crate::report::{ACCESS_LOG_TARGET, Observe, ObserveLayer, ObservedBody, Outcome};
+pub use crate::usage::{MAX_HELD_EVENT_BYTES, UsageBody, UsageLayer, UsageService};
+pub use tower_openai_core::{Ending, Exchange, Usage};
+
+/// Response futures.
+pub mod future {
+    pub use crate::report::ResponseFuture as ObserveFuture;
+    pub use crate::usage::ResponseFuture as UsageFuture;
+}

@@ -1,0 +1,602 @@
+//! [`ObserveLayer`]: one [`Exchange`] per request, reported when the response body ends.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_openai_core::error::UpstreamFailure;
+use tower_openai_core::{Ending, Exchange};
+use tower_service::Service;
+
+use crate::names;
+
+/// The `tracing` target of the access log lines.
+pub const ACCESS_LOG_TARGET: &str = "tower_openai::access";
+
+/// How a response body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It was read to its end.
+    Completed,
+    /// The upstream broke off (an error frame, or an error event the upstream service sent
+    /// in its place).
+    UpstreamBroke,
+    /// The caller went away before the end (the body, or the response future, was dropped).
+    CallerLeft,
+    /// The server's shutdown grace period cut it.
+    Shutdown,
+}
+
+impl Outcome {
+    /// `completed`, `upstream_broke`, `caller_left` or `shutdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::UpstreamBroke => "upstream_broke",
+            Outcome::CallerLeft => "caller_left",
+            Outcome::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reports every request once, when its response body ends: an access log line (target
+/// [`ACCESS_LOG_TARGET`], level INFO) and metrics through the [`metrics`] facade (the
+/// application's recorder; nothing is recorded without one). Names and labels: [`names`].
+///
+/// It puts an [`Exchange`] in the request extensions, which the layers below fill in (user,
+/// route, model, connection, [usage](crate::UsageLayer), how the upstream ended), and reads
+/// it at the end. The end is the body's last frame, an error frame, or the body (or the
+/// response future) being dropped first: a stream is accounted when it ends, not when its
+/// head goes out, and `gateway_streams_active` counts exactly the event streams in flight.
+///
+/// Stack it near the top (above [`Rescue`](tower_openai_core::Rescue): it reports responses,
+/// and the Rescue layer makes transport errors responses) and below the layer that sets
+/// `x-request-id`, which it logs.
+#[derive(Clone, Copy, Debug)]
+pub struct ObserveLayer {
+    metrics: bool,
+    access_log: bool,
+}
+
+impl Default for ObserveLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObserveLayer {
+    /// Metrics and the access log.
+    pub fn new() -> Self {
+        Self {
+            metrics: true,
+            access_log: true,
+        }
+    }
+
+    /// Record metrics (default on).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Write the access log line (default on; it is an INFO event, so the subscriber's filter
+    /// also decides).
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            config: *self,
+        }
+    }
+}
+
+/// The service of [`ObserveLayer`].
+#[derive(Clone, Debug)]
+pub struct Observe<S> {
+    inner: S,
+    config: ObserveLayer,
+}
+
+impl<S> Observe<S> {
+    tower_openai_core::define_inner_service_accessors!();
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Observe<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<ObservedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let exchange = Exchange::new();
+        exchange.note(req.extensions());
+        req.extensions_mut().insert(exchange.clone());
+        let record = Record {
+            config: self.config,
+            exchange,
+            start: Instant::now(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            request_id: req.headers().get("x-request-id").cloned(),
+            status: None,
+            stream: false,
+            failure: None,
+            first_byte: None,
+            outcome: None,
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            record: Some(Box::new(record)),
+        }
+    }
+}
+
+/// Response future of [`Observe`].
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    inner: F,
+    record: Option<Box<Record>>,
+}
+
+impl<F, ResBody, E> std::future::Future for ResponseFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: Body,
+{
+    type Output = Result<Response<ObservedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut record = this.record.take();
+        Poll::Ready(match result {
+            Ok(res) => {
+                if let Some(record) = record.as_deref_mut() {
+                    record.head(&res);
+                }
+                Ok(res.map(|inner| ObservedBody { inner, record }))
+            }
+            Err(e) => {
+                // No response: a 500 for the record (the Rescue layer, stacked below, makes
+                // this rare).
+                if let Some(record) = record.as_deref_mut() {
+                    record.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
+                    record.outcome = Some(Outcome::UpstreamBroke);
+                }
+                Err(e)
+            }
+        })
+    }
+}
+
+/// The response body of [`Observe`]: the inner body, reported when it ends.
+#[pin_project]
+#[derive(Debug)]
+pub struct ObservedBody<B> {
+    #[pin]
+    inner: B,
+    record: Option<Box<Record>>,
+}
+
+impl<B> Body for ObservedBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some(record) = this.record.as_deref_mut() {
+            match &frame {
+                Some(Ok(f)) => {
+                    if record.first_byte.is_none() && f.data_ref().is_some_and(|d| !d.is_empty()) {
+                        record.first_byte = Some(Instant::now());
+                    }
+                }
+                Some(Err(_)) => record.outcome = Some(Outcome::UpstreamBroke),
+                None => record.outcome = Some(Outcome::Completed),
+            }
+        }
+        // hyper stops polling once the body says it has ended: report then.
+        let ended = match &frame {
+            Some(Ok(_)) => this.inner.is_end_stream(),
+            _ => true,
+        };
+        if ended {
+            if let Some(record) = this.record.as_deref_mut() {
+                record.outcome.get_or_insert(Outcome::Completed);
+            }
+            *this.record = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One request's report, written when it is dropped.
+#[derive(Debug)]
+struct Record {
+    config: ObserveLayer,
+    exchange: Exchange,
+    start: Instant,
+    method: Method,
+    uri: Uri,
+    request_id: Option<HeaderValue>,
+    status: Option<StatusCode>,
+    stream: bool,
+    failure: Option<UpstreamFailure>,
+    first_byte: Option<Instant>,
+    outcome: Option<Outcome>,
+}
+
+impl Record {
+    fn head<B: Body>(&mut self, res: &Response<B>) {
+        self.status = Some(res.status());
+        // A body with nothing to read (empty, or a HEAD answer) may never be polled.
+        if res.body().is_end_stream() {
+            self.outcome = Some(Outcome::Completed);
+        }
+        self.failure = res.extensions().get::<UpstreamFailure>().copied();
+        self.stream = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.split(';')
+                    .next()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("text/event-stream"))
+            });
+        if self.stream && self.config.metrics {
+            metrics::gauge!(names::STREAMS_ACTIVE).increment(1.0);
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self.exchange.ending() {
+            Some(Ending::UpstreamBroke) => Outcome::UpstreamBroke,
+            Some(Ending::Shutdown) => Outcome::Shutdown,
+            None => self.outcome.unwrap_or(Outcome::CallerLeft),
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let end = Instant::now();
+        let outcome = self.outcome();
+        // Before any head went out, the caller left: logged as nginx does (499).
+        let status = self.status.map_or(499, |s| s.as_u16());
+        let duration = end.duration_since(self.start);
+        let ttfb = self.first_byte.unwrap_or(end).duration_since(self.start);
+        let x = &self.exchange;
+        let usage = x.usage();
+        if self.config.access_log
+            && tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
+        {
+            let dash = "-";
+            let request_id = self
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(dash);
+            tracing::info!(
+                target: ACCESS_LOG_TARGET,
+                request_id,
+                user = x.user().unwrap_or(dash),
+                method = %self.method,
+                path = self.uri.path(),
+                model = x.model().unwrap_or(dash),
+                connection = x.connection().map_or(-1, |c| c as i64),
+                status,
+                ttfb_ms = ttfb.as_secs_f64() * 1000.0,
+                duration_ms = duration.as_secs_f64() * 1000.0,
+                input_tokens = usage.map_or(-1, |u| u.input_tokens as i64),
+                output_tokens = usage.map_or(-1, |u| u.output_tokens as i64),
+                outcome = outcome.as_str(),
+            );
+        }
+        if self.config.metrics {
+            record_metrics(self, status, outcome, duration, ttfb);
+        }
+    }
+}
+
+fn record_metrics(
+    record: &Record,
+    status: u16,
+    outcome: Outcome,
+    duration: std::time::Duration,
+    ttfb: std::time::Duration,
+) {
+    let x = &record.exchange;
+    let route = x.route().unwrap_or("other");
+    let model = x.model().unwrap_or("").to_owned();
+    let connection = x.connection().map(label_of).unwrap_or_default();
+    metrics::counter!(
+        names::REQUESTS_TOTAL,
+        "route" => route,
+        "model" => model.clone(),
+        "connection" => connection.clone(),
+        "status" => label_of(status as usize),
+    )
+    .increment(1);
+    let labels = [
+        ("route", route.to_owned()),
+        ("model", model.clone()),
+        ("connection", connection.clone()),
+    ];
+    metrics::histogram!(names::REQUEST_DURATION_SECONDS, &labels).record(duration.as_secs_f64());
+    metrics::histogram!(names::TIME_TO_FIRST_BYTE_SECONDS, &labels).record(ttfb.as_secs_f64());
+    if let Some(usage) = x.usage() {
+        let user = x.user().unwrap_or("").to_owned();
+        for (direction, n) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+        ] {
+            metrics::counter!(
+                names::TOKENS_TOTAL,
+                "direction" => direction,
+                "model" => model.clone(),
+                "connection" => connection.clone(),
+                "user" => user.clone(),
+            )
+            .increment(n);
+        }
+    }
+    if record.stream {
+        metrics::gauge!(names::STREAMS_ACTIVE).decrement(1.0);
+        metrics::counter!(names::STREAM_OUTCOMES_TOTAL, "outcome" => outcome.as_str()).increment(1);
+    }
+    if let Some(failure) = record.failure {
+        metrics::counter!(
+            names::UPSTREAM_ERRORS_TOTAL,
+            "connection" => label_of(failure.connection),
+            "kind" => failure.kind.as_str(),
+        )
+        .increment(1);
+    } else if outcome == Outcome::UpstreamBroke {
+        metrics::counter!(
+            names::UPSTREAM_ERRORS_TOTAL,
+            "connection" => connection,
+            "kind" => "stream",
+        )
+        .increment(1);
+    }
+}
+
+fn label_of(n: usize) -> String {
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, StreamBody};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_openai_core::extensions::{ApiRoute, RouteKind, User};
+
+    use crate::{ObserveLayer, UsageLayer, names};
+
+    type Frames = Vec<Result<http_body::Frame<Bytes>, std::io::Error>>;
+    type Metric = (String, Vec<(String, String)>, DebugValue);
+
+    /// Run one request through observe → usage → an upstream answering `frames` as an event
+    /// stream; `read` frames of the answer are read before it is dropped. The metrics.
+    fn run(frames: Frames, read: usize) -> Vec<Metric> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter: Snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let upstream = service_fn(move |_req: Request<String>| {
+                    let frames = frames.clone_frames();
+                    async move {
+                        let body = StreamBody::new(futures_util::stream::iter(frames));
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(body)
+                                .unwrap(),
+                        )
+                    }
+                });
+                let svc = ServiceBuilder::new()
+                    .layer(ObserveLayer::new())
+                    .map_request(|mut req: Request<String>| {
+                        req.extensions_mut().insert(ApiRoute {
+                            kind: RouteKind::ModelJson,
+                            name: "chat/completions",
+                        });
+                        req
+                    })
+                    .layer(UsageLayer::new())
+                    .service(upstream);
+                let mut req = Request::new(String::new());
+                req.extensions_mut().insert(User {
+                    id: "alice".into(),
+                    ..User::default()
+                });
+                let mut body = svc.oneshot(req).await.unwrap().into_body();
+                for _ in 0..read {
+                    let _ = body.frame().await;
+                }
+            });
+        });
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                (key.name().to_owned(), labels, value)
+            })
+            .collect()
+    }
+
+    trait CloneFrames {
+        fn clone_frames(&self) -> Frames;
+    }
+    impl CloneFrames for Frames {
+        fn clone_frames(&self) -> Frames {
+            self.iter()
+                .map(|f| match f {
+                    Ok(f) => Ok(http_body::Frame::data(
+                        f.data_ref().cloned().unwrap_or_default(),
+                    )),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                })
+                .collect()
+        }
+    }
+
+    fn value(
+        metrics: &[Metric],
+        name: &str,
+        label: Option<(&str, &str)>,
+    ) -> Option<f64> {
+        metrics
+            .iter()
+            .find(|(n, labels, _)| {
+                n == name
+                    && label.is_none_or(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| match v {
+                DebugValue::Counter(n) => *n as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(h) => h.len() as f64,
+            })
+    }
+
+    fn data(s: &str) -> Result<http_body::Frame<Bytes>, std::io::Error> {
+        Ok(http_body::Frame::data(Bytes::from(s.to_owned())))
+    }
+
+    #[test]
+    fn a_completed_stream_counts_its_tokens_per_user_and_leaves_no_stream_active() {
+        let m = run(
+            vec![
+                data("data: {\"choices\":[{}]}\n\n"),
+                data(
+                    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+                ),
+                data("data: [DONE]\n\n"),
+            ],
+            10,
+        );
+        assert_eq!(
+            value(&m, names::TOKENS_TOTAL, Some(("direction", "input"))),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&m, names::TOKENS_TOTAL, Some(("direction", "output"))),
+            Some(4.0)
+        );
+        assert!(
+            m.iter().any(|(n, l, _)| n == names::TOKENS_TOTAL
+                && l.contains(&("user".into(), "alice".into())))
+        );
+        assert_eq!(
+            value(
+                &m,
+                names::STREAM_OUTCOMES_TOTAL,
+                Some(("outcome", "completed"))
+            ),
+            Some(1.0)
+        );
+        assert_eq!(value(&m, names::STREAMS_ACTIVE, None), Some(0.0));
+        assert_eq!(
+            value(
+                &m,
+                names::REQUESTS_TOTAL,
+                Some(("route", "chat/completions"))
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn a_stream_the_caller_drops_is_caller_left_and_a_broken_one_upstream_broke() {
+        let left = run(vec![data("data: 1\n\n"), data("data: 2\n\n")], 1);
+        assert_eq!(
+            value(
+                &left,
+                names::STREAM_OUTCOMES_TOTAL,
+                Some(("outcome", "caller_left"))
+            ),
+            Some(1.0)
+        );
+        assert_eq!(value(&left, names::STREAMS_ACTIVE, None), Some(0.0));
+        let broke = run(
+            vec![data("data: 1\n\n"), Err(std::io::Error::other("reset"))],
+            10,
+        );
+        assert_eq!(
+            value(
+                &broke,
+                names::STREAM_OUTCOMES_TOTAL,
+                Some(("outcome", "upstream_broke"))
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &broke,
+                names::UPSTREAM_ERRORS_TOTAL,
+                Some(("kind", "stream"))
+            ),
+            Some(1.0)
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! Finding `"usage": {…}` in an answer as its bytes pass, without holding the answer.
+//!
+//! A JSON answer and an event stream are both UTF-8 JSON text in which a string's own quotes
+//! are escaped, so the seven bytes `"usage"` followed by `:` can only be a member name. The
+//! scanner looks for them with `memchr`'s substring search (also across frame boundaries),
+//! copies the object value that follows (at most [`MAX_USAGE_BYTES`]) and reads the counts.
+//! `"usage": null` (every chunk of a stream with usage on, but the last) is skipped. The last
+//! usage object seen wins: a stream's final chunk carries the totals.
+
+use memchr::memmem::Finder;
+use serde::Deserialize;
+use tower_openai_core::Usage;
+
+const KEY: &[u8] = b"\"usage\"";
+
+/// The largest usage object read; a larger one is ignored (real ones are under 300 bytes,
+/// details included).
+pub(crate) const MAX_USAGE_BYTES: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct UsageScanner {
+    finder: Finder<'static>,
+    state: State,
+    /// The last bytes of the previous frame (while searching), to find a key split in two.
+    tail: [u8; KEY.len() - 1],
+    tail_len: usize,
+    capture: Vec<u8>,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    found: Option<Usage>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Search,
+    /// After the key: whitespace, then `:`.
+    Key,
+    /// After the colon: whitespace, then `{` (else not a usage object).
+    Colon,
+    /// Inside the object.
+    Object,
+}
+
+#[derive(Deserialize)]
+struct Counts {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl Default for UsageScanner {
+    fn default() -> Self {
+        Self {
+            finder: Finder::new(KEY),
+            state: State::Search,
+            tail: [0; KEY.len() - 1],
+            tail_len: 0,
+            capture: Vec::new(),
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            found: None,
+        }
+    }
+}
+
+impl UsageScanner {
+    /// Feed the next bytes; whether a usage object was completed in them.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
+        let mut found = false;
+        let mut i = 0;
+        if self.state == State::Search
+            && let Some(end) = self.split_key(data)
+        {
+            i = end;
+            self.tail_len = 0;
+            self.state = State::Key;
+        }
+        while i < data.len() {
+            match self.state {
+                State::Search => match self.finder.find(&data[i..]) {
+                    Some(at) => {
+                        i += at + KEY.len();
+                        self.tail_len = 0;
+                        self.state = State::Key;
+                    }
+                    None => {
+                        self.keep_tail(&data[i..]);
+                        return found;
+                    }
+                },
+                State::Key => {
+                    match data[i] {
+                        b' ' | b'\t' | b'\r' | b'\n' => {}
+                        b':' => self.state = State::Colon,
+                        _ => self.state = State::Search,
+                    }
+                    i += 1;
+                }
+                State::Colon => match data[i] {
+                    b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+                    b'{' => {
+                        self.capture.clear();
+                        self.depth = 0;
+                        self.in_string = false;
+                        self.escaped = false;
+                        self.state = State::Object;
+                    }
+                    // `null`, or anything else: not a usage object; search on from here.
+                    _ => self.state = State::Search,
+                },
+                State::Object => {
+                    let (used, done) = self.object_bytes(&data[i..]);
+                    i += used;
+                    if done {
+                        self.state = State::Search;
+                        if let Some(usage) = parse(&self.capture) {
+                            self.found = Some(usage);
+                            found = true;
+                        }
+                        self.capture.clear();
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The usage last completed.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        self.found
+    }
+
+    /// A key begun in the previous frames' tail and finished in `data`: the index in `data`
+    /// just past it.
+    fn split_key(&self, data: &[u8]) -> Option<usize> {
+        if self.tail_len == 0 {
+            return None;
+        }
+        let tail = &self.tail[..self.tail_len];
+        (1..KEY.len()).find(|&in_data| {
+            let in_tail = KEY.len() - in_data;
+            in_tail <= tail.len()
+                && data.len() >= in_data
+                && tail[tail.len() - in_tail..] == KEY[..in_tail]
+                && data[..in_data] == KEY[in_tail..]
+        })
+    }
+
+    fn keep_tail(&mut self, data: &[u8]) {
+        let n = data.len().min(self.tail.len());
+        if n == self.tail.len() {
+            self.tail.copy_from_slice(&data[data.len() - n..]);
+            self.tail_len = n;
+        } else {
+            // A frame shorter than the tail: keep the old tail's end and this frame.
+            let mut joined = Vec::with_capacity(self.tail_len + n);
+            joined.extend_from_slice(&self.tail[..self.tail_len]);
+            joined.extend_from_slice(data);
+            let keep = joined.len().min(self.tail.len());
+            self.tail[..keep].copy_from_slice(&joined[joined.len() - keep..]);
+            self.tail_len = keep;
+        }
+    }
+
+    /// Copy object bytes from `data`; how many were used and whether the object closed.
+    fn object_bytes(&mut self, data: &[u8]) -> (usize, bool) {
+        for (i, &b) in data.iter().enumerate() {
+            if self.capture.len() == MAX_USAGE_BYTES {
+                // Too large to be a usage object: give it up, search on.
+                self.capture.clear();
+                self.state = State::Search;
+                return (i, false);
+            }
+            self.capture.push(b);
+            if self.in_string {
+                match b {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return (i + 1, true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (data.len(), false)
+    }
+}
+
+fn parse(object: &[u8]) -> Option<Usage> {
+    let counts: Counts = serde_json::from_slice(object).ok()?;
+    let input = counts.prompt_tokens.or(counts.input_tokens)?;
+    let output = counts
+        .completion_tokens
+        .or(counts.output_tokens)
+        .unwrap_or(0);
+    Some(Usage {
+        input_tokens: input,
+        output_tokens: output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tower_openai_core::Usage;
+
+    use super::UsageScanner;
+
+    fn scan(frames: &[&[u8]]) -> Option<Usage> {
+        let mut s = UsageScanner::default();
+        for f in frames {
+            s.feed(f);
+        }
+        s.usage()
+    }
+
+    fn usage(input: u64, output: u64) -> Option<Usage> {
+        Some(Usage {
+            input_tokens: input,
+            output_tokens: output,
+        })
+    }
+
+    #[test]
+    fn reads_chat_responses_and_embeddings_usage() {
+        let chat = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+        assert_eq!(scan(&[chat]), usage(12, 5));
+        let responses = br#"{"output":[],"usage" : {"input_tokens":3,"output_tokens":4}}"#;
+        assert_eq!(scan(&[responses]), usage(3, 4));
+        let embeddings = br#"{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+        assert_eq!(scan(&[embeddings]), usage(8, 0));
+    }
+
+    #[test]
+    fn skips_nulls_strings_and_escaped_text_and_keeps_the_last() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"say \\\"usage\\\": {\\\"prompt_tokens\\\": 99}\"}}],\"usage\":null}\n\n",
+            "data: {\"role\":\"usage\",\"choices\":[]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        assert_eq!(scan(&[stream.as_bytes()]), usage(7, 9));
+        assert_eq!(scan(&[br#"{"usage":{"total_tokens":3}}"#]), None);
+        assert_eq!(scan(&[br#"{"usage":"none"}"#]), None);
+    }
+
+    #[test]
+    fn an_oversized_object_is_given_up() {
+        let big = format!(
+            r#"{{"usage":{{"prompt_tokens":1,"x":"{}"}},"usage":{{"prompt_tokens":2}}}}"#,
+            "a".repeat(super::MAX_USAGE_BYTES)
+        );
+        assert_eq!(scan(&[big.as_bytes()]), usage(2, 0));
+    }
+
+    proptest! {
+        /// However the answer is cut into frames, the same usage is found.
+        #[test]
+        fn any_framing_finds_the_same_usage(cuts in proptest::collection::vec(0usize..200, 0..12)) {
+            let body = br#"data: {"choices":[],"usage":null}
+
+data: {"choices":[],"usage": {"prompt_tokens":41,"completion_tokens":43,"details":{"a":[1,{"b":"}"}]}}}
+
+data: [DONE]
+
+"#;
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % body.len()).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut frames = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                frames.push(&body[at..c]);
+                at = c;
+            }
+            frames.push(&body[at..]);
+            prop_assert_eq!(scan(&frames), usage(41, 43));
+        }
+    }
+}

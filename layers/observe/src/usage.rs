@@ -1,0 +1,370 @@
+//! [`UsageLayer`]: token usage from answers and streams, into the request's [`Exchange`].
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, header};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+use serde_json::{Map, Value};
+use tower_layer::Layer;
+use tower_openai_core::extensions::{ApiRoute, RouteKind};
+use tower_openai_core::{Exchange, Payload};
+use tower_service::Service;
+
+use crate::scan::UsageScanner;
+
+/// The largest event held while looking for the usage chunk to remove (only with
+/// [`UsageLayer::ask_streams`], for a caller that did not ask for usage). A longer event is
+/// passed on as it is: a usage chunk is a few hundred bytes.
+pub const MAX_HELD_EVENT_BYTES: usize = 1 << 20;
+
+/// Reads the token usage of each model route's answer into the request's [`Exchange`].
+///
+/// - A JSON answer's `usage` and a stream's usage chunk are found as the bytes pass
+///   (frames are passed on as they come, unchanged, nothing is held): see [`Exchange::usage`].
+/// - It also records the standard extensions in the exchange ([`Exchange::note`]), so stack it
+///   below select (the connection and the routed model are known there).
+/// - Without an [`Exchange`] in the request extensions it does nothing.
+///
+/// With [`ask_streams`](Self::ask_streams), a streamed chat that did not ask for usage is sent
+/// with `stream_options.include_usage: true`, and the usage chunk that adds is removed from
+/// what the caller receives, so token counts exist for every stream. That re-frames the stream
+/// on event boundaries (an event is held until it is complete, at most
+/// [`MAX_HELD_EVENT_BYTES`]). Off by default: the payload stays what the caller sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UsageLayer {
+    ask_streams: bool,
+}
+
+impl UsageLayer {
+    /// Read usage; change nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask streamed chats for usage (`GATEWAY_STREAM_USAGE`).
+    pub fn ask_streams(mut self, ask: bool) -> Self {
+        self.ask_streams = ask;
+        self
+    }
+}
+
+impl<S> Layer<S> for UsageLayer {
+    type Service = UsageService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        UsageService {
+            inner,
+            ask_streams: self.ask_streams,
+        }
+    }
+}
+
+/// The service of [`UsageLayer`].
+#[derive(Clone, Debug)]
+pub struct UsageService<S> {
+    inner: S,
+    ask_streams: bool,
+}
+
+impl<S> UsageService<S> {
+    tower_openai_core::define_inner_service_accessors!();
+}
+
+impl<S, B, ResBody> Service<Request<B>> for UsageService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<UsageBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let exchange = req.extensions().get::<Exchange>().cloned();
+        let watch = match exchange {
+            Some(exchange) => {
+                exchange.note(req.extensions());
+                let route = req.extensions().get::<ApiRoute>().copied();
+                let model_route = route.is_some_and(|r| r.needs_model());
+                let strip = self.ask_streams
+                    && route.is_some_and(|r| {
+                        r.kind == RouteKind::ModelJson && r.name == "chat/completions"
+                    })
+                    && ask_for_usage(&mut req);
+                model_route.then_some((exchange, strip))
+            }
+            None => None,
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            watch,
+        }
+    }
+}
+
+/// Turn on `stream_options.include_usage` for a streamed chat that did not ask for usage;
+/// whether it did (so the usage chunk is removed from the caller's stream).
+fn ask_for_usage<B>(req: &mut Request<B>) -> bool {
+    let Some(payload) = req.extensions_mut().get_mut::<Payload>() else {
+        return false;
+    };
+    if !matches!(payload.get::<bool>("stream"), Ok(Some(true))) {
+        return false;
+    }
+    let mut options = match payload.get::<Option<Value>>("stream_options") {
+        Ok(None | Some(None)) => Map::new(),
+        Ok(Some(Some(Value::Object(options)))) => options,
+        // Not an object: the upstream will refuse it as the caller sent it.
+        _ => return false,
+    };
+    if options.get("include_usage") == Some(&Value::Bool(true)) {
+        return false;
+    }
+    options.insert("include_usage".to_owned(), Value::Bool(true));
+    payload.set("stream_options", &options).is_ok()
+}
+
+/// Response future of [`UsageService`].
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    inner: F,
+    watch: Option<(Exchange, bool)>,
+}
+
+impl<F, ResBody, E> std::future::Future for ResponseFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<UsageBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let watch = this.watch.take().and_then(|(exchange, strip)| {
+            let kind = content_kind(&res);
+            (kind != Kind::Other).then(|| {
+                Box::new(Watch {
+                    scanner: UsageScanner::default(),
+                    exchange,
+                    events: (strip && kind == Kind::Events).then(Events::default),
+                })
+            })
+        });
+        Poll::Ready(Ok(res.map(|inner| UsageBody { inner, watch })))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Json,
+    Events,
+    Other,
+}
+
+fn content_kind<B>(res: &Response<B>) -> Kind {
+    let Some(ct) = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Kind::Other;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("text/event-stream") {
+        Kind::Events
+    } else if essence.eq_ignore_ascii_case("application/json") {
+        Kind::Json
+    } else {
+        Kind::Other
+    }
+}
+
+#[derive(Debug)]
+struct Watch {
+    scanner: UsageScanner,
+    exchange: Exchange,
+    /// Present when the usage chunk the gateway asked for is removed.
+    events: Option<Events>,
+}
+
+/// Whole events, to drop the usage chunk the caller did not ask for.
+#[derive(Debug, Default)]
+struct Events {
+    held: BytesMut,
+}
+
+impl Events {
+    /// Add `data`; the complete events to pass on (the usage chunk left out), if any.
+    fn push(&mut self, data: Bytes) -> Option<Bytes> {
+        self.held.extend_from_slice(&data);
+        let mut out = BytesMut::new();
+        while let Some(end) = event_end(&self.held) {
+            let event = self.held.split_to(end);
+            if !is_usage_chunk(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        if self.held.len() > MAX_HELD_EVENT_BYTES {
+            out.extend_from_slice(&self.held.split());
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    fn rest(&mut self) -> Option<Bytes> {
+        (!self.held.is_empty()).then(|| self.held.split().freeze())
+    }
+}
+
+/// The end (exclusive) of the first complete event in `buf`: after a blank line.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(b'\n', &buf[from..]) {
+        let nl = from + at;
+        let rest = &buf[nl + 1..];
+        if rest.first() == Some(&b'\n') {
+            return Some(nl + 2);
+        }
+        if rest.starts_with(b"\r\n") {
+            return Some(nl + 3);
+        }
+        from = nl + 1;
+    }
+    None
+}
+
+/// Whether `event` is a chat chunk with no choices and a usage object: the one that
+/// `include_usage` adds.
+fn is_usage_chunk(event: &[u8]) -> bool {
+    let Some(data) = event.strip_prefix(b"data:") else {
+        return false;
+    };
+    let Ok(chunk) = serde_json::from_slice::<Map<String, Value>>(data.trim_ascii()) else {
+        return false;
+    };
+    matches!(chunk.get("choices"), Some(Value::Array(c)) if c.is_empty())
+        && matches!(chunk.get("usage"), Some(Value::Object(_)))
+}
+
+/// The response body of [`UsageService`]: the inner body, watched.
+#[pin_project]
+#[derive(Debug)]
+pub struct UsageBody<B> {
+    #[pin]
+    inner: B,
+    watch: Option<Box<Watch>>,
+}
+
+impl<B> Body for UsageBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        let Some(watch) = this.watch.as_deref_mut() else {
+            return this.inner.poll_frame(cx);
+        };
+        loop {
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            if watch.scanner.feed(&data)
+                                && let Some(usage) = watch.scanner.usage()
+                            {
+                                watch.exchange.set_usage(usage);
+                            }
+                            match watch.events.as_mut() {
+                                None => Frame::data(data),
+                                Some(events) => match events.push(data) {
+                                    Some(out) => Frame::data(out),
+                                    None => continue,
+                                },
+                            }
+                        }
+                        Err(frame) => frame,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                None => {
+                    let rest = watch.events.as_mut().and_then(Events::rest);
+                    return Poll::Ready(rest.map(|r| Ok(Frame::data(r))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let held = self
+            .watch
+            .as_ref()
+            .and_then(|w| w.events.as_ref())
+            .is_some_and(|e| !e.held.is_empty());
+        !held && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.watch.as_ref().and_then(|w| w.events.as_ref()) {
+            Some(_) => SizeHint::default(),
+            None => self.inner.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::{Events, event_end, is_usage_chunk};
+
+    #[test]
+    fn events_end_on_a_blank_line() {
+        assert_eq!(event_end(b"data: 1\n\ndata: 2"), Some(9));
+        assert_eq!(event_end(b"data: 1\r\n\r\n"), Some(11));
+        assert_eq!(event_end(b"data: 1\n"), None);
+    }
+
+    #[test]
+    fn only_the_usage_chunk_is_removed_however_the_stream_is_cut() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let expected = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n",
+            "data: [DONE]\n\n",
+        );
+        for cut in 1..stream.len() {
+            let mut events = Events::default();
+            let mut out = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                if let Some(b) = events.push(Bytes::copy_from_slice(part.as_bytes())) {
+                    out.extend_from_slice(&b);
+                }
+            }
+            if let Some(b) = events.rest() {
+                out.extend_from_slice(&b);
+            }
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "cut at {cut}");
+        }
+        assert!(!is_usage_chunk(
+            b"data: {\"choices\":[{}],\"usage\":{}}\n\n"
+        ));
+    }
+}
