@@ -71,6 +71,7 @@ pub(crate) enum AdminRoute {
     Update,
     Verify,
     Status,
+    Metrics,
 }
 
 impl AdminRoute {
@@ -80,13 +81,14 @@ impl AdminRoute {
             "/openai/config/update" => Some(Self::Update),
             "/openai/verify" => Some(Self::Verify),
             "/openai/status" => Some(Self::Status),
+            "/metrics" => Some(Self::Metrics),
             _ => None,
         }
     }
 
     fn method(self) -> Method {
         match self {
-            Self::Config | Self::Status => Method::GET,
+            Self::Config | Self::Status | Self::Metrics => Method::GET,
             Self::Update | Self::Verify => Method::POST,
         }
     }
@@ -123,7 +125,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response<BoxBody> {
     boxed(res)
 }
 
-fn error(e: ErrorResponse) -> Response<BoxBody> {
+pub(crate) fn error(e: ErrorResponse) -> Response<BoxBody> {
     boxed(e.into_response())
 }
 
@@ -217,6 +219,7 @@ impl Admin {
                 json_response(StatusCode::OK, &config_json(&self.inner.settings.load()))
             }
             AdminRoute::Status => self.status().await,
+            AdminRoute::Metrics => self.metrics().await,
             AdminRoute::Update => match read_json(body, self.inner.max_body).await {
                 Ok(body) => self.update(body).await,
                 Err(e) => error(e),
@@ -295,6 +298,24 @@ impl Admin {
             "settings updated by an admin"
         );
         json_response(StatusCode::OK, &config_json(&now))
+    }
+
+    /// `GET /metrics`: Prometheus text, or 404 when the process's recorder is not ours.
+    pub(crate) async fn metrics(&self) -> Response<BoxBody> {
+        let Some(handle) = crate::metrics::prometheus() else {
+            return error(
+                ErrorResponse::not_found("This process exports its metrics elsewhere")
+                    .with_code("unknown_url"),
+            );
+        };
+        let settings = self.inner.settings.load();
+        let text = crate::metrics::render(&handle, &self.inner.catalog, &settings).await;
+        let mut res = Response::new(Full::new(Bytes::from(text)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        boxed(res)
     }
 
     /// `GET /openai/status`: each connection's health, with the upstream's own reason when

@@ -40,4 +40,8 @@ pub struct Args {
     /// Accept at most this many open connections at once [default: 10000]
     #[arg(long, value_name = "N", env = "GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Also serve `GET /metrics` (Prometheus text, no key) on this address, and nothing else
+    #[arg(long, value_name = "ADDR", env = "GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }

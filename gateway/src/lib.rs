@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod drain;
 mod identity;
+mod metrics;
 mod persist;
 mod router;
 mod security;
@@ -35,7 +36,8 @@ use tower_openai_upstream::Upstream;
 pub use self::cli::Args;
 pub use self::config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SPEECH_CACHE_MAX_BYTES,
-    GatewayConfig, KeyDigest, Limits, ModelAccess, ModelRecord, StartError, UserRecord,
+    GatewayConfig, KeyDigest, Limits, ModelAccess, ModelRecord, Observability, StartError,
+    UserRecord,
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
@@ -57,6 +59,8 @@ pub struct Gateway {
     speech: SpeechStore,
     serve_options: server::ServeOptions,
     demo: Option<MockUpstream>,
+    /// `--metrics-listen`, bound at start so a busy port stops start-up.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -127,7 +131,17 @@ impl Gateway {
         } else {
             SpeechStore::disabled()
         };
+        // The recorder is installed before the first request, so nothing is lost before the
+        // first scrape.
+        let _ = metrics::prometheus();
+        let metrics_listener = match config.observability.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Other(format!("cannot listen on {addr} (--metrics-listen): {e}"))
+            })?),
+            None => None,
+        };
         Ok(Self {
+            metrics_listener,
             callers: Callers::new(&config.users, config.allow_anonymous),
             speech,
             serve_options,
@@ -173,10 +187,22 @@ impl Gateway {
             .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", self.config.listen)))
     }
 
+    /// The address `--metrics-listen` bound, if set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve on `listener` until `shutdown` resolves, then drain (see [`GatewayConfig::shutdown_grace`]).
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let app = stack::service(&self);
+        let metrics = self.metrics_listener.take().map(|l| {
+            tracing::info!(addr = ?l.local_addr().ok(), "serving /metrics");
+            AbortOnDrop(tokio::spawn(metrics::serve(l, self.admin.clone())))
+        });
         server::serve(listener, app, shutdown, self.serve_options.clone()).await;
+        drop(metrics);
         // Speech the callers received is in the cache after a restart: wait for its writes.
         let grace = self.serve_options.grace;
         if tokio::time::timeout(grace, self.speech.flush())
@@ -195,15 +221,26 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Other(format!("no local address: {e}")))?;
+        let metrics_addr = self.metrics_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(self.serve(listener, async {
             let _ = rx.await;
         }));
         Ok(RunningGateway {
             addr,
+            metrics_addr,
             shutdown: Some(tx),
             task,
         })
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -211,6 +248,7 @@ impl Gateway {
 #[derive(Debug)]
 pub struct RunningGateway {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -219,6 +257,11 @@ impl RunningGateway {
     /// The address it serves on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `--metrics-listen` serves on, if set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `http://ADDR/v1`.

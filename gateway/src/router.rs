@@ -12,7 +12,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Either, Full};
 use tower::Service;
-use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, User};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, Exchange, User};
 
 use super::admin::{Admin, AdminRoute};
 use super::identity::Callers;
@@ -145,6 +145,7 @@ where
                 Ok(user) => user,
                 Err(e) => return Box::pin(async move { Ok(error(e)) }),
             };
+            note_user(&req, &user);
             if !user.is_admin() {
                 return Box::pin(async {
                     Ok(error(
@@ -179,6 +180,7 @@ where
             Ok(user) => user,
             Err(e) => return Box::pin(async move { Ok(error(e)) }),
         };
+        note_user(&req, &user);
         // The layers below see the path under the prefix. (No `OriginalUri` is recorded:
         // nothing below the router reads it.)
         let mut parts = Parts::default();
@@ -196,6 +198,14 @@ where
             let Ok(res) = response.await;
             Ok(res.map(Either::Left))
         })
+    }
+}
+
+/// The caller, for the access line and the metrics (a request refused before any layer that
+/// reads the user still names it).
+fn note_user(req: &Request<Body>, user: &User) {
+    if let Some(exchange) = req.extensions().get::<Exchange>() {
+        exchange.set_user(&user.id);
     }
 }
 

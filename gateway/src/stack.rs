@@ -14,7 +14,7 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use tower_openai::endpoint::Endpoint;
 use tower_openai_acl::AclLayer;
 use tower_openai_auth::AuthLayer;
@@ -22,6 +22,7 @@ use tower_openai_core::payload::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer, RescueLayer};
 use tower_openai_headers::HeadersConfig;
 use tower_openai_models::ModelsLayer;
+use tower_openai_observe::{ObserveLayer, UsageLayer};
 use tower_openai_policy::PolicyLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_select::SelectLayer;
@@ -111,6 +112,10 @@ pub(crate) fn service(
         // Model → connection (prefix stripped); no model → connection 0. Everything below
         // acts on the selected connection.
         .layer(SelectLayer::new(gateway.catalog.clone()))
+        // Token usage from answers and streams into the request's exchange (and, with
+        // GATEWAY_STREAM_USAGE, usage asked of every streamed chat): below select, where the
+        // connection and the routed model are known.
+        .layer(UsageLayer::new().ask_streams(gateway.config.observability.stream_usage))
         // Text-to-speech answered from disk: below select and acl (the model is known and
         // allowed), above everything that costs work per request (a hit fetches no token).
         .layer(SpeechCacheLayer::new(gateway.speech.clone()))
@@ -130,6 +135,9 @@ pub(crate) fn service(
     // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
     let cors = cors_layer(&gateway.config.security.cors_origins);
     let guarded = ServiceBuilder::new()
+        // One access line and the metrics per request, when its body ends; below the request
+        // id (it logs it) and inside the trace span.
+        .layer(ObserveLayer::new())
         .option_layer(cors)
         // A bug below must cost one request a 500, not the connection.
         .layer(CatchPanicLayer::custom(|_| {
@@ -164,9 +172,10 @@ pub(crate) fn service(
                                 request_id = id,
                             )
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::INFO))
-                        // A failure is logged once, where it happens (the rescue step, the
-                        // upstream body); the response line above carries its status.
+                        // The access line (the observe layer) is the one line per request,
+                        // written when the body ends; a failure is logged once, where it
+                        // happens (the rescue step, the upstream body).
+                        .on_response(())
                         .on_failure(()),
                 )
                 .service(guarded)
@@ -262,11 +271,10 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     )
 }
 
-/// Whether the current subscriber records the trace layer's INFO spans or response events
-/// (`RUST_LOG=info`, or `tower_http=info`; not `warn`).
+/// Whether the current subscriber records the trace layer's INFO spans (`RUST_LOG=info`, or
+/// `tower_http=info`; not `warn`).
 fn request_tracing_enabled() -> bool {
     tracing::enabled!(target: "tower_http::trace::make_span", Level::INFO)
-        || tracing::enabled!(target: "tower_http::trace::on_response", Level::INFO)
 }
 
 fn box_body<B>(body: B) -> BoxBody
@@ -333,6 +341,8 @@ mod tests {
         let gateway = Gateway::new(config).await.unwrap();
         let res = gateway.app().oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+        // The access line is written when the body ends.
+        let _ = http_body_util::BodyExt::collect(res.into_body()).await;
         drop(gateway);
         let _ = std::fs::remove_dir_all(dir);
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
@@ -372,8 +382,18 @@ mod tests {
     async fn requests_are_traced_only_when_the_subscriber_records_them() {
         let healthz = || Request::get("/healthz").body(Body::empty()).unwrap();
         let info = logged_with("info", healthz()).await;
-        assert!(info.contains("finished processing request"), "{info}");
+        let access = info
+            .lines()
+            .find(|l| l.contains("tower_openai::access"))
+            .unwrap_or_else(|| panic!("no access line in {info}"));
+        for field in [r#"path="/healthz""#, "status=200", r#"outcome="completed""#] {
+            assert!(access.contains(field), "{field} in {access}");
+        }
+        assert!(
+            info.contains(r#"request{method=GET path="/healthz""#),
+            "{info}"
+        );
         let warn = logged_with("warn", healthz()).await;
-        assert!(!warn.contains("finished processing request"), "{warn}");
+        assert!(!warn.contains("/healthz"), "{warn}");
     }
 }

@@ -116,6 +116,19 @@ pub struct GatewayConfig {
     pub speech_cache_max_bytes: u64,
     /// The passthrough switch, header allowlists, CORS and allowed hosts (docs/security.md).
     pub security: super::security::SecurityConfig,
+    /// Metrics and usage (docs/observability.md).
+    pub observability: Observability,
+}
+
+/// Metrics and usage (docs/observability.md).
+#[derive(Clone, Debug, Default)]
+pub struct Observability {
+    /// `--metrics-listen`, `GATEWAY_METRICS_LISTEN`: a second listener that serves only
+    /// `GET /metrics`, without a key.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `GATEWAY_STREAM_USAGE`: ask streamed chats for usage and remove the extra chunk for a
+    /// caller that did not ask.
+    pub stream_usage: bool,
 }
 
 /// The speech cache's default budget, 1 GiB.
@@ -182,6 +195,23 @@ fn seconds_var(
                 format!("{v:?} is not a number of seconds between 0 and 86400"),
             )
         })
+}
+
+/// `true` or `false` (any case) from `name`, or `default` when unset or empty.
+fn bool_var(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match env(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("{other:?} is not true or false"),
+        )),
+    }
 }
 
 /// A whole number from `name`, or `default`.
@@ -273,6 +303,7 @@ impl GatewayConfig {
             proxy_env: Default::default(),
             speech_cache_max_bytes: DEFAULT_SPEECH_CACHE_MAX_BYTES,
             security: Default::default(),
+            observability: Observability::default(),
         }
     }
 
@@ -394,6 +425,18 @@ impl GatewayConfig {
             proxy_env: CapturedEnv::capture(&PROXY_VARS, env),
             speech_cache_max_bytes,
             security: super::security::SecurityConfig::from_env(env)?,
+            observability: Observability {
+                metrics_listen: match args.metrics_listen.as_deref().filter(|v| !v.is_empty()) {
+                    None => None,
+                    Some(v) => Some(v.parse().map_err(|_| {
+                        ConfigError::new(
+                            "--metrics-listen",
+                            format!("{v:?} is not an address like 127.0.0.1:9090"),
+                        )
+                    })?),
+                },
+                stream_usage: bool_var(env, "GATEWAY_STREAM_USAGE", false)?,
+            },
         })
     }
 

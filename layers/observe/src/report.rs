@@ -328,12 +328,12 @@ impl Drop for Record {
                 method = %self.method,
                 path = self.uri.path(),
                 model = x.model().unwrap_or(dash),
-                connection = x.connection().map_or(-1, |c| c as i64),
+                connection = %OrDash(x.connection().map(|c| c as u64)),
                 status,
-                ttfb_ms = ttfb.as_secs_f64() * 1000.0,
-                duration_ms = duration.as_secs_f64() * 1000.0,
-                input_tokens = usage.map_or(-1, |u| u.input_tokens as i64),
-                output_tokens = usage.map_or(-1, |u| u.output_tokens as i64),
+                ttfb_ms = millis(ttfb),
+                duration_ms = millis(duration),
+                input_tokens = %OrDash(usage.map(|u| u.input_tokens)),
+                output_tokens = %OrDash(usage.map(|u| u.output_tokens)),
                 outcome = outcome.as_str(),
             );
         }
@@ -403,6 +403,23 @@ fn record_metrics(
             "kind" => "stream",
         )
         .increment(1);
+    }
+}
+
+/// Milliseconds with three decimals (a microsecond), printed short.
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// A number, or `-` when unknown.
+struct OrDash(Option<u64>);
+
+impl fmt::Display for OrDash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("-"),
+        }
     }
 }
 
@@ -501,11 +518,7 @@ mod tests {
         }
     }
 
-    fn value(
-        metrics: &[Metric],
-        name: &str,
-        label: Option<(&str, &str)>,
-    ) -> Option<f64> {
+    fn value(metrics: &[Metric], name: &str, label: Option<(&str, &str)>) -> Option<f64> {
         metrics
             .iter()
             .find(|(n, labels, _)| {
