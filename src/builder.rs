@@ -75,6 +75,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         store: tower_openai_speech_cache::SpeechStore,
     ) -> ServiceBuilder<Stack<tower_openai_speech_cache::SpeechCacheLayer, L>>;
 
+    /// The access log and metrics, written when each body ends ([`observe`](crate::observe)).
+    #[cfg(feature = "observe")]
+    fn observe(self) -> ServiceBuilder<Stack<tower_openai_observe::ObserveLayer, L>>;
+
+    /// Token usage from answers and streams ([`observe`](crate::observe)).
+    #[cfg(feature = "observe")]
+    fn usage(self) -> ServiceBuilder<Stack<tower_openai_observe::UsageLayer, L>>;
+
     /// Reasoning-model rewrites with the default rule ([`reasoning`](crate::reasoning)).
     #[cfg(feature = "reasoning")]
     fn reasoning(self) -> ServiceBuilder<Stack<tower_openai_reasoning::ReasoningLayer, L>>;
@@ -154,6 +162,16 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         store: tower_openai_speech_cache::SpeechStore,
     ) -> ServiceBuilder<Stack<tower_openai_speech_cache::SpeechCacheLayer, L>> {
         self.layer(tower_openai_speech_cache::SpeechCacheLayer::new(store))
+    }
+
+    #[cfg(feature = "observe")]
+    fn observe(self) -> ServiceBuilder<Stack<tower_openai_observe::ObserveLayer, L>> {
+        self.layer(tower_openai_observe::ObserveLayer::new())
+    }
+
+    #[cfg(feature = "observe")]
+    fn usage(self) -> ServiceBuilder<Stack<tower_openai_observe::UsageLayer, L>> {
+        self.layer(tower_openai_observe::UsageLayer::new())
     }
 
     #[cfg(feature = "reasoning")]

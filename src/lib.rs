@@ -19,6 +19,7 @@
 //! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
+//! | [`observe`] | `observe` | access log and metrics when each body ends; token usage |
 //!
 //! # The stack
 //!
@@ -27,6 +28,7 @@
 //! and the reason for each position:
 //!
 //! ```text
+//! observe          one access line and the metrics per request, when its body ends
 //! rescue           transport errors below → 502/504 JSON; above it, everything is a response
 //! policy           model route or passthrough (off by default); odd paths refused
 //! load_settings    one settings snapshot per request, before anything reads settings
@@ -35,6 +37,7 @@
 //! acl              refuses a model the user may not use; hands models its list filter
 //! models           GET /models from the shared catalog (no connection needed)
 //! select           model → connection, prefix stripped; no model → connection 0
+//! usage            token usage of the answer (JSON or stream) into the request's exchange
 //! speech_cache     POST /audio/speech from disk; a hit costs nothing below
 //! reasoning        reasoning-model rewrites (needs the outgoing model and the URL)
 //! azure            deployment URL, api-version, payload allowlist
@@ -199,4 +202,10 @@ pub mod acl {
 #[cfg(feature = "speech-cache")]
 pub mod speech_cache {
     pub use tower_openai_speech_cache::*;
+}
+
+/// The access log, metrics and token usage (`tower-openai-observe`).
+#[cfg(feature = "observe")]
+pub mod observe {
+    pub use tower_openai_observe::*;
 }

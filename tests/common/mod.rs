@@ -152,3 +152,25 @@ pub fn error_code(answer: &Answer) -> String {
     assert_eq!(answer.headers["content-type"], "application/json");
     v["error"]["code"].as_str().unwrap_or_default().to_owned()
 }
+
+/// Every query of the Grafana dashboard in `docs/grafana/openai-gateway.json`, with
+/// Grafana's `$__rate_interval` replaced by `1m` (what Prometheus itself understands).
+pub fn dashboard_queries() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana/openai-gateway.json"
+    );
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+        })
+        .collect()
+}
