@@ -50,7 +50,8 @@
 //! docs say what it reads and writes. The [`guide`] has the [error model](guide::errors),
 //! [streaming semantics](guide::streaming), the [differences from Open
 //! WebUI](guide::open_webui), the gateway's [configuration](guide::configuration) and its
-//! [security model](guide::security), and its [limits and shutdown](guide::limits). Comments
+//! [security model](guide::security), its [limits and shutdown](guide::limits), and its
+//! [observability](guide::observability). Comments
 //! and tests cite Open WebUI's rules by id (`C-4`, `M-6`, `CC-12`): [the table](guide::rules).
 //!
 //! # With `ServiceBuilderExt`
@@ -135,6 +136,8 @@ pub mod guide {
     pub mod security {}
     #[doc = include_str!("../docs/limits.md")]
     pub mod limits {}
+    #[doc = include_str!("../docs/observability.md")]
+    pub mod observability {}
     #[doc = include_str!("../docs/rules.md")]
     pub mod rules {}
 }
