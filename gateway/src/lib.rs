@@ -17,6 +17,7 @@ mod security;
 mod server;
 pub mod serving;
 mod stack;
+pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;

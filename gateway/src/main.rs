@@ -3,34 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openai_gateway::{Args, run};
-use tracing_subscriber::EnvFilter;
+use openai_gateway::{Args, run, telemetry};
 
 // A proxy allocates small buffers on every request from every worker thread; mimalloc's
 // per-thread heaps avoid the arena-lock contention glibc malloc showed under load.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Logs go to stderr, one line per event: plain text (colours only when stderr is a
-/// terminal, so log files carry no escape codes), or one JSON object per line with
-/// `LOG_FORMAT=json`.
-fn init_logs() {
-    use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.trim().eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logs();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,7 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, &|name| std::env::var(name).ok())) {
+    // Logs (and OpenTelemetry export, when configured): docs/observability.md.
+    let telemetry = telemetry::init(runtime.handle());
+    let result = runtime.block_on(run(args, &|name| std::env::var(name).ok()));
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("openai-gateway: {e}");

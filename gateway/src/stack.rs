@@ -33,6 +33,7 @@ use tracing::Level;
 use super::Gateway;
 use super::router::Router;
 use super::security::CorsOrigins;
+use super::telemetry::{self, REQUEST_SPAN_TARGET};
 
 /// The gateway as one type-erased service: what hyper serves and what tests drive.
 pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;
@@ -152,6 +153,7 @@ pub(crate) fn service(
     // One span per request (method, URI, status, latency); headers are not recorded. Only
     // when the subscriber would record it: unrecorded, the trace layer still reads the clock
     // at the start, at the response and twice per body frame.
+    let otel = gateway.config.observability.otel;
     let traced = if request_tracing_enabled() {
         Either::Left(
             ServiceBuilder::new()
@@ -159,18 +161,36 @@ pub(crate) fn service(
                     TraceLayer::new_for_http()
                         // The path, never the query string (it can carry tokens or
                         // personal data), and the request id.
-                        .make_span_with(|req: &Request<Body>| {
+                        .make_span_with(move |req: &Request<Body>| {
                             let id = req
                                 .headers()
                                 .get("x-request-id")
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or("");
-                            tracing::info_span!(
+                            // The semantic-convention fields are recorded by the observe
+                            // layer when the body ends.
+                            let span = tracing::info_span!(
+                                target: REQUEST_SPAN_TARGET,
                                 "request",
                                 method = %req.method(),
                                 path = req.uri().path(),
                                 request_id = id,
-                            )
+                                otel.kind = "server",
+                                otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+                                otel.status_code = tracing::field::Empty,
+                                gen_ai.operation.name = tracing::field::Empty,
+                                gen_ai.request.model = tracing::field::Empty,
+                                gen_ai.response.model = tracing::field::Empty,
+                                gen_ai.usage.input_tokens = tracing::field::Empty,
+                                gen_ai.usage.output_tokens = tracing::field::Empty,
+                                server.address = tracing::field::Empty,
+                                http.response.status_code = tracing::field::Empty,
+                                outcome = tracing::field::Empty,
+                            );
+                            if otel {
+                                telemetry::continue_trace(&span, req.headers());
+                            }
+                            span
                         })
                         // The access line (the observe layer) is the one line per request,
                         // written when the body ends; a failure is logged once, where it
@@ -178,6 +198,13 @@ pub(crate) fn service(
                         .on_response(())
                         .on_failure(()),
                 )
+                // Inside the span: the upstream is sent the gateway's trace context.
+                .map_request(move |mut req: Request<Body>| {
+                    if otel {
+                        telemetry::propagate_trace(req.headers_mut());
+                    }
+                    req
+                })
                 .service(guarded)
                 .map_response(|res| res.map(http_body_util::Either::Left)),
         )
@@ -271,10 +298,10 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     )
 }
 
-/// Whether the current subscriber records the trace layer's INFO spans (`RUST_LOG=info`, or
-/// `tower_http=info`; not `warn`).
+/// Whether the current subscriber records the request spans (`RUST_LOG=info`, or
+/// `tower_http=info`, or OpenTelemetry export; not `warn` alone).
 fn request_tracing_enabled() -> bool {
-    tracing::enabled!(target: "tower_http::trace::make_span", Level::INFO)
+    tracing::enabled!(target: REQUEST_SPAN_TARGET, Level::INFO)
 }
 
 fn box_body<B>(body: B) -> BoxBody

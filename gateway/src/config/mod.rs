@@ -129,6 +129,11 @@ pub struct Observability {
     /// `GATEWAY_STREAM_USAGE`: ask streamed chats for usage and remove the extra chunk for a
     /// caller that did not ask.
     pub stream_usage: bool,
+    /// OpenTelemetry export is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`): request spans continue the caller's
+    /// `traceparent`, and the gateway's replaces it upstream (off, the caller's passes
+    /// through unchanged).
+    pub otel: bool,
 }
 
 /// The speech cache's default budget, 1 GiB.
@@ -436,6 +441,7 @@ impl GatewayConfig {
                     })?),
                 },
                 stream_usage: bool_var(env, "GATEWAY_STREAM_USAGE", false)?,
+                otel: crate::telemetry::otel_configured(env),
             },
         })
     }

@@ -1,12 +1,13 @@
 //! [`Exchange`]: what the stack learns about one request, in one place, for whoever reports
 //! it (the access log, the metrics, the trace span).
 
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use http::Extensions;
 
 use crate::extensions::{ApiRoute, RequestedModel, SelectedConnection, User};
+use crate::settings::Connection;
 
 const NONE: u64 = u64::MAX;
 
@@ -25,7 +26,8 @@ struct Inner {
     route: OnceLock<&'static str>,
     user: OnceLock<Box<str>>,
     model: OnceLock<Box<str>>,
-    connection: AtomicUsize,
+    response_model: OnceLock<Box<str>>,
+    connection: OnceLock<Arc<Connection>>,
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
     ending: AtomicU8,
@@ -37,7 +39,8 @@ impl Default for Inner {
             route: OnceLock::new(),
             user: OnceLock::new(),
             model: OnceLock::new(),
-            connection: AtomicUsize::new(usize::MAX),
+            response_model: OnceLock::new(),
+            connection: OnceLock::new(),
             input_tokens: AtomicU64::new(NONE),
             output_tokens: AtomicU64::new(NONE),
             ending: AtomicU8::new(0),
@@ -87,19 +90,21 @@ impl Exchange {
         {
             let _ = self.0.model.set(m.requested.as_str().into());
         }
-        if let Some(SelectedConnection(c)) = extensions.get::<SelectedConnection>() {
-            let _ = self.0.connection.compare_exchange(
-                usize::MAX,
-                c.index(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+        if self.0.connection.get().is_none()
+            && let Some(SelectedConnection(c)) = extensions.get::<SelectedConnection>()
+        {
+            let _ = self.0.connection.set(c.clone());
         }
     }
 
     /// Record the caller's id.
     pub fn set_user(&self, id: &str) {
         let _ = self.0.user.set(id.into());
+    }
+
+    /// Record the model the answer names (its `model`; the first report wins).
+    pub fn set_response_model(&self, model: &str) {
+        let _ = self.0.response_model.set(model.into());
     }
 
     /// Record the token usage of the answer (a later report replaces an earlier one: a
@@ -142,10 +147,17 @@ impl Exchange {
 
     /// The index of the connection the request went to, once known.
     pub fn connection(&self) -> Option<usize> {
-        match self.0.connection.load(Ordering::Relaxed) {
-            usize::MAX => None,
-            i => Some(i),
-        }
+        self.0.connection.get().map(|c| c.index())
+    }
+
+    /// The connection the request went to, once known.
+    pub fn selected_connection(&self) -> Option<&Arc<Connection>> {
+        self.0.connection.get()
+    }
+
+    /// The model the answer named, if it did.
+    pub fn response_model(&self) -> Option<&str> {
+        self.0.response_model.get().map(|m| &**m)
     }
 
     /// The answer's token usage, if the upstream reported it.

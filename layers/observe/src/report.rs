@@ -61,6 +61,12 @@ impl fmt::Display for Outcome {
 /// response future) being dropped first: a stream is accounted when it ends, not when its
 /// head goes out, and `gateway_streams_active` counts exactly the event streams in flight.
 ///
+/// If the request runs inside a `tracing` span, that span also gets the OpenTelemetry GenAI
+/// semantic-convention fields when the body ends, for those it declares (`tracing` records
+/// only declared fields): `gen_ai.operation.name`, `gen_ai.request.model`,
+/// `gen_ai.response.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`,
+/// `server.address`, `http.response.status_code`, `outcome` and `otel.status_code`.
+///
 /// Stack it near the top (above [`Rescue`](tower_openai_core::Rescue): it reports responses,
 /// and the Rescue layer makes transport errors responses) and below the layer that sets
 /// `x-request-id`, which it logs.
@@ -151,6 +157,7 @@ where
             failure: None,
             first_byte: None,
             outcome: None,
+            span: Some(tracing::Span::current()).filter(|s| !s.is_disabled()),
         };
         ResponseFuture {
             inner: self.inner.call(req),
@@ -269,6 +276,9 @@ struct Record {
     failure: Option<UpstreamFailure>,
     first_byte: Option<Instant>,
     outcome: Option<Outcome>,
+    /// The span the request ran in, for the semantic-convention fields (see
+    /// [`ObserveLayer`]).
+    span: Option<tracing::Span>,
 }
 
 impl Record {
@@ -340,6 +350,45 @@ impl Drop for Record {
         if self.config.metrics {
             record_metrics(self, status, outcome, duration, ttfb);
         }
+        if let Some(span) = &self.span {
+            record_span(span, x, status, outcome);
+        }
+    }
+}
+
+/// Record the OpenTelemetry GenAI semantic-convention fields in `span` (a field the span did
+/// not declare is ignored by `tracing`).
+fn record_span(span: &tracing::Span, x: &Exchange, status: u16, outcome: Outcome) {
+    if let Some(route) = x.route() {
+        let operation = match route {
+            "chat/completions" | "responses" => "chat",
+            "completions" => "text_completion",
+            "embeddings" => "embeddings",
+            other => other,
+        };
+        span.record("gen_ai.operation.name", operation);
+    }
+    if let Some(model) = x.model() {
+        span.record("gen_ai.request.model", model);
+    }
+    if let Some(model) = x.response_model() {
+        span.record("gen_ai.response.model", model);
+    }
+    if let Some(usage) = x.usage() {
+        // As i64: OpenTelemetry's integers are signed (a u64 would be exported as text).
+        span.record("gen_ai.usage.input_tokens", as_i64(usage.input_tokens));
+        span.record("gen_ai.usage.output_tokens", as_i64(usage.output_tokens));
+    }
+    if let Some(connection) = x.selected_connection()
+        && let Ok(uri) = connection.url().parse::<Uri>()
+        && let Some(host) = uri.host()
+    {
+        span.record("server.address", host);
+    }
+    span.record("http.response.status_code", i64::from(status));
+    span.record("outcome", outcome.as_str());
+    if status >= 500 || outcome == Outcome::UpstreamBroke {
+        span.record("otel.status_code", "ERROR");
     }
 }
 
@@ -404,6 +453,10 @@ fn record_metrics(
         )
         .increment(1);
     }
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Milliseconds with three decimals (a microsecond), printed short.

@@ -1,34 +1,104 @@
-//! Finding `"usage": {…}` in an answer as its bytes pass, without holding the answer.
+//! Finding `"usage": {…}` and `"model": "…"` in an answer as its bytes pass, without holding
+//! the answer.
 //!
 //! A JSON answer and an event stream are both UTF-8 JSON text in which a string's own quotes
 //! are escaped, so the seven bytes `"usage"` followed by `:` can only be a member name. The
 //! scanner looks for them with `memchr`'s substring search (also across frame boundaries),
-//! copies the object value that follows (at most [`MAX_USAGE_BYTES`]) and reads the counts.
+//! copies the value that follows (at most [`MAX_USAGE_BYTES`]) and reads it.
 //! `"usage": null` (every chunk of a stream with usage on, but the last) is skipped. The last
-//! usage object seen wins: a stream's final chunk carries the totals.
+//! usage object seen wins: a stream's final chunk carries the totals. For `"model"` the first
+//! string wins (every chunk of a stream repeats it), and scanning for it then stops.
 
 use memchr::memmem::Finder;
 use serde::Deserialize;
 use tower_openai_core::Usage;
 
-const KEY: &[u8] = b"\"usage\"";
+/// Both keys the scanner looks for are seven bytes long, quotes included.
+const KEY_LEN: usize = 7;
+const USAGE: &[u8; KEY_LEN] = b"\"usage\"";
+const MODEL: &[u8; KEY_LEN] = b"\"model\"";
+
+/// The longest response model name read.
+const MAX_MODEL_BYTES: usize = 256;
 
 /// The largest usage object read; a larger one is ignored (real ones are under 300 bytes,
 /// details included).
 pub(crate) const MAX_USAGE_BYTES: usize = 4096;
 
+/// What follows the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// An object (`usage`); the last one wins.
+    Object,
+    /// A string (`model`); the first one wins.
+    String,
+}
+
 #[derive(Debug)]
-pub(crate) struct UsageScanner {
+struct KeyScanner {
+    key: &'static [u8; KEY_LEN],
+    want: Want,
+    max: usize,
     finder: Finder<'static>,
     state: State,
     /// The last bytes of the previous frame (while searching), to find a key split in two.
-    tail: [u8; KEY.len() - 1],
+    tail: [u8; KEY_LEN - 1],
     tail_len: usize,
     capture: Vec<u8>,
     depth: u32,
     in_string: bool,
     escaped: bool,
+    /// A value was completed (for `Want::String`, scanning stops).
+    done: bool,
+}
+
+/// The usage and the response model of one answer.
+#[derive(Debug)]
+pub(crate) struct UsageScanner {
+    usage: KeyScanner,
+    model: KeyScanner,
     found: Option<Usage>,
+    response_model: Option<String>,
+}
+
+impl Default for UsageScanner {
+    fn default() -> Self {
+        Self {
+            usage: KeyScanner::new(USAGE, Want::Object, MAX_USAGE_BYTES),
+            model: KeyScanner::new(MODEL, Want::String, MAX_MODEL_BYTES),
+            found: None,
+            response_model: None,
+        }
+    }
+}
+
+impl UsageScanner {
+    /// Feed the next bytes; whether a usage object was completed in them.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
+        if !self.model.done
+            && let Some(raw) = self.model.feed(data).last()
+        {
+            self.response_model = serde_json::from_slice::<String>(raw).ok();
+        }
+        let mut found = false;
+        for object in self.usage.feed(data) {
+            if let Some(usage) = parse(&object) {
+                self.found = Some(usage);
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// The usage last completed.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        self.found
+    }
+
+    /// The first `model` string of the answer.
+    pub(crate) fn take_response_model(&mut self) -> Option<String> {
+        self.response_model.take()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +108,8 @@ enum State {
     Key,
     /// After the colon: whitespace, then `{` (else not a usage object).
     Colon,
-    /// Inside the object.
-    Object,
+    /// Inside the value.
+    Value,
 }
 
 #[derive(Deserialize)]
@@ -50,26 +120,30 @@ struct Counts {
     output_tokens: Option<u64>,
 }
 
-impl Default for UsageScanner {
-    fn default() -> Self {
+impl KeyScanner {
+    fn new(key: &'static [u8; KEY_LEN], want: Want, max: usize) -> Self {
         Self {
-            finder: Finder::new(KEY),
+            key,
+            want,
+            max,
+            finder: Finder::new(key),
             state: State::Search,
-            tail: [0; KEY.len() - 1],
+            tail: [0; KEY_LEN - 1],
             tail_len: 0,
             capture: Vec::new(),
             depth: 0,
             in_string: false,
             escaped: false,
-            found: None,
+            done: false,
         }
     }
-}
 
-impl UsageScanner {
-    /// Feed the next bytes; whether a usage object was completed in them.
-    pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
-        let mut found = false;
+    /// Feed the next bytes; the values completed in them (raw JSON text).
+    fn feed(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut found = Vec::new();
+        if self.done {
+            return found;
+        }
         let mut i = 0;
         if self.state == State::Search
             && let Some(end) = self.split_key(data)
@@ -82,7 +156,7 @@ impl UsageScanner {
             match self.state {
                 State::Search => match self.finder.find(&data[i..]) {
                     Some(at) => {
-                        i += at + KEY.len();
+                        i += at + KEY_LEN;
                         self.tail_len = 0;
                         self.state = State::Key;
                     }
@@ -99,38 +173,33 @@ impl UsageScanner {
                     }
                     i += 1;
                 }
-                State::Colon => match data[i] {
-                    b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-                    b'{' => {
+                State::Colon => match (data[i], self.want) {
+                    (b' ' | b'\t' | b'\r' | b'\n', _) => i += 1,
+                    (b'{', Want::Object) | (b'"', Want::String) => {
                         self.capture.clear();
                         self.depth = 0;
                         self.in_string = false;
                         self.escaped = false;
-                        self.state = State::Object;
+                        self.state = State::Value;
                     }
-                    // `null`, or anything else: not a usage object; search on from here.
+                    // `null`, or anything else: not the value wanted; search on from here.
                     _ => self.state = State::Search,
                 },
-                State::Object => {
-                    let (used, done) = self.object_bytes(&data[i..]);
+                State::Value => {
+                    let (used, complete) = self.value_bytes(&data[i..]);
                     i += used;
-                    if done {
+                    if complete {
                         self.state = State::Search;
-                        if let Some(usage) = parse(&self.capture) {
-                            self.found = Some(usage);
-                            found = true;
+                        found.push(std::mem::take(&mut self.capture));
+                        if self.want == Want::String {
+                            self.done = true;
+                            return found;
                         }
-                        self.capture.clear();
                     }
                 }
             }
         }
         found
-    }
-
-    /// The usage last completed.
-    pub(crate) fn usage(&self) -> Option<Usage> {
-        self.found
     }
 
     /// A key begun in the previous frames' tail and finished in `data`: the index in `data`
@@ -140,12 +209,13 @@ impl UsageScanner {
             return None;
         }
         let tail = &self.tail[..self.tail_len];
-        (1..KEY.len()).find(|&in_data| {
-            let in_tail = KEY.len() - in_data;
+        let key = self.key;
+        (1..KEY_LEN).find(|&in_data| {
+            let in_tail = KEY_LEN - in_data;
             in_tail <= tail.len()
                 && data.len() >= in_data
-                && tail[tail.len() - in_tail..] == KEY[..in_tail]
-                && data[..in_data] == KEY[in_tail..]
+                && tail[tail.len() - in_tail..] == key[..in_tail]
+                && data[..in_data] == key[in_tail..]
         })
     }
 
@@ -165,16 +235,27 @@ impl UsageScanner {
         }
     }
 
-    /// Copy object bytes from `data`; how many were used and whether the object closed.
-    fn object_bytes(&mut self, data: &[u8]) -> (usize, bool) {
+    /// Copy value bytes from `data`; how many were used and whether the value closed.
+    fn value_bytes(&mut self, data: &[u8]) -> (usize, bool) {
         for (i, &b) in data.iter().enumerate() {
-            if self.capture.len() == MAX_USAGE_BYTES {
-                // Too large to be a usage object: give it up, search on.
+            if self.capture.len() == self.max {
+                // Too large to be the value wanted: give it up, search on.
                 self.capture.clear();
                 self.state = State::Search;
                 return (i, false);
             }
+            let opening = self.capture.is_empty();
             self.capture.push(b);
+            if self.want == Want::String {
+                match b {
+                    _ if opening => {}
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => return (i + 1, true),
+                    _ => {}
+                }
+                continue;
+            }
             if self.in_string {
                 match b {
                     _ if self.escaped => self.escaped = false,
@@ -221,11 +302,24 @@ mod tests {
     use super::UsageScanner;
 
     fn scan(frames: &[&[u8]]) -> Option<Usage> {
+        scan_both(frames).0
+    }
+
+    fn scan_both(frames: &[&[u8]]) -> (Option<Usage>, Option<String>) {
         let mut s = UsageScanner::default();
         for f in frames {
             s.feed(f);
         }
-        s.usage()
+        (s.usage(), s.take_response_model())
+    }
+
+    #[test]
+    fn reads_the_first_response_model() {
+        let chat = br#"{"id":"x","model" : "gpt-4o-2024-08-06","choices":[{"message":{"content":""model": "fake""}}],"model":"later"}"#;
+        assert_eq!(scan_both(&[chat]).1.as_deref(), Some("gpt-4o-2024-08-06"));
+        let escaped = br#"{"model":"a\"b\\c"}"#;
+        assert_eq!(scan_both(&[escaped]).1.as_deref(), Some("a\"b\\c"));
+        assert_eq!(scan_both(&[br#"{"model":null,"x":1}"#]).1, None);
     }
 
     fn usage(input: u64, output: u64) -> Option<Usage> {
@@ -272,7 +366,7 @@ mod tests {
         /// However the answer is cut into frames, the same usage is found.
         #[test]
         fn any_framing_finds_the_same_usage(cuts in proptest::collection::vec(0usize..200, 0..12)) {
-            let body = br#"data: {"choices":[],"usage":null}
+            let body = br#"data: {"model":"m-1","choices":[],"usage":null}
 
 data: {"choices":[],"usage": {"prompt_tokens":41,"completion_tokens":43,"details":{"a":[1,{"b":"}"}]}}}
 
@@ -289,7 +383,9 @@ data: [DONE]
                 at = c;
             }
             frames.push(&body[at..]);
-            prop_assert_eq!(scan(&frames), usage(41, 43));
+            let (found, model) = scan_both(&frames);
+            prop_assert_eq!(found, usage(41, 43));
+            prop_assert_eq!(model.as_deref(), Some("m-1"));
         }
     }
 }

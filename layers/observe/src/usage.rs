@@ -288,6 +288,9 @@ where
                             {
                                 watch.exchange.set_usage(usage);
                             }
+                            if let Some(model) = watch.scanner.take_response_model() {
+                                watch.exchange.set_response_model(&model);
+                            }
                             match watch.events.as_mut() {
                                 None => Frame::data(data),
                                 Some(events) => match events.push(data) {
