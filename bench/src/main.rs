@@ -88,6 +88,11 @@ struct BenchArgs {
     /// Another build of `openai-gateway`, measured in the same rounds (A/B)
     #[arg(long, value_name = "PATH")]
     also_gateway: Option<String>,
+    /// KEY=VALUE added to the `--also-gateway` process's environment (repeatable; `{upstream}`
+    /// in VALUE is the mock upstream's address), e.g. `RUST_LOG=info` to measure the access
+    /// log, or `OTEL_EXPORTER_OTLP_ENDPOINT=http://{upstream}` to measure trace export
+    #[arg(long, value_name = "KEY=VALUE")]
+    other_env: Vec<String>,
     /// Load only the in-process gateway for SECS, for a profiler; words after it: `models`
     /// (the cached list), `bare` (the bare proxy instead), `c1` (concurrency 1)
     #[arg(long, num_args = 1.., value_names = ["SECS", "MODE"])]
@@ -198,8 +203,20 @@ async fn main() {
     // (an A/B comparison that machine drift cannot bias).
     let mut _other = None;
     if let Some(path) = &args.also_gateway {
-        let Some((system, child)) =
-            spawn_gateway(up, &client, std::path::Path::new(path), "gateway (other)").await
+        let env: Vec<(String, String)> = args
+            .other_env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let Some((system, child)) = spawn_gateway(
+            up,
+            &client,
+            std::path::Path::new(path),
+            "gateway (other)",
+            &env,
+        )
+        .await
         else {
             eprintln!("could not start {path}");
             std::process::exit(1);

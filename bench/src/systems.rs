@@ -191,22 +191,26 @@ pub(crate) async fn processes(
         pid: bare.id(),
     };
     let (gateway_system, gateway) =
-        spawn_gateway(upstream, client, &gateway_exe()?, "gateway (process)").await?;
+        spawn_gateway(upstream, client, &gateway_exe()?, "gateway (process)", &[]).await?;
     Some((bare_system, gateway_system, vec![bare, gateway]))
 }
 
 /// An `openai-gateway` binary (`exe`) serving the benchmark's configuration in a process of
-/// its own.
+/// its own, with `env` added to its environment (`{upstream}` in a value is replaced by the
+/// mock upstream's address; with any `env`, its stderr is discarded, so an access log at
+/// `info` does not flood the terminal).
 pub(crate) async fn spawn_gateway(
     upstream: SocketAddr,
     client: &HttpClient,
     exe: &std::path::Path,
     name: &'static str,
+    env: &[(String, String)],
 ) -> Option<(System, tokio::process::Child)> {
     let port = free_port();
     // One data directory per gateway process, named after its port.
     let (file, dir) = gateway_config(upstream, &format!("process-{port}"));
-    let gateway = tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    command
         .args([
             "--config".as_ref(),
             file.as_os_str(),
@@ -216,9 +220,14 @@ pub(crate) async fn spawn_gateway(
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value.replace("{upstream}", &upstream.to_string()));
+    }
+    if !env.is_empty() {
+        command.stderr(std::process::Stdio::null());
+    }
+    let gateway = command.spawn().ok()?;
     let base = format!("http://127.0.0.1:{port}/v1");
     if !wait_ready(client, &base, Some("sk-alice")).await {
         eprintln!("{} did not start", exe.display());
