@@ -75,6 +75,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         store: tower_openai_speech_cache::SpeechStore,
     ) -> ServiceBuilder<Stack<tower_openai_speech_cache::SpeechCacheLayer, L>>;
 
+    /// Model groups: each attempt's connection, failover, cooldown ([`group`](crate::group)).
+    #[cfg(feature = "group")]
+    fn group(
+        self,
+        groups: &tower_openai_group::Groups,
+    ) -> ServiceBuilder<Stack<tower_openai_group::GroupLayer, L>>;
+
     /// The access log and metrics, written when each body ends ([`observe`](crate::observe)).
     #[cfg(feature = "observe")]
     fn observe(self) -> ServiceBuilder<Stack<tower_openai_observe::ObserveLayer, L>>;
@@ -162,6 +169,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         store: tower_openai_speech_cache::SpeechStore,
     ) -> ServiceBuilder<Stack<tower_openai_speech_cache::SpeechCacheLayer, L>> {
         self.layer(tower_openai_speech_cache::SpeechCacheLayer::new(store))
+    }
+
+    #[cfg(feature = "group")]
+    fn group(
+        self,
+        groups: &tower_openai_group::Groups,
+    ) -> ServiceBuilder<Stack<tower_openai_group::GroupLayer, L>> {
+        self.layer(groups.layer())
     }
 
     #[cfg(feature = "observe")]

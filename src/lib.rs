@@ -20,6 +20,7 @@
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
 //! | [`observe`] | `observe` | access log and metrics when each body ends; token usage |
+//! | [`group`] | `group` | model groups: balance, fail over before the head, cool down |
 //!
 //! # The stack
 //!
@@ -37,6 +38,7 @@
 //! acl              refuses a model the user may not use; hands models its list filter
 //! models           GET /models from the shared catalog (no connection needed)
 //! select           model → connection, prefix stripped; no model → connection 0
+//! group            a grouped model: each attempt's connection, failover, cooldown
 //! usage            token usage of the answer (JSON or stream) into the request's exchange
 //! speech_cache     POST /audio/speech from disk; a hit costs nothing below
 //! reasoning        reasoning-model rewrites (needs the outgoing model and the URL)
@@ -205,6 +207,12 @@ pub mod acl {
 #[cfg(feature = "speech-cache")]
 pub mod speech_cache {
     pub use tower_openai_speech_cache::*;
+}
+
+/// Model groups (`tower-openai-group`).
+#[cfg(feature = "group")]
+pub mod group {
+    pub use tower_openai_group::*;
 }
 
 /// The access log, metrics and token usage (`tower-openai-observe`).

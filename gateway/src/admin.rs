@@ -16,6 +16,7 @@ use tower_openai_core::{
     Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection, Settings, SettingsHandle,
     SettingsSnapshot,
 };
+use tower_openai_group::Groups;
 use tower_openai_models::Catalog;
 
 use super::persist::{ConfigStore, Persisted};
@@ -104,6 +105,7 @@ pub(crate) struct Admin {
 struct Inner {
     settings: SettingsHandle,
     catalog: Catalog,
+    groups: Groups,
     lower: Lower,
     store: ConfigStore,
     max_body: usize,
@@ -187,6 +189,7 @@ impl Admin {
     pub(crate) fn new(
         settings: SettingsHandle,
         catalog: Catalog,
+        groups: Groups,
         lower: Lower,
         store: ConfigStore,
         max_body: usize,
@@ -195,6 +198,7 @@ impl Admin {
             inner: Arc::new(Inner {
                 settings,
                 catalog,
+                groups,
                 lower,
                 store,
                 max_body,
@@ -329,6 +333,11 @@ impl Admin {
             .await
             .into_iter()
             .map(|h| {
+                let cooldown_until = settings
+                    .connection(h.index)
+                    .and_then(|c| self.inner.groups.cooldown_until(c))
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs());
                 let last_fetch = h.last_fetch.map(|(at, result)| match result {
                     Ok(_) => json!({"at": at, "ok": true, "error": null}),
                     Err(error) => json!({"at": at, "ok": false, "error": error}),
@@ -340,8 +349,8 @@ impl Admin {
                     "up": h.up,
                     "models": h.models,
                     "last_fetch": last_fetch,
-                    // Model groups' cooldowns are not built yet.
-                    "cooldown_until": null,
+                    // Seconds since the Unix epoch; null when not cooling down.
+                    "cooldown_until": cooldown_until,
                 })
             })
             .collect();

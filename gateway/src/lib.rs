@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tower_openai_acl::StaticRecords;
 use tower_openai_auth::{AuthLayer, EntraTokens};
 use tower_openai_core::SettingsHandle;
+use tower_openai_group::Groups;
 use tower_openai_models::Catalog;
 use tower_openai_speech_cache::SpeechStore;
 use tower_openai_test_util::MockUpstream;
@@ -37,8 +38,8 @@ use tower_openai_upstream::Upstream;
 pub use self::cli::Args;
 pub use self::config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SPEECH_CACHE_MAX_BYTES,
-    GatewayConfig, KeyDigest, Limits, ModelAccess, ModelRecord, Observability, StartError,
-    UserRecord,
+    GatewayConfig, GroupsConfig, KeyDigest, Limits, ModelAccess, ModelRecord, Observability,
+    StartError, UserRecord,
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
@@ -55,6 +56,8 @@ pub struct Gateway {
     callers: Callers,
     lower: stack::Lower,
     catalog: Catalog,
+    /// Model groups' shared state (each connection's load, failures, cooldown).
+    groups: Groups,
     records: StaticRecords,
     admin: admin::Admin,
     speech: SpeechStore,
@@ -104,10 +107,14 @@ impl Gateway {
             AuthLayer::new().entra(entra),
             config.headers.clone(),
         );
-        let catalog = Catalog::new(lower.clone());
+        let catalog = Catalog::builder(lower.clone())
+            .groups(config.groups.enabled)
+            .build();
+        let groups = Groups::new(config.groups.policy.clone());
         let admin = admin::Admin::new(
             settings.clone(),
             catalog.clone(),
+            groups.clone(),
             stack::boxed_lower(lower.clone()),
             store,
             config.max_body_bytes,
@@ -143,6 +150,7 @@ impl Gateway {
         };
         Ok(Self {
             metrics_listener,
+            groups,
             callers: Callers::new(&config.users, config.allow_anonymous),
             speech,
             serve_options,

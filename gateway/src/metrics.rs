@@ -36,6 +36,7 @@ pub(crate) fn prometheus() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             names::describe();
+            tower_openai_group::names::describe();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let upkeep = handle.clone();
                 runtime.spawn(async move {

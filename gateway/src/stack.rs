@@ -113,9 +113,13 @@ pub(crate) fn service(
         // Model → connection (prefix stripped); no model → connection 0. Everything below
         // acts on the selected connection.
         .layer(SelectLayer::new(gateway.catalog.clone()))
+        // A grouped model (GATEWAY_MODEL_GROUPS): each attempt's connection, balanced by
+        // weight and load, failed over before the head, cooled down. Everything below runs
+        // once per attempt, for that connection.
+        .layer(gateway.groups.layer())
         // Token usage from answers and streams into the request's exchange (and, with
-        // GATEWAY_STREAM_USAGE, usage asked of every streamed chat): below select, where the
-        // connection and the routed model are known.
+        // GATEWAY_STREAM_USAGE, usage asked of every streamed chat): below select and the
+        // group, where the connection and the routed model are known.
         .layer(UsageLayer::new().ask_streams(gateway.config.observability.stream_usage))
         // Text-to-speech answered from disk: below select and acl (the model is known and
         // allowed), above everything that costs work per request (a hit fetches no token).

@@ -118,6 +118,19 @@ pub struct GatewayConfig {
     pub security: super::security::SecurityConfig,
     /// Metrics and usage (docs/observability.md).
     pub observability: Observability,
+    /// Model groups (docs/groups.md).
+    pub groups: GroupsConfig,
+}
+
+/// Model groups (docs/groups.md): off by default, Open WebUI's first-connection-wins.
+#[derive(Clone, Debug, Default)]
+pub struct GroupsConfig {
+    /// `GATEWAY_MODEL_GROUPS`: a model id several enabled connections list is one model
+    /// served by all of them.
+    pub enabled: bool,
+    /// `GATEWAY_MAX_ATTEMPTS` (default 3), `GATEWAY_COOLDOWN_FAILURES` (default 3),
+    /// `GATEWAY_COOLDOWN_SECONDS` (default 30).
+    pub policy: tower_openai_group::GroupPolicy,
 }
 
 /// Metrics and usage (docs/observability.md).
@@ -200,6 +213,19 @@ fn seconds_var(
                 format!("{v:?} is not a number of seconds between 0 and 86400"),
             )
         })
+}
+
+/// A whole number of at least 1 from `name`, or `default`.
+fn at_least_one(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    let n = whole_var(env, name, default)?;
+    if n == 0 {
+        return Err(ConfigError::new(name, "must be at least 1"));
+    }
+    Ok(n)
 }
 
 /// `true` or `false` (any case) from `name`, or `default` when unset or empty.
@@ -309,6 +335,7 @@ impl GatewayConfig {
             speech_cache_max_bytes: DEFAULT_SPEECH_CACHE_MAX_BYTES,
             security: Default::default(),
             observability: Observability::default(),
+            groups: GroupsConfig::default(),
         }
     }
 
@@ -442,6 +469,24 @@ impl GatewayConfig {
                 },
                 stream_usage: bool_var(env, "GATEWAY_STREAM_USAGE", false)?,
                 otel: crate::telemetry::otel_configured(env),
+            },
+            groups: GroupsConfig {
+                enabled: bool_var(env, "GATEWAY_MODEL_GROUPS", false)?,
+                policy: tower_openai_group::GroupPolicy {
+                    max_attempts: at_least_one(env, "GATEWAY_MAX_ATTEMPTS", 3)?,
+                    cooldown_failures: u32::try_from(at_least_one(
+                        env,
+                        "GATEWAY_COOLDOWN_FAILURES",
+                        3,
+                    )?)
+                    .unwrap_or(u32::MAX),
+                    cooldown: seconds_var(
+                        env,
+                        "GATEWAY_COOLDOWN_SECONDS",
+                        Duration::from_secs(30),
+                    )?,
+                    ..tower_openai_group::GroupPolicy::default()
+                },
             },
         })
     }

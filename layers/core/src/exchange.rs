@@ -2,7 +2,7 @@
 //! it (the access log, the metrics, the trace span).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use http::Extensions;
 
@@ -27,7 +27,8 @@ struct Inner {
     user: OnceLock<Box<str>>,
     model: OnceLock<Box<str>>,
     response_model: OnceLock<Box<str>>,
-    connection: OnceLock<Arc<Connection>>,
+    /// The last connection selected (a group layer may try several).
+    connection: Mutex<Option<Arc<Connection>>>,
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
     ending: AtomicU8,
@@ -40,7 +41,7 @@ impl Default for Inner {
             user: OnceLock::new(),
             model: OnceLock::new(),
             response_model: OnceLock::new(),
-            connection: OnceLock::new(),
+            connection: Mutex::new(None),
             input_tokens: AtomicU64::new(NONE),
             output_tokens: AtomicU64::new(NONE),
             ending: AtomicU8::new(0),
@@ -75,7 +76,8 @@ impl Exchange {
     /// Record what the standard extensions already say: the route ([`ApiRoute`]), the user
     /// ([`User`]), the model once routed ([`RequestedModel`]: a model the catalog knows, never
     /// an arbitrary string a caller sent, so it is safe as a metrics label) and the
-    /// connection ([`SelectedConnection`]). Values already recorded are kept.
+    /// connection ([`SelectedConnection`]). Values already recorded are kept, except the
+    /// connection: the last one noted is the one that answered (a group may try several).
     pub fn note(&self, extensions: &Extensions) {
         if let Some(route) = extensions.get::<ApiRoute>() {
             let _ = self.0.route.set(route.name);
@@ -90,10 +92,8 @@ impl Exchange {
         {
             let _ = self.0.model.set(m.requested.as_str().into());
         }
-        if self.0.connection.get().is_none()
-            && let Some(SelectedConnection(c)) = extensions.get::<SelectedConnection>()
-        {
-            let _ = self.0.connection.set(c.clone());
+        if let Some(SelectedConnection(c)) = extensions.get::<SelectedConnection>() {
+            *self.connection_slot() = Some(c.clone());
         }
     }
 
@@ -147,12 +147,21 @@ impl Exchange {
 
     /// The index of the connection the request went to, once known.
     pub fn connection(&self) -> Option<usize> {
-        self.0.connection.get().map(|c| c.index())
+        self.connection_slot().as_ref().map(|c| c.index())
     }
 
     /// The connection the request went to, once known.
-    pub fn selected_connection(&self) -> Option<&Arc<Connection>> {
-        self.0.connection.get()
+    pub fn selected_connection(&self) -> Option<Arc<Connection>> {
+        self.connection_slot().clone()
+    }
+
+    /// The connection slot (never held across an await; a poisoned lock still holds a
+    /// valid value).
+    fn connection_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Connection>>> {
+        self.0
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The model the answer named, if it did.
@@ -218,10 +227,13 @@ mod tests {
             ..User::default()
         });
         again.note(&other);
+        other.insert(SelectedConnection(settings.connections()[0].clone()));
+        again.note(&other);
         assert_eq!(x.route(), Some("chat/completions"));
         assert_eq!(x.user(), Some("alice"));
         assert_eq!(x.model(), Some("local.llama3"));
-        assert_eq!(x.connection(), Some(1));
+        // The last connection noted is the one that answered.
+        assert_eq!(x.connection(), Some(0));
     }
 
     #[test]

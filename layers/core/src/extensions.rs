@@ -9,6 +9,7 @@
 //! | [`RequestTimeout`] | models, admin checks | upstream |
 //! | [`ListFilter`] | acl | models (filters the listed models per request) |
 //! | [`RequestedModel`] | select | acl, reasoning, azure, logging |
+//! | [`ConnectionGroup`] | select (model groups) | the group layer |
 //! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
 //! | [`Exchange`](crate::Exchange) | the reporting layer (metrics, access log) | select, upstream, usage (they fill it in) |
 
@@ -239,6 +240,12 @@ pub struct RequestedModel {
     /// As sent upstream (prefix stripped).
     pub upstream: String,
 }
+
+/// The connections that serve the routed model, in list order, when there are several (model
+/// groups are on). Written by select, next to the [`SelectedConnection`] of the first; read by
+/// a group layer, which chooses among them per attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionGroup(pub Arc<[usize]>);
 
 /// Set by the reasoning layer when the outgoing model is a reasoning model, so the layers
 /// below (azure) use the same decision and its replaceable rule.

@@ -18,16 +18,21 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub enum Route {
     /// Connection index.
     Connection(usize),
+    /// Several connections serve the model (model groups are on): their indices, in list
+    /// order. Without a group layer below select, the first one is used.
+    Group(Arc<[usize]>),
     /// No connection lists this model.
     Unknown,
-    /// The catalog is being built; the future resolves to the connection index, if any.
-    Pending(BoxFuture<Option<usize>>),
+    /// The catalog is being built; the future resolves to the route once it is (never to
+    /// `Pending` again).
+    Pending(BoxFuture<Route>),
 }
 
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Route::Connection(i) => f.debug_tuple("Connection").field(i).finish(),
+            Route::Group(g) => f.debug_tuple("Group").field(g).finish(),
             Route::Unknown => f.write_str("Unknown"),
             Route::Pending(_) => f.write_str("Pending"),
         }

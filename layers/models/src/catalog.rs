@@ -63,6 +63,7 @@ struct Inner {
     fetch: Fetch,
     grace: Duration,
     max_list_bytes: usize,
+    groups: bool,
     current: ArcSwapOption<Snapshot>,
     building: Mutex<Option<Build>>,
     health: Mutex<HashMap<(usize, String), Health>>,
@@ -123,6 +124,7 @@ pub struct CatalogBuilder {
     fetch: Fetch,
     grace: Duration,
     max_list_bytes: usize,
+    groups: bool,
 }
 
 impl fmt::Debug for CatalogBuilder {
@@ -130,6 +132,7 @@ impl fmt::Debug for CatalogBuilder {
         f.debug_struct("CatalogBuilder")
             .field("grace", &self.grace)
             .field("max_list_bytes", &self.max_list_bytes)
+            .field("groups", &self.groups)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +151,15 @@ impl CatalogBuilder {
         self
     }
 
+    /// Model groups (default off, Open WebUI's behaviour: the first connection that lists a
+    /// model id serves it). On, a model id several enabled connections list is one model
+    /// served by all of them: listed once with `urlIdxs`, routed as [`Route::Group`] for a
+    /// group layer to choose among them per request.
+    pub fn groups(mut self, on: bool) -> Self {
+        self.groups = on;
+        self
+    }
+
     /// Build the catalog.
     pub fn build(self) -> Catalog {
         Catalog {
@@ -155,6 +167,7 @@ impl CatalogBuilder {
                 fetch: self.fetch,
                 grace: self.grace,
                 max_list_bytes: self.max_list_bytes,
+                groups: self.groups,
                 current: ArcSwapOption::empty(),
                 building: Mutex::new(None),
                 health: Mutex::new(HashMap::new()),
@@ -209,6 +222,7 @@ impl Catalog {
             fetch,
             grace: DEFAULT_GRACE,
             max_list_bytes: DEFAULT_MAX_LIST_BYTES,
+            groups: false,
         }
     }
 
@@ -366,20 +380,15 @@ impl fmt::Debug for Catalog {
 impl ModelRoutes for Catalog {
     fn route(&self, settings: &Arc<Settings>, model: &str) -> Route {
         if settings.enable() {
-            if let Some(route) = self.with_current(settings, |s| {
-                s.connection_of(model)
-                    .map_or(Route::Unknown, Route::Connection)
-            }) {
+            if let Some(route) = self.with_current(settings, |s| s.route_of(model)) {
                 return route;
             }
         }
         match self.lookup(settings) {
-            Lookup::Ready(s) => s
-                .connection_of(model)
-                .map_or(Route::Unknown, Route::Connection),
+            Lookup::Ready(s) => s.route_of(model),
             Lookup::Pending(f) => {
                 let model = model.to_owned();
-                Route::Pending(Box::pin(async move { f.await.connection_of(&model) }))
+                Route::Pending(Box::pin(async move { f.await.route_of(&model) }))
             }
         }
     }
@@ -411,7 +420,7 @@ impl Inner {
                 .map(|c| async move { (c.clone(), self.models_of(settings, c).await) }),
         )
         .await;
-        let mut builder = SnapshotBuilder::default();
+        let mut builder = SnapshotBuilder::with_groups(self.groups);
         for (connection, list) in lists {
             for raw in list.iter() {
                 if let Some(e) = enrich(raw.clone(), &connection) {

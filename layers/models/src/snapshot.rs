@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 use tokio::time::Instant;
+use tower_openai_core::routing::Route;
 use tower_openai_core::{ListFilter, Settings};
 
 /// One merged model list, as built for one settings snapshot.
@@ -22,6 +23,9 @@ pub struct Snapshot {
 struct Entry {
     key: String,
     connection: usize,
+    /// Every connection serving the model, when model groups are on and there are several
+    /// (the first is `connection`).
+    group: Option<Arc<[usize]>>,
     json: Bytes,
 }
 
@@ -48,9 +52,20 @@ impl Snapshot {
         self.entries.is_empty()
     }
 
-    /// The connection serving model `id`.
+    /// The connection serving model `id` (the first, for a group).
     pub fn connection_of(&self, id: &str) -> Option<usize> {
         self.by_key.get(id).map(|&i| self.entries[i].connection)
+    }
+
+    /// The route to model `id`: its connection, or its group's.
+    pub fn route_of(&self, id: &str) -> Route {
+        match self.by_key.get(id).map(|&i| &self.entries[i]) {
+            None => Route::Unknown,
+            Some(Entry {
+                group: Some(group), ..
+            }) => Route::Group(group.clone()),
+            Some(e) => Route::Connection(e.connection),
+        }
     }
 
     /// The model ids, in list order.
@@ -88,17 +103,36 @@ impl fmt::Debug for Snapshot {
 pub(crate) struct SnapshotBuilder {
     entries: Vec<Entry>,
     by_key: HashMap<String, usize>,
+    /// Model groups: a model id several connections list is one model served by all.
+    groups: bool,
+    /// The connections of each grouped entry, while building.
+    members: HashMap<usize, Vec<usize>>,
 }
 
 impl SnapshotBuilder {
-    /// M-7: the first model with a key wins; later duplicates are dropped.
+    pub(crate) fn with_groups(groups: bool) -> Self {
+        Self {
+            groups,
+            ..Self::default()
+        }
+    }
+
+    /// M-7: the first model with a key wins; later duplicates are dropped, or, with model
+    /// groups, add their connection to the first's group.
     pub(crate) fn push(
         &mut self,
         key: String,
         connection: usize,
         model: &serde_json::Map<String, Value>,
     ) {
-        if self.by_key.contains_key(&key) {
+        if let Some(&at) = self.by_key.get(&key) {
+            if self.groups {
+                let first = self.entries[at].connection;
+                let members = self.members.entry(at).or_insert_with(|| vec![first]);
+                if !members.contains(&connection) {
+                    members.push(connection);
+                }
+            }
             return;
         }
         let Ok(json) = serde_json::to_vec(model) else {
@@ -108,11 +142,25 @@ impl SnapshotBuilder {
         self.entries.push(Entry {
             key,
             connection,
+            group: None,
             json: Bytes::from(json),
         });
     }
 
-    pub(crate) fn finish(self, settings: Arc<Settings>) -> Snapshot {
+    pub(crate) fn finish(mut self, settings: Arc<Settings>) -> Snapshot {
+        for (at, members) in std::mem::take(&mut self.members) {
+            let entry = &mut self.entries[at];
+            // A grouped model is listed once, with every connection that serves it.
+            if let Ok(mut model) =
+                serde_json::from_slice::<serde_json::Map<String, Value>>(&entry.json)
+            {
+                model.insert("urlIdxs".to_owned(), Value::from(members.clone()));
+                if let Ok(json) = serde_json::to_vec(&model) {
+                    entry.json = Bytes::from(json);
+                }
+            }
+            entry.group = Some(members.into());
+        }
         Snapshot {
             body: render(self.entries.iter()),
             settings,

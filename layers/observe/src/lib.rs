@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+mod handles;
 pub mod names;
 mod report;
 mod scan;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use tower_openai_core::error::UpstreamFailure;
 use tower_openai_core::{Ending, Exchange};
 use tower_service::Service;
 
+use crate::handles::Handles;
 use crate::names;
 
 /// The `tracing` target of the access log lines.
@@ -70,10 +72,13 @@ impl fmt::Display for Outcome {
 /// Stack it near the top (above [`Rescue`](tower_openai_core::Rescue): it reports responses,
 /// and the Rescue layer makes transport errors responses) and below the layer that sets
 /// `x-request-id`, which it logs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ObserveLayer {
     metrics: bool,
     access_log: bool,
+    /// The metric handles, made at first use (after the application installed its
+    /// recorder) and kept per label set.
+    handles: Arc<OnceLock<Handles>>,
 }
 
 impl Default for ObserveLayer {
@@ -88,6 +93,7 @@ impl ObserveLayer {
         Self {
             metrics: true,
             access_log: true,
+            handles: Arc::new(OnceLock::new()),
         }
     }
 
@@ -105,13 +111,19 @@ impl ObserveLayer {
     }
 }
 
+impl ObserveLayer {
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(Handles::new)
+    }
+}
+
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Observe {
             inner,
-            config: *self,
+            config: self.clone(),
         }
     }
 }
@@ -146,7 +158,7 @@ where
         exchange.note(req.extensions());
         req.extensions_mut().insert(exchange.clone());
         let record = Record {
-            config: self.config,
+            config: self.config.clone(),
             exchange,
             start: Instant::now(),
             method: req.method().clone(),
@@ -299,7 +311,7 @@ impl Record {
                     .is_some_and(|e| e.trim().eq_ignore_ascii_case("text/event-stream"))
             });
         if self.stream && self.config.metrics {
-            metrics::gauge!(names::STREAMS_ACTIVE).increment(1.0);
+            self.config.handles().streams_active().increment(1.0);
         }
     }
 
@@ -400,55 +412,35 @@ fn record_metrics(
     ttfb: std::time::Duration,
 ) {
     let x = &record.exchange;
+    let handles = record.config.handles();
     let route = x.route().unwrap_or("other");
-    let model = x.model().unwrap_or("").to_owned();
-    let connection = x.connection().map(label_of).unwrap_or_default();
-    metrics::counter!(
-        names::REQUESTS_TOTAL,
-        "route" => route,
-        "model" => model.clone(),
-        "connection" => connection.clone(),
-        "status" => label_of(status as usize),
-    )
-    .increment(1);
-    let labels = [
-        ("route", route.to_owned()),
-        ("model", model.clone()),
-        ("connection", connection.clone()),
-    ];
-    metrics::histogram!(names::REQUEST_DURATION_SECONDS, &labels).record(duration.as_secs_f64());
-    metrics::histogram!(names::TIME_TO_FIRST_BYTE_SECONDS, &labels).record(ttfb.as_secs_f64());
+    let model = x.model().unwrap_or("");
+    let connection = x.connection();
+    let request = handles.request(route, model, connection, status);
+    request.requests.increment(1);
+    request.duration.record(duration.as_secs_f64());
+    request.ttfb.record(ttfb.as_secs_f64());
     if let Some(usage) = x.usage() {
-        let user = x.user().unwrap_or("").to_owned();
-        for (direction, n) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-        ] {
-            metrics::counter!(
-                names::TOKENS_TOTAL,
-                "direction" => direction,
-                "model" => model.clone(),
-                "connection" => connection.clone(),
-                "user" => user.clone(),
-            )
-            .increment(n);
-        }
+        let (input, output) = handles.tokens(model, connection, x.user().unwrap_or(""));
+        input.increment(usage.input_tokens);
+        output.increment(usage.output_tokens);
     }
+    // Rare events: recorded through the facade directly.
     if record.stream {
-        metrics::gauge!(names::STREAMS_ACTIVE).decrement(1.0);
+        handles.streams_active().decrement(1.0);
         metrics::counter!(names::STREAM_OUTCOMES_TOTAL, "outcome" => outcome.as_str()).increment(1);
     }
     if let Some(failure) = record.failure {
         metrics::counter!(
             names::UPSTREAM_ERRORS_TOTAL,
-            "connection" => label_of(failure.connection),
+            "connection" => failure.connection.to_string(),
             "kind" => failure.kind.as_str(),
         )
         .increment(1);
     } else if outcome == Outcome::UpstreamBroke {
         metrics::counter!(
             names::UPSTREAM_ERRORS_TOTAL,
-            "connection" => connection,
+            "connection" => connection.map(|c| c.to_string()).unwrap_or_default(),
             "kind" => "stream",
         )
         .increment(1);
@@ -474,10 +466,6 @@ impl fmt::Display for OrDash {
             None => f.write_str("-"),
         }
     }
-}
-
-fn label_of(n: usize) -> String {
-    n.to_string()
 }
 
 #[cfg(test)]

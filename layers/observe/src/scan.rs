@@ -9,6 +9,8 @@
 //! usage object seen wins: a stream's final chunk carries the totals. For `"model"` the first
 //! string wins (every chunk of a stream repeats it), and scanning for it then stops.
 
+use std::sync::LazyLock;
+
 use memchr::memmem::Finder;
 use serde::Deserialize;
 use tower_openai_core::Usage;
@@ -25,6 +27,17 @@ const MAX_MODEL_BYTES: usize = 256;
 /// details included).
 pub(crate) const MAX_USAGE_BYTES: usize = 4096;
 
+/// The searchers, built once per process (building one costs more than a short search).
+fn finder_of(key: &'static [u8; KEY_LEN]) -> &'static Finder<'static> {
+    static USAGE_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(USAGE));
+    static MODEL_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(MODEL));
+    if key == USAGE {
+        &USAGE_FINDER
+    } else {
+        &MODEL_FINDER
+    }
+}
+
 /// What follows the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Want {
@@ -39,7 +52,7 @@ struct KeyScanner {
     key: &'static [u8; KEY_LEN],
     want: Want,
     max: usize,
-    finder: Finder<'static>,
+    finder: &'static Finder<'static>,
     state: State,
     /// The last bytes of the previous frame (while searching), to find a key split in two.
     tail: [u8; KEY_LEN - 1],
@@ -126,7 +139,7 @@ impl KeyScanner {
             key,
             want,
             max,
-            finder: Finder::new(key),
+            finder: finder_of(key),
             state: State::Search,
             tail: [0; KEY_LEN - 1],
             tail_len: 0,

@@ -6,7 +6,7 @@ use tower_openai_core::future::Deferred;
 use tower_openai_core::payload::Form;
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
-    ApiRoute, ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody,
+    ApiRoute, ConnectionGroup, ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody,
     SelectedConnection, Settings, SettingsSnapshot,
 };
 use tower_service::Service;
@@ -120,14 +120,7 @@ pub(crate) fn apply<B>(
         ))
         .with_code("model_not_found"));
     };
-    let upstream = match &connection.config().prefix_id {
-        Some(prefix) => model
-            .strip_prefix(prefix.as_str())
-            .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or(&model),
-        None => &model,
-    }
-    .to_owned();
+    let upstream = connection.upstream_model(&model).to_owned();
     if upstream != model {
         if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
             payload
@@ -143,6 +136,20 @@ pub(crate) fn apply<B>(
         requested: model,
         upstream,
     });
+    Ok(())
+}
+
+/// Select the first connection of `group` and record the group for a group layer below.
+fn apply_group<B>(
+    req: &mut Request<B>,
+    settings: &Settings,
+    group: std::sync::Arc<[usize]>,
+    model: String,
+) -> Result<(), ErrorResponse> {
+    apply(req, settings, group.first().copied(), model)?;
+    if group.len() > 1 {
+        req.extensions_mut().insert(ConnectionGroup(group));
+    }
     Ok(())
 }
 
@@ -181,6 +188,10 @@ where
                     Ok(()) => Deferred::called(self.inner.call(req)),
                     Err(e) => Deferred::rejected(e),
                 },
+                Route::Group(group) => match apply_group(&mut req, &settings, group, model) {
+                    Ok(()) => Deferred::called(self.inner.call(req)),
+                    Err(e) => Deferred::rejected(e),
+                },
                 Route::Unknown => match apply(&mut req, &settings, None, model) {
                     Ok(()) => Deferred::called(self.inner.call(req)),
                     Err(e) => Deferred::rejected(e),
@@ -192,8 +203,15 @@ where
                     let inner = std::mem::replace(&mut self.inner, clone);
                     Deferred::waiting(
                         Box::pin(async move {
-                            let index = lookup.await;
-                            apply(&mut req, &settings, index, model)?;
+                            match lookup.await {
+                                Route::Connection(i) => apply(&mut req, &settings, Some(i), model)?,
+                                Route::Group(group) => {
+                                    apply_group(&mut req, &settings, group, model)?;
+                                }
+                                Route::Unknown | Route::Pending(_) => {
+                                    apply(&mut req, &settings, None, model)?;
+                                }
+                            }
                             Ok(req)
                         }),
                         inner,

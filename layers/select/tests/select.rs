@@ -273,10 +273,7 @@ struct SlowRoutes(StaticRoutes);
 
 impl ModelRoutes for SlowRoutes {
     fn route(&self, settings: &Arc<Settings>, model: &str) -> Route {
-        let answer = match self.0.route(settings, model) {
-            Route::Connection(i) => Some(i),
-            _ => None,
-        };
+        let answer = self.0.route(settings, model);
         Route::Pending(Box::pin(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             answer

@@ -119,6 +119,12 @@ pub struct ConnectionConfig {
     /// `entra_scope`: the scope of Microsoft Entra ID tokens (default
     /// `https://cognitiveservices.azure.com/.default`). Not an Open WebUI key.
     pub entra_scope: Option<String>,
+    /// `weight` (default 1): within a model group's priority tier, this connection's share of
+    /// requests. Not an Open WebUI key.
+    pub weight: f64,
+    /// `priority` (default 0): a model group uses a higher number only while every connection
+    /// with a lower one is cooling down. Not an Open WebUI key.
+    pub priority: i64,
     /// Every member not named above, as given.
     pub extra: Map<String, Value>,
 }
@@ -136,6 +142,8 @@ impl Default for ConnectionConfig {
             azure: false,
             api_version: None,
             entra_scope: None,
+            weight: 1.0,
+            priority: 0,
             extra: Map::new(),
         }
     }
@@ -230,6 +238,20 @@ impl ConnectionConfig {
                 "entra_scope" => {
                     let scope = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
                     config.entra_scope = (!scope.is_empty()).then(|| scope.to_owned());
+                }
+                "weight" => {
+                    config.weight = value
+                        .as_f64()
+                        .filter(|w| w.is_finite() && *w > 0.0 && *w <= 1e6)
+                        .ok_or_else(|| err(key, "must be a number above 0 (at most 1000000)"))?;
+                }
+                "priority" => {
+                    config.priority = value
+                        .as_i64()
+                        .filter(|p| p.unsigned_abs() <= 1_000_000)
+                        .ok_or_else(|| {
+                            err(key, "must be a whole number between -1000000 and 1000000")
+                        })?;
                 }
                 "api_version" => {
                     config.api_version = Some(
@@ -375,6 +397,19 @@ impl Connection {
     /// The per-connection config.
     pub fn config(&self) -> &ConnectionConfig {
         &self.config
+    }
+
+    /// The model id this connection is sent for `requested` (as the caller named it): its
+    /// `prefix_id` and the `.` after it removed (rule M-4); `requested` itself when it does
+    /// not carry the prefix.
+    pub fn upstream_model<'a>(&self, requested: &'a str) -> &'a str {
+        match &self.config.prefix_id {
+            Some(prefix) => requested
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or(requested),
+            None => requested,
+        }
     }
 
     /// Idle-read timeout for ordinary requests.

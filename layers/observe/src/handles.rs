@@ -1,0 +1,233 @@
+//! Metric handles kept per label set, so a request records with atomics instead of building
+//! a labelled key (allocating its label values) and looking it up in the recorder each time.
+//!
+//! The label sets are bounded by what they are made of (routes, routed models, connections,
+//! statuses, configured users); the caches are bounded too, at [`MAX_LABEL_SETS`] each: past
+//! that, the least used set is registered again on its next use (correct, only slower).
+
+use std::hash::{Hash, Hasher};
+
+use metrics::{Counter, Gauge, Histogram};
+use quick_cache::Equivalent;
+use quick_cache::sync::Cache;
+
+use crate::names;
+
+/// The label sets kept per cache.
+pub(crate) const MAX_LABEL_SETS: usize = 4096;
+
+/// The handles of one process's recorder, shared by every [`Observe`](crate::Observe).
+pub(crate) struct Handles {
+    requests: Cache<RequestKey, RequestHandles>,
+    tokens: Cache<TokenKey, (Counter, Counter)>,
+    streams_active: Gauge,
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handles")
+            .field("requests", &self.requests.len())
+            .field("tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request's counter and histograms.
+#[derive(Clone)]
+pub(crate) struct RequestHandles {
+    pub(crate) requests: Counter,
+    pub(crate) duration: Histogram,
+    pub(crate) ttfb: Histogram,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RequestKey {
+    route: &'static str,
+    model: Box<str>,
+    connection: Option<usize>,
+    status: u16,
+}
+
+#[derive(Hash)]
+struct RequestKeyRef<'a> {
+    route: &'static str,
+    model: &'a str,
+    connection: Option<usize>,
+    status: u16,
+}
+
+impl Equivalent<RequestKey> for RequestKeyRef<'_> {
+    fn equivalent(&self, key: &RequestKey) -> bool {
+        self.route == key.route
+            && self.model == &*key.model
+            && self.connection == key.connection
+            && self.status == key.status
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct TokenKey {
+    model: Box<str>,
+    connection: Option<usize>,
+    user: Box<str>,
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (&*self.model, self.connection, &*self.user).hash(state);
+    }
+}
+
+struct TokenKeyRef<'a> {
+    model: &'a str,
+    connection: Option<usize>,
+    user: &'a str,
+}
+
+impl Hash for TokenKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.model, self.connection, self.user).hash(state);
+    }
+}
+
+impl Equivalent<TokenKey> for TokenKeyRef<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        self.model == &*key.model && self.connection == key.connection && self.user == &*key.user
+    }
+}
+
+fn connection_label(connection: Option<usize>) -> String {
+    connection.map(|c| c.to_string()).unwrap_or_default()
+}
+
+impl Handles {
+    pub(crate) fn new() -> Self {
+        Self {
+            requests: Cache::new(MAX_LABEL_SETS),
+            tokens: Cache::new(MAX_LABEL_SETS),
+            streams_active: metrics::gauge!(names::STREAMS_ACTIVE),
+        }
+    }
+
+    pub(crate) fn streams_active(&self) -> &Gauge {
+        &self.streams_active
+    }
+
+    pub(crate) fn request(
+        &self,
+        route: &'static str,
+        model: &str,
+        connection: Option<usize>,
+        status: u16,
+    ) -> RequestHandles {
+        let key = RequestKeyRef {
+            route,
+            model,
+            connection,
+            status,
+        };
+        if let Some(found) = self.requests.get(&key) {
+            return found;
+        }
+        let conn = connection_label(connection);
+        let labels = [
+            ("route", route.to_owned()),
+            ("model", model.to_owned()),
+            ("connection", conn.clone()),
+        ];
+        let handles = RequestHandles {
+            requests: metrics::counter!(
+                names::REQUESTS_TOTAL,
+                "route" => route,
+                "model" => model.to_owned(),
+                "connection" => conn,
+                "status" => status.to_string(),
+            ),
+            duration: metrics::histogram!(names::REQUEST_DURATION_SECONDS, &labels),
+            ttfb: metrics::histogram!(names::TIME_TO_FIRST_BYTE_SECONDS, &labels),
+        };
+        self.requests.insert(
+            RequestKey {
+                route,
+                model: model.into(),
+                connection,
+                status,
+            },
+            handles.clone(),
+        );
+        handles
+    }
+
+    /// The input and output token counters.
+    pub(crate) fn tokens(
+        &self,
+        model: &str,
+        connection: Option<usize>,
+        user: &str,
+    ) -> (Counter, Counter) {
+        let key = TokenKeyRef {
+            model,
+            connection,
+            user,
+        };
+        if let Some(found) = self.tokens.get(&key) {
+            return found;
+        }
+        let conn = connection_label(connection);
+        let counter = |direction: &'static str| {
+            metrics::counter!(
+                names::TOKENS_TOTAL,
+                "direction" => direction,
+                "model" => model.to_owned(),
+                "connection" => conn.clone(),
+                "user" => user.to_owned(),
+            )
+        };
+        let handles = (counter("input"), counter("output"));
+        self.tokens.insert(
+            TokenKey {
+                model: model.into(),
+                connection,
+                user: user.into(),
+            },
+            handles.clone(),
+        );
+        handles
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, RandomState};
+
+    use super::{RequestKey, RequestKeyRef, TokenKey, TokenKeyRef};
+
+    #[test]
+    fn borrowed_keys_hash_as_owned_ones() {
+        let s = RandomState::new();
+        let owned = RequestKey {
+            route: "chat/completions",
+            model: "m".into(),
+            connection: Some(1),
+            status: 200,
+        };
+        let borrowed = RequestKeyRef {
+            route: "chat/completions",
+            model: "m",
+            connection: Some(1),
+            status: 200,
+        };
+        assert_eq!(s.hash_one(&owned), s.hash_one(&borrowed));
+        let owned = TokenKey {
+            model: "m".into(),
+            connection: None,
+            user: "u".into(),
+        };
+        let borrowed = TokenKeyRef {
+            model: "m",
+            connection: None,
+            user: "u",
+        };
+        assert_eq!(s.hash_one(&owned), s.hash_one(&borrowed));
+    }
+}
