@@ -28,6 +28,7 @@
 //!   stream is left open, and that every caller got a complete stream or an error.
 
 mod ablation;
+mod groups;
 mod load;
 mod measure;
 mod proxy;
@@ -101,6 +102,9 @@ struct BenchArgs {
     /// `stream` (one stream after another), `models`
     #[arg(long, num_args = 1.., value_names = ["SECS", "MODE"])]
     profile_process: Option<Vec<String>>,
+    /// A model group of two connections, one failing 20 % of requests: N requests per system
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "2000")]
+    groups: Option<usize>,
     /// N streamed requests through the `openai-gateway` process with random faults
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
     soak: Option<usize>,
@@ -124,6 +128,10 @@ async fn main() {
         let port: u16 = bare[1].parse().expect("port");
         proxy::bare_on(upstream, port).await;
         std::future::pending::<()>().await;
+    }
+    if let Some(requests) = args.groups {
+        let ok = groups::run(requests).await;
+        std::process::exit(if ok { 0 } else { 1 });
     }
     if let Some(total) = args.soak {
         let ok = soak::run(total).await;

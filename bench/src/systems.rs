@@ -89,23 +89,37 @@ pub(crate) fn gateway_config(
     upstream: SocketAddr,
     tag: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    gateway_config_for(&[upstream], tag)
+}
+
+/// [`gateway_config`] with one connection per upstream, each with the `bench` prefix (so
+/// with model groups on, `bench.bench-model` is one model served by all of them).
+pub(crate) fn gateway_config_for(
+    upstreams: &[SocketAddr],
+    tag: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("tower-openai-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("gateway.toml");
+    let urls: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("\"http://{u}/v1\""))
+        .collect();
+    let keys: Vec<&str> = upstreams.iter().map(|_| "\"sk-upstream\"").collect();
+    let configs: String = (0..upstreams.len())
+        .map(|i| format!("[openai.configs.\"{i}\"]\nprefix_id = \"bench\"\n\n"))
+        .collect();
     std::fs::write(
         &file,
         format!(
             r#"
 [openai]
-base_urls = ["http://{upstream}/v1"]
-keys = ["sk-upstream"]
+base_urls = [{urls}]
+keys = [{keys}]
 models_cache_ttl = 60
 forward_user_info_headers = true
 
-[openai.configs."0"]
-prefix_id = "bench"
-
-[[users]]
+{configs}[[users]]
 id = "alice"
 name = "Alice"
 email = "alice@example.com"
@@ -116,7 +130,9 @@ api_key = "sk-alice"
 id = "bench.bench-model"
 owner = "admin"
 access = {{ read_groups = ["bench"] }}
-"#
+"#,
+            urls = urls.join(", "),
+            keys = keys.join(", "),
         ),
     )
     .expect("config");
@@ -209,6 +225,24 @@ pub(crate) async fn spawn_gateway(
     let port = free_port();
     // One data directory per gateway process, named after its port.
     let (file, dir) = gateway_config(upstream, &format!("process-{port}"));
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.replace("{upstream}", &upstream.to_string())))
+        .collect();
+    spawn_gateway_with(client, exe, name, port, &file, &dir, &env).await
+}
+
+/// An `openai-gateway` binary serving the configuration `file` on `port`, with `env` added to
+/// its environment (its stderr discarded when `env` is not empty).
+pub(crate) async fn spawn_gateway_with(
+    client: &HttpClient,
+    exe: &std::path::Path,
+    name: &'static str,
+    port: u16,
+    file: &std::path::Path,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+) -> Option<(System, tokio::process::Child)> {
     let mut command = tokio::process::Command::new(exe);
     command
         .args([
@@ -222,7 +256,7 @@ pub(crate) async fn spawn_gateway(
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
     for (key, value) in env {
-        command.env(key, value.replace("{upstream}", &upstream.to_string()));
+        command.env(key, value);
     }
     if !env.is_empty() {
         command.stderr(std::process::Stdio::null());

@@ -3,6 +3,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,7 +31,43 @@ pub(crate) struct Stream {
     pub(crate) gap: Duration,
 }
 
+/// Every `every`-th chat request is answered 503 (`every` 0: never); how many were.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    pub(crate) every: usize,
+    seen: AtomicUsize,
+    pub(crate) failed: AtomicUsize,
+}
+
+impl Failures {
+    pub(crate) fn every(every: usize) -> Arc<Self> {
+        Arc::new(Self {
+            every,
+            ..Self::default()
+        })
+    }
+
+    fn fail_now(&self) -> bool {
+        let fail = self.every > 0
+            && self.seen.fetch_add(1, Ordering::Relaxed) % self.every == self.every - 1;
+        if fail {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        fail
+    }
+}
+
 pub(crate) async fn start(epoch: Instant, stream: Stream, slow: Stream) -> SocketAddr {
+    start_failing(epoch, stream, slow, Failures::every(0)).await
+}
+
+/// [`start`], answering some chat requests with 503 as `failures` says.
+pub(crate) async fn start_failing(
+    epoch: Instant,
+    stream: Stream,
+    slow: Stream,
+    failures: Arc<Failures>,
+) -> SocketAddr {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -38,10 +76,13 @@ pub(crate) async fn start(epoch: Instant, stream: Stream, slow: Stream) -> Socke
                 continue;
             };
             let _ = tcp.set_nodelay(true);
+            let failures = failures.clone();
             // It reads each request body in the connection's task, as the gateway does, so
             // it is served the same way: without a trip through the scheduler per body.
             tokio::spawn(RepollSelfWakes::new(async move {
-                let svc = hyper::service::service_fn(move |req| handle(req, epoch, stream, slow));
+                let svc = hyper::service::service_fn(move |req| {
+                    handle(req, epoch, stream, slow, failures.clone())
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
@@ -63,6 +104,7 @@ async fn handle(
     epoch: Instant,
     stream: Stream,
     slow: Stream,
+    failures: Arc<Failures>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let body = req
@@ -87,6 +129,14 @@ async fn handle(
         return Ok(full(vec![0u8; 16 * 1024], "audio/mpeg"));
     }
     if path.ends_with("/chat/completions") {
+        if failures.fail_now() {
+            let mut res = full(
+                r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+                "application/json",
+            );
+            *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            return Ok(res);
+        }
         let text = std::str::from_utf8(&body).unwrap_or("");
         if text.contains("\"stream\":true") {
             let shape = if text.contains("\"slow\":true") {

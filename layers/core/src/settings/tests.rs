@@ -175,6 +175,26 @@ fn c5_keys_are_padded_and_truncated_to_the_urls() {
 }
 
 #[test]
+fn group_weight_and_priority_are_checked() {
+    let c = ConnectionConfig::from_json(&json!({"weight": 2.5, "priority": -1})).unwrap();
+    assert_eq!((c.weight, c.priority), (2.5, -1));
+    let d = ConnectionConfig::from_json(&json!({})).unwrap();
+    assert_eq!((d.weight, d.priority), (1.0, 0));
+    for bad in [
+        json!({"weight": 0}),
+        json!({"weight": -1}),
+        json!({"weight": "2"}),
+        json!({"weight": 1e9}),
+        json!({"priority": 1.5}),
+        json!({"priority": "high"}),
+        json!({"priority": 10_000_000}),
+    ] {
+        let (member, _) = ConnectionConfig::from_json(&bad).unwrap_err();
+        assert!(member == "weight" || member == "priority", "{bad}");
+    }
+}
+
+#[test]
 fn c6_config_keys_and_their_defaults() {
     let absent = ConnectionConfig::from_json(&json!({})).unwrap();
     assert!(absent.enable);
