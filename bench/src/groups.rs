@@ -87,7 +87,7 @@ pub(crate) async fn run(requests: usize) -> bool {
             return false;
         };
         let direct = System::new("direct", format!("http://{good}/v1"), "bench-model", None);
-        let systems = vec![direct, single, grouped];
+        let systems = [direct, single, grouped];
         let per_round = requests.div_ceil(ROUNDS);
         // From a task on the runtime, as the main benchmark measures (see `latency_at_c1`).
         let (latencies, failed) = {
