@@ -292,14 +292,7 @@ async fn metrics_count_requests_tokens_per_user_and_each_stream_outcome() {
 #[tokio::test]
 async fn the_metrics_listener_serves_only_metrics_without_a_key() {
     let mock = MockUpstream::builder().models(["m"]).start().await;
-    let gw = start_with(
-        Args {
-            metrics_listen: Some("127.0.0.1:0".to_owned()),
-            ..Args::default()
-        },
-        &[("OPENAI_API_BASE_URLS", &mock.url())],
-    )
-    .await;
+    let gw = common::start_with_metrics_listener(&mock.url()).await;
     let addr = gw.metrics_addr().expect("a metrics listener");
     let s = scrape(&format!("http://{addr}/metrics"), None).await;
     assert!(

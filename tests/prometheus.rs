@@ -12,9 +12,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{answer, get, post_json, start_with, temp_dir};
+use common::{answer, get, post_json, temp_dir};
 use http::StatusCode;
-use openai_gateway::Args;
 use tower_openai_test_util::MockUpstream;
 
 /// Kills the child when dropped.
@@ -50,14 +49,7 @@ async fn a_real_prometheus_scrapes_the_gateway_and_counts_the_requests() {
         return;
     }
     let mock = MockUpstream::builder().models(["prom-model"]).start().await;
-    let gw = start_with(
-        Args {
-            metrics_listen: Some("127.0.0.1:0".to_owned()),
-            ..Args::default()
-        },
-        &[("OPENAI_API_BASE_URLS", &mock.url())],
-    )
-    .await;
+    let gw = common::start_with_metrics_listener(&mock.url()).await;
     let target = gw.metrics_addr().unwrap();
     const REQUESTS: usize = 7;
     for _ in 0..REQUESTS {

@@ -4,10 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+mod support;
+
+use std::net::TcpListener;
+use std::process::Stdio;
 use std::time::Duration;
+
+use support::{Gateway, mock_upstream};
 
 /// Run the gateway in front of a dead upstream, send it one chat, stop it; its stderr.
 fn logs_of_a_failed_chat(log_format: Option<&str>) -> String {
@@ -21,53 +24,27 @@ fn logs_of_a_failed_chat(log_format: Option<&str>) -> String {
 /// Run the gateway in front of `upstream` (model `m`), send it one chat (answered with
 /// `status`), stop it; its stderr.
 fn logs_of_a_chat(upstream: &str, log_format: Option<&str>, status: &str) -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("tower-openai-logs-{port}"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_openai-gateway"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("OPENAI_API_BASE_URLS", upstream)
-        .env("OPENAI_API_CONFIGS", r#"{"0": {"model_ids": ["m"]}}"#)
-        .env("RUST_LOG", "info")
-        .env_remove("LOG_FORMAT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(format) = log_format {
-        cmd.env("LOG_FORMAT", format);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut conn = None;
-    for _ in 0..100 {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
-            conn = Some(c);
-            break;
+    let gateway = Gateway::start("logs", |cmd| {
+        cmd.env("OPENAI_API_BASE_URLS", upstream)
+            .env("OPENAI_API_CONFIGS", r#"{"0": {"model_ids": ["m"]}}"#)
+            .env("RUST_LOG", "info")
+            .env_remove("LOG_FORMAT")
+            .stderr(Stdio::piped());
+        if let Some(format) = log_format {
+            cmd.env("LOG_FORMAT", format);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut conn = conn.expect("the gateway listens");
-    let body = r#"{"model":"m"}"#;
-    write!(
-        conn,
-        "POST /v1/chat/completions?secret=query-value HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+    });
+    let answer = gateway.post(
+        "/v1/chat/completions?secret=query-value",
+        "",
+        r#"{"model":"m"}"#,
+    );
     assert!(
         answer.starts_with(&format!("HTTP/1.1 {status}")),
         "{answer}"
     );
     std::thread::sleep(Duration::from_millis(200));
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-    String::from_utf8(output.stderr).unwrap()
+    gateway.stop()
 }
 
 #[test]
@@ -101,24 +78,6 @@ fn json_logs_are_one_object_per_line() {
         1,
         "{logs}"
     );
-}
-
-/// A mock upstream on its own runtime, for the binary to call.
-fn mock_upstream() -> (
-    tokio::runtime::Runtime,
-    tower_openai_test_util::MockUpstream,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mock = rt.block_on(
-        tower_openai_test_util::MockUpstream::builder()
-            .models(["m"])
-            .start(),
-    );
-    (rt, mock)
 }
 
 #[test]

@@ -5,10 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::convert::Infallible;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use support::Gateway;
 use tower_openai_test_util::MockUpstream;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -81,6 +81,11 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
         .and_then(|v| v.value.as_ref())
 }
 
+/// The caller's `traceparent` header line.
+fn traceparent() -> String {
+    format!("traceparent: 00-{TRACE_ID}-{CALLER_SPAN_ID}-01\r\n")
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -95,45 +100,15 @@ fn a_request_span_is_exported_with_genai_attributes_in_the_callers_trace() {
     let (collector, spans) = rt.block_on(collector());
     let mock = rt.block_on(MockUpstream::builder().models(["m"]).start());
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("tower-openai-otel-{port}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openai-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("OPENAI_API_BASE_URLS", mock.url())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
-        .env("OTEL_SERVICE_NAME", "gateway-under-test")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        // Spans are exported whatever the log filter says.
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut conn = None;
-    for _ in 0..100 {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
-            conn = Some(c);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut conn = conn.expect("the gateway listens");
-    let body = r#"{"model":"m"}"#;
-    write!(
-        conn,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
-         traceparent: 00-{TRACE_ID}-{CALLER_SPAN_ID}-01\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+    let gateway = Gateway::start("otel", |cmd| {
+        cmd.env("OPENAI_API_BASE_URLS", mock.url())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env("OTEL_SERVICE_NAME", "gateway-under-test")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            // Spans are exported whatever the log filter says.
+            .env("RUST_LOG", "warn");
+    });
+    let answer = gateway.post("/v1/chat/completions", &traceparent(), r#"{"model":"m"}"#);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // Up to 20 s.
@@ -152,9 +127,7 @@ fn a_request_span_is_exported_with_genai_attributes_in_the_callers_trace() {
         assert!(waits < 400, "no span exported");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
+    drop(gateway);
 
     let (path, content_type, span) = span;
     assert_eq!(path, "/v1/traces");
@@ -194,45 +167,13 @@ fn without_an_endpoint_the_callers_traceparent_passes_unchanged() {
         .build()
         .unwrap();
     let mock = rt.block_on(MockUpstream::builder().models(["m"]).start());
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("tower-openai-otel-off-{port}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openai-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("OPENAI_API_BASE_URLS", mock.url())
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut conn = None;
-    for _ in 0..100 {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
-            conn = Some(c);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut conn = conn.expect("the gateway listens");
-    let body = r#"{"model":"m"}"#;
-    write!(
-        conn,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
-         traceparent: 00-{TRACE_ID}-{CALLER_SPAN_ID}-01\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
+    let gateway = Gateway::start("otel-off", |cmd| {
+        cmd.env("OPENAI_API_BASE_URLS", mock.url())
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    });
+    let answer = gateway.post("/v1/chat/completions", &traceparent(), r#"{"model":"m"}"#);
+    drop(gateway);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Off, the gateway takes no part in the trace: the caller's context passes through (it
     // is on the forwarded-header allowlist).

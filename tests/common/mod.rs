@@ -62,6 +62,19 @@ pub async fn start(upstream_url: &str) -> RunningGateway {
     start_with(Args::default(), &[("OPENAI_API_BASE_URLS", upstream_url)]).await
 }
 
+/// Start a gateway whose only connection is `upstream_url`, also serving `/metrics` on a
+/// listener of its own (`--metrics-listen 127.0.0.1:0`; see `RunningGateway::metrics_addr`).
+pub async fn start_with_metrics_listener(upstream_url: &str) -> RunningGateway {
+    start_with(
+        Args {
+            metrics_listen: Some("127.0.0.1:0".to_owned()),
+            ..Args::default()
+        },
+        &[("OPENAI_API_BASE_URLS", upstream_url)],
+    )
+    .await
+}
+
 /// Start a gateway whose only connection is `upstream_url`, with the passthrough on.
 pub async fn start_passthrough(upstream_url: &str) -> RunningGateway {
     start_with(

@@ -1,0 +1,109 @@
+//! Running the real `openai-gateway` binary for a test: a free port, its own data dir, a
+//! raw HTTP/1.1 chat over a socket.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary on a free port with its own data dir; `configure` sets its environment.
+/// Killed, and its data dir removed, when dropped (unless [`Gateway::stop`] took it).
+pub struct Gateway {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(tag: &str, configure: impl FnOnce(&mut Command)) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("tower-openai-{tag}-{port}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openai-gateway"));
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        configure(&mut cmd);
+        Self {
+            port,
+            child: Some(cmd.spawn().unwrap()),
+            dir,
+        }
+    }
+
+    /// A connection to it, once it listens (at most 5 s).
+    pub fn connect(&self) -> TcpStream {
+        for _ in 0..100 {
+            if let Ok(c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the gateway does not listen on {}", self.port);
+    }
+
+    /// `POST {path}` with a JSON `body` and extra header lines; the whole answer as text.
+    pub fn post(&self, path: &str, headers: &str, body: &str) -> String {
+        let mut conn = self.connect();
+        write!(
+            conn,
+            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// Kill it; its stderr, if it was piped.
+    pub fn stop(mut self) -> String {
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        String::from_utf8(output.stderr).unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A mock upstream serving model `m`, on a runtime of its own (the tests are synchronous).
+pub fn mock_upstream() -> (
+    tokio::runtime::Runtime,
+    tower_openai_test_util::MockUpstream,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = rt.block_on(
+        tower_openai_test_util::MockUpstream::builder()
+            .models(["m"])
+            .start(),
+    );
+    (rt, mock)
+}
