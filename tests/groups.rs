@@ -61,7 +61,15 @@ async fn working() -> MockUpstream {
 
 #[tokio::test]
 async fn requests_spread_by_weight() {
-    let (a, b) = (working().await, working().await);
+    // Two upstreams of the same speed (2 ms an answer, so that scheduling noise on a busy
+    // machine is small beside it): the load-aware part sees no difference, the weights
+    // decide.
+    let same_speed = || {
+        MockUpstream::builder()
+            .delay(CHAT, Duration::from_millis(2))
+            .start()
+    };
+    let (a, b) = (same_speed().await, same_speed().await);
     let gw = grouped(
         &[a.url(), b.url()],
         &[json!({"weight": 3}), json!({"weight": 1})],

@@ -11,20 +11,25 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use tower_openai_core::Connection;
 
-/// The decay of the latency average for a faster answer (a slower one is taken at once:
-/// "peak" EWMA, as `tower::load::PeakEwma`).
-const EWMA_KEEP: f64 = 0.8;
+/// How fast the latency estimate decays with time, in ms, as `tower::load::PeakEwma`'s does:
+/// a slow answer is taken at once ("peak"), and forgotten over about this long, whether or
+/// not the connection is used meanwhile (a connection avoided after one slow answer must
+/// not keep its peak for as long as it is avoided).
+const DECAY_MS: f64 = 1000.0;
 
 /// Costs within this ratio of each other count as equal, so that at rest the choice follows
-/// the weights rather than noise in the latency average.
-const COST_TIE: f64 = 1.25;
+/// the weights rather than noise in the latency estimate (on a busy machine one connection
+/// is often 50 % slower than the other for a moment).
+const COST_TIE: f64 = 2.0;
 
 /// One connection's state.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     in_flight: AtomicU32,
-    /// Peak-EWMA of the time to the response head, in µs (0: none yet).
+    /// Peak-EWMA of the time to the response head, in µs (0: none yet), as of `ewma_at`.
     ewma_us: AtomicU64,
+    /// When `ewma_us` was last set, in ms since the map's epoch.
+    ewma_at: AtomicU64,
     failures: AtomicU32,
     /// Milliseconds since the state's epoch until which the connection is skipped (0: never
     /// cooled down, or cooled down and probed back).
@@ -112,11 +117,17 @@ impl Health {
         }
     }
 
+    /// The latency estimate at `now`, decayed since it was set.
+    fn latency(&self, now: u64) -> f64 {
+        let ewma = self.ewma_us.load(Ordering::Relaxed) as f64;
+        let age = now.saturating_sub(self.ewma_at.load(Ordering::Relaxed)) as f64;
+        ewma * (-age / DECAY_MS).exp()
+    }
+
     /// The load-aware cost: peak-EWMA latency × (requests in flight + 1). (The weight acts
     /// through the draw alone: dividing the cost by it as well would count it twice.)
-    fn cost(&self) -> f64 {
-        let ewma = self.ewma_us.load(Ordering::Relaxed).max(1) as f64;
-        ewma * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
+    fn cost(&self, now: u64) -> f64 {
+        self.latency(now).max(1.0) * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
     }
 
     pub(crate) fn start(&self) {
@@ -127,15 +138,18 @@ impl Health {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn observe_latency(&self, took: Duration) {
-        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
-        let old = self.ewma_us.load(Ordering::Relaxed);
-        let new = if old == 0 || sample > old {
+    /// A new latency sample at `now`: taken at once if it is above the (decayed) estimate,
+    /// averaged in otherwise.
+    pub(crate) fn observe_latency(&self, took: Duration, now: u64) {
+        let sample = took.as_micros() as f64;
+        let old = self.latency(now);
+        let new = if sample > old {
             sample
         } else {
-            (old as f64 * EWMA_KEEP + sample as f64 * (1.0 - EWMA_KEEP)) as u64
+            old * 0.5 + sample * 0.5
         };
-        self.ewma_us.store(new, Ordering::Relaxed);
+        self.ewma_us.store(new as u64, Ordering::Relaxed);
+        self.ewma_at.store(now, Ordering::Relaxed);
     }
 
     /// An answer that counts as working: the failures in a row and any cooldown end.
@@ -230,8 +244,8 @@ pub(crate) fn pick(
         let first = weighted(&ready, &weight, random());
         let second = weighted(&ready, &weight, random());
         let (a, b) = (
-            candidates[first].health.cost(),
-            candidates[second].health.cost(),
+            candidates[first].health.cost(now),
+            candidates[second].health.cost(now),
         );
         let at = if b * COST_TIE < a { second } else { first };
         return Some(Pick { at, probe: false });
@@ -310,13 +324,23 @@ mod tests {
     #[test]
     fn a_busier_or_slower_connection_gets_less() {
         let (_, list) = candidates(json!({}), 2);
-        list[0].health.observe_latency(Duration::from_millis(50));
-        list[1].health.observe_latency(Duration::from_millis(5));
+        list[0].health.observe_latency(Duration::from_millis(50), 0);
+        list[1].health.observe_latency(Duration::from_millis(5), 0);
         let mut r = [0.1, 0.9].into_iter().cycle();
         let picks: Vec<usize> = (0..10)
             .map(|_| pick(&list, 0, || r.next().unwrap()).unwrap().at)
             .collect();
         assert!(picks.iter().all(|&i| i == 1), "{picks:?}");
+        // The avoided connection's slow answer is forgotten with time, while the used one
+        // keeps getting fresh samples: three seconds later it is tried again.
+        list[1]
+            .health
+            .observe_latency(Duration::from_millis(5), 3000);
+        let mut r = [0.1, 0.9].into_iter().cycle();
+        let later: Vec<usize> = (0..10)
+            .map(|_| pick(&list, 3000, || r.next().unwrap()).unwrap().at)
+            .collect();
+        assert!(later.contains(&0), "{later:?}");
     }
 
     #[test]

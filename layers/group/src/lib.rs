@@ -14,8 +14,9 @@
 //!   That is `tower::balance::p2c` with `tower::load::PeakEwma`, which this layer does not use
 //!   as such: a tower balancer owns a fixed set of endpoint services and picks one when it
 //!   becomes ready, before it sees the request, while here the endpoints are connections
-//!   inside one shared stack, and the set differs per request (per model). Costs within 25 %
-//!   of each other count as equal, so at rest the shares follow the weights.
+//!   inside one shared stack, and the set differs per request (per model). The latency
+//!   estimate decays with time (over about a second), and costs within a factor of 2 count
+//!   as equal, so at rest the shares follow the weights.
 //! - **Failover before the first byte**: a connect error, a timeout before the response head,
 //!   or a 429, 500, 502, 503 or 504 sends the request to the next connection (the best tier
 //!   first), at most [`GroupPolicy::max_attempts`] attempts in all. Only a JSON payload the

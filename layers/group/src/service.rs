@@ -322,7 +322,9 @@ where
             }
         };
         let Some(failure) = failure else {
-            candidate.health.observe_latency(started.elapsed());
+            candidate
+                .health
+                .observe_latency(started.elapsed(), shared.health.now_ms());
             candidate.health.succeeded(choice.probe);
             metrics::counter!(names::ATTEMPTS_TOTAL, "connection" => connection, "result" => "ok")
                 .increment(1);
