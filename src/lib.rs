@@ -21,6 +21,7 @@
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
 //! | [`observe`] | `observe` | access log and metrics when each body ends; token usage |
 //! | [`group`] | `group` | model groups: balance, fail over before the head, cool down |
+//! | [`ratelimit`] | `ratelimit` | requests and tokens per minute per caller |
 //!
 //! # The stack
 //!
@@ -32,6 +33,7 @@
 //! observe          one access line and the metrics per request, when its body ends
 //! rescue           transport errors below → 502/504 JSON; above it, everything is a response
 //! policy           model route or passthrough (off by default); odd paths refused
+//! ratelimit        requests and tokens per user and minute (429 past them)
 //! load_settings    one settings snapshot per request, before anything reads settings
 //! collect_payload  the body of a model route read once, under the cap, and refused
 //!                  unless it can be read whole (JSON object, or a form with one model)
@@ -209,6 +211,12 @@ pub mod acl {
 #[cfg(feature = "speech-cache")]
 pub mod speech_cache {
     pub use tower_openai_speech_cache::*;
+}
+
+/// Rate limits per caller (`tower-openai-ratelimit`).
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit {
+    pub use tower_openai_ratelimit::*;
 }
 
 /// Model groups (`tower-openai-group`).

@@ -58,6 +58,8 @@ pub struct Gateway {
     catalog: Catalog,
     /// Model groups' shared state (each connection's load, failures, cooldown).
     groups: Groups,
+    /// Each user's rate limits and where they are counted.
+    limits: UserLimits,
     records: StaticRecords,
     admin: admin::Admin,
     speech: SpeechStore,
@@ -148,9 +150,11 @@ impl Gateway {
             })?),
             None => None,
         };
+        let limits = UserLimits::new(&config);
         Ok(Self {
             metrics_listener,
             groups,
+            limits,
             callers: Callers::new(&config.users, config.allow_anonymous),
             speech,
             serve_options,
@@ -241,6 +245,46 @@ impl Gateway {
             shutdown: Some(tx),
             task,
         })
+    }
+}
+
+/// Each user's requests and tokens per minute, counted in this process.
+#[derive(Clone)]
+struct UserLimits {
+    store: std::sync::Arc<dyn tower_openai_ratelimit::LimitStore>,
+    by_user: std::sync::Arc<std::collections::HashMap<String, tower_openai_ratelimit::Limits>>,
+    default: tower_openai_ratelimit::Limits,
+}
+
+impl std::fmt::Debug for UserLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLimits")
+            .field("by_user", &self.by_user)
+            .field("default", &self.default)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserLimits {
+    fn new(config: &GatewayConfig) -> Self {
+        Self {
+            store: std::sync::Arc::new(tower_openai_ratelimit::MemoryStore::new()),
+            by_user: std::sync::Arc::new(
+                config
+                    .users
+                    .iter()
+                    .filter_map(|u| u.rate_limit.map(|l| (u.user.id.clone(), l)))
+                    .collect(),
+            ),
+            default: config.rate_limit,
+        }
+    }
+
+    /// The caller and their limits.
+    fn of(&self, ext: &http::Extensions) -> Option<(String, tower_openai_ratelimit::Limits)> {
+        let user = ext.get::<tower_openai_core::User>()?;
+        let limits = self.by_user.get(&user.id).copied().unwrap_or(self.default);
+        Some((user.id.clone(), limits))
     }
 }
 

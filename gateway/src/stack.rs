@@ -24,6 +24,7 @@ use tower_openai_headers::HeadersConfig;
 use tower_openai_models::ModelsLayer;
 use tower_openai_observe::{ObserveLayer, UsageLayer};
 use tower_openai_policy::PolicyLayer;
+use tower_openai_ratelimit::RateLimitLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_select::SelectLayer;
 use tower_openai_speech_cache::SpeechCacheLayer;
@@ -95,6 +96,12 @@ pub(crate) fn service(
         // here, the passthrough is refused unless turned on, and the collector below learns
         // which bodies it must read whole.
         .layer(PolicyLayer::new().passthrough(gateway.config.security.passthrough))
+        // Requests and tokens per user and minute: after the policy (only model routes are
+        // limited), before the body is read (a refusal costs no read).
+        .layer(RateLimitLayer::new(gateway.limits.store.clone(), {
+            let limits = gateway.limits.clone();
+            move |ext: &http::Extensions| limits.of(ext)
+        }))
         // One settings snapshot per request, before anything reads settings, so an update
         // in flight never mixes old and new values.
         .layer(LoadSettingsLayer::new(gateway.settings.clone()))

@@ -23,6 +23,25 @@ pub(super) struct FileConfig {
     pub(super) users: Vec<UserEntry>,
     #[serde(default)]
     pub(super) models: Vec<ModelEntry>,
+    /// Every user's limits, unless their `[[users]]` entry sets its own.
+    pub(super) rate_limit: Option<LimitsEntry>,
+}
+
+/// `{ rpm = 60, tpm = 200000 }`: requests and tokens per minute.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LimitsEntry {
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+}
+
+impl LimitsEntry {
+    pub(super) fn limits(self) -> tower_openai_ratelimit::Limits {
+        tower_openai_ratelimit::Limits {
+            rpm: self.rpm,
+            tpm: self.tpm,
+        }
+    }
 }
 
 impl FileConfig {
@@ -120,6 +139,7 @@ pub(super) struct UserEntry {
     groups: Vec<String>,
     api_key: Option<String>,
     api_key_sha256: Option<String>,
+    rate_limit: Option<LimitsEntry>,
 }
 
 fn default_role() -> String {
@@ -179,6 +199,7 @@ pub(super) fn users_from(
                 groups: e.groups,
             },
             key: KeyDigest::Sha256(digest),
+            rate_limit: e.rate_limit.map(LimitsEntry::limits),
         });
     }
     Ok(out)

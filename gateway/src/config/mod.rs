@@ -61,6 +61,9 @@ pub struct UserRecord {
     pub user: tower_openai_core::User,
     /// Their API key's digest.
     pub key: KeyDigest,
+    /// Their requests and tokens per minute (`rate_limit = { rpm, tpm }`); `None`: the
+    /// `[rate_limit]` default.
+    pub rate_limit: Option<tower_openai_ratelimit::Limits>,
 }
 
 /// A `[[models]]` access record (rule AC-1 … AC-3).
@@ -120,6 +123,9 @@ pub struct GatewayConfig {
     pub observability: Observability,
     /// Model groups (docs/groups.md).
     pub groups: GroupsConfig,
+    /// Every user's requests and tokens per minute unless their entry sets its own
+    /// (`[rate_limit]`; unlimited by default).
+    pub rate_limit: tower_openai_ratelimit::Limits,
 }
 
 /// Model groups (docs/groups.md): off by default, Open WebUI's first-connection-wins.
@@ -336,6 +342,7 @@ impl GatewayConfig {
             security: Default::default(),
             observability: Observability::default(),
             groups: GroupsConfig::default(),
+            rate_limit: tower_openai_ratelimit::Limits::default(),
         }
     }
 
@@ -421,6 +428,7 @@ impl GatewayConfig {
         let file_settings = file.openai.unwrap_or_default().into_source(&in_file)?;
         let settings = SettingsSource::from_env(env)?.or(file_settings);
         let users = users_from(file.users, &in_file)?;
+        let rate_limit = file.rate_limit.map(|l| l.limits()).unwrap_or_default();
         let models = models_from(file.models, &in_file)?;
 
         Ok(Self {
@@ -470,6 +478,7 @@ impl GatewayConfig {
                 stream_usage: bool_var(env, "GATEWAY_STREAM_USAGE", false)?,
                 otel: crate::telemetry::otel_configured(env),
             },
+            rate_limit,
             groups: GroupsConfig {
                 enabled: bool_var(env, "GATEWAY_MODEL_GROUPS", false)?,
                 policy: tower_openai_group::GroupPolicy {

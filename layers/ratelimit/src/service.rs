@@ -1,0 +1,262 @@
+//! [`RateLimitLayer`] and its service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::{pin_project, pinned_drop};
+use tower_layer::Layer;
+use tower_openai_core::{ApiRoute, BoxError, ErrorResponse, Exchange, ResponseBody};
+use tower_service::Service;
+
+use crate::{Admission, LimitStore, Limits, Window};
+
+/// Limits each caller's requests and tokens per minute. See the [crate docs](crate).
+///
+/// `key` names the caller and their limits from the request's extensions (`None`: not
+/// limited).
+#[derive(Clone)]
+pub struct RateLimitLayer<K> {
+    store: Arc<dyn LimitStore>,
+    key: K,
+}
+
+impl<K> std::fmt::Debug for RateLimitLayer<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer").finish_non_exhaustive()
+    }
+}
+
+impl<K> RateLimitLayer<K>
+where
+    K: Fn(&http::Extensions) -> Option<(String, Limits)> + Clone,
+{
+    /// Limits counted in `store`, per the caller `key` names.
+    pub fn new(store: Arc<dyn LimitStore>, key: K) -> Self {
+        Self { store, key }
+    }
+}
+
+impl<S, K: Clone> Layer<S> for RateLimitLayer<K> {
+    type Service = RateLimit<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            store: self.store.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// The service of [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimit<S, K> {
+    inner: S,
+    store: Arc<dyn LimitStore>,
+    key: K,
+}
+
+impl<S, K> std::fmt::Debug for RateLimit<S, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit").finish_non_exhaustive()
+    }
+}
+
+impl<S, K> RateLimit<S, K> {
+    tower_openai_core::define_inner_service_accessors!();
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, K, B, ResBody> Service<Request<B>> for RateLimit<S, K>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    K: Fn(&http::Extensions) -> Option<(String, Limits)>,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<LimitedBody<ResponseBody<ResBody>>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let limited = req
+            .extensions()
+            .get::<ApiRoute>()
+            .is_none_or(ApiRoute::needs_model);
+        let who = limited
+            .then(|| (self.key)(req.extensions()))
+            .flatten()
+            .filter(|(_, limits)| !limits.is_unlimited());
+        // Call the service `poll_ready` readied; leave a fresh clone here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some((key, limits)) = who else {
+            let future = inner.call(req);
+            return Box::pin(async move {
+                Ok(future
+                    .await?
+                    .map(|b| LimitedBody::new(ResponseBody::Inner(b), None)))
+            });
+        };
+        let store = self.store.clone();
+        Box::pin(async move {
+            let window = match store.admit(&key, limits).await {
+                Ok(Admission::Allowed(window)) => Some(window),
+                Ok(Admission::Refused(window)) => {
+                    let mut res = ResponseBody::rejected(refusal(&limits, &window));
+                    headers(res.headers_mut(), &limits, &window, true);
+                    return Ok(res.map(|b| LimitedBody::new(b, None)));
+                }
+                Err(e) => {
+                    // Limits fail open: a store that cannot answer does not stop traffic.
+                    tracing::warn!(error = %e, "rate-limit store unavailable; request let through");
+                    None
+                }
+            };
+            let exchange = req.extensions().get::<Exchange>().cloned();
+            let res = inner.call(req).await?;
+            let (mut parts, body) = res.into_parts();
+            if let Some(window) = &window {
+                headers(&mut parts.headers, &limits, window, false);
+            }
+            let tally = exchange.map(|exchange| Tally {
+                store,
+                key,
+                exchange,
+            });
+            Ok(Response::from_parts(
+                parts,
+                LimitedBody::new(ResponseBody::Inner(body), tally),
+            ))
+        })
+    }
+}
+
+fn refusal(limits: &Limits, window: &Window) -> ErrorResponse {
+    let which = if limits.rpm.is_some_and(|rpm| window.requests >= rpm) {
+        "requests"
+    } else {
+        "tokens"
+    };
+    ErrorResponse::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "Rate limit reached: too many {which} this minute; try again in {} s",
+            retry_after(window)
+        ),
+    )
+    .with_code("rate_limit_exceeded")
+}
+
+fn retry_after(window: &Window) -> u64 {
+    window.resets_in.as_secs() + u64::from(window.resets_in.subsec_nanos() > 0)
+}
+
+/// `x-ratelimit-*` (and `Retry-After` on a refusal).
+fn headers(headers: &mut HeaderMap, limits: &Limits, window: &Window, refused: bool) {
+    let number = |n: u64| HeaderValue::from(n);
+    if let Some(rpm) = limits.rpm {
+        headers.insert("x-ratelimit-limit-requests", number(rpm));
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            number(rpm.saturating_sub(window.requests)),
+        );
+    }
+    if let Some(tpm) = limits.tpm {
+        headers.insert("x-ratelimit-limit-tokens", number(tpm));
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            number(tpm.saturating_sub(window.tokens)),
+        );
+    }
+    if refused {
+        headers.insert(header::RETRY_AFTER, number(retry_after(window)));
+    }
+}
+
+/// Adds an answer's tokens to its caller's window when the body ends or is dropped.
+struct Tally {
+    store: Arc<dyn LimitStore>,
+    key: String,
+    exchange: Exchange,
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if let Some(usage) = self.exchange.usage() {
+            let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+            self.store.add_tokens(&self.key, tokens);
+        }
+    }
+}
+
+/// The response body of [`RateLimit`]: counts the answer's tokens when it ends.
+#[pin_project(PinnedDrop)]
+pub struct LimitedBody<B> {
+    #[pin]
+    inner: B,
+    tally: Option<Tally>,
+}
+
+impl<B> std::fmt::Debug for LimitedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitedBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> LimitedBody<B> {
+    fn new(inner: B, tally: Option<Tally>) -> Self {
+        Self { inner, tally }
+    }
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for LimitedBody<B> {
+    fn drop(self: Pin<&mut Self>) {
+        // The tally counts when dropped: at the end, or when the caller left.
+        drop(self.project().tally.take());
+    }
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            // Ended: count now (the usage layer below saw the last bytes).
+            this.tally.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

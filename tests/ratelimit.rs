@@ -1,0 +1,138 @@
+//! Rate limits per user through the real gateway (one process, counts in memory):
+//! requests per minute, tokens per minute from the usage answers report, `[rate_limit]`
+//! defaults and per-user limits, the 429 and its headers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::{answer, error_code, get, post_json, start_with, temp_dir};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use openai_gateway::{Args, RunningGateway};
+use tower_openai_test_util::MockUpstream;
+
+fn authed(mut req: Request<Full<Bytes>>, key: &str) -> Request<Full<Bytes>> {
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    req
+}
+
+/// The windows are the minutes of the clock: start a test well inside one.
+async fn away_from_a_minute_boundary() {
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into >= 55 {
+        tokio::time::sleep(Duration::from_secs(61 - into)).await;
+    }
+}
+
+async fn gateway(mock: &MockUpstream, limits: &str) -> RunningGateway {
+    let text = format!(
+        "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n{limits}\n\n\
+         [[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\n\n[[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n",
+        mock.url(),
+    );
+    let path = temp_dir().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_request_limit_refuses_the_request_past_it_with_429_and_headers() {
+    away_from_a_minute_boundary().await;
+    let mock = MockUpstream::builder().models(["m"]).start().await;
+    let gw = gateway(&mock, "[rate_limit]\nrpm = 2").await;
+    let chat = format!("{}/chat/completions", gw.url());
+    for remaining in ["1", "0"] {
+        let res = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(res.headers["x-ratelimit-limit-requests"], "2");
+        assert_eq!(res.headers["x-ratelimit-remaining-requests"], remaining);
+    }
+    let refused = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&refused), "rate_limit_exceeded");
+    let wait: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(refused.headers["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(mock.count("/v1/chat/completions"), 2);
+    // Bob has a window of his own; the model list is not a model call.
+    let bob = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-bob")).await;
+    assert_eq!(bob.status, StatusCode::OK);
+    let list = answer(authed(get(&format!("{}/models", gw.url())), "sk-alice")).await;
+    assert_eq!(list.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_reported_by_answers_and_streams_count_against_the_token_limit() {
+    away_from_a_minute_boundary().await;
+    let mock = MockUpstream::builder().models(["m"]).start().await;
+    // The mock's chats report 5 + 6 tokens; alice's own limit replaces the default.
+    let text = format!(
+        "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n\
+         [rate_limit]\nrpm = 100\n\n\
+         [[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\nrate_limit = {{ tpm = 15 }}\n\n\
+         [[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n",
+        mock.url()
+    );
+    let path = temp_dir().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        &[],
+    )
+    .await;
+    let chat = format!("{}/chat/completions", gw.url());
+    // 0 tokens so far: passes (11 counted at its end).
+    let first = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["x-ratelimit-limit-tokens"], "15");
+    // 11 ≤ 15: passes; a stream whose usage chunk reports 5 + n more.
+    let second = answer(authed(
+        post_json(
+            &chat,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+        ),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.headers["x-ratelimit-remaining-tokens"], "4");
+    // Over 15 now: refused.
+    let third = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
+    assert_eq!(
+        third.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        third.text()
+    );
+    assert_eq!(third.headers["x-ratelimit-remaining-tokens"], "0");
+    assert!(third.text().contains("tokens"), "{}", third.text());
+    // Bob's default has no token limit.
+    for _ in 0..3 {
+        let res = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-bob")).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(!res.headers.contains_key("x-ratelimit-limit-tokens"));
+    }
+}
