@@ -55,7 +55,8 @@
 //! [streaming semantics](guide::streaming), the [differences from Open
 //! WebUI](guide::open_webui), the gateway's [configuration](guide::configuration) and its
 //! [security model](guide::security), its [limits and shutdown](guide::limits), and its
-//! [observability](guide::observability), and [model groups](guide::groups). Comments
+//! [observability](guide::observability), [model groups](guide::groups) and [several
+//! replicas](guide::replicas). Comments
 //! and tests cite Open WebUI's rules by id (`C-4`, `M-6`, `CC-12`): [the table](guide::rules).
 //!
 //! # With `ServiceBuilderExt`
@@ -144,6 +145,8 @@ pub mod guide {
     pub mod observability {}
     #[doc = include_str!("../docs/groups.md")]
     pub mod groups {}
+    #[doc = include_str!("../docs/replicas.md")]
+    pub mod replicas {}
     #[doc = include_str!("../docs/rules.md")]
     pub mod rules {}
 }

@@ -188,6 +188,10 @@ fn bad_environment_values_stop_start_up_naming_the_variable() {
         ("MODELS_CACHE_TTL", "1.5"),
         ("GATEWAY_LISTEN", "localhost"),
         ("GATEWAY_MAX_BODY_BYTES", "lots"),
+        ("REDIS_URL", "http://not-redis:secret@host"),
+        ("GATEWAY_MODEL_GROUPS", "maybe"),
+        ("GATEWAY_MAX_ATTEMPTS", "0"),
+        ("GATEWAY_STREAM_USAGE", "sometimes"),
     ] {
         let message = start_error(Args::default(), &[(var, value)]);
         assert!(message.contains(var), "{var}: {message}");
@@ -198,6 +202,40 @@ fn bad_environment_values_stop_start_up_naming_the_variable() {
     );
     assert!(
         message.contains("OPENAI_API_CONFIGS[\"0\"].auth_type"),
+        "{message}"
+    );
+}
+
+#[test]
+fn rate_limits_load_from_the_file_and_unknown_keys_stop_start_up() {
+    let path = write_toml(
+        "limits.toml",
+        "[rate_limit]\nrpm = 60\n\n[[users]]\nid = \"alice\"\napi_key = \"sk-a\"\nrate_limit = { tpm = 5 }\n",
+    );
+    let c = load(
+        &Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.rate_limit.rpm, Some(60));
+    assert_eq!(c.users[0].rate_limit.unwrap().tpm, Some(5));
+    assert_eq!(c.users[0].rate_limit.unwrap().rpm, None);
+    let bad = write_toml("bad-limits.toml", "[rate_limit]\nrps = 1\n");
+    let message = start_error(
+        Args {
+            config: Some(bad),
+            ..Args::default()
+        },
+        &[],
+    );
+    assert!(message.contains("rps"), "{message}");
+    // A Redis URL's password is never repeated.
+    let message = start_error(Args::default(), &[("REDIS_URL", "redis//:hunter2@host")]);
+    assert!(
+        message.contains("REDIS_URL") && !message.contains("hunter2"),
         "{message}"
     );
 }

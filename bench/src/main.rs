@@ -94,6 +94,10 @@ struct BenchArgs {
     /// log, or `OTEL_EXPORTER_OTLP_ENDPOINT=http://{upstream}` to measure trace export
     #[arg(long, value_name = "KEY=VALUE")]
     other_env: Vec<String>,
+    /// TOML appended to the `--also-gateway` process's configuration, e.g.
+    /// `'[rate_limit]\nrpm = 1000000000'` to measure a rate limit that never refuses
+    #[arg(long, value_name = "TOML", default_value = "")]
+    other_toml: String,
     /// Load only the in-process gateway for SECS, for a profiler; words after it: `models`
     /// (the cached list), `bare` (the bare proxy instead), `c1` (concurrency 1)
     #[arg(long, num_args = 1.., value_names = ["SECS", "MODE"])]
@@ -223,6 +227,7 @@ async fn main() {
             std::path::Path::new(path),
             "gateway (other)",
             &env,
+            &args.other_toml.replace("\\n", "\n"),
         )
         .await
         else {

@@ -206,8 +206,15 @@ pub(crate) async fn processes(
         key: None,
         pid: bare.id(),
     };
-    let (gateway_system, gateway) =
-        spawn_gateway(upstream, client, &gateway_exe()?, "gateway (process)", &[]).await?;
+    let (gateway_system, gateway) = spawn_gateway(
+        upstream,
+        client,
+        &gateway_exe()?,
+        "gateway (process)",
+        &[],
+        "",
+    )
+    .await?;
     Some((bare_system, gateway_system, vec![bare, gateway]))
 }
 
@@ -221,10 +228,18 @@ pub(crate) async fn spawn_gateway(
     exe: &std::path::Path,
     name: &'static str,
     env: &[(String, String)],
+    extra_toml: &str,
 ) -> Option<(System, tokio::process::Child)> {
     let port = free_port();
     // One data directory per gateway process, named after its port.
     let (file, dir) = gateway_config(upstream, &format!("process-{port}"));
+    if !extra_toml.is_empty() {
+        let mut text = std::fs::read_to_string(&file).ok()?;
+        text.push('\n');
+        text.push_str(extra_toml);
+        text.push('\n');
+        std::fs::write(&file, text).ok()?;
+    }
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.clone(), v.replace("{upstream}", &upstream.to_string())))

@@ -106,6 +106,8 @@ struct Inner {
     settings: SettingsHandle,
     catalog: Catalog,
     groups: Groups,
+    /// With `REDIS_URL`: updates go through Redis first, to every process.
+    shared: Option<crate::shared::SharedRedis>,
     lower: Lower,
     store: ConfigStore,
     max_body: usize,
@@ -190,6 +192,7 @@ impl Admin {
         settings: SettingsHandle,
         catalog: Catalog,
         groups: Groups,
+        shared: Option<crate::shared::SharedRedis>,
         lower: Lower,
         store: ConfigStore,
         max_body: usize,
@@ -199,6 +202,7 @@ impl Admin {
                 settings,
                 catalog,
                 groups,
+                shared,
                 lower,
                 store,
                 max_body,
@@ -287,6 +291,23 @@ impl Admin {
             .iter()
             .map(|k| k.expose().to_owned())
             .collect();
+        // Several processes: Redis first, so that replicas never diverge; unreachable,
+        // nothing changes anywhere.
+        if let Some(shared) = &self.inner.shared {
+            match shared.publish(&persisted).await {
+                Ok(version) => shared.set_applied(version),
+                Err(e) => {
+                    tracing::warn!(error = %e, "settings update refused: the shared store is unavailable");
+                    return error(
+                        ErrorResponse::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "The shared settings store (Redis) is unavailable; nothing was changed",
+                        )
+                        .with_code("settings_store_unavailable"),
+                    );
+                }
+            }
+        }
         if let Err(e) = self.inner.store.save_off_runtime(persisted.clone()).await {
             tracing::error!(error = %e, path = %self.inner.store.path().display(), "could not persist the settings");
             return error(ErrorResponse::internal(
@@ -302,6 +323,35 @@ impl Admin {
             "settings updated by an admin"
         );
         json_response(StatusCode::OK, &config_json(&now))
+    }
+
+    /// Apply shared settings another process published (version `version`): the same
+    /// validation and swap as a local update, and the local file, so a restart without Redis
+    /// starts from them.
+    pub(crate) async fn apply_shared(&self, version: u64, persisted: Persisted) {
+        let _one_at_a_time = self.inner.updating.lock().await;
+        let Some(shared) = &self.inner.shared else {
+            return;
+        };
+        if version == shared.applied() {
+            return;
+        }
+        let current = self.inner.settings.load();
+        let settings = match persisted.apply(current.to_source()).build() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(version, error = %e, "the shared settings are not valid here; kept the current ones");
+                shared.set_applied(version);
+                return;
+            }
+        };
+        if let Err(e) = self.inner.store.save_off_runtime(persisted).await {
+            tracing::warn!(error = %e, "could not persist the shared settings locally");
+        }
+        self.inner.settings.store(settings);
+        self.inner.catalog.invalidate();
+        shared.set_applied(version);
+        tracing::info!(version, "settings updated from the shared store");
     }
 
     /// `GET /metrics`: Prometheus text, or 404 when the process's recorder is not ours.

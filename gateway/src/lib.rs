@@ -16,6 +16,7 @@ mod router;
 mod security;
 mod server;
 pub mod serving;
+mod shared;
 mod stack;
 pub mod telemetry;
 
@@ -39,7 +40,7 @@ pub use self::cli::Args;
 pub use self::config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SPEECH_CACHE_MAX_BYTES,
     GatewayConfig, GroupsConfig, KeyDigest, Limits, ModelAccess, ModelRecord, Observability,
-    StartError, UserRecord,
+    RedisConfig, StartError, UserRecord,
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
@@ -67,6 +68,8 @@ pub struct Gateway {
     demo: Option<MockUpstream>,
     /// `--metrics-listen`, bound at start so a busy port stops start-up.
     metrics_listener: Option<TcpListener>,
+    /// `REDIS_URL`: the link to the other processes.
+    shared: Option<shared::SharedRedis>,
 }
 
 impl Gateway {
@@ -81,6 +84,27 @@ impl Gateway {
                 config.settings = persisted.apply(std::mem::take(&mut config.settings));
             }
         }
+        // Several processes: the shared settings override env, file and the local file (as
+        // the persisted file does); Redis unreachable, start on those and catch up later.
+        let shared = match &config.redis {
+            Some(r) => {
+                let shared = shared::SharedRedis::new(&r.url, &r.prefix)
+                    .map_err(|_| StartError::Other("REDIS_URL is not a Redis URL".to_owned()))?;
+                if shared.connect().await {
+                    match shared.fetch().await {
+                        Ok(Some((version, persisted))) => {
+                            tracing::info!(version, "using the shared settings (REDIS_URL)");
+                            config.settings = persisted.apply(std::mem::take(&mut config.settings));
+                            shared.set_applied(version);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not read the shared settings"),
+                    }
+                }
+                Some(shared)
+            }
+            None => None,
+        };
         let demo = if config.demo {
             let mock = demo::start().await;
             config.settings = demo::with_mock(std::mem::take(&mut config.settings), &mock.url());
@@ -117,6 +141,7 @@ impl Gateway {
             settings.clone(),
             catalog.clone(),
             groups.clone(),
+            shared.clone(),
             stack::boxed_lower(lower.clone()),
             store,
             config.max_body_bytes,
@@ -150,8 +175,9 @@ impl Gateway {
             })?),
             None => None,
         };
-        let limits = UserLimits::new(&config);
+        let limits = UserLimits::new(&config, shared.as_ref());
         Ok(Self {
+            shared,
             metrics_listener,
             groups,
             limits,
@@ -214,8 +240,17 @@ impl Gateway {
             tracing::info!(addr = ?l.local_addr().ok(), "serving /metrics");
             AbortOnDrop(tokio::spawn(metrics::serve(l, self.admin.clone())))
         });
+        // Follow the shared settings for as long as the server runs.
+        let follower = self.shared.clone().map(|shared| {
+            let admin = self.admin.clone();
+            AbortOnDrop(tokio::spawn(shared.follow(move |version, persisted| {
+                let admin = admin.clone();
+                async move { admin.apply_shared(version, persisted).await }
+            })))
+        });
         server::serve(listener, app, shutdown, self.serve_options.clone()).await;
         drop(metrics);
+        drop(follower);
         // Speech the callers received is in the cache after a restart: wait for its writes.
         let grace = self.serve_options.grace;
         if tokio::time::timeout(grace, self.speech.flush())
@@ -266,9 +301,14 @@ impl std::fmt::Debug for UserLimits {
 }
 
 impl UserLimits {
-    fn new(config: &GatewayConfig) -> Self {
+    fn new(config: &GatewayConfig, shared: Option<&shared::SharedRedis>) -> Self {
+        // With Redis the counts are shared by every process; without it, each counts alone.
+        let store: std::sync::Arc<dyn tower_openai_ratelimit::LimitStore> = match shared {
+            Some(shared) => std::sync::Arc::new(shared.limit_store()),
+            None => std::sync::Arc::new(tower_openai_ratelimit::MemoryStore::new()),
+        };
         Self {
-            store: std::sync::Arc::new(tower_openai_ratelimit::MemoryStore::new()),
+            store,
             by_user: std::sync::Arc::new(
                 config
                     .users

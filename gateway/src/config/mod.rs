@@ -126,6 +126,26 @@ pub struct GatewayConfig {
     /// Every user's requests and tokens per minute unless their entry sets its own
     /// (`[rate_limit]`; unlimited by default).
     pub rate_limit: tower_openai_ratelimit::Limits,
+    /// `REDIS_URL` and `REDIS_KEY_PREFIX`: settings and rate-limit counts shared by every
+    /// process on this Redis (docs/replicas.md).
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where several processes share their settings and counts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379/0` (may hold a password: never logged).
+    pub url: String,
+    /// `REDIS_KEY_PREFIX` (default `openai-gateway`).
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Model groups (docs/groups.md): off by default, Open WebUI's first-connection-wins.
@@ -343,6 +363,7 @@ impl GatewayConfig {
             observability: Observability::default(),
             groups: GroupsConfig::default(),
             rate_limit: tower_openai_ratelimit::Limits::default(),
+            redis: None,
         }
     }
 
@@ -479,6 +500,26 @@ impl GatewayConfig {
                 otel: crate::telemetry::otel_configured(env),
             },
             rate_limit,
+            redis: match env("REDIS_URL").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(url) => {
+                    // Checked now, so a bad URL stops start-up (its text is not repeated:
+                    // it may hold a password).
+                    redis::Client::open(url.trim()).map_err(|_| {
+                        ConfigError::new(
+                            "REDIS_URL",
+                            "is not a Redis URL like redis://127.0.0.1:6379/0",
+                        )
+                    })?;
+                    Some(RedisConfig {
+                        url: url.trim().to_owned(),
+                        prefix: env("REDIS_KEY_PREFIX")
+                            .map(|p| p.trim().to_owned())
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or_else(|| "openai-gateway".to_owned()),
+                    })
+                }
+            },
             groups: GroupsConfig {
                 enabled: bool_var(env, "GATEWAY_MODEL_GROUPS", false)?,
                 policy: tower_openai_group::GroupPolicy {

@@ -69,6 +69,19 @@ impl Gateway {
         answer
     }
 
+    /// `GET {path}`; the status and the body (answers with a length, not chunked).
+    pub fn get(&self, path: &str, headers: &str) -> (u16, String) {
+        let mut conn = self.connect();
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nhost: localhost\r\n{headers}connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        status_and_body(&answer)
+    }
+
     /// Kill it; its stderr, if it was piped.
     pub fn stop(mut self) -> String {
         let Some(mut child) = self.child.take() else {
@@ -88,6 +101,92 @@ impl Drop for Gateway {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The status and body of a raw HTTP/1.1 answer.
+pub fn status_and_body(answer: &str) -> (u16, String) {
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A real `redis-server` on a free port (no persistence), killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Start one on a free port; `None` when `redis-server` is not installed.
+    pub fn start() -> Option<Self> {
+        Self::start_on(free_port())
+    }
+
+    /// Start one on `port` (again, after [`stop`](Self::stop)).
+    pub fn start_on(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self {
+                    port,
+                    child: Some(child),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `redis-server`, or a skip (a failure when `TOWER_OPENAI_REQUIRE_REDIS` is set, as in CI).
+pub fn redis_or_skip() -> Option<Redis> {
+    let redis = Redis::start();
+    if redis.is_none() {
+        assert!(
+            std::env::var_os("TOWER_OPENAI_REQUIRE_REDIS").is_none(),
+            "redis-server is not installed (apt-get install redis-server)"
+        );
+        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+    }
+    redis
 }
 
 /// A mock upstream serving model `m`, on a runtime of its own (the tests are synchronous).

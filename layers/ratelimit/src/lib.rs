@@ -51,9 +51,13 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 
 pub use crate::memory::{MAX_KEYS, MemoryStore};
+#[cfg(feature = "redis")]
+pub use crate::redis::{ADMIT_TIMEOUT, RedisStore};
 pub use crate::service::{LimitedBody, RateLimit, RateLimitLayer};
 
 use std::future::Future;

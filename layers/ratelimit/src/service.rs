@@ -122,7 +122,10 @@ where
                 }
                 Err(e) => {
                     // Limits fail open: a store that cannot answer does not stop traffic.
-                    tracing::warn!(error = %e, "rate-limit store unavailable; request let through");
+                    // Logged once per 10 s, not once per request of an outage.
+                    if outage_log_due() {
+                        tracing::warn!(error = %e, "rate-limit store unavailable; requests are let through");
+                    }
                     None
                 }
             };
@@ -143,6 +146,20 @@ where
             ))
         })
     }
+}
+
+/// Whether a store outage should be logged now (at most once per 10 s per process).
+fn outage_log_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    now >= last + 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 fn refusal(limits: &Limits, window: &Window) -> ErrorResponse {

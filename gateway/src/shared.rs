@@ -1,0 +1,283 @@
+//! Several gateway processes as one, through Redis (`REDIS_URL`): the admin settings and the
+//! rate-limit counts are shared.
+//!
+//! - The settings an admin changes live under `{prefix}:settings` with a version under
+//!   `{prefix}:settings:version`; an update writes both in one script and publishes the new
+//!   version on `{prefix}:settings:changed`.
+//! - Every process subscribes to the channel and also compares versions every second, so a
+//!   process that missed a message (a restart, a blip) catches up.
+//! - Redis unreachable: every process keeps serving on its last settings, limits fail open,
+//!   and an admin update is refused with 503 (replicas never diverge). The connection is
+//!   retried in the background; when Redis is back, updates flow again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tower_openai_ratelimit::{Admission, LimitStore, Limits, RedisStore, StoreFuture};
+
+use crate::persist::Persisted;
+
+/// How long a Redis step may take before it counts as unreachable.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often versions are compared (the catch-up for a missed message).
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes the settings and their new version in one step, and announces it.
+/// KEYS: version, settings. ARGV: the settings JSON, the channel.
+const PUBLISH: &str = r"
+local version = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], version)
+return version
+";
+
+/// The process's link to Redis.
+#[derive(Clone)]
+pub(crate) struct SharedRedis {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    prefix: String,
+    connection: Mutex<Option<ConnectionManager>>,
+    /// The version of the shared settings this process runs with (0: none yet).
+    applied: AtomicU64,
+    limits: OnceLock<RedisStore>,
+}
+
+impl std::fmt::Debug for SharedRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRedis")
+            .field("prefix", &self.inner.prefix)
+            .field("applied", &self.inner.applied.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shared-settings operation that could not be done.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SharedError {
+    #[error("Redis is not reachable")]
+    Unreachable,
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the shared settings are not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl SharedRedis {
+    /// A link to `url` (connected in the background; see [`connect`](Self::connect)).
+    pub(crate) fn new(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: redis::Client::open(url)?,
+                prefix: prefix.to_owned(),
+                connection: Mutex::new(None),
+                applied: AtomicU64::new(0),
+                limits: OnceLock::new(),
+            }),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.inner.prefix)
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.inner
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Connect once (at most [`REDIS_TIMEOUT`]); whether it is connected.
+    pub(crate) async fn connect(&self) -> bool {
+        if self.connection().is_some() {
+            return true;
+        }
+        let made = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            ConnectionManager::new(self.inner.client.clone()),
+        )
+        .await;
+        match made {
+            Ok(Ok(connection)) => {
+                let _ = self.inner.limits.set(RedisStore::new(
+                    connection.clone(),
+                    self.inner.prefix.clone(),
+                ));
+                *self
+                    .inner
+                    .connection
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
+                tracing::info!("connected to Redis");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Redis is not reachable; retrying in the background");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("Redis did not answer in time; retrying in the background");
+                false
+            }
+        }
+    }
+
+    /// The shared settings and their version, if any were ever written.
+    pub(crate) async fn fetch(&self) -> Result<Option<(u64, Persisted)>, SharedError> {
+        let mut connection = self.connection().ok_or(SharedError::Unreachable)?;
+        let keys = [self.key("settings:version"), self.key("settings")];
+        let (version, text): (Option<u64>, Option<String>) =
+            tokio::time::timeout(REDIS_TIMEOUT, connection.mget(&keys))
+                .await
+                .map_err(|_| SharedError::Unreachable)??;
+        match (version, text) {
+            (Some(version), Some(text)) => Ok(Some((version, serde_json::from_str(&text)?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The current shared version (0 when none).
+    async fn version(&self) -> Result<u64, SharedError> {
+        let mut connection = self.connection().ok_or(SharedError::Unreachable)?;
+        let version: Option<u64> =
+            tokio::time::timeout(REDIS_TIMEOUT, connection.get(self.key("settings:version")))
+                .await
+                .map_err(|_| SharedError::Unreachable)??;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// Write `settings` as the new shared settings; their version.
+    pub(crate) async fn publish(&self, settings: &Persisted) -> Result<u64, SharedError> {
+        let mut connection = self.connection().ok_or(SharedError::Unreachable)?;
+        let text = serde_json::to_string(settings)?;
+        let script = redis::Script::new(PUBLISH);
+        let mut invocation = script.key(self.key("settings:version"));
+        invocation
+            .key(self.key("settings"))
+            .arg(text)
+            .arg(self.key("settings:changed"));
+        let version: u64 =
+            tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection))
+                .await
+                .map_err(|_| SharedError::Unreachable)??;
+        Ok(version)
+    }
+
+    /// The version this process runs with.
+    pub(crate) fn applied(&self) -> u64 {
+        self.inner.applied.load(Ordering::Relaxed)
+    }
+
+    /// Record that this process runs with `version`.
+    pub(crate) fn set_applied(&self, version: u64) {
+        self.inner.applied.store(version, Ordering::Relaxed);
+    }
+
+    /// Follow the shared settings for the life of the process: connect (and reconnect),
+    /// subscribe to changes, compare versions every second, and hand every newer version to
+    /// `apply`.
+    pub(crate) async fn follow<F, Fut>(self, apply: F)
+    where
+        F: Fn(u64, Persisted) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut tick = tokio::time::interval(CATCH_UP_EVERY);
+        let mut messages = None;
+        loop {
+            if !self.connect().await {
+                tick.tick().await;
+                continue;
+            }
+            if messages.is_none() {
+                messages = self.subscribe().await;
+            }
+            let changed = match messages.as_mut() {
+                Some(stream) => tokio::select! {
+                    message = stream.next() => {
+                        if message.is_none() {
+                            // The subscription broke: poll until it is made again.
+                            messages = None;
+                        }
+                        true
+                    }
+                    _ = tick.tick() => true,
+                },
+                None => {
+                    tick.tick().await;
+                    true
+                }
+            };
+            if changed {
+                self.catch_up(&apply).await;
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Option<futures_util::stream::BoxStream<'static, redis::Msg>> {
+        let subscribe = async {
+            let mut pubsub = self.inner.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.key("settings:changed")).await?;
+            Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, subscribe).await {
+            Ok(Ok(stream)) => Some(stream),
+            _ => None,
+        }
+    }
+
+    async fn catch_up<F, Fut>(&self, apply: &F)
+    where
+        F: Fn(u64, Persisted) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        // A version other than ours is the truth: newer, or a Redis that lost its data and
+        // counts again from 1 (whatever it holds now is what every process follows).
+        match self.version().await {
+            Ok(version) if version != 0 && version != self.applied() => match self.fetch().await {
+                Ok(Some((version, settings))) if version != self.applied() => {
+                    apply(version, settings).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read the shared settings"),
+            },
+            Ok(_) => {}
+            Err(SharedError::Unreachable) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the shared settings version"),
+        }
+    }
+
+    /// The rate-limit store on this Redis.
+    pub(crate) fn limit_store(&self) -> SharedLimits {
+        SharedLimits(self.clone())
+    }
+}
+
+/// Rate-limit counts in Redis once it is connected; until then (and whenever it fails),
+/// requests are let through.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedLimits(SharedRedis);
+
+impl LimitStore for SharedLimits {
+    fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission> {
+        match self.0.inner.limits.get() {
+            Some(store) => store.admit(key, limits),
+            None => Box::pin(std::future::ready(Err("Redis is not connected yet".into()))),
+        }
+    }
+
+    fn add_tokens(&self, key: &str, tokens: u64) {
+        if let Some(store) = self.0.inner.limits.get() {
+            store.add_tokens(key, tokens);
+        }
+    }
+}
