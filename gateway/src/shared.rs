@@ -10,7 +10,7 @@
 //!   and an admin update is refused with 503 (replicas never diverge). The connection is
 //!   retried in the background; when Redis is back, updates flow again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ struct Inner {
     connection: Mutex<Option<ConnectionManager>>,
     /// The version of the shared settings this process runs with (0: none yet).
     applied: AtomicU64,
+    /// Whether "unreachable" was logged since the last success (one line per outage).
+    down_logged: AtomicBool,
     limits: OnceLock<RedisStore>,
 }
 
@@ -80,6 +82,7 @@ impl SharedRedis {
                 prefix: prefix.to_owned(),
                 connection: Mutex::new(None),
                 applied: AtomicU64::new(0),
+                down_logged: AtomicBool::new(false),
                 limits: OnceLock::new(),
             }),
         })
@@ -118,17 +121,28 @@ impl SharedRedis {
                     .connection
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
+                self.inner.down_logged.store(false, Ordering::Relaxed);
                 tracing::info!("connected to Redis");
                 true
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Redis is not reachable; retrying in the background");
+                self.down(&e.to_string());
                 false
             }
             Err(_) => {
-                tracing::warn!("Redis did not answer in time; retrying in the background");
+                self.down("no answer in time");
                 false
             }
+        }
+    }
+
+    /// Log an outage once (until the next success).
+    fn down(&self, why: &str) {
+        if !self.inner.down_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = why,
+                "Redis is not reachable; serving on the last settings and retrying in the background"
+            );
         }
     }
 
@@ -250,8 +264,17 @@ impl SharedRedis {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not read the shared settings"),
             },
-            Ok(_) => {}
-            Err(SharedError::Unreachable) => {}
+            Ok(_) => {
+                if self.inner.down_logged.swap(false, Ordering::Relaxed) {
+                    tracing::info!("Redis is reachable again");
+                }
+            }
+            Err(SharedError::Unreachable) => self.down("no answer in time"),
+            Err(SharedError::Redis(e))
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
+            {
+                self.down(&e.to_string());
+            }
             Err(e) => tracing::warn!(error = %e, "could not read the shared settings version"),
         }
     }
