@@ -324,7 +324,8 @@ impl UserLimits {
     fn of(&self, ext: &http::Extensions) -> Option<(String, tower_openai_ratelimit::Limits)> {
         let user = ext.get::<tower_openai_core::User>()?;
         let limits = self.by_user.get(&user.id).copied().unwrap_or(self.default);
-        Some((user.id.clone(), limits))
+        // Unlimited callers cost no key on the request path.
+        (!limits.is_unlimited()).then(|| (user.id.clone(), limits))
     }
 }
 

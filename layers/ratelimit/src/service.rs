@@ -100,17 +100,18 @@ where
             .then(|| (self.key)(req.extensions()))
             .flatten()
             .filter(|(_, limits)| !limits.is_unlimited());
-        // Call the service `poll_ready` readied; leave a fresh clone here.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let Some((key, limits)) = who else {
-            let future = inner.call(req);
+            // Not limited: no clone of the stack below, no store.
+            let future = self.inner.call(req);
             return Box::pin(async move {
                 Ok(future
                     .await?
                     .map(|b| LimitedBody::new(ResponseBody::Inner(b), None)))
             });
         };
+        // Call the service `poll_ready` readied once admitted; leave a fresh clone here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
         Box::pin(async move {
             let window = match store.admit(&key, limits).await {
