@@ -1,6 +1,7 @@
 use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri};
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ApiRoute, ErrorResponse, ResponseBody, RouteKind, User};
 use tower_service::Service;
@@ -65,6 +66,17 @@ impl<S> Policy<S> {
     }
 }
 
+/// Remove the query string from `uri` (a model route's query string never reaches an
+/// upstream: some, LiteLLM among them, take `?model=` over the body's checked model).
+fn drop_query(uri: &mut Uri) -> Option<()> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = parts
+        .path_and_query
+        .and_then(|pq| PathAndQuery::try_from(pq.path()).ok());
+    *uri = Uri::from_parts(parts).ok()?;
+    Some(())
+}
+
 impl<S, B, ResBody> Service<Request<B>> for Policy<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
@@ -81,10 +93,72 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.admit(&req) {
             Ok(route) => {
+                if route.kind != RouteKind::Passthrough
+                    && req.uri().query().is_some()
+                    && drop_query(req.uri_mut()).is_none()
+                {
+                    return Rejectable::rejected(
+                        ErrorResponse::bad_request("The request URI cannot be read")
+                            .with_code("invalid_path"),
+                    );
+                }
                 req.extensions_mut().insert(route);
                 Rejectable::inner(self.inner.call(req))
             }
             Err(e) => Rejectable::rejected(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, Response};
+    use tower::{ServiceExt, service_fn};
+
+    use super::Policy;
+
+    /// What the service below saw of the URI.
+    async fn forwarded(method: http::Method, uri: &str, passthrough: bool) -> String {
+        let inner = service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(Response::new(req.uri().to_string()))
+        });
+        let res = Policy::new(inner)
+            .passthrough(passthrough)
+            .oneshot(Request::builder().method(method).uri(uri).body(()).unwrap())
+            .await
+            .unwrap();
+        match res.into_body() {
+            tower_openai_core::ResponseBody::Inner(uri) => uri,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_route_never_forwards_the_query_string_and_the_passthrough_keeps_it() {
+        use http::Method;
+        for path in ["/chat/completions", "/embeddings", "/audio/transcriptions"] {
+            let uri = format!("{path}?model=secret&x=1");
+            assert_eq!(forwarded(Method::POST, &uri, false).await, path);
+        }
+        assert_eq!(
+            forwarded(Method::GET, "/models?model=secret", false).await,
+            "/models"
+        );
+        // Absolute form (HTTP/2, proxies): scheme and authority are kept.
+        assert_eq!(
+            forwarded(
+                Method::POST,
+                "http://gw.example/chat/completions?model=secret",
+                false
+            )
+            .await,
+            "http://gw.example/chat/completions"
+        );
+        assert_eq!(
+            forwarded(Method::GET, "/files?purpose=batch", true).await,
+            "/files?purpose=batch"
+        );
     }
 }

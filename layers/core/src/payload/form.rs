@@ -70,8 +70,7 @@ fn invalid(what: impl Into<String>) -> FormError {
 impl Form {
     /// Read `body`, sent with this `Content-Type`.
     pub fn parse(body: Bytes, content_type: &str) -> Result<Self, FormError> {
-        let boundary = multer::parse_boundary(content_type)
-            .map_err(|_| invalid("the Content-Type has no multipart boundary"))?;
+        let boundary = plain_boundary(content_type)?;
         let by_multer = models_by_multer(&body, &boundary)?;
         let by_scan = scan(&body, &boundary)?;
         // Both readings must see the same `model` fields with the same values.
@@ -232,53 +231,134 @@ fn scan(body: &[u8], boundary: &str) -> Result<Vec<Range<usize>>, FormError> {
     }
 }
 
-/// The `name` parameter of a part's `Content-Disposition`.
+/// The parameters of a plain header value (`type; key="value"; …`): each key once (in any
+/// case), each value a token or a quoted string with no `"`, `\` or `;` inside. Parsers
+/// differ on everything else (a `;` inside quotes, escapes, a repeated key, RFC 2231
+/// `key*`), so a value that is not plain is refused rather than read one way of several.
+fn plain_params(value: &str) -> Result<(&str, Vec<(&str, &str)>), FormError> {
+    let mut pieces = value.split(';');
+    let kind = pieces.next().unwrap_or("").trim_matches([' ', '\t']);
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for piece in pieces {
+        let piece = piece.trim_matches([' ', '\t']);
+        if piece.is_empty() {
+            return Err(invalid("a header has an empty parameter"));
+        }
+        let (key, value) = piece
+            .split_once('=')
+            .ok_or_else(|| invalid("a header parameter has no value"))?;
+        let (key, value) = (
+            key.trim_end_matches([' ', '\t']),
+            value.trim_start_matches([' ', '\t']),
+        );
+        if key.is_empty() || !key.bytes().all(is_token_byte) {
+            return Err(invalid("a header parameter's name is not a token"));
+        }
+        let plain = match value.strip_prefix('"') {
+            Some(quoted) => quoted
+                .strip_suffix('"')
+                .filter(|inner| !inner.contains(['"', '\\']))
+                .is_some(),
+            None => !value.is_empty() && value.bytes().all(is_token_byte),
+        };
+        if !plain {
+            return Err(invalid("a header parameter's value is quoted oddly"));
+        }
+        if params.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Err(invalid(format!("a header repeats the `{key}` parameter")));
+        }
+        params.push((key, value));
+    }
+    Ok((kind, params))
+}
+
+/// An RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A quoted value without its quotes (a plain one is returned as it is).
+fn unquoted(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// The boundary of a plain `multipart/form-data` `Content-Type` (no parameter twice: with
+/// two `boundary` parameters some servers read the first and others the last).
+fn plain_boundary(content_type: &str) -> Result<String, FormError> {
+    let (kind, params) = plain_params(content_type)?;
+    if !kind.eq_ignore_ascii_case("multipart/form-data") {
+        return Err(invalid("the Content-Type is not multipart/form-data"));
+    }
+    let boundary = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| unquoted(v))
+        .ok_or_else(|| invalid("the Content-Type has no multipart boundary"))?;
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err(invalid(
+            "the multipart boundary is empty or longer than 70 bytes",
+        ));
+    }
+    Ok(boundary.to_owned())
+}
+
+/// A part's field name, from its headers: exactly one `Content-Disposition`, which must be
+/// `form-data` with a quoted `name` and optionally a quoted `filename` and an RFC 5987
+/// `filename*`, each once and in lower case. A part named `model` must not be a file.
 fn part_name(head: &[u8]) -> Result<Option<String>, FormError> {
     let head = std::str::from_utf8(head).map_err(|_| invalid("a part's headers are not text"))?;
     let mut name = None;
+    let mut dispositions = 0;
     for line in head.split("\r\n").filter(|l| !l.is_empty()) {
         let (header, value) = line
             .split_once(':')
             .ok_or_else(|| invalid("a part's header has no colon"))?;
-        if !header.trim().eq_ignore_ascii_case("content-disposition") {
+        // No space before the colon, no folded line: parsers read those differently.
+        if header.is_empty() || !header.bytes().all(is_token_byte) {
+            return Err(invalid("a part's header name is not a token"));
+        }
+        if !header.eq_ignore_ascii_case("content-disposition") {
             continue;
         }
-        if name.is_some() {
+        dispositions += 1;
+        if dispositions > 1 {
             return Err(invalid("a part has two Content-Disposition headers"));
         }
-        let mut params = value.split(';').map(str::trim);
-        if !params
-            .next()
-            .is_some_and(|kind| kind.eq_ignore_ascii_case("form-data"))
-        {
+        let (kind, params) = plain_params(value)?;
+        if kind != "form-data" {
             return Err(invalid("a part is not form-data"));
         }
-        for param in params.filter(|p| !p.is_empty()) {
-            let (key, value) = param.split_once('=').unwrap_or((param, ""));
-            let key = key.trim();
-            if key.ends_with('*') {
-                // RFC 5987 extended names: parsers disagree on them.
-                return Err(invalid("a part uses an extended (`name*`) parameter"));
-            }
-            if key.eq_ignore_ascii_case("name") {
-                let value = value.trim();
-                let value = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value);
-                if value.contains(['"', '\\']) {
-                    return Err(invalid("a part's name is quoted oddly"));
+        let mut filename = false;
+        for (key, value) in params {
+            match key {
+                "name" | "filename" if !value.starts_with('"') => {
+                    return Err(invalid(format!("a part's `{key}` is not quoted")));
                 }
-                if value != "model" && value.trim().eq_ignore_ascii_case("model") {
-                    // `Model`, `model `: another parser may read it as `model`.
-                    return Err(invalid(format!("a field is named {value:?}")));
+                "name" => name = Some(unquoted(value).to_owned()),
+                "filename" | "filename*" => filename = true,
+                other => {
+                    return Err(invalid(format!(
+                        "a part's Content-Disposition has a `{other}` parameter"
+                    )));
                 }
-                name = Some(value.to_owned());
             }
         }
-        if name.is_none() {
+        let Some(found) = name.as_deref() else {
             return Err(invalid("a part has no name"));
+        };
+        if found != "model" && found.trim().eq_ignore_ascii_case("model") {
+            // `Model`, `model `: another parser may read it as `model`.
+            return Err(invalid(format!("a field is named {found:?}")));
         }
+        if found == "model" && filename {
+            return Err(invalid("the `model` field is a file"));
+        }
+    }
+    if dispositions == 0 {
+        return Err(invalid("a part has no Content-Disposition"));
     }
     Ok(name)
 }
@@ -325,7 +405,7 @@ mod tests {
     #[test]
     fn a_preamble_and_padding_are_allowed() {
         let body = Bytes::from_static(
-            b"preamble\r\n--XyZ  \r\nContent-Disposition: form-data; name=model\r\n\r\nm\r\n--XyZ--",
+            b"preamble\r\n--XyZ  \r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--XyZ--",
         );
         assert_eq!(Form::parse(body, CT).unwrap().model(), "m");
     }
@@ -368,6 +448,56 @@ mod tests {
         assert!(Form::parse(Bytes::from_static(b"{}"), "application/json").is_err());
         assert!(Form::parse(Bytes::from(part("model", "a")), CT).is_err());
         assert!(Form::parse(Bytes::from_static(b"garbage"), CT).is_err());
+    }
+
+    #[test]
+    fn only_plain_forms_are_admitted() {
+        let disposition = |d: &str| {
+            form(&[
+                format!("--XyZ\r\nContent-Disposition: {d}\r\n\r\nzzz\r\n"),
+                part("file", "x"),
+            ])
+        };
+        for d in [
+            // Read as `zzz` by a naive split, as `model` by python-multipart.
+            r#"form-data; NAME="model"; x="a;name=zzz;b""#,
+            r#"form-data; name="zzz"; x="a;name=model;b""#,
+            r#"form-data; Name="model""#,
+            r#"form-data; name=model"#,
+            r#"form-data; name="model"; name="other""#,
+            r#"form-data; name="mo"del""#,
+            r#"form-data; name="model"; filename="a"; filename="b""#,
+            r#"form-data; name="model"; filename="a.txt""#,
+            r#"Form-Data; name="model""#,
+            r#"attachment; name="model""#,
+            r#"form-data; name="model";"#,
+            r#"form-data; name"#,
+        ] {
+            let err = Form::parse(disposition(d), CT).unwrap_err();
+            assert!(matches!(err, FormError::Invalid(_)), "{d}: {err:?}");
+        }
+        // A header name with a space before its colon.
+        let spaced =
+            form(&["--XyZ\r\nContent-Disposition : form-data; name=\"model\"\r\n\r\na\r\n".into()]);
+        assert!(Form::parse(spaced, CT).is_err());
+        // Two boundaries: read by the first here, by the last elsewhere.
+        let body = form(&[part("model", "a")]);
+        for ct in [
+            "multipart/form-data; boundary=XyZ; boundary=AAAA",
+            "multipart/form-data; boundary=AAAA; BOUNDARY=XyZ",
+            "multipart/form-data; boundary=\"XyZ;x\"",
+            "multipart/form-data",
+            "multipart/mixed; boundary=XyZ",
+        ] {
+            assert!(Form::parse(body.clone(), ct).is_err(), "{ct}");
+        }
+        // What SDKs send passes: a quoted boundary, a file with both filename forms.
+        let sdk = form(&[
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a b.wav\"; filename*=UTF-8''a%20b.wav\r\nContent-Type: audio/wav\r\n\r\nRIFF\r\n".into(),
+            part("model", "whisper-1"),
+        ]);
+        let f = Form::parse(sdk, "multipart/form-data; boundary=\"XyZ\"").unwrap();
+        assert_eq!(f.model(), "whisper-1");
     }
 
     #[test]

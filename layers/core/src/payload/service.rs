@@ -231,6 +231,14 @@ pub(super) fn admit(
                             .with_code("missing_model"),
                     });
                 }
+                // `"stream": "yes"` is a stream to some upstreams and not to the gateway's
+                // metering: only a boolean (or null) is read one way by everyone.
+                if let Ok(Some(raw)) = payload.get_raw("stream")
+                    && !matches!(raw, "true" | "false" | "null")
+                {
+                    return Err(ErrorResponse::bad_request("`stream` must be a boolean")
+                        .with_code("invalid_body"));
+                }
                 // Read as JSON whatever the caller's content type said: sent as JSON.
                 parts.headers.insert(
                     header::CONTENT_TYPE,
@@ -513,6 +521,9 @@ mod tests {
             (r#"{"model":null}"#, "invalid_body"),
             (r#"{"model":"a","model":"b"}"#, "invalid_body"),
             (r#"{"input":"x"}"#, "missing_model"),
+            (r#"{"model":"m","stream":"true"}"#, "invalid_body"),
+            (r#"{"model":"m","stream":1}"#, "invalid_body"),
+            (r#"{"model":"m","stream":{}}"#, "invalid_body"),
             ("", "invalid_json"),
         ] {
             let got = code(routed(RouteKind::ModelJson, None, body)).await;
