@@ -162,41 +162,119 @@ async fn heads_too_large_or_with_too_many_fields_are_431() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
 }
 
+/// A connection from `ip` (any 127.0.0.0/8 address is this machine).
+async fn connect_from(ip: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+const CHAT: &str = r#"{"model":"m","messages":[]}"#;
+
+fn chat_request(close: bool) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{CHAT}",
+        CHAT.len(),
+        if close { "connection: close\r\n" } else { "" }
+    )
+}
+
 #[tokio::test]
-async fn at_the_connection_limit_no_connection_is_served_until_one_closes() {
+async fn at_the_connection_limit_busy_connections_keep_their_place_and_an_idle_one_makes_room() {
+    // Chats take a second.
+    let mock = MockUpstream::builder()
+        .models(["m"])
+        .delay("/v1/chat/completions", Duration::from_secs(1))
+        .start()
+        .await;
     let gw = start_with(
         Args::default(),
         &[
-            ("OPENAI_API_BASE_URLS", &dead_url()),
+            ("OPENAI_API_BASE_URLS", &mock.url()),
             ("GATEWAY_MAX_CONNECTIONS", "2"),
         ],
     )
     .await;
     let mut first = TcpStream::connect(gw.addr()).await.unwrap();
-    first
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = first.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let _second = TcpStream::connect(gw.addr()).await.unwrap();
-    // The third is in the kernel's backlog, not served.
+    let mut second = TcpStream::connect(gw.addr()).await.unwrap();
+    for conn in [&mut first, &mut second] {
+        conn.write_all(chat_request(false).as_bytes())
+            .await
+            .unwrap();
+    }
+    mock.wait_for_requests("/v1/chat/completions", 2).await;
+    // Both busy: the third waits in the kernel's backlog.
     let mut third = TcpStream::connect(gw.addr()).await.unwrap();
     third
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    let mut buf = [0u8; 4096];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
     assert!(
         early.is_err(),
-        "the third connection was served at the limit"
+        "the third connection was served while both were busy"
     );
-    drop(first);
+    // The first answer comes; that connection (kept alive) is now idle and makes room.
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let answer = until_closed(&mut third, Duration::from_secs(10))
         .await
-        .expect("served once a connection closed");
+        .expect("served once a connection went idle");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The idle one was closed; the busy one was not: its answer arrives.
+    assert_eq!(
+        until_closed(&mut first, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("")
+    );
+    let n = second.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_flood_of_idle_connections_does_not_lock_a_caller_out() {
+    let mock = MockUpstream::builder().models(["m"]).start().await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("GATEWAY_MAX_CONNECTIONS", "40"),
+            ("GATEWAY_MAX_CONNECTIONS_PER_IP", "15"),
+        ],
+    )
+    .await;
+    // Past 15, an address's connections are closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..15 {
+        flood.push(connect_from([127, 0, 0, 2], gw.addr()).await);
+    }
+    let mut extra = connect_from([127, 0, 0, 2], gw.addr()).await;
+    assert_eq!(
+        until_closed(&mut extra, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some(""),
+        "a 16th connection from one address was kept"
+    );
+    // Three more addresses open 15 idle connections each: 60 at a limit of 40.
+    for host in 3..=5 {
+        for _ in 0..15 {
+            flood.push(connect_from([127, 0, 0, host], gw.addr()).await);
+        }
+    }
+    // A caller still gets through, at once.
+    let mut caller = connect_from([127, 0, 0, 1], gw.addr()).await;
+    caller
+        .write_all(chat_request(true).as_bytes())
+        .await
+        .unwrap();
+    let answer = until_closed(&mut caller, Duration::from_secs(5))
+        .await
+        .expect("the caller was served");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+    drop(flood);
 }
 
 #[tokio::test]
@@ -225,6 +303,58 @@ async fn a_body_that_stops_is_408_and_nothing_is_forwarded() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
     assert_eq!(mock.count("/v1/chat/completions"), 0);
+}
+
+/// Sends `head` and part of a body on a new connection; the answer within 10 s.
+async fn stalled(gw: &openai_gateway::RunningGateway, head: &str, part: &str) -> String {
+    let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+    conn.write_all(format!("{head}content-length: 100\r\n\r\n{part}").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn admin_and_passthrough_bodies_that_stop_are_408_too() {
+    let mock = MockUpstream::builder()
+        .models(["m"])
+        .any(
+            "/v1/files",
+            tower_openai_test_util::Reply::json(serde_json::json!({})),
+        )
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("GATEWAY_BODY_READ_TIMEOUT", "1"),
+            ("ENABLE_OPENAI_API_PASSTHROUGH", "true"),
+        ],
+    )
+    .await;
+    let admin = stalled(
+        &gw,
+        "POST /openai/config/update HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n",
+        "{\"ENABLE_OPENAI_API\":",
+    )
+    .await;
+    assert!(admin.starts_with("HTTP/1.1 408"), "{admin}");
+    assert!(admin.contains("request_timeout"), "{admin}");
+    // A passthrough upload streams on to the upstream as it comes: when it stops, the
+    // caller gets the 408, not a 502.
+    let upload = stalled(
+        &gw,
+        "POST /v1/files HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/octet-stream\r\n",
+        "RIFF",
+    )
+    .await;
+    assert!(upload.starts_with("HTTP/1.1 408"), "{upload}");
 }
 
 #[tokio::test]

@@ -206,7 +206,49 @@ async fn with_the_passthrough_on_a_json_model_is_still_checked() {
     .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&res), "invalid_json");
+    // Whatever its Content-Type says: an upstream may parse any body as JSON.
+    for ct in [
+        "text/plain",
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+    ] {
+        let res = answer(authed(
+            Request::post(format!("{base}/batches"))
+                .header("content-type", ct)
+                .body(Full::from(" {\"model\":\"up.secret\"}"))
+                .unwrap(),
+            "sk-alice",
+        ))
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{ct}");
+        assert_eq!(error_code(&res), "model_not_found", "{ct}");
+    }
     assert_eq!(forwarded(&mock), ["GET /v1/files"]);
+    // An allowed model is routed (its prefix stripped); a body that is no JSON object
+    // streams on as it came.
+    let res = answer(authed(
+        Request::post(format!("{base}/batches"))
+            .header("content-type", "text/plain")
+            .body(Full::from("{\"model\":\"up.allowed\"}"))
+            .unwrap(),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(mock.last_request().unwrap().json()["model"], "allowed");
+    let res = answer(authed(
+        Request::post(format!("{base}/files"))
+            .header("content-type", "application/octet-stream")
+            .body(Full::from("RIFF{\"model\":\"up.secret\"}"))
+            .unwrap(),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        &mock.last_request().unwrap().body[..],
+        b"RIFF{\"model\":\"up.secret\"}"
+    );
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use tower_openai_core::body::{ReadError, read_capped};
 use tower_openai_core::rescue::error_to_response;
 use tower_openai_core::settings::AuthType;
+use tower_openai_core::timer::BodyTimedOut;
 use tower_openai_core::{
     Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection, Settings, SettingsHandle,
     SettingsSnapshot,
@@ -147,10 +148,15 @@ async fn read_json(body: Body, max: usize) -> Result<Map<String, Value>, ErrorRe
     let out = match read_capped(body, max).await {
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge(_)) => return Err(ErrorResponse::payload_too_large(max)),
-        Err(ReadError::Body(_)) => {
-            return Err(ErrorResponse::bad_request(
-                "Could not read the request body",
-            ));
+        Err(ReadError::Body(e)) => {
+            return Err(
+                match tower_openai_core::error::find_cause::<BodyTimedOut>(&*e) {
+                    // The server's body deadlines hold here too: a stalled update is 408.
+                    Some(timed_out) => timed_out.to_response(),
+                    None => ErrorResponse::bad_request("Could not read the request body")
+                        .with_code("invalid_body"),
+                },
+            );
         }
     };
     // The member limit first: indexing is bounded, building a map of a million members is

@@ -5,6 +5,7 @@
 //! serve. [`run`] is `main`'s whole body.
 
 mod admin;
+mod admission;
 mod cli;
 mod config;
 mod demo;
@@ -38,9 +39,9 @@ use tower_openai_upstream::Upstream;
 
 pub use self::cli::Args;
 pub use self::config::{
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SPEECH_CACHE_MAX_BYTES,
-    GatewayConfig, GroupsConfig, KeyDigest, Limits, ModelAccess, ModelRecord, Observability,
-    RedisConfig, StartError, UserRecord,
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_SPEECH_CACHE_MAX_BYTES, GatewayConfig, GroupsConfig, KeyDigest, Limits, ModelAccess,
+    ModelRecord, Observability, RedisConfig, StartError, UserRecord,
 };
 pub use self::identity::Callers;
 pub use self::persist::Persisted;
@@ -61,6 +62,8 @@ pub struct Gateway {
     groups: Groups,
     /// Each user's rate limits and where they are counted.
     limits: UserLimits,
+    /// The request bodies being buffered, in all and per user.
+    buffers: tower_openai_core::payload::BufferBudget,
     records: StaticRecords,
     admin: admin::Admin,
     speech: SpeechStore,
@@ -77,6 +80,8 @@ impl Gateway {
     pub async fn new(mut config: GatewayConfig) -> Result<Self, StartError> {
         config.check_exposure()?;
         config.check_limits()?;
+        // As many connections as the open-files limit (raised to its hard limit) can hold.
+        config.limits.max_connections = admission::fit_to_open_files(config.limits.max_connections);
         let store = persist::ConfigStore::new(&config.data_dir);
         if config.persistent_config {
             if let Some(persisted) = store.load()? {
@@ -176,7 +181,12 @@ impl Gateway {
             None => None,
         };
         let limits = UserLimits::new(&config, shared.as_ref());
+        let buffers = tower_openai_core::payload::BufferBudget::new(
+            config.limits.max_buffered_bytes,
+            config.limits.max_buffered_bytes_per_user,
+        );
         Ok(Self {
+            buffers,
             shared,
             metrics_listener,
             groups,

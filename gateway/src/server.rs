@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
@@ -15,12 +14,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use pin_project::{pin_project, pinned_drop};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::Oneshot;
+use tower_openai_core::timer::{BodyTimeouts, SleepSlot};
 use tower_openai_core::{Body, BoxError, ShutdownSignal};
 
+use super::admission::{Activity, Admission, Refused};
 use super::config::Limits;
 use super::drain::Drain;
 use super::serving::{ConnectionTimer, RepollSelfWakes};
@@ -45,6 +44,9 @@ impl ServeOptions {
         }
     }
 }
+
+/// While the server is full, how often it looks for a connection gone idle.
+const ROOM_CHECK: Duration = Duration::from_millis(50);
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, and give the
 /// connections in flight (long streams included) up to the grace period to finish. Streams
@@ -83,20 +85,25 @@ pub(crate) async fn serve<S, B>(
         .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(limits.http2_keep_alive.0)
         .keep_alive_timeout(limits.http2_keep_alive.1);
+    // Every request body, on every route, has an idle and a total deadline (408 past
+    // either), however it is read below.
+    let body_timeouts = BodyTimeouts {
+        idle: Some(limits.body_read_timeout),
+        total: Some(limits.body_total_timeout),
+    };
     let drain = Drain::default();
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
     let mut shutdown = std::pin::pin!(shutdown);
 
-    loop {
-        // At the limit, stop accepting until a connection closes: the kernel's backlog
-        // holds the rest.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+    'serve: loop {
+        // At the limit with no idle connection to close, stop accepting until there is
+        // room: the kernel's backlog holds the rest.
+        while !admission.has_room() {
+            tokio::select! {
+                () = tokio::time::sleep(ROOM_CHECK) => {}
+                () = &mut shutdown => break 'serve,
+            }
+        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -109,11 +116,29 @@ pub(crate) async fn serve<S, B>(
             },
             () = &mut shutdown => break,
         };
+        // Too many from this address: closed at once. No room (every connection became
+        // busy since the check above): this one waits for room, and no other is accepted
+        // meanwhile.
+        let admitted = loop {
+            match admission.admit(peer.ip()) {
+                Ok(admitted) => break admitted,
+                Err(Refused::PerIp) => {
+                    tracing::debug!(%peer, "connection closed: too many from its address");
+                    continue 'serve;
+                }
+                Err(Refused::Full) => tokio::select! {
+                    () = tokio::time::sleep(ROOM_CHECK) => {}
+                    () = &mut shutdown => break 'serve,
+                },
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
+        let activity = admitted.activity().clone();
         let svc = PerConnection {
             app: RefCell::new(app.clone()),
             activity: activity.clone(),
+            body_timeouts,
+            sleeps: SleepSlot::new(),
         };
         // A timer per connection: the head timeout of each request reuses one sleep.
         let mut per_connection = builder.clone();
@@ -123,13 +148,15 @@ pub(crate) async fn serve<S, B>(
             .into_owned();
         let conn = RepollSelfWakes::new(drain.watch(conn));
         let idle_limit = limits.header_read_timeout;
+        let id = admitted.id();
         let mut served = tokio::spawn(async move {
-            // Held until the connection ends (or is aborted): the connection limit's slot.
-            let _permit = permit;
+            // Held until the connection ends (or is aborted): its place in the limits.
+            let _admitted = admitted;
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+        admission.set_abort(id, served.abort_handle());
         // The idle watchdog runs beside the connection, not in its task: the connection's
         // many polls per request never poll its timer.
         tokio::spawn(async move {
@@ -157,56 +184,6 @@ pub(crate) async fn serve<S, B>(
             options.cut.cut();
             // Let them send their terminal event and close.
             let _ = tokio::time::timeout(Duration::from_secs(2), drain.shutdown()).await;
-        }
-    }
-}
-
-/// What one connection has in flight, and since when it has had nothing.
-#[derive(Debug)]
-struct Activity {
-    in_flight: AtomicUsize,
-    /// When the connection last had nothing in flight, in milliseconds since `start`.
-    idle_since: AtomicU64,
-    start: Instant,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            in_flight: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(0),
-            start: Instant::now(),
-        }
-    }
-
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn end(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.idle_since.store(millis, Ordering::Relaxed);
-        }
-    }
-
-    /// Resolves once the connection has had nothing in flight for `limit`. Checks once per
-    /// `limit` at most: one timer per connection, never one per request.
-    async fn idle_for(&self, limit: Duration) {
-        let mut deadline = self.start + limit;
-        loop {
-            tokio::time::sleep_until(deadline).await;
-            if self.in_flight.load(Ordering::Relaxed) == 0 {
-                let idle_since =
-                    self.start + Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
-                let due = idle_since + limit;
-                if due <= Instant::now() {
-                    return;
-                }
-                deadline = due;
-            } else {
-                deadline = Instant::now() + limit;
-            }
         }
     }
 }
@@ -263,6 +240,9 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
 struct PerConnection<S> {
     app: RefCell<S>,
     activity: Arc<Activity>,
+    body_timeouts: BodyTimeouts,
+    /// The timer the request bodies of this connection borrow.
+    sleeps: SleepSlot,
 }
 
 /// The response future of [`PerConnection`]: counts the request in flight until its body
@@ -312,7 +292,7 @@ where
     type Future = Counted<Either<S::Future, Oneshot<S, http::Request<Body>>>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let req = req.map(Body::new);
+        let req = req.map(|body| Body::incoming(body, self.body_timeouts, &self.sleeps));
         self.activity.begin();
         let mut app = self.app.borrow_mut();
         // hyper's `call` has no task context to wait with, so this is a probe, not a wait:

@@ -105,10 +105,13 @@ pub(crate) fn service(
         // One settings snapshot per request, before anything reads settings, so an update
         // in flight never mixes old and new values.
         .layer(LoadSettingsLayer::new(gateway.settings.clone()))
-        // Read the JSON body once, under the cap, before any layer needs the model.
+        // Read the JSON body once, under the cap and the buffer budget, before any layer
+        // needs the model. (Its deadlines are the server's, set on every body at the edge.)
         .layer(
             CollectPayloadLayer::new(gateway.config.max_body_bytes)
-                .read_timeout(Some(gateway.config.limits.body_read_timeout)),
+                .read_timeout(None)
+                .total_timeout(None)
+                .budget(gateway.buffers.clone()),
         )
         // Who may use which model: after the payload (it reads the model), before the list
         // (it hands models its per-user filter) and before routing (a refused model costs

@@ -181,6 +181,9 @@ pub const DEFAULT_SPEECH_CACHE_MAX_BYTES: u64 = 1 << 30;
 /// The default `GATEWAY_MAX_CONNECTIONS`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// The default `GATEWAY_MAX_CONNECTIONS_PER_IP`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
 /// What one caller, or all of them together, can make the server hold (docs/limits.md).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -194,6 +197,17 @@ pub struct Limits {
     /// A request body that sends nothing for this long is refused with 408
     /// (`GATEWAY_BODY_READ_TIMEOUT`).
     pub body_read_timeout: Duration,
+    /// A request body not complete this long after the gateway first waited for it is
+    /// refused with 408, however it trickles (`GATEWAY_BODY_TOTAL_TIMEOUT`).
+    pub body_total_timeout: Duration,
+    /// Bytes of request bodies being buffered at once, in all
+    /// (`GATEWAY_MAX_BUFFERED_BYTES`); past it, 503 `gateway_overloaded`.
+    pub max_buffered_bytes: usize,
+    /// The same for one user's bodies (`GATEWAY_MAX_BUFFERED_BYTES_PER_USER`).
+    pub max_buffered_bytes_per_user: usize,
+    /// Connections from one client address at once (`GATEWAY_MAX_CONNECTIONS_PER_IP`); past
+    /// it a new connection is closed at once.
+    pub max_connections_per_ip: usize,
     /// The largest request head, in bytes (431 past it).
     pub max_head_bytes: usize,
     /// The most header fields in a request head (431 past it).
@@ -211,6 +225,10 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
+            body_total_timeout: Duration::from_secs(300),
+            max_buffered_bytes: tower_openai_core::payload::DEFAULT_MAX_BUFFERED,
+            max_buffered_bytes_per_user: tower_openai_core::payload::DEFAULT_MAX_BUFFERED_PER_USER,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_head_bytes: 64 * 1024,
             max_headers: 128,
             max_http2_streams: 128,
@@ -478,6 +496,26 @@ impl GatewayConfig {
                     "GATEWAY_BODY_READ_TIMEOUT",
                     Duration::from_secs(30),
                 )?,
+                body_total_timeout: seconds_var(
+                    env,
+                    "GATEWAY_BODY_TOTAL_TIMEOUT",
+                    Duration::from_secs(300),
+                )?,
+                max_buffered_bytes: whole_var(
+                    env,
+                    "GATEWAY_MAX_BUFFERED_BYTES",
+                    tower_openai_core::payload::DEFAULT_MAX_BUFFERED,
+                )?,
+                max_buffered_bytes_per_user: whole_var(
+                    env,
+                    "GATEWAY_MAX_BUFFERED_BYTES_PER_USER",
+                    tower_openai_core::payload::DEFAULT_MAX_BUFFERED_PER_USER,
+                )?,
+                max_connections_per_ip: whole_var(
+                    env,
+                    "GATEWAY_MAX_CONNECTIONS_PER_IP",
+                    DEFAULT_MAX_CONNECTIONS_PER_IP,
+                )?,
                 ..Limits::default()
             },
             resolve: Vec::new(),
@@ -543,8 +581,21 @@ impl GatewayConfig {
 
     /// Refuse values no deployment means: a limit of no connections.
     pub(crate) fn check_limits(&self) -> Result<(), StartError> {
-        if self.limits.max_connections == 0 {
-            return Err(ConfigError::new("GATEWAY_MAX_CONNECTIONS", "must be at least 1").into());
+        for (name, value) in [
+            ("GATEWAY_MAX_CONNECTIONS", self.limits.max_connections),
+            (
+                "GATEWAY_MAX_CONNECTIONS_PER_IP",
+                self.limits.max_connections_per_ip,
+            ),
+            ("GATEWAY_MAX_BUFFERED_BYTES", self.limits.max_buffered_bytes),
+            (
+                "GATEWAY_MAX_BUFFERED_BYTES_PER_USER",
+                self.limits.max_buffered_bytes_per_user,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(name, "must be at least 1").into());
+            }
         }
         Ok(())
     }

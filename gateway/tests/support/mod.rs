@@ -44,6 +44,11 @@ impl Gateway {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// A connection to it, once it listens (at most 5 s).
     pub fn connect(&self) -> TcpStream {
         for _ in 0..100 {

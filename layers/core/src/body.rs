@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use pin_project::pin_project;
 
 use crate::error::{BoxError, ErrorResponse};
+use crate::timer::{BodyTimeouts, SleepSlot, TimeoutBody};
 
 /// A type-erased body, as used at the gateway boundary (linkerd's `BoxBody`).
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -70,6 +71,8 @@ enum Kind {
     Full(Option<Bytes>),
     /// A request body as hyper serves it: kept as it is, not boxed.
     Incoming(hyper::body::Incoming),
+    /// The same, with deadlines.
+    TimedIncoming(TimeoutBody<hyper::body::Incoming>),
     Boxed(BoxBody),
 }
 
@@ -82,6 +85,7 @@ impl std::fmt::Debug for Kind {
                 .field(&b.as_ref().map(Bytes::len))
                 .finish(),
             Kind::Incoming(_) => f.write_str("Incoming"),
+            Kind::TimedIncoming(_) => f.write_str("TimedIncoming"),
             Kind::Boxed(_) => f.write_str("Boxed"),
         }
     }
@@ -108,6 +112,24 @@ impl Body {
         }
     }
 
+    /// A request body as hyper serves it, failing with
+    /// [`BodyTimedOut`](crate::timer::BodyTimedOut) when it misses one of `timeouts` (timed
+    /// with a sleep from `slot`: make one per connection). A body with nothing to send gets
+    /// no timer.
+    pub fn incoming(
+        incoming: hyper::body::Incoming,
+        timeouts: BodyTimeouts,
+        slot: &SleepSlot,
+    ) -> Self {
+        use http_body::Body as _;
+        let kind = if timeouts.is_none() || incoming.is_end_stream() {
+            Kind::Incoming(incoming)
+        } else {
+            Kind::TimedIncoming(TimeoutBody::new(incoming, timeouts, slot))
+        };
+        Self { kind }
+    }
+
     /// An empty body.
     pub fn empty() -> Self {
         Self::default()
@@ -118,7 +140,7 @@ impl Body {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
-            Kind::Incoming(_) | Kind::Boxed(_) => false,
+            Kind::Incoming(_) | Kind::TimedIncoming(_) | Kind::Boxed(_) => false,
         }
     }
 }
@@ -179,6 +201,7 @@ impl http_body::Body for Body {
                     .map(|b| Ok(Frame::data(b))),
             ),
             Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::TimedIncoming(b) => Pin::new(b).poll_frame(cx),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -188,6 +211,7 @@ impl http_body::Body for Body {
             Kind::Empty => true,
             Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
             Kind::Incoming(b) => b.is_end_stream(),
+            Kind::TimedIncoming(b) => b.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -197,6 +221,7 @@ impl http_body::Body for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Incoming(b) => b.size_hint(),
+            Kind::TimedIncoming(b) => b.size_hint(),
             Kind::Boxed(b) => b.size_hint(),
         }
     }

@@ -37,6 +37,8 @@ pub struct ErrorResponse {
     message: Cow<'static, str>,
     kind: Cow<'static, str>,
     code: Option<Cow<'static, str>>,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl ErrorResponse {
@@ -56,6 +58,7 @@ impl ErrorResponse {
             message: message.into(),
             kind: Cow::Borrowed(kind),
             code: None,
+            retry_after: None,
         }
     }
 
@@ -115,6 +118,17 @@ impl ErrorResponse {
         self
     }
 
+    /// Answer with `Retry-After: seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The `Retry-After` seconds, if set.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -167,6 +181,10 @@ impl ErrorResponse {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(seconds) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         res
     }
 }

@@ -94,6 +94,11 @@ impl<S> Rescue<S> {
 
 /// The response an error should become.
 pub fn error_to_response(err: &(dyn std::error::Error + 'static)) -> ErrorResponse {
+    // A streamed request body that missed its deadline failed the upstream call: the
+    // caller's fault, told as such.
+    if let Some(timed_out) = find_cause::<crate::timer::BodyTimedOut>(err) {
+        return timed_out.to_response();
+    }
     match find_cause::<UpstreamError>(err) {
         Some(upstream) => {
             tracing::warn!(error = %upstream, cause = ?std::error::Error::source(upstream).map(ToString::to_string), "upstream failure");

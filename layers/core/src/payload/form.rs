@@ -231,11 +231,14 @@ fn scan(body: &[u8], boundary: &str) -> Result<Vec<Range<usize>>, FormError> {
     }
 }
 
+/// A header value's parameters, in order.
+type Params<'a> = Vec<(&'a str, &'a str)>;
+
 /// The parameters of a plain header value (`type; key="value"; …`): each key once (in any
 /// case), each value a token or a quoted string with no `"`, `\` or `;` inside. Parsers
 /// differ on everything else (a `;` inside quotes, escapes, a repeated key, RFC 2231
 /// `key*`), so a value that is not plain is refused rather than read one way of several.
-fn plain_params(value: &str) -> Result<(&str, Vec<(&str, &str)>), FormError> {
+fn plain_params(value: &str) -> Result<(&str, Params<'_>), FormError> {
     let mut pieces = value.split(';');
     let kind = pieces.next().unwrap_or("").trim_matches([' ', '\t']);
     let mut params: Vec<(&str, &str)> = Vec::new();

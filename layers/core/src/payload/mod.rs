@@ -14,7 +14,9 @@
 //! - a multipart model route: a `multipart/form-data` body (415 otherwise) with one
 //!   `model` field ([`Form`]);
 //! - the passthrough: a JSON body (a JSON `Content-Type`, or none) must be an object whose
-//!   `model`, if any, is a string; other bodies stream through untouched;
+//!   `model`, if any, is a string; a body said to be something else is read whole if it
+//!   starts with `{` (an upstream may parse it as JSON whatever its type says), and checked
+//!   the same way if it is a JSON object; any other body streams through untouched;
 //! - no route (a stack without the policy layer): a JSON body is collected and parsed only
 //!   when a layer asks; other bodies stream through.
 //!
@@ -22,7 +24,11 @@
 //! `Content-Encoding` other than identity (415) on anything it must read.
 //!
 //! A body that sends nothing for the read timeout (30 s by default,
-//! [`CollectPayloadLayer::read_timeout`]) is refused with 408 and nothing is forwarded.
+//! [`CollectPayloadLayer::read_timeout`]), or is not complete within the total timeout (300 s
+//! by default, [`CollectPayloadLayer::total_timeout`]), is refused with 408 and nothing is
+//! forwarded. With a [`BufferBudget`] ([`CollectPayloadLayer::budget`]), the bytes being
+//! buffered are counted in all and per user, and a body that would cross either cap is
+//! refused with 503 `gateway_overloaded` (`Retry-After: 1`).
 //!
 //! A body larger than the limit is refused with 413 *before* it is read when its
 //! `Content-Length` says so, and as soon as the limit is crossed otherwise. A body that
@@ -69,16 +75,21 @@
 //! # }
 //! ```
 
+mod budget;
 mod form;
 mod future;
-mod idle;
 mod layer;
+mod prefixed;
 mod service;
 mod value;
 
+pub use self::budget::{
+    BufferBudget, DEFAULT_MAX_BUFFERED, DEFAULT_MAX_BUFFERED_PER_USER, Overloaded,
+};
 pub use self::form::{Form, FormError};
 pub use self::future::ResponseFuture;
-pub use self::idle::BodyTimedOut;
-pub use self::layer::{CollectPayloadLayer, DEFAULT_LIMIT, DEFAULT_READ_TIMEOUT};
+pub use self::layer::{
+    CollectPayloadLayer, DEFAULT_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
+};
 pub use self::service::CollectPayload;
 pub use self::value::{MAX_MEMBERS, Payload, PayloadError};

@@ -3,15 +3,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use tower_service::Service;
 
-use super::idle::IdleTimeout;
+use super::budget::{Budgeted, BufferBudget};
 use super::{CollectPayloadLayer, Form, Payload, ResponseFuture};
 use crate::body::{Body, ResponseBody};
 use crate::error::{BoxError, ErrorResponse};
-use crate::extensions::{ApiRoute, RouteKind};
-use crate::timer::SleepSlot;
+use crate::extensions::{ApiRoute, RouteKind, User};
+use crate::timer::{BodyTimeouts, SleepSlot, TimeoutBody};
 
 /// Collects JSON request bodies into a [`Payload`](super::Payload).
 ///
@@ -27,7 +26,8 @@ use crate::timer::SleepSlot;
 pub struct CollectPayload<S> {
     inner: S,
     limit: usize,
-    read_timeout: Option<std::time::Duration>,
+    timeouts: BodyTimeouts,
+    budget: Option<BufferBudget>,
     /// The body timer requests through this instance borrow; not shared by clones (a
     /// server makes one per connection).
     sleeps: SleepSlot,
@@ -39,7 +39,8 @@ impl<S: Clone> Clone for CollectPayload<S> {
         Self {
             inner: self.inner.clone(),
             limit: self.limit,
-            read_timeout: self.read_timeout,
+            timeouts: self.timeouts,
+            budget: self.budget.clone(),
             sleeps: SleepSlot::new(),
             spare: None,
         }
@@ -47,13 +48,15 @@ impl<S: Clone> Clone for CollectPayload<S> {
 }
 
 impl<S> CollectPayload<S> {
-    /// Wrap `inner`, refusing bodies over `limit` bytes and bodies that send nothing for
-    /// [`DEFAULT_READ_TIMEOUT`](super::DEFAULT_READ_TIMEOUT).
+    /// Wrap `inner`, refusing bodies over `limit` bytes, bodies that send nothing for
+    /// [`DEFAULT_READ_TIMEOUT`](super::DEFAULT_READ_TIMEOUT) and bodies not complete within
+    /// [`DEFAULT_TOTAL_TIMEOUT`](super::DEFAULT_TOTAL_TIMEOUT); no buffer budget.
     pub fn new(inner: S, limit: usize) -> Self {
         Self {
             inner,
             limit,
-            read_timeout: Some(super::DEFAULT_READ_TIMEOUT),
+            timeouts: super::layer::DEFAULT_TIMEOUTS,
+            budget: None,
             sleeps: SleepSlot::new(),
             spare: None,
         }
@@ -61,7 +64,20 @@ impl<S> CollectPayload<S> {
 
     /// Refuse with 408 a body that sends nothing for `timeout` (`None`: wait forever).
     pub fn read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
-        self.read_timeout = timeout;
+        self.timeouts.idle = timeout;
+        self
+    }
+
+    /// Refuse with 408 a body not complete within `timeout` of the first wait for it
+    /// (`None`: no limit).
+    pub fn total_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.timeouts.total = timeout;
+        self
+    }
+
+    /// Count the bodies it buffers against `budget` (503 `gateway_overloaded` past it).
+    pub fn budget(mut self, budget: BufferBudget) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -94,7 +110,10 @@ where
             Ok(None) => return ResponseFuture::called(self.inner.call(req.map(Body::new))),
             Err(e) => return ResponseFuture::rejected(e),
         };
-        if content_length(req.headers()).is_some_and(|len| len > self.limit as u64) {
+        // A body that may stream on is not refused for its length before it is seen.
+        if reading != Reading::Sniffed
+            && content_length(req.headers()).is_some_and(|len| len > self.limit as u64)
+        {
             return ResponseFuture::rejected(ErrorResponse::payload_too_large(self.limit));
         }
         // The service readied by `poll_ready` is the one that must be called: move it into
@@ -103,19 +122,19 @@ where
         let spare = self.spare.get_or_insert_with(Spare::default);
         let next = spare.take().unwrap_or_else(|| self.inner.clone());
         let inner = std::mem::replace(&mut self.inner, next);
+        let reservation = self
+            .budget
+            .as_ref()
+            .map(|budget| budget.reserve(req.extensions().get::<User>().map(|u| u.id.as_str())));
         let (parts, body) = req.into_parts();
-        ResponseFuture::collecting(
-            Limited::new(
-                IdleTimeout::new(body, self.read_timeout, &self.sleeps),
-                self.limit,
-            )
-            .collect(),
-            parts,
-            inner,
-            spare.clone(),
-            self.limit,
-            reading,
-        )
+        let body = Budgeted::new(
+            TimeoutBody::new(body, self.timeouts, &self.sleeps),
+            reservation,
+        );
+        if reading == Reading::Sniffed {
+            return ResponseFuture::sniffing(body, parts, inner, spare.clone(), self.limit);
+        }
+        ResponseFuture::collecting(body, parts, inner, spare.clone(), self.limit, reading)
     }
 }
 
@@ -128,6 +147,10 @@ pub(super) enum Reading {
     /// A passthrough request with a JSON body: admitted only when it is a JSON object
     /// whose `model`, if any, is a string.
     Passthrough,
+    /// A passthrough request whose body is said to be something else: read whole only if it
+    /// starts with `{` (an upstream may read it as JSON whatever its type), and then, if it
+    /// is a JSON object, checked as a JSON passthrough body; streamed on otherwise.
+    Sniffed,
     /// A JSON model route: an object with a string `model`, whatever the content type said.
     ModelJson,
     /// A multipart model route: a form with one `model` field.
@@ -160,16 +183,15 @@ fn reading<B: http_body::Body>(req: &Request<B>) -> Result<Option<Reading>, Erro
             Reading::Form
         }
         Some(RouteKind::Models) => return Ok(None),
-        Some(RouteKind::Passthrough)
-            if carries_json(req.method(), headers) && !req.body().is_end_stream() =>
-        {
-            Reading::Passthrough
+        Some(RouteKind::Passthrough) if req.body().is_end_stream() || !has_body(req.method()) => {
+            return Ok(None);
         }
-        Some(RouteKind::Passthrough) => return Ok(None),
+        Some(RouteKind::Passthrough) if carries_json(req.method(), headers) => Reading::Passthrough,
+        Some(RouteKind::Passthrough) => Reading::Sniffed,
         None if carries_json(req.method(), headers) && !req.body().is_end_stream() => Reading::Lazy,
         None => return Ok(None),
     };
-    if reading != Reading::Lazy && !identity_encoded(headers) {
+    if !matches!(reading, Reading::Lazy | Reading::Sniffed) && !identity_encoded(headers) {
         // A compressed body cannot be checked: refused rather than forwarded unread.
         return Err(unsupported(
             "Compressed request bodies are not accepted (Content-Encoding must be identity)",
@@ -202,15 +224,27 @@ fn is_multipart_form(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
-/// Admit a collected body as `reading` says: the extension the layers below read, or the
-/// 4xx to answer. A model route's body must be readable whole, so that what the gateway
-/// checked is what the upstream is sent.
+/// Admit a collected body as `reading` says: the extension the layers below read (or, for
+/// a body forwarded as it came, its bytes), or the 4xx to answer. A model route's body must
+/// be readable whole, so that what the gateway checked is what the upstream is sent.
 pub(super) fn admit(
     reading: Reading,
     parts: &mut http::request::Parts,
     bytes: Bytes,
-) -> Result<(), ErrorResponse> {
+) -> Result<Option<Bytes>, ErrorResponse> {
     match reading {
+        Reading::Sniffed => {
+            let payload = Payload::new(bytes);
+            if payload.check().is_err() {
+                // Not a JSON object (`{` then something else): no upstream reads it as one.
+                return Ok(Some(payload.original().clone()));
+            }
+            if payload.model().is_err() {
+                return Err(ErrorResponse::bad_request("`model` must be a string")
+                    .with_code("invalid_body"));
+            }
+            parts.extensions.insert(payload);
+        }
         Reading::Lazy => {
             parts.extensions.insert(Payload::new(bytes));
         }
@@ -257,7 +291,7 @@ pub(super) fn admit(
             parts.extensions.insert(form);
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Where a request's future hands the inner service back once it has called it.
@@ -291,12 +325,17 @@ impl<S> Spare<S> {
     }
 }
 
-/// Whether a request's body is one we read as JSON.
-fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
-    if matches!(
+/// Whether requests with this method carry a body anyone reads.
+fn has_body(method: &Method) -> bool {
+    !matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    )
+}
+
+/// Whether a request's body is one we read as JSON.
+fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
+    if !has_body(method) {
         return false;
     }
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
@@ -327,7 +366,7 @@ mod tests {
     use super::*;
     use crate::Payload;
     use http::StatusCode;
-    use http_body_util::{Full, StreamBody};
+    use http_body_util::{BodyExt, Full, StreamBody};
     use std::convert::Infallible;
     use tower::{ServiceExt, service_fn};
 
@@ -600,6 +639,133 @@ mod tests {
             send(1024, req).await,
             (StatusCode::OK, r#"payload:{"a":1}"#.to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn a_passthrough_body_that_is_a_json_object_is_read_whatever_its_type_says() {
+        // Read and checked as JSON: an upstream may parse it whatever its type says.
+        for ct in [
+            Some("text/plain"),
+            Some("application/octet-stream"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            let req = routed(RouteKind::Passthrough, ct, "  {\"model\":\"m\"}");
+            assert_eq!(
+                send(1024, req).await,
+                (StatusCode::OK, "payload:  {\"model\":\"m\"}".to_owned()),
+                "{ct:?}"
+            );
+            let req = routed(RouteKind::Passthrough, ct, "{\"model\":1}");
+            assert_eq!(
+                code(req).await,
+                (StatusCode::BAD_REQUEST, "invalid_body".to_owned())
+            );
+        }
+        // Anything else streams on as it came, however long (the limit is for what is held).
+        let frames = (0..10).map(|i| {
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(if i == 0 {
+                "\n\nRIFF".to_owned()
+            } else {
+                "0123456789".to_owned()
+            })))
+        });
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let mut req = Request::post("/files")
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .unwrap();
+        req.extensions_mut().insert(ApiRoute {
+            kind: RouteKind::Passthrough,
+            name: "passthrough",
+        });
+        let res = CollectPayload::new(service_fn(echo_upstream), 20)
+            .oneshot(req)
+            .await
+            .unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), "stream:".len() + 6 + 90);
+        assert!(body.starts_with(b"stream:\n\nRIFF0123"));
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_buffer_budget_are_503_and_their_bytes_are_freed() {
+        use crate::payload::BufferBudget;
+        let budget = BufferBudget::new(100, 70);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
+        let held = StreamBody::new(futures_util::stream::poll_fn({
+            let mut rx = rx;
+            move |cx| rx.poll_recv(cx)
+        }));
+        let svc = CollectPayload::new(service_fn(echo_upstream), 1024).budget(budget.clone());
+        let alice = |body| {
+            let mut req = Request::post("/chat/completions")
+                .body(Body::new(body))
+                .unwrap();
+            req.extensions_mut().insert(ApiRoute {
+                kind: RouteKind::ModelJson,
+                name: "chat/completions",
+            });
+            req.extensions_mut().insert(User {
+                id: "alice".into(),
+                ..User::default()
+            });
+            req
+        };
+        // Alice's first body holds 50 bytes and waits.
+        tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b' '; 50]))))
+            .await
+            .unwrap();
+        let first = tokio::spawn(svc.clone().oneshot(alice(Body::new(held))));
+        while budget.held_by("alice") < 50 {
+            tokio::task::yield_now().await;
+        }
+        // Her second would pass her 70.
+        let second = StreamBody::new(futures_util::stream::iter([Ok::<_, Infallible>(
+            http_body::Frame::data(Bytes::from(vec![b' '; 30])),
+        )]));
+        let res = svc.clone().oneshot(alice(Body::new(second))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("gateway_overloaded"));
+        assert_eq!(budget.held(), 50);
+        // The first ends; everything is released.
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+            b"{\"model\":\"m\"}",
+        ))))
+        .await
+        .unwrap();
+        drop(tx);
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_trickles_past_the_total_timeout_is_408() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+                if tx
+                    .send(Ok(http_body::Frame::data(Bytes::from_static(b" "))))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let body = StreamBody::new(futures_util::stream::poll_fn({
+            let mut rx = rx;
+            move |cx| rx.poll_recv(cx)
+        }));
+        let start = tokio::time::Instant::now();
+        let res = CollectPayload::new(service_fn(echo_upstream), 1 << 20)
+            .oneshot(Request::post("/x").body(body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(start.elapsed(), super::super::DEFAULT_TOTAL_TIMEOUT);
     }
 
     #[tokio::test]

@@ -39,6 +39,10 @@ use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
 
+mod body;
+
+pub use self::body::{BodyTimedOut, BodyTimeouts, Missed, TimeoutBody};
+
 type Kept = Arc<Mutex<Option<Pin<Box<Sleep>>>>>;
 
 /// `from + duration`, or a deadline no timer reaches (about 30 years on) when the sum does
