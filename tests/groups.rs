@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{answer, dead_url, get, post_json, send, start_with};
+use common::{answer, dead_url, get, post_json, send, start_with, temp_dir};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use openai_gateway::{Args, RunningGateway};
@@ -329,4 +329,55 @@ async fn without_groups_the_first_connection_wins_as_in_open_webui() {
     assert_eq!((a.count(CHAT), b.count(CHAT)), (10, 0));
     let list = answer(get(&format!("{}/models", gw.url()))).await.json();
     assert!(list["data"][0].get("urlIdxs").is_none(), "{list}");
+}
+
+#[tokio::test]
+async fn one_callers_500s_do_not_cool_a_connection_down_for_everyone() {
+    let bad = failing(500).await;
+    let good = working().await;
+    let users = temp_dir().join("users.toml");
+    std::fs::write(
+        &users,
+        "[openai]\nbypass_model_access_control = true\n\
+         [[users]]\nid = \"mallory\"\napi_key = \"sk-mallory\"\n\
+         [[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n",
+    )
+    .unwrap();
+    let urls = format!("{};{}", bad.url(), good.url());
+    let configs =
+        json!({"0": {"model_ids": ["g"]}, "1": {"model_ids": ["g"], "priority": 1}}).to_string();
+    let gw = start_with(
+        Args {
+            config: Some(users),
+            ..Args::default()
+        },
+        &[
+            ("OPENAI_API_BASE_URLS", &urls),
+            ("OPENAI_API_CONFIGS", &configs),
+            ("GATEWAY_MODEL_GROUPS", "true"),
+            ("GATEWAY_COOLDOWN_FAILURES", "2"),
+        ],
+    )
+    .await;
+    let chat_as = |key: &'static str| {
+        let url = format!("{}/chat/completions", gw.url());
+        async move {
+            let mut req = post_json(&url, r#"{"model":"g","temperature":1e999}"#);
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {key}").parse().unwrap());
+            answer(req).await.status
+        }
+    };
+    // Mallory's payload makes the preferred connection answer 500, again and again: each
+    // fails over, and the connection stays in use for everyone.
+    for _ in 0..5 {
+        assert_eq!(chat_as("sk-mallory").await, StatusCode::OK);
+    }
+    assert_eq!(bad.count(CHAT), 5);
+    // A 500 from a second caller too: now it is the connection, and it cools down.
+    assert_eq!(chat_as("sk-bob").await, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(chat_as("sk-bob").await, StatusCode::OK);
+    }
+    assert_eq!(bad.count(CHAT), 6);
 }

@@ -13,7 +13,7 @@ use common::{answer, error_code, get, post_json, start_with, temp_dir};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use openai_gateway::{Args, RunningGateway};
-use tower_openai_test_util::MockUpstream;
+use tower_openai_test_util::{MockUpstream, Sse};
 
 fn authed(mut req: Request<Full<Bytes>>, key: &str) -> Request<Full<Bytes>> {
     req.headers_mut()
@@ -135,4 +135,176 @@ async fn tokens_reported_by_answers_and_streams_count_against_the_token_limit() 
         assert_eq!(res.status, StatusCode::OK);
         assert!(!res.headers.contains_key("x-ratelimit-limit-tokens"));
     }
+}
+
+/// A gateway whose user alice has `limit` (a `rate_limit` inline table), with these extra
+/// variables.
+async fn limited(mock: &MockUpstream, limit: &str, extra: &[(&str, &str)]) -> RunningGateway {
+    let text = format!(
+        "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n\
+         [[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\nrate_limit = {limit}\n",
+        mock.url()
+    );
+    let path = temp_dir().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        extra,
+    )
+    .await
+}
+
+/// Sends alice's chat until one is refused (the tokens of an answer are added when its body
+/// ends, which for a caller who left is when the gateway notices); whether one was within
+/// 3 s.
+async fn refused_soon(chat: &str) -> bool {
+    for _ in 0..30 {
+        let res = answer(authed(post_json(chat, r#"{"model":"m"}"#), "sk-alice")).await;
+        if res.status == StatusCode::TOO_MANY_REQUESTS {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_caller_with_a_token_limit_never_gets_an_unmetered_stream() {
+    away_from_a_minute_boundary().await;
+    let mock = MockUpstream::builder().models(["m"]).start().await;
+    let gw = limited(&mock, "{ tpm = 15 }", &[]).await;
+    let chat = format!("{}/chat/completions", gw.url());
+    // A stream that did not ask for usage: the gateway asks, and keeps the chunk to itself.
+    let res = answer(authed(
+        post_json(&chat, r#"{"model":"m","stream":true}"#),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let sent = mock.last_request().unwrap().json();
+    assert_eq!(sent["stream_options"]["include_usage"], true, "{sent}");
+    assert!(!res.text().contains("\"usage\":{"), "{}", res.text());
+    assert!(res.text().contains("[DONE]"));
+    // Its 10 tokens counted: one more stream passes (10 ≤ 15), then 20 > 15.
+    let res = answer(authed(
+        post_json(&chat, r#"{"model":"m","stream":true}"#),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.headers["x-ratelimit-remaining-tokens"], "5");
+    assert!(refused_soon(&chat).await);
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_without_usage_is_charged_an_estimate() {
+    away_from_a_minute_boundary().await;
+    // An upstream that ignores `include_usage`: 40 bytes of text, no usage.
+    let mock = MockUpstream::builder()
+        .models(["m"])
+        .sse(
+            "/v1/chat/completions",
+            Sse::chat(
+                "m",
+                &["0123456789", "0123456789", "0123456789", "0123456789"],
+                false,
+            ),
+        )
+        .start()
+        .await;
+    let gw = limited(&mock, "{ tpm = 8 }", &[]).await;
+    let chat = format!("{}/chat/completions", gw.url());
+    let res = answer(authed(
+        post_json(
+            &chat,
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    // 1 input token (2 bytes) and 10 output (40 bytes), estimated: over 8.
+    let next = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
+    assert_eq!(
+        next.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        next.text()
+    );
+}
+
+#[tokio::test]
+async fn hanging_up_before_the_usage_chunk_still_counts() {
+    away_from_a_minute_boundary().await;
+    // The content comes, then the upstream holds the stream open before its usage chunk.
+    let mock = MockUpstream::builder()
+        .models(["m"])
+        .sse(
+            "/v1/chat/completions",
+            Sse::chat("m", &["0123456789", "0123456789", "0123456789"], true).hang_after(4),
+        )
+        .start()
+        .await;
+    let gw = limited(&mock, "{ tpm = 5 }", &[]).await;
+    let chat = format!("{}/chat/completions", gw.url());
+    let res = common::send(authed(
+        post_json(&chat, r#"{"model":"m","stream":true}"#),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Read the content, then hang up.
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    while !seen.contains("\"finish_reason\":\"stop\"") {
+        let frame = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    drop(body);
+    // 30 bytes of text: 8 tokens, estimated, over 5.
+    assert!(refused_soon(&chat).await, "the stream counted nothing");
+}
+
+#[tokio::test]
+async fn the_passthrough_counts_against_the_request_limit() {
+    away_from_a_minute_boundary().await;
+    let mock = MockUpstream::builder()
+        .models(["m"])
+        .any(
+            "/v1/batches",
+            tower_openai_test_util::Reply::json(serde_json::json!({"id": "batch_1"})),
+        )
+        .start()
+        .await;
+    let gw = limited(
+        &mock,
+        "{ rpm = 2 }",
+        &[("ENABLE_OPENAI_API_PASSTHROUGH", "true")],
+    )
+    .await;
+    let chat = format!("{}/chat/completions", gw.url());
+    for _ in 0..2 {
+        let res = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
+        assert_eq!(res.status, StatusCode::OK);
+    }
+    let batch = answer(authed(
+        post_json(&format!("{}/batches", gw.url()), r#"{"input_file_id":"f"}"#),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(
+        batch.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        batch.text()
+    );
+    assert_eq!(mock.count("/v1/batches"), 0);
 }

@@ -1,7 +1,7 @@
 //! [`Exchange`]: what the stack learns about one request, in one place, for whoever reports
 //! it (the access log, the metrics, the trace span).
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use http::Extensions;
@@ -31,6 +31,8 @@ struct Inner {
     connection: Mutex<Option<Arc<Connection>>>,
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
+    /// The usage is an estimate (the answer ended without one).
+    estimated: AtomicBool,
     ending: AtomicU8,
 }
 
@@ -44,6 +46,7 @@ impl Default for Inner {
             connection: Mutex::new(None),
             input_tokens: AtomicU64::new(NONE),
             output_tokens: AtomicU64::new(NONE),
+            estimated: AtomicBool::new(false),
             ending: AtomicU8::new(0),
         }
     }
@@ -116,6 +119,20 @@ impl Exchange {
         self.0
             .output_tokens
             .store(usage.output_tokens.min(NONE - 1), Ordering::Relaxed);
+    }
+
+    /// Record an estimate of the answer's usage, unless the upstream reported it (see
+    /// [`MeterUsage`](crate::MeterUsage)).
+    pub fn set_estimated_usage(&self, usage: Usage) {
+        if self.usage().is_none() {
+            self.set_usage(usage);
+            self.0.estimated.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether [`usage`](Self::usage) is an estimate.
+    pub fn usage_estimated(&self) -> bool {
+        self.0.estimated.load(Ordering::Relaxed)
     }
 
     /// Record how the body ended early (the first report wins).

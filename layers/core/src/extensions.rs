@@ -277,6 +277,13 @@ pub enum RouteKind {
     Passthrough,
 }
 
+/// The caller's tokens are counted against a limit (a tokens-per-minute limit, a budget), so
+/// every answer's usage must be known. Written by the layer that counts (rate limits);
+/// read by the usage layer, which then asks a streamed chat for its usage and charges an
+/// estimate to an answer that ends without one (the upstream broke, the caller left).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeterUsage;
+
 impl ApiRoute {
     /// Whether this route is routed by, and must carry, a model.
     pub fn needs_model(&self) -> bool {

@@ -43,8 +43,8 @@ pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
 pub use crate::exchange::{Ending, Exchange, Usage};
 pub use crate::extensions::{
-    ApiRoute, ConnectionGroup, ListFilter, RequestTimeout, RequestedModel, Role, RouteKind,
-    SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
+    ApiRoute, ConnectionGroup, ListFilter, MeterUsage, RequestTimeout, RequestedModel, Role,
+    RouteKind, SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};

@@ -31,6 +31,11 @@ pub(crate) struct Health {
     /// When `ewma_us` was last set, in ms since the map's epoch.
     ewma_at: AtomicU64,
     failures: AtomicU32,
+    /// The caller (a hash of their id, never 0) of the first 500 of the current run of
+    /// failures; 0 when none.
+    run_caller: AtomicU64,
+    /// The current run has a failure that counts from anyone, or 500s from two callers.
+    run_counts: AtomicBool,
     /// Milliseconds since the state's epoch until which the connection is skipped (0: never
     /// cooled down, or cooled down and probed back).
     cooldown_until: AtomicU64,
@@ -154,7 +159,7 @@ impl Health {
 
     /// An answer that counts as working: the failures in a row and any cooldown end.
     pub(crate) fn succeeded(&self, probe: bool) {
-        self.failures.store(0, Ordering::Relaxed);
+        self.end_run();
         if probe || self.cooldown_until.load(Ordering::Relaxed) != 0 {
             self.cooldown_until.store(0, Ordering::Relaxed);
         }
@@ -163,9 +168,17 @@ impl Health {
         }
     }
 
-    /// A failure. Cools the connection down until `now + cooldown` after `threshold` failures
-    /// in a row, after a failed probe, or at once for `retry_after`. Whether it started a
-    /// cooldown.
+    fn end_run(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.run_caller.store(0, Ordering::Relaxed);
+        self.run_counts.store(false, Ordering::Relaxed);
+    }
+
+    /// A failure; `caller` for a 500 (the caller's hash), `None` for one that counts from
+    /// anyone. Cools the connection down until `now + cooldown` after `threshold` failures in
+    /// a row, after a failed probe, or at once for `retry_after`; a run of 500s counts only
+    /// once it came from two callers (one caller's payload that makes the upstream fail must
+    /// not cool the connection down for everyone). Whether it started a cooldown.
     pub(crate) fn failed(
         &self,
         probe: bool,
@@ -173,11 +186,28 @@ impl Health {
         threshold: u32,
         cooldown: Duration,
         retry_after: Option<Duration>,
+        caller: Option<u64>,
     ) -> bool {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let counts = match caller {
+            None => true,
+            Some(caller) => match self.run_caller.compare_exchange(
+                0,
+                caller.max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => false,
+                Err(first) => first != caller.max(1),
+            },
+        };
+        if counts {
+            self.run_counts.store(true, Ordering::Relaxed);
+        }
+        let run_counts = self.run_counts.load(Ordering::Relaxed);
         let cool_for = match retry_after {
             Some(d) => Some(d),
-            None if probe || failures >= threshold => Some(cooldown),
+            None if probe || (failures >= threshold && run_counts) => Some(cooldown),
             None => None,
         };
         if probe {
@@ -187,7 +217,7 @@ impl Health {
             Some(d) => {
                 let until = now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 self.cooldown_until.store(until.max(1), Ordering::Relaxed);
-                self.failures.store(0, Ordering::Relaxed);
+                self.end_run();
                 true
             }
             None => false,
@@ -280,7 +310,7 @@ mod tests {
     use serde_json::json;
     use tower_openai_core::SettingsSource;
 
-    use super::{Candidate, HealthMap, pick};
+    use super::{Candidate, Health, HealthMap, pick};
 
     fn candidates(configs: serde_json::Value, n: usize) -> (HealthMap, Vec<Candidate>) {
         let urls: Vec<String> = (0..n).map(|i| format!("http://c{i}/v1")).collect();
@@ -351,7 +381,7 @@ mod tests {
         assert!(
             list[0]
                 .health
-                .failed(false, now, 1, Duration::from_secs(30), None)
+                .failed(false, now, 1, Duration::from_secs(30), None, None)
         );
         assert_eq!(pick(&list, now, || 0.5).unwrap().at, 1);
         // After the cooldown, one probe goes to connection 0; others wait for its answer.
@@ -368,11 +398,28 @@ mod tests {
         let (_, list) = candidates(json!({}), 2);
         list[0]
             .health
-            .failed(false, 0, 1, Duration::from_secs(60), None);
+            .failed(false, 0, 1, Duration::from_secs(60), None, None);
         list[1]
             .health
-            .failed(false, 0, 1, Duration::from_secs(10), None);
+            .failed(false, 0, 1, Duration::from_secs(10), None, None);
         assert_eq!(pick(&list, 1, || 0.5).unwrap().at, 1);
         let _ = Arc::new(());
+    }
+
+    #[test]
+    fn a_run_of_500s_cools_down_only_once_two_callers_had_them() {
+        let h = Health::default();
+        let cool = |caller| h.failed(false, 0, 3, Duration::from_secs(30), None, caller);
+        // One caller, many 500s: never.
+        for _ in 0..10 {
+            assert!(!cool(Some(7)));
+        }
+        // A second caller's 500: the run counts (it is well past 3).
+        assert!(cool(Some(8)));
+        // A success ends a run; a 502 counts from anyone.
+        h.succeeded(true);
+        assert!(!cool(Some(7)));
+        assert!(!cool(None));
+        assert!(cool(Some(7)));
     }
 }

@@ -16,7 +16,7 @@ use tower_layer::Layer;
 use tower_openai_core::error::{UpstreamError, UpstreamErrorKind, find_cause};
 use tower_openai_core::{
     ApiRoute, BoxError, Connection, ConnectionGroup, Payload, RequestedModel, RouteKind,
-    SelectedConnection, SettingsSnapshot,
+    SelectedConnection, SettingsSnapshot, User,
 };
 use tower_service::Service;
 
@@ -215,6 +215,14 @@ where
     }
 }
 
+/// Who is calling, as a number (anonymous callers are one caller).
+fn caller_hash(user: Option<&User>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    user.map_or("", |u| u.id.as_str()).hash(&mut h);
+    h.finish()
+}
+
 /// The statuses that move a request to the next connection of its group.
 fn retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
@@ -278,6 +286,7 @@ where
         .extensions()
         .get::<RequestedModel>()
         .map(|m| m.requested.clone());
+    let caller = caller_hash(req.extensions().get::<User>());
     let (parts, body) = req.into_parts();
     let mut body = Some(body);
     let mut attempt = 0;
@@ -330,12 +339,17 @@ where
                 .increment(1);
             return result;
         };
+        // A 500 may be the caller's own doing (a payload the upstream chokes on): it counts
+        // toward a cooldown only with another caller's.
+        let own_doing =
+            matches!(&result, Ok(res) if res.status() == StatusCode::INTERNAL_SERVER_ERROR);
         if candidate.health.failed(
             choice.probe,
             shared.health.now_ms(),
             policy.cooldown_failures.max(1),
             policy.cooldown,
             cool_for,
+            own_doing.then_some(caller),
         ) {
             tracing::warn!(connection = %connection, url = candidate.connection.url(), "connection cooling down");
             metrics::counter!(names::COOLDOWNS_TOTAL, "connection" => connection.clone())

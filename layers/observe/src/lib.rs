@@ -49,6 +49,7 @@ mod handles;
 pub mod names;
 mod report;
 mod scan;
+mod text;
 mod usage;
 
 pub use crate::report::{ACCESS_LOG_TARGET, Observe, ObserveLayer, ObservedBody, Outcome};

@@ -9,11 +9,12 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
-use tower_openai_core::extensions::{ApiRoute, RouteKind};
-use tower_openai_core::{Exchange, Payload};
+use tower_openai_core::extensions::{ApiRoute, MeterUsage, RouteKind};
+use tower_openai_core::{Exchange, Payload, Usage};
 use tower_service::Service;
 
 use crate::scan::UsageScanner;
+use crate::text::{INPUT_KEYS, OUTPUT_KEYS, TextMeter};
 
 /// The largest event held while looking for the usage chunk to remove (only with
 /// [`UsageLayer::ask_streams`], for a caller that did not ask for usage). A longer event is
@@ -92,13 +93,28 @@ where
             Some(exchange) => {
                 exchange.note(req.extensions());
                 let route = req.extensions().get::<ApiRoute>().copied();
-                let model_route = route.is_some_and(|r| r.needs_model());
-                let strip = self.ask_streams
+                let watched = route.is_some_and(|r| r.kind != RouteKind::Models);
+                let metered = req.extensions().get::<MeterUsage>().is_some();
+                let strip = (self.ask_streams || metered)
                     && route.is_some_and(|r| {
-                        r.kind == RouteKind::ModelJson && r.name == "chat/completions"
+                        r.kind == RouteKind::ModelJson
+                            && matches!(r.name, "chat/completions" | "completions")
                     })
                     && ask_for_usage(&mut req);
-                model_route.then_some((exchange, strip))
+                // A metered answer that ends without usage is charged an estimate from the
+                // request's text (read only then) and the answer's.
+                let request = metered
+                    .then(|| {
+                        req.extensions()
+                            .get::<Payload>()
+                            .map(|p| p.original().clone())
+                    })
+                    .flatten();
+                watched.then_some(Pending {
+                    exchange,
+                    strip,
+                    estimate: metered.then_some(request.unwrap_or_default()),
+                })
             }
             None => None,
         };
@@ -107,6 +123,16 @@ where
             watch,
         }
     }
+}
+
+/// What a request's answer will be watched for.
+#[derive(Debug)]
+struct Pending {
+    exchange: Exchange,
+    /// Remove the usage chunk the gateway asked for.
+    strip: bool,
+    /// Estimate the usage if the answer has none: the request's body.
+    estimate: Option<Bytes>,
 }
 
 /// Turn on `stream_options.include_usage` for a streamed chat that did not ask for usage;
@@ -137,7 +163,7 @@ fn ask_for_usage<B>(req: &mut Request<B>) -> bool {
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    watch: Option<(Exchange, bool)>,
+    watch: Option<Pending>,
 }
 
 impl<F, ResBody, E> std::future::Future for ResponseFuture<F>
@@ -149,13 +175,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = ready!(this.inner.poll(cx))?;
-        let watch = this.watch.take().and_then(|(exchange, strip)| {
+        let watch = this.watch.take().and_then(|pending| {
             let kind = content_kind(&res);
             (kind != Kind::Other).then(|| {
                 Box::new(Watch {
                     scanner: UsageScanner::default(),
-                    exchange,
-                    events: (strip && kind == Kind::Events).then(Events::default),
+                    events: (pending.strip && kind == Kind::Events).then(Events::default),
+                    estimate: pending.estimate.map(|request| Estimate {
+                        request,
+                        output: TextMeter::new(OUTPUT_KEYS),
+                    }),
+                    exchange: pending.exchange,
                 })
             })
         });
@@ -194,6 +224,39 @@ struct Watch {
     exchange: Exchange,
     /// Present when the usage chunk the gateway asked for is removed.
     events: Option<Events>,
+    /// Present when the answer must be charged even without usage.
+    estimate: Option<Estimate>,
+}
+
+/// What an estimate is made of: the request's text and the answer's, at 4 bytes a token.
+#[derive(Debug)]
+struct Estimate {
+    request: Bytes,
+    output: TextMeter,
+}
+
+impl Watch {
+    /// The answer ended (or was dropped): without reported usage, charge the estimate.
+    fn settle(&mut self) {
+        let Some(estimate) = self.estimate.take() else {
+            return;
+        };
+        if self.scanner.usage().is_some() {
+            return;
+        }
+        let mut input = TextMeter::new(INPUT_KEYS);
+        input.feed(&estimate.request);
+        self.exchange.set_estimated_usage(Usage {
+            input_tokens: TextMeter::tokens(input.bytes()),
+            output_tokens: TextMeter::tokens(estimate.output.bytes()),
+        });
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.settle();
+    }
 }
 
 /// Whole events, to drop the usage chunk the caller did not ask for.
@@ -288,6 +351,9 @@ where
                             {
                                 watch.exchange.set_usage(usage);
                             }
+                            if let Some(estimate) = watch.estimate.as_mut() {
+                                estimate.output.feed(&data);
+                            }
                             if let Some(model) = watch.scanner.take_response_model() {
                                 watch.exchange.set_response_model(&model);
                             }
@@ -304,6 +370,7 @@ where
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 None => {
+                    watch.settle();
                     let rest = watch.events.as_mut().and_then(Events::rest);
                     return Poll::Ready(rest.map(|r| Ok(Frame::data(r))));
                 }

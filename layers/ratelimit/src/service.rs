@@ -8,9 +8,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
-use pin_project::{pin_project, pinned_drop};
+use pin_project::pin_project;
 use tower_layer::Layer;
-use tower_openai_core::{ApiRoute, BoxError, ErrorResponse, Exchange, ResponseBody};
+use tower_openai_core::{
+    ApiRoute, BoxError, ErrorResponse, Exchange, MeterUsage, ResponseBody, RouteKind,
+};
 use tower_service::Service;
 
 use crate::{Admission, LimitStore, Limits, Window};
@@ -91,11 +93,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // Model routes and the passthrough; not the model list.
         let limited = req
             .extensions()
             .get::<ApiRoute>()
-            .is_none_or(ApiRoute::needs_model);
+            .is_none_or(|r| r.kind != RouteKind::Models);
         let who = limited
             .then(|| (self.key)(req.extensions()))
             .flatten()
@@ -109,6 +112,11 @@ where
                     .map(|b| LimitedBody::new(ResponseBody::Inner(b), None)))
             });
         };
+        if limits.tpm.is_some() {
+            // Tokens are counted: no answer may go unmetered (streams are asked for usage,
+            // an answer without it is estimated).
+            req.extensions_mut().insert(MeterUsage);
+        }
         // Call the service `poll_ready` readied once admitted; leave a fresh clone here.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -222,7 +230,10 @@ impl Drop for Tally {
 }
 
 /// The response body of [`RateLimit`]: counts the answer's tokens when it ends.
-#[pin_project(PinnedDrop)]
+///
+/// Dropped early (the caller left), the inner body is dropped first (fields drop in order),
+/// so what the layers below record at their drop (an estimate) is there for the tally.
+#[pin_project]
 pub struct LimitedBody<B> {
     #[pin]
     inner: B,
@@ -238,14 +249,6 @@ impl<B> std::fmt::Debug for LimitedBody<B> {
 impl<B> LimitedBody<B> {
     fn new(inner: B, tally: Option<Tally>) -> Self {
         Self { inner, tally }
-    }
-}
-
-#[pinned_drop]
-impl<B> PinnedDrop for LimitedBody<B> {
-    fn drop(self: Pin<&mut Self>) {
-        // The tally counts when dropped: at the end, or when the caller left.
-        drop(self.project().tally.take());
     }
 }
 
