@@ -370,3 +370,46 @@ async fn without_stream_usage_the_payload_is_what_the_caller_sent() {
     assert!(!text.contains(r#""usage":{"#));
     assert_eq!(mock.last_request().unwrap().body, Bytes::from(body));
 }
+
+#[tokio::test]
+async fn every_answer_is_counted_under_its_route_refusals_and_the_model_list_included() {
+    let up = MockUpstream::builder().models(["m1"]).start().await;
+    let gw = gateway("routes", &[up.url()], serde_json::json!({}), &[]).await;
+    let metrics = format!("http://{}/metrics", gw.addr());
+    let count = |scrape: &Scrape, route: &str, status: &str| {
+        value(
+            scrape,
+            "gateway_requests_total",
+            &[("route", route), ("status", status), ("model", "")],
+        )
+    };
+    let before = scrape(&metrics, Some("sk-routes-root")).await;
+    let base = gw.url();
+    let list = answer(authed(get(&format!("{base}/models")), "sk-routes-alice")).await;
+    assert_eq!(list.status, StatusCode::OK);
+    // Refused above the usage layer: an unknown model, a path that is not accepted.
+    let unknown = answer(authed(
+        post_json(&format!("{base}/chat/completions"), r#"{"model":"nope"}"#),
+        "sk-routes-alice",
+    ))
+    .await;
+    // (404 here: access control is bypassed, so the model is plainly unknown.)
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let odd = answer(authed(
+        post_json(&format!("{base}//chat/completions"), r#"{"model":"m1"}"#),
+        "sk-routes-alice",
+    ))
+    .await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+    let after = scrape(&metrics, Some("sk-routes-root")).await;
+    for (route, status) in [
+        ("models", "200"),
+        ("chat/completions", "404"),
+        ("passthrough", "400"),
+    ] {
+        assert!(
+            count(&after, route, status) >= count(&before, route, status) + 1.0,
+            "{route} {status}"
+        );
+    }
+}

@@ -112,7 +112,7 @@ fn json<B>(status: StatusCode, body: &'static str) -> Response<RouterBody<B>> {
 }
 
 /// The path below an API prefix (`/v1/chat/completions` → `/chat/completions`).
-fn strip_prefix(path: &str) -> Option<&str> {
+pub(crate) fn strip_prefix(path: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|prefix| {
         let rest = path.strip_prefix(prefix)?;
         (rest.is_empty() || rest.starts_with('/')).then_some(rest)

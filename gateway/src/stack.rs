@@ -183,14 +183,18 @@ pub(crate) fn service(
                                 .unwrap_or("");
                             // The semantic-convention fields are recorded by the observe
                             // layer when the body ends.
+                            // Values a caller chose are recorded as strings (escaped
+                            // when printed), the path cut to 256 bytes; the span's name is
+                            // the method and the route, never the caller's path (a span
+                            // name must be of low cardinality).
                             let span = tracing::info_span!(
                                 target: REQUEST_SPAN_TARGET,
                                 "request",
-                                method = %req.method(),
-                                path = req.uri().path(),
+                                method = req.method().as_str(),
+                                path = tower_openai_observe::logged_path(req.uri().path()),
                                 request_id = id,
                                 otel.kind = "server",
-                                otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+                                otel.name = span_name(req.method(), req.uri().path()),
                                 otel.status_code = tracing::field::Empty,
                                 gen_ai.operation.name = tracing::field::Empty,
                                 gen_ai.request.model = tracing::field::Empty,
@@ -235,6 +239,23 @@ pub(crate) fn service(
         .layer(SetRequestIdLayer::x_request_id(NextRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
         .service(traced)
+}
+
+/// A request span's name: the method and the route (`POST chat/completions`, `GET models`,
+/// `POST passthrough`, `GET /healthz`, `GET other`).
+fn span_name(method: &Method, path: &str) -> String {
+    let route = match super::router::strip_prefix(path) {
+        Some(rest) => {
+            tower_openai_policy::classify(method, if rest.is_empty() { "/" } else { rest })
+                .map_or("passthrough", |r| r.name)
+        }
+        None if path == "/healthz" => "/healthz",
+        None => match super::admin::AdminRoute::of(path) {
+            Some(_) => "admin",
+            None => "other",
+        },
+    };
+    format!("{method} {route}")
 }
 
 /// Makes request ids: 128 random bits per thread, then a count, as 32 hex digits. Unique

@@ -161,8 +161,25 @@ impl opentelemetry_http::HttpClient for OtlpClient {
 }
 
 /// Continue the caller's W3C trace (`traceparent`, `tracestate`) in `span`.
+///
+/// The caller's trace id and parent span are kept, its `sampled` flag is not: whether the
+/// gateway records a request is its own decision, so a caller cannot hide its requests from
+/// the traces by sending `-00`.
 pub(crate) fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let remote = parent.span().span_context().clone();
+    let parent = if remote.is_valid() && !remote.is_sampled() {
+        opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+            remote.trace_id(),
+            remote.span_id(),
+            remote.trace_flags() | TraceFlags::SAMPLED,
+            true,
+            remote.trace_state().clone(),
+        ))
+    } else {
+        parent
+    };
     let _ = span.set_parent(parent);
 }
 

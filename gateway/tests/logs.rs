@@ -92,7 +92,7 @@ fn one_access_line_per_request_written_when_the_body_ends() {
     let line = access[0];
     for field in [
         "request_id=\"",
-        "method=POST",
+        r#"method="POST""#,
         r#"path="/v1/chat/completions""#,
         r#"model="m""#,
         "connection=0",
@@ -124,4 +124,99 @@ fn the_access_line_is_one_json_object_with_the_same_fields() {
     assert_eq!(fields["input_tokens"], "5", "{fields}");
     assert_eq!(fields["outcome"], "completed", "{fields}");
     assert!(fields["duration_ms"].is_number(), "{fields}");
+}
+
+/// The `key=value` pairs of a logfmt record (values bare or quoted with `\` escapes), after
+/// the `target:` that ends the line's prefix.
+fn logfmt(line: &str) -> Vec<(String, String)> {
+    let record = line
+        .split_once("tower_openai::access: ")
+        .expect("an access line")
+        .1;
+    let mut pairs = Vec::new();
+    let mut chars = record.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            return pairs;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ' ') {
+                value.push(c);
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+#[test]
+fn a_path_is_logged_once_escaped_and_cut_and_cannot_plant_fields() {
+    let (_rt, mock) = mock_upstream();
+    let gateway = Gateway::start("logs-path", |cmd| {
+        cmd.env("OPENAI_API_BASE_URLS", mock.url())
+            .env("RUST_LOG", "info")
+            .env_remove("LOG_FORMAT")
+            .stderr(Stdio::piped());
+    });
+    let planted = r#"/v1/x"}:%20user="admin"%20status=200"#;
+    let long = format!("/v1/{}", "a".repeat(60 * 1024));
+    for path in [planted, long.as_str()] {
+        let (status, _) = gateway.get(path, "");
+        assert_eq!(status, 403, "{path:.80}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = gateway.stop();
+    let access: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("tower_openai::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    for line in &access {
+        // No span prefix repeating the request's fields before the record.
+        assert!(
+            line.contains(" INFO tower_openai::access: request_id="),
+            "{line}"
+        );
+        let pairs = logfmt(line);
+        let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before, "a field twice in {line}");
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("user"), Some("admin"), "{line}");
+        assert_eq!(get("status"), Some("403"), "{line}");
+        assert_eq!(get("route"), None, "{line}");
+    }
+    assert_eq!(
+        logfmt(access[0])
+            .iter()
+            .find(|(k, _)| k == "path")
+            .unwrap()
+            .1,
+        planted
+    );
+    // The 60 KiB path: 256 bytes of it, once, in a short log.
+    let cut = logfmt(access[1]);
+    let path = &cut.iter().find(|(k, _)| k == "path").unwrap().1;
+    assert_eq!(path.len(), 256);
+    assert!(logs.len() < 8 * 1024, "{} bytes of log", logs.len());
 }

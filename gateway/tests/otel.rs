@@ -118,13 +118,22 @@ fn a_request_span_is_exported_with_genai_attributes_in_the_callers_trace() {
             .lock()
             .unwrap()
             .iter()
-            .find(|(_, _, s)| s.name == "POST /v1/chat/completions")
+            .find(|(_, _, s)| s.name == "POST chat/completions")
             .cloned();
         if let Some(found) = found {
             break found;
         }
         waits += 1;
-        assert!(waits < 400, "no span exported");
+        assert!(
+            waits < 400,
+            "no span exported: {:?}",
+            spans
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, _, s)| s.name.clone())
+                .collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     drop(gateway);
@@ -180,5 +189,49 @@ fn without_an_endpoint_the_callers_traceparent_passes_unchanged() {
     assert_eq!(
         mock.last_request().unwrap().header("traceparent"),
         Some(format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").as_str())
+    );
+}
+
+#[test]
+fn a_callers_unsampled_flag_does_not_hide_its_requests() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (collector, spans) = rt.block_on(collector());
+    let mock = rt.block_on(MockUpstream::builder().models(["m"]).start());
+    let gateway = Gateway::start("otel-unsampled", |cmd| {
+        cmd.env("OPENAI_API_BASE_URLS", mock.url())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("RUST_LOG", "warn");
+    });
+    // `-00`: the caller says "not sampled".
+    let header = format!("traceparent: 00-{TRACE_ID}-{CALLER_SPAN_ID}-00\r\n");
+    let answer = gateway.post("/v1/chat/completions", &header, r#"{"model":"m"}"#);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut waits = 0;
+    let span = loop {
+        let found = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, _, s)| s.name == "POST chat/completions")
+            .cloned();
+        if let Some(found) = found {
+            break found.2;
+        }
+        waits += 1;
+        assert!(waits < 400, "the request was not traced");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Still the caller's trace, and the upstream is told it is sampled.
+    assert_eq!(hex(&span.trace_id), TRACE_ID);
+    assert_eq!(hex(&span.parent_span_id), CALLER_SPAN_ID);
+    let sent = mock.last_request().unwrap();
+    assert_eq!(
+        sent.header("traceparent").unwrap(),
+        format!("00-{TRACE_ID}-{}-01", hex(&span.span_id))
     );
 }

@@ -100,6 +100,11 @@ impl Exchange {
         }
     }
 
+    /// Record the route (the first report wins).
+    pub fn set_route(&self, route: &'static str) {
+        let _ = self.0.route.set(route);
+    }
+
     /// Record the caller's id.
     pub fn set_user(&self, id: &str) {
         let _ = self.0.user.set(id.into());

@@ -52,7 +52,9 @@ mod scan;
 mod text;
 mod usage;
 
-pub use crate::report::{ACCESS_LOG_TARGET, Observe, ObserveLayer, ObservedBody, Outcome};
+pub use crate::report::{
+    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, ObservedBody, Outcome, logged_path,
+};
 pub use crate::usage::{MAX_HELD_EVENT_BYTES, UsageBody, UsageLayer, UsageService};
 pub use tower_openai_core::{Ending, Exchange, Usage};
 

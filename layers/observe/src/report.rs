@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
+use tower_openai_core::ApiRoute;
 use tower_openai_core::error::UpstreamFailure;
 use tower_openai_core::{Ending, Exchange};
 use tower_service::Service;
@@ -301,6 +302,10 @@ impl Record {
             self.outcome = Some(Outcome::Completed);
         }
         self.failure = res.extensions().get::<UpstreamFailure>().copied();
+        // The route of every answer, refusals above the usage layer included.
+        if let Some(route) = res.extensions().get::<ApiRoute>() {
+            self.exchange.set_route(route.name);
+        }
         self.stream = res
             .headers()
             .get(header::CONTENT_TYPE)
@@ -343,12 +348,16 @@ impl Drop for Record {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(dash);
+            // A root event: printed without the request span's fields, so no field is
+            // printed twice and the line is one logfmt record. Every value a caller chose
+            // is a string (escaped when printed); the path is cut to 256 bytes.
             tracing::info!(
                 target: ACCESS_LOG_TARGET,
+                parent: None,
                 request_id,
                 user = x.user().unwrap_or(dash),
-                method = %self.method,
-                path = self.uri.path(),
+                method = self.method.as_str(),
+                path = logged_path(self.uri.path()),
                 model = x.model().unwrap_or(dash),
                 connection = %OrDash(x.connection().map(|c| c as u64)),
                 status,
@@ -449,6 +458,22 @@ fn record_metrics(
 
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The longest path logged, in bytes.
+pub const MAX_LOGGED_PATH: usize = 256;
+
+/// `path` as logs and spans record it: cut to [`MAX_LOGGED_PATH`] bytes (a request path is
+/// ASCII; a cut never splits a character).
+pub fn logged_path(path: &str) -> &str {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path;
+    }
+    let mut end = MAX_LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 /// Milliseconds with three decimals (a microsecond), printed short.

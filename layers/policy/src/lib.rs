@@ -27,9 +27,14 @@
 //! Paths are matched below the API prefix (`/chat/completions`, not `/v1/chat/completions`):
 //! stack it under the router that strips the prefix (axum's `nest("/v1", …)` does).
 //!
+//! A model route's query string is never forwarded (an upstream such as LiteLLM would take
+//! `?model=` over the checked body); the passthrough keeps it.
+//!
 //! # Extensions
 //! - reads [`User`](tower_openai_core::User) (an absent user is not an admin);
-//! - writes [`ApiRoute`].
+//! - writes [`ApiRoute`] in the request, and in the response (every answer, the policy's own
+//!   refusals and the layers' below included, so that layers above know its route; a
+//!   refusal of the policy's own counts as the passthrough).
 //!
 //! # Example
 //! ```
@@ -75,4 +80,4 @@ pub use self::layer::PolicyLayer;
 pub use self::path::{
     FORM_MODEL_ROUTES, InvalidPath, JSON_MODEL_ROUTES, classify, names_deployment,
 };
-pub use self::service::Policy;
+pub use self::service::{Policy, ResponseFuture};

@@ -66,6 +66,43 @@ impl<S> Policy<S> {
     }
 }
 
+/// The route of the answers to requests that are not a model route.
+const PASSTHROUGH: ApiRoute = ApiRoute {
+    kind: RouteKind::Passthrough,
+    name: "passthrough",
+};
+
+/// Response future of [`Policy`]: the answer (the inner service's or the policy's own),
+/// with the request's [`ApiRoute`] in its extensions, so the layers above (metrics) know
+/// the route of every answer, refusals made below included.
+#[pin_project::pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    inner: Rejectable<F>,
+    route: ApiRoute,
+}
+
+impl<F> ResponseFuture<F> {
+    fn new(inner: Rejectable<F>, route: ApiRoute) -> Self {
+        Self { inner, route }
+    }
+}
+
+impl<F, B, E> std::future::Future for ResponseFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        res.extensions_mut().insert(*this.route);
+        Poll::Ready(Ok(res))
+    }
+}
+
 /// Remove the query string from `uri` (a model route's query string never reaches an
 /// upstream: some, LiteLLM among them, take `?model=` over the body's checked model).
 fn drop_query(uri: &mut Uri) -> Option<()> {
@@ -83,7 +120,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Rejectable<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -91,22 +128,28 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.admit(&req) {
+        let inner = match self.admit(&req) {
             Ok(route) => {
                 if route.kind != RouteKind::Passthrough
                     && req.uri().query().is_some()
                     && drop_query(req.uri_mut()).is_none()
                 {
-                    return Rejectable::rejected(
-                        ErrorResponse::bad_request("The request URI cannot be read")
-                            .with_code("invalid_path"),
+                    return ResponseFuture::new(
+                        Rejectable::rejected(
+                            ErrorResponse::bad_request("The request URI cannot be read")
+                                .with_code("invalid_path"),
+                        ),
+                        PASSTHROUGH,
                     );
                 }
                 req.extensions_mut().insert(route);
-                Rejectable::inner(self.inner.call(req))
+                return ResponseFuture::new(Rejectable::inner(self.inner.call(req)), route);
             }
             Err(e) => Rejectable::rejected(e),
-        }
+        };
+        // Refused by the policy itself: an odd path or the passthrough switched off, counted
+        // as the passthrough.
+        ResponseFuture::new(inner, PASSTHROUGH)
     }
 }
 
