@@ -334,7 +334,7 @@ impl Admin {
     /// Apply shared settings another process published (version `version`): the same
     /// validation and swap as a local update, and the local file, so a restart without Redis
     /// starts from them.
-    pub(crate) async fn apply_shared(&self, version: u64, persisted: Persisted) {
+    pub(crate) async fn apply_shared(&self, version: crate::shared::Version, persisted: Persisted) {
         let _one_at_a_time = self.inner.updating.lock().await;
         let Some(shared) = &self.inner.shared else {
             return;
@@ -346,7 +346,7 @@ impl Admin {
         let settings = match persisted.apply(current.to_source()).build() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(version, error = %e, "the shared settings are not valid here; kept the current ones");
+                tracing::error!(%version, error = %e, "the shared settings are not valid here; kept the current ones");
                 shared.set_applied(version);
                 return;
             }
@@ -356,8 +356,8 @@ impl Admin {
         }
         self.inner.settings.store(settings);
         self.inner.catalog.invalidate();
+        tracing::info!(%version, "settings updated from the shared store");
         shared.set_applied(version);
-        tracing::info!(version, "settings updated from the shared store");
     }
 
     /// `GET /metrics`: Prometheus text, or 404 when the process's recorder is not ours.

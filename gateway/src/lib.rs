@@ -98,7 +98,7 @@ impl Gateway {
                 if shared.connect().await {
                     match shared.fetch().await {
                         Ok(Some((version, persisted))) => {
-                            tracing::info!(version, "using the shared settings (REDIS_URL)");
+                            tracing::info!(%version, "using the shared settings (REDIS_URL)");
                             config.settings = persisted.apply(std::mem::take(&mut config.settings));
                             shared.set_applied(version);
                         }

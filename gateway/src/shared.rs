@@ -3,14 +3,17 @@
 //!
 //! - The settings an admin changes live under `{prefix}:settings` with a version under
 //!   `{prefix}:settings:version`; an update writes both in one script and publishes the new
-//!   version on `{prefix}:settings:changed`.
+//!   version on `{prefix}:settings:changed`. A version is a count and a random nonce the
+//!   writer chose (`7-5f0c…`): a Redis that restarted empty, or was flushed, counts from 1
+//!   again, and a count alone could not tell the new first settings from the old first ones
+//!   a process already runs with.
 //! - Every process subscribes to the channel and also compares versions every second, so a
 //!   process that missed a message (a restart, a blip) catches up.
 //! - Redis unreachable: every process keeps serving on its last settings, limits fail open,
 //!   and an admin update is refused with 503 (replicas never diverge). The connection is
 //!   retried in the background; when Redis is back, updates flow again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -28,13 +31,30 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 
 /// Writes the settings and their new version in one step, and announces it.
-/// KEYS: version, settings. ARGV: the settings JSON, the channel.
+/// KEYS: counter, version, settings. ARGV: the settings JSON, the channel, the nonce.
 const PUBLISH: &str = r"
-local version = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1])
+local version = redis.call('INCR', KEYS[1]) .. '-' .. ARGV[3]
+redis.call('SET', KEYS[2], version)
+redis.call('SET', KEYS[3], ARGV[1])
 redis.call('PUBLISH', ARGV[2], version)
 return version
 ";
+
+/// A version of the shared settings: never the same for two writes.
+pub(crate) type Version = String;
+
+/// A nonce no other write will choose: 128 random bits.
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(32);
+    for i in 0..2u64 {
+        // std seeds each RandomState from the OS's randomness.
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(i);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
 
 /// The process's link to Redis.
 #[derive(Clone)]
@@ -46,8 +66,8 @@ struct Inner {
     client: redis::Client,
     prefix: String,
     connection: Mutex<Option<ConnectionManager>>,
-    /// The version of the shared settings this process runs with (0: none yet).
-    applied: AtomicU64,
+    /// The version of the shared settings this process runs with (empty: none yet).
+    applied: Mutex<Version>,
     /// Whether "unreachable" was logged since the last success (one line per outage).
     down_logged: AtomicBool,
     limits: OnceLock<RedisStore>,
@@ -57,7 +77,7 @@ impl std::fmt::Debug for SharedRedis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedRedis")
             .field("prefix", &self.inner.prefix)
-            .field("applied", &self.inner.applied.load(Ordering::Relaxed))
+            .field("applied", &self.applied())
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +101,7 @@ impl SharedRedis {
                 client: redis::Client::open(url)?,
                 prefix: prefix.to_owned(),
                 connection: Mutex::new(None),
-                applied: AtomicU64::new(0),
+                applied: Mutex::new(Version::new()),
                 down_logged: AtomicBool::new(false),
                 limits: OnceLock::new(),
             }),
@@ -147,10 +167,10 @@ impl SharedRedis {
     }
 
     /// The shared settings and their version, if any were ever written.
-    pub(crate) async fn fetch(&self) -> Result<Option<(u64, Persisted)>, SharedError> {
+    pub(crate) async fn fetch(&self) -> Result<Option<(Version, Persisted)>, SharedError> {
         let mut connection = self.connection().ok_or(SharedError::Unreachable)?;
         let keys = [self.key("settings:version"), self.key("settings")];
-        let (version, text): (Option<u64>, Option<String>) =
+        let (version, text): (Option<Version>, Option<String>) =
             tokio::time::timeout(REDIS_TIMEOUT, connection.mget(&keys))
                 .await
                 .map_err(|_| SharedError::Unreachable)??;
@@ -160,27 +180,29 @@ impl SharedRedis {
         }
     }
 
-    /// The current shared version (0 when none).
-    async fn version(&self) -> Result<u64, SharedError> {
+    /// The current shared version (empty when none).
+    async fn version(&self) -> Result<Version, SharedError> {
         let mut connection = self.connection().ok_or(SharedError::Unreachable)?;
-        let version: Option<u64> =
+        let version: Option<Version> =
             tokio::time::timeout(REDIS_TIMEOUT, connection.get(self.key("settings:version")))
                 .await
                 .map_err(|_| SharedError::Unreachable)??;
-        Ok(version.unwrap_or(0))
+        Ok(version.unwrap_or_default())
     }
 
     /// Write `settings` as the new shared settings; their version.
-    pub(crate) async fn publish(&self, settings: &Persisted) -> Result<u64, SharedError> {
+    pub(crate) async fn publish(&self, settings: &Persisted) -> Result<Version, SharedError> {
         let mut connection = self.connection().ok_or(SharedError::Unreachable)?;
         let text = serde_json::to_string(settings)?;
         let script = redis::Script::new(PUBLISH);
-        let mut invocation = script.key(self.key("settings:version"));
+        let mut invocation = script.key(self.key("settings:counter"));
         invocation
+            .key(self.key("settings:version"))
             .key(self.key("settings"))
             .arg(text)
-            .arg(self.key("settings:changed"));
-        let version: u64 =
+            .arg(self.key("settings:changed"))
+            .arg(nonce());
+        let version: Version =
             tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection))
                 .await
                 .map_err(|_| SharedError::Unreachable)??;
@@ -188,13 +210,21 @@ impl SharedRedis {
     }
 
     /// The version this process runs with.
-    pub(crate) fn applied(&self) -> u64 {
-        self.inner.applied.load(Ordering::Relaxed)
+    pub(crate) fn applied(&self) -> Version {
+        self.inner
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Record that this process runs with `version`.
-    pub(crate) fn set_applied(&self, version: u64) {
-        self.inner.applied.store(version, Ordering::Relaxed);
+    pub(crate) fn set_applied(&self, version: Version) {
+        *self
+            .inner
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = version;
     }
 
     /// Follow the shared settings for the life of the process: connect (and reconnect),
@@ -202,7 +232,7 @@ impl SharedRedis {
     /// `apply`.
     pub(crate) async fn follow<F, Fut>(self, apply: F)
     where
-        F: Fn(u64, Persisted) -> Fut,
+        F: Fn(Version, Persisted) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
         let mut tick = tokio::time::interval(CATCH_UP_EVERY);
@@ -251,19 +281,22 @@ impl SharedRedis {
 
     async fn catch_up<F, Fut>(&self, apply: &F)
     where
-        F: Fn(u64, Persisted) -> Fut,
+        F: Fn(Version, Persisted) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
         // A version other than ours is the truth: newer, or a Redis that lost its data and
-        // counts again from 1 (whatever it holds now is what every process follows).
+        // counts again from 1 (whatever it holds now is what every process follows; the
+        // nonce in each version tells a new first write from an old one).
         match self.version().await {
-            Ok(version) if version != 0 && version != self.applied() => match self.fetch().await {
-                Ok(Some((version, settings))) if version != self.applied() => {
-                    apply(version, settings).await;
+            Ok(version) if !version.is_empty() && version != self.applied() => {
+                match self.fetch().await {
+                    Ok(Some((version, settings))) if version != self.applied() => {
+                        apply(version, settings).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not read the shared settings"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not read the shared settings"),
-            },
+            }
             Ok(_) => {
                 if self.inner.down_logged.swap(false, Ordering::Relaxed) {
                     tracing::info!("Redis is reachable again");

@@ -127,6 +127,59 @@ fn without_redis_everybody_keeps_serving_updates_are_refused_and_flow_again_afte
     assert!(serves(&b, &second.url(), Duration::from_secs(5)));
 }
 
+/// Send `FLUSHALL` to `redis` (an inline command over RESP).
+fn flush_all(redis: &Redis) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    conn.write_all(b"FLUSHALL\r\n").unwrap();
+    let mut reply = [0u8; 5];
+    conn.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n");
+}
+
+/// Update on `a` until one is accepted (at most 10 s: Redis may be reconnecting).
+fn updated(a: &Gateway, url: &str) {
+    for _ in 0..100 {
+        if update(a, url).0 == 200 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no update accepted within 10 s");
+}
+
+#[test]
+fn replicas_agree_after_redis_restarts_empty_or_is_flushed() {
+    let Some(mut redis) = redis_or_skip() else {
+        return;
+    };
+    let upstreams: Vec<_> = (0..4).map(|_| mock_upstream()).collect();
+    let url = |i: usize| upstreams[i].1.url();
+    let a = gateway(&url(0), Some(&redis), "t-epoch", |_| {});
+    let b = gateway(&url(0), Some(&redis), "t-epoch", |_| {});
+    a.connect();
+    b.connect();
+    // The first update: the shared count is 1, and both run it.
+    updated(&a, &url(1));
+    assert!(serves(&b, &url(1), Duration::from_secs(2)));
+    // Redis restarts with nothing: the next update is the count's first again, yet new.
+    redis.stop();
+    let mut redis = Redis::start_on(redis.port).unwrap();
+    updated(&a, &url(2));
+    assert!(
+        serves(&b, &url(2), Duration::from_secs(5)),
+        "the other process kept its settings after Redis restarted empty"
+    );
+    // Flushed between two updates: the same.
+    flush_all(&redis);
+    updated(&a, &url(3));
+    assert!(
+        serves(&b, &url(3), Duration::from_secs(2)),
+        "the other process kept its settings after Redis was flushed"
+    );
+    redis.stop();
+}
+
 /// The windows are the minutes of the clock: start well inside one.
 fn away_from_a_minute_boundary() {
     let into = SystemTime::now()
