@@ -22,6 +22,9 @@
 //!   process (or the bare proxy's; at concurrency 1 with `c1`; one streamed completion after
 //!   another with `stream`; the cached model list with `models`), its pid printed, for a
 //!   profiler attached to it. It prints how busy each side's cores were;
+//! - `--instructions [record|check] [FILE]`: the CPU instructions one small chat costs the
+//!   `openai-gateway` process, counted by valgrind's callgrind (stable on shared machines);
+//!   `check` compares them with the recorded baseline (CI runs it);
 //! - `--soak [N]` (default 100 000): N streamed requests through the `openai-gateway`
 //!   process with random caller hang-ups and upstream faults (reset, stall, error status,
 //!   refused connection); checks the RSS after warm-up against the end, that no upstream
@@ -29,6 +32,7 @@
 
 mod ablation;
 mod groups;
+mod instructions;
 mod load;
 mod measure;
 mod proxy;
@@ -112,6 +116,12 @@ struct BenchArgs {
     /// N streamed requests through the `openai-gateway` process with random faults
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
     soak: Option<usize>,
+    /// The CPU instructions of one small chat in the `openai-gateway` process, counted by
+    /// valgrind's callgrind: `--instructions` prints it, `--instructions record [FILE]`
+    /// records it as the baseline, `--instructions check [FILE]` fails when it is more than
+    /// the baseline's tolerance (10 %) above it (default FILE: bench/instructions.json)
+    #[arg(long, num_args = 0.., value_names = ["MODE", "FILE"])]
+    instructions: Option<Vec<String>>,
     /// (internal) serve the bare proxy in this process: UPSTREAM PORT
     #[arg(long, num_args = 2, value_names = ["UPSTREAM", "PORT"], hide = true)]
     serve_bare: Option<Vec<String>>,
@@ -135,6 +145,10 @@ async fn main() {
     }
     if let Some(requests) = args.groups {
         let ok = groups::run(requests).await;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if let Some(words) = &args.instructions {
+        let ok = instructions::run(words).await;
         std::process::exit(if ok { 0 } else { 1 });
     }
     if let Some(total) = args.soak {
