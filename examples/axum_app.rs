@@ -34,7 +34,7 @@ async fn api_key_auth(mut req: Request, next: Next) -> Response {
         Some("key-alice") => User {
             id: "alice".into(),
             name: "Alice".into(),
-            groups: vec!["research".into()],
+            groups: vec!["research".into()].into(),
             ..User::default()
         },
         Some("key-admin") => User {

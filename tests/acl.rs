@@ -65,7 +65,7 @@ fn user() -> impl Strategy<Value = User> {
         any::<bool>(),
     )
         .prop_map(|(id, groups, admin)| User {
-            id: id.to_owned(),
+            id: id.into(),
             groups: groups.into_iter().map(str::to_owned).collect(),
             role: if admin { Role::Admin } else { Role::User },
             ..User::default()
@@ -166,10 +166,10 @@ proptest! {
         // And both are exactly what AC-1 … AC-3 say.
         let expected: BTreeSet<String> = served
             .iter()
-            .filter(|m| bypass || user.role == Role::Admin || records.get(*m).is_some_and(|r| r.owner == user.id || match &r.access {
+            .filter(|m| bypass || user.role == Role::Admin || records.get(*m).is_some_and(|r| *r.owner == *user.id || match &r.access {
                 AccessControl::Public => true,
                 AccessControl::Private => false,
-                AccessControl::Read { groups, users } => users.contains(&user.id) || user.groups.iter().any(|g| groups.contains(g)),
+                AccessControl::Read { groups, users } => users.iter().any(|u| **u == *user.id) || user.groups.iter().any(|g| groups.contains(g)),
             }))
             .cloned()
             .collect();

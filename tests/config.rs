@@ -91,7 +91,7 @@ fn the_documented_toml_file_loads() {
     assert_eq!(c0.prefix_id.as_deref(), Some("local"));
     assert_eq!(c0.connection_type, "local");
     assert_eq!(c.users.len(), 1);
-    assert_eq!(c.users[0].user.groups, ["research"]);
+    assert_eq!(&c.users[0].user.groups[..], ["research"]);
     assert_eq!(c.models[0].access, ModelAccess::Public);
     assert_eq!(
         c.models[1].access,

@@ -32,8 +32,17 @@ pub(crate) struct Baseline {
     pub(crate) rustc: String,
 }
 
-/// The instructions `exe` spends per small chat request, or why it could not be counted.
-pub(crate) async fn per_request(exe: &std::path::Path) -> Result<f64, String> {
+/// What is counted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counted<'a> {
+    /// An `openai-gateway` binary with the benchmark's configuration.
+    Gateway(&'a std::path::Path),
+    /// The bare hyper proxy (this binary's `--serve-bare`): the floor any proxy pays.
+    Bare,
+}
+
+/// The instructions `what` spends per small chat request, or why it could not be counted.
+pub(crate) async fn per_request(what: Counted<'_>) -> Result<f64, String> {
     let up = upstream::start(
         Instant::now(),
         upstream::Stream {
@@ -46,8 +55,8 @@ pub(crate) async fn per_request(exe: &std::path::Path) -> Result<f64, String> {
         },
     )
     .await;
-    let few = counted_run(exe, up, FEW).await?;
-    let many = counted_run(exe, up, MANY).await?;
+    let few = counted_run(what, up, FEW).await?;
+    let many = counted_run(what, up, MANY).await?;
     if many <= few {
         return Err(format!(
             "the longer run counted fewer instructions ({many} ≤ {few})"
@@ -57,25 +66,53 @@ pub(crate) async fn per_request(exe: &std::path::Path) -> Result<f64, String> {
 }
 
 /// One run under callgrind: its instruction total.
-async fn counted_run(
-    exe: &std::path::Path,
+async fn counted_run(what: Counted<'_>, up: SocketAddr, requests: usize) -> Result<u64, String> {
+    counted_run_keeping(what, up, requests, None).await
+}
+
+/// [`counted_run`], copying callgrind's output to `keep` (for `callgrind_annotate`).
+async fn counted_run_keeping(
+    what: Counted<'_>,
     up: SocketAddr,
     requests: usize,
+    keep: Option<&std::path::Path>,
 ) -> Result<u64, String> {
     let port = free_port();
     let (file, dir) = gateway_config(up, &format!("instructions-{port}"));
     let out = dir.join("callgrind.out");
     let _ = std::fs::remove_file(&out);
-    let mut child = tokio::process::Command::new("valgrind")
+    let mut command = tokio::process::Command::new("valgrind");
+    command
         .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(exe)
-        .arg("--config")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&dir)
+        // Nothing is counted until the warm-up is over (start-up work varies from run to
+        // run: the metrics recorder calibrates its clock for as long as it takes).
+        .arg("--instr-atstart=no")
+        .arg(format!("--callgrind-out-file={}", out.display()));
+    let (model, key) = match what {
+        Counted::Gateway(exe) => {
+            command
+                .arg(exe)
+                .arg("--config")
+                .arg(&file)
+                .arg("--data-dir")
+                .arg(&dir);
+            ("bench.bench-model", Some("sk-alice"))
+        }
+        Counted::Bare => {
+            command
+                .arg(std::env::current_exe().map_err(|e| e.to_string())?)
+                .arg("--serve-bare")
+                .arg(up.to_string())
+                .arg(port.to_string());
+            ("bench-model", None)
+        }
+    };
+    let mut child = command
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("GATEWAY_SHUTDOWN_GRACE", "1")
+        // One worker thread: no work stealing and fewer wake-ups whose number varies from
+        // run to run.
+        .env("TOKIO_WORKER_THREADS", "1")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -102,12 +139,25 @@ async fn counted_run(
     let system = System {
         name: "counted",
         base: format!("http://127.0.0.1:{port}/v1"),
-        model: "bench.bench-model",
-        key: Some("sk-alice"),
+        model,
+        key,
         pid: child.id(),
     };
     let body = system.small_chat();
     for i in 0..WARM_UP + requests {
+        if i == WARM_UP {
+            let pid = child.id().unwrap_or_default().to_string();
+            let on = tokio::process::Command::new("callgrind_control")
+                .stderr(std::process::Stdio::null())
+                .args(["--instr=on", &pid])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .await
+                .map_err(|e| format!("cannot run callgrind_control: {e}"))?;
+            if !on.success() {
+                return Err("callgrind_control could not switch counting on".into());
+            }
+        }
         if timed(&client, system.chat(&body)).await.is_none() {
             return Err(format!("request {i} failed"));
         }
@@ -122,6 +172,9 @@ async fn counted_run(
     let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
     let text = std::fs::read_to_string(&out)
         .map_err(|e| format!("no callgrind output at {}: {e}", out.display()))?;
+    if let Some(keep) = keep {
+        let _ = std::fs::copy(&out, keep);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     text.lines()
         .find_map(|l| {
@@ -132,8 +185,9 @@ async fn counted_run(
         .ok_or_else(|| "no instruction total in the callgrind output".into())
 }
 
-/// `--instructions [record|check] [FILE]`: print the count; `record` writes it as the
-/// baseline, `check` fails when it is more than the baseline's tolerance above it.
+/// `--instructions [record|check|profile] [FILE]`: print the count; `record` writes it as
+/// the baseline, `check` fails when it is more than the baseline's tolerance above it,
+/// `profile` keeps one run's callgrind output in FILE (default `callgrind.out`).
 pub(crate) async fn run(words: &[String]) -> bool {
     let mode = words.first().map_or("print", String::as_str);
     let file = words
@@ -142,11 +196,73 @@ pub(crate) async fn run(words: &[String]) -> bool {
     let Some(exe) = gateway_exe() else {
         return false;
     };
+    if mode == "compare" {
+        // `compare PATH…`: this build and other builds of openai-gateway, one after another.
+        let mut builds = vec![exe.clone()];
+        builds.extend(words[1..].iter().map(std::path::PathBuf::from));
+        let mut counts = Vec::new();
+        for build in &builds {
+            match per_request(Counted::Gateway(build)).await {
+                Ok(count) => counts.push(count),
+                Err(e) => {
+                    eprintln!("{}: {e}", build.display());
+                    return false;
+                }
+            }
+        }
+        for (build, count) in builds.iter().zip(&counts) {
+            println!(
+                "{count:>9.0} instructions per request ({:.3} × this build): {}",
+                count / counts[0],
+                build.display()
+            );
+        }
+        return true;
+    }
+    if mode == "profile" {
+        // One run of MANY requests, its callgrind output kept for `callgrind_annotate`.
+        let keep = std::path::Path::new(words.get(1).map_or("callgrind.out", String::as_str));
+        let up = upstream::start(
+            Instant::now(),
+            upstream::Stream {
+                chunks: 1,
+                gap: Duration::ZERO,
+            },
+            upstream::Stream {
+                chunks: 1,
+                gap: Duration::ZERO,
+            },
+        )
+        .await;
+        let what = if words.iter().any(|w| w == "bare") {
+            Counted::Bare
+        } else {
+            Counted::Gateway(&exe)
+        };
+        let requests = if words.iter().any(|w| w == "few") {
+            FEW
+        } else {
+            MANY
+        };
+        return match counted_run_keeping(what, up, requests, Some(keep)).await {
+            Ok(total) => {
+                println!(
+                    "{total} instructions in all; the profile is in {}",
+                    keep.display()
+                );
+                true
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        };
+    }
     eprintln!(
         "counting instructions: {} under callgrind, {FEW} and {MANY} chats after {WARM_UP} …",
         exe.display()
     );
-    let count = match per_request(&exe).await {
+    let count = match per_request(Counted::Gateway(&exe)).await {
         Ok(count) => count,
         Err(e) => {
             eprintln!("{e}");
@@ -154,6 +270,15 @@ pub(crate) async fn run(words: &[String]) -> bool {
         }
     };
     println!("{count:.0} instructions per small chat request (openai-gateway process)");
+    if mode == "print" {
+        match per_request(Counted::Bare).await {
+            Ok(bare) => println!(
+                "{bare:.0} instructions per request for the bare hyper proxy: the gateway is {:.2} ×",
+                count / bare
+            ),
+            Err(e) => eprintln!("the bare proxy could not be counted: {e}"),
+        }
+    }
     match mode {
         "record" => {
             let baseline = Baseline {

@@ -60,19 +60,19 @@ impl Callers {
         let inner = if users.is_empty() {
             Mode::Single(if anonymous {
                 User {
-                    id: "anonymous".to_owned(),
-                    name: "Anonymous".to_owned(),
-                    email: String::new(),
+                    id: "anonymous".into(),
+                    name: "Anonymous".into(),
+                    email: "".into(),
                     role: Role::User,
-                    groups: Vec::new(),
+                    groups: Vec::new().into(),
                 }
             } else {
                 User {
-                    id: "admin".to_owned(),
-                    name: "Admin".to_owned(),
-                    email: String::new(),
+                    id: "admin".into(),
+                    name: "Admin".into(),
+                    email: "".into(),
                     role: Role::Admin,
-                    groups: Vec::new(),
+                    groups: Vec::new().into(),
                 }
             })
         } else {
@@ -98,6 +98,17 @@ impl Callers {
 
     /// Identify the caller of a request, or the 401 to answer.
     pub fn identify(&self, headers: &HeaderMap) -> Result<User, ErrorResponse> {
+        self.identify_with(headers, &mut LastCaller::default())
+    }
+
+    /// [`identify`](Self::identify), remembering the last key that identified a caller in
+    /// `last`: a connection presents the same key on every request, and comparing it with
+    /// the last one (in constant time) costs far less than hashing it.
+    pub(crate) fn identify_with(
+        &self,
+        headers: &HeaderMap,
+        last: &mut LastCaller,
+    ) -> Result<User, ErrorResponse> {
         let users = match &*self.inner {
             Mode::Single(admin) => return Ok(admin.clone()),
             Mode::Keys(users) => users,
@@ -116,17 +127,39 @@ impl Callers {
                 )
                 .with_code("invalid_api_key")
             })?;
+        if let Some((key, user)) = &last.0
+            && key.len() == presented.len()
+            && bool::from(key.as_bytes().ct_eq(presented.as_bytes()))
+        {
+            return Ok(user.clone());
+        }
         let d = digest(presented.as_bytes());
         match users.get(&d) {
             Some(record) => {
                 let KeyDigest::Sha256(stored) = &record.key;
                 if digests_equal(stored, &d) {
+                    last.0 = Some((presented.into(), record.user.clone()));
                     return Ok(record.user.clone());
                 }
                 Err(invalid_key())
             }
             None => Err(invalid_key()),
         }
+    }
+}
+
+/// The last key that identified a caller on one connection, and who it was (see
+/// [`Callers::identify_with`]). Kept by the router, one per connection; valid for as long
+/// as the [`Callers`] it was found in.
+#[derive(Clone, Default)]
+pub(crate) struct LastCaller(Option<(Box<str>, User)>);
+
+impl std::fmt::Debug for LastCaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_tuple("LastCaller")
+            .field(&self.0.as_ref().map(|(_, user)| &user.id))
+            .finish()
     }
 }
 
@@ -151,7 +184,8 @@ fn invalid_key() -> ErrorResponse {
 mod tests {
     use std::hash::BuildHasher;
 
-    use super::{DigestHasher, digest, digests_equal};
+    use super::{Callers, DigestHasher, LastCaller, digest, digests_equal};
+    use crate::config::{KeyDigest, UserRecord};
 
     #[test]
     fn a_digest_hashes_as_its_first_word() {
@@ -172,5 +206,46 @@ mod tests {
             assert!(!digests_equal(&a, &b), "byte {i}");
         }
         assert!(!digests_equal(&a, &digest(b"sk-bob")));
+    }
+
+    #[test]
+    fn a_connection_remembers_its_last_key_and_nothing_else() {
+        let record = |id: &str, key: &str| UserRecord {
+            user: tower_openai_core::User {
+                id: id.into(),
+                ..Default::default()
+            },
+            key: KeyDigest::Sha256(digest(key.as_bytes())),
+            rate_limit: None,
+        };
+        let callers = Callers::new(
+            &[record("alice", "sk-alice"), record("bob", "sk-bob0")],
+            false,
+        );
+        let headers = |key: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("authorization", format!("Bearer {key}").parse().unwrap());
+            h
+        };
+        let mut last = LastCaller::default();
+        let who = |last: &mut LastCaller, key: &str| {
+            callers
+                .identify_with(&headers(key), last)
+                .map(|u| u.id.to_string())
+                .map_err(|e| e.status())
+        };
+        assert_eq!(who(&mut last, "sk-alice"), Ok("alice".to_owned()));
+        assert!(last.0.is_some());
+        // Remembered: the same key again.
+        assert_eq!(who(&mut last, "sk-alice"), Ok("alice".to_owned()));
+        // A key of the same length that is not it is looked up, not taken for alice's.
+        assert_eq!(
+            who(&mut last, "sk-alicf"),
+            Err(http::StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(who(&mut last, "sk-bob0"), Ok("bob".to_owned()));
+        assert_eq!(who(&mut last, "sk-alice"), Ok("alice".to_owned()));
+        // The key never shows in its debug form.
+        assert!(!format!("{last:?}").contains("sk-"));
     }
 }

@@ -297,7 +297,9 @@ impl Gateway {
 #[derive(Clone)]
 struct UserLimits {
     store: std::sync::Arc<dyn tower_openai_ratelimit::LimitStore>,
-    by_user: std::sync::Arc<std::collections::HashMap<String, tower_openai_ratelimit::Limits>>,
+    by_user: std::sync::Arc<
+        std::collections::HashMap<std::sync::Arc<str>, tower_openai_ratelimit::Limits>,
+    >,
     default: tower_openai_ratelimit::Limits,
 }
 
@@ -335,7 +337,7 @@ impl UserLimits {
         let user = ext.get::<tower_openai_core::User>()?;
         let limits = self.by_user.get(&user.id).copied().unwrap_or(self.default);
         // Unlimited callers cost no key on the request path.
-        (!limits.is_unlimited()).then(|| (user.id.clone(), limits))
+        (!limits.is_unlimited()).then(|| (user.id.to_string(), limits))
     }
 }
 

@@ -15,7 +15,7 @@ use tower::Service;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, Exchange, User};
 
 use super::admin::{Admin, AdminRoute};
-use super::identity::Callers;
+use super::identity::{Callers, LastCaller};
 use super::security::SecurityConfig;
 
 /// The API prefixes; both serve the same routes (GATEWAY contract).
@@ -36,6 +36,9 @@ const STATIC_PATHS: [&str; 6] = [
 pub(crate) struct Router<A> {
     api: A,
     callers: Callers,
+    /// The last key that identified a caller on this connection (the server keeps one
+    /// router per connection).
+    last: LastCaller,
     admin: Admin,
     security: Arc<SecurityConfig>,
 }
@@ -50,17 +53,18 @@ impl<A> Router<A> {
         Self {
             api,
             callers,
+            last: LastCaller::default(),
             admin,
             security,
         }
     }
 
     /// Who is calling, after single-user mode's `Host` and `Origin` checks.
-    fn identify(&self, req: &Request<Body>) -> Result<User, ErrorResponse> {
+    fn identify(&mut self, req: &Request<Body>) -> Result<User, ErrorResponse> {
         if self.callers.single_user() {
             self.security.check_single_user(req)?;
         }
-        self.callers.identify(req.headers())
+        self.callers.identify_with(req.headers(), &mut self.last)
     }
 }
 
@@ -205,7 +209,7 @@ where
 /// reads the user still names it).
 fn note_user(req: &Request<Body>, user: &User) {
     if let Some(exchange) = req.extensions().get::<Exchange>() {
-        exchange.set_user(&user.id);
+        exchange.set_user(user.id.clone());
     }
 }
 

@@ -284,9 +284,15 @@ impl MakeRequestId for NextRequestId {
             n.set((high, low.wrapping_add(1)));
             (high, low)
         });
-        HeaderValue::from_str(&format!("{high:016x}{low:016x}"))
-            .ok()
-            .map(RequestId::new)
+        // Hex digits written in place: no formatting machinery on the request path.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            let word = if i < 16 { high } else { low };
+            let shift = 60 - 4 * (i % 16);
+            *digit = HEX[((word >> shift) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
     }
 }
 
@@ -408,6 +414,33 @@ mod tests {
         drop(gateway);
         let _ = std::fs::remove_dir_all(dir);
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_never_repeat() {
+        use tower_http::request_id::MakeRequestId;
+        let req = Request::new(());
+        let ids: Vec<String> = (0..1000)
+            .map(|_| {
+                let id = super::NextRequestId.make_request_id(&req).unwrap();
+                id.header_value().to_str().unwrap().to_owned()
+            })
+            .collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+        // A count in the low half: consecutive ids differ by one.
+        let low = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        assert_eq!(low(&ids[1]), low(&ids[0]).wrapping_add(1));
     }
 
     #[test]

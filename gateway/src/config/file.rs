@@ -192,11 +192,11 @@ pub(super) fn users_from(
         }
         out.push(UserRecord {
             user: tower_openai_core::User {
-                name: e.name.unwrap_or_else(|| e.id.clone()),
-                id: e.id,
-                email: e.email,
+                name: e.name.unwrap_or_else(|| e.id.clone()).into(),
+                id: e.id.into(),
+                email: e.email.into(),
                 role,
-                groups: e.groups,
+                groups: e.groups.into(),
             },
             key: KeyDigest::Sha256(digest),
             rate_limit: e.rate_limit.map(LimitsEntry::limits),

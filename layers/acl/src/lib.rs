@@ -53,7 +53,7 @@
 //!
 //! let request = |groups: Vec<String>| {
 //!     let mut req = Request::post("/chat/completions").body(()).unwrap();
-//!     req.extensions_mut().insert(User { id: "carol".into(), role: Role::User, groups, ..User::default() });
+//!     req.extensions_mut().insert(User { id: "carol".into(), role: Role::User, groups: groups.into(), ..User::default() });
 //!     req.extensions_mut().insert(Payload::new(Bytes::from_static(br#"{"model":"team-model"}"#)));
 //!     req
 //! };

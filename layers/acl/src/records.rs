@@ -31,14 +31,15 @@ pub struct ModelAccess {
 impl ModelAccess {
     /// AC-1 `has_access(user, "read", access_control)`, or ownership (AC-2, AC-3).
     pub fn allows(&self, user: &User) -> bool {
-        if self.owner == user.id {
+        if *self.owner == *user.id {
             return true;
         }
         match &self.access {
             AccessControl::Public => true,
             AccessControl::Private => false,
             AccessControl::Read { groups, users } => {
-                users.contains(&user.id) || user.groups.iter().any(|g| groups.contains(g))
+                users.iter().any(|u| **u == *user.id)
+                    || user.groups.iter().any(|g| groups.contains(g))
             }
         }
     }

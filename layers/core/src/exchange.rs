@@ -24,7 +24,7 @@ pub struct Exchange(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     route: OnceLock<&'static str>,
-    user: OnceLock<Box<str>>,
+    user: OnceLock<Arc<str>>,
     model: OnceLock<Box<str>>,
     response_model: OnceLock<Box<str>>,
     /// The last connection selected (a group layer may try several).
@@ -88,7 +88,7 @@ impl Exchange {
         if self.0.user.get().is_none()
             && let Some(user) = extensions.get::<User>()
         {
-            self.set_user(&user.id);
+            self.set_user(user.id.clone());
         }
         if self.0.model.get().is_none()
             && let Some(m) = extensions.get::<RequestedModel>()
@@ -106,8 +106,8 @@ impl Exchange {
     }
 
     /// Record the caller's id.
-    pub fn set_user(&self, id: &str) {
-        let _ = self.0.user.set(id.into());
+    pub fn set_user(&self, id: Arc<str>) {
+        let _ = self.0.user.set(id);
     }
 
     /// Record the model the answer names (its `model`; the first report wins).

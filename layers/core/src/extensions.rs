@@ -50,18 +50,20 @@ impl Role {
 }
 
 /// The caller, as identified above the stack.
+///
+/// Cheap to clone (each request carries one): its text is shared, not copied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct User {
     /// Stable id (access records name it).
-    pub id: String,
+    pub id: Arc<str>,
     /// Display name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Email address.
-    pub email: String,
+    pub email: Arc<str>,
     /// Role.
     pub role: Role,
     /// Group ids (access records name them).
-    pub groups: Vec<String>,
+    pub groups: Arc<[String]>,
 }
 
 impl User {

@@ -219,7 +219,7 @@ where
 fn caller_hash(user: Option<&User>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    user.map_or("", |u| u.id.as_str()).hash(&mut h);
+    user.map_or("", |u| &*u.id).hash(&mut h);
     h.finish()
 }
 

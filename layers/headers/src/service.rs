@@ -17,6 +17,41 @@ use crate::layer::HeadersLayer;
 pub struct Headers<S> {
     inner: S,
     config: Arc<HeadersConfig>,
+    /// The user-info header values of the last user seen by this instance (one per
+    /// connection, behind a server): a connection's requests usually come from one user,
+    /// whose values are then made once, not per request.
+    last_user: Option<UserHeaders>,
+}
+
+/// A user's `name`, `id` and `email` header values (`None`: not a valid value, not sent).
+#[derive(Clone, Debug)]
+struct UserHeaders {
+    user: User,
+    values: [Option<HeaderValue>; 3],
+}
+
+impl UserHeaders {
+    fn of(user: &User) -> Self {
+        // The encoded name is only unreserved characters, spaces and `%XX`: always a valid
+        // value, handed over without a copy.
+        let name =
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(encode_user_name(&user.name))).ok();
+        Self {
+            user: user.clone(),
+            values: [
+                name,
+                HeaderValue::from_str(&user.id).ok(),
+                HeaderValue::from_str(&user.email).ok(),
+            ],
+        }
+    }
+
+    /// Whether these are `user`'s (the same shared text, not merely equal text).
+    fn are_of(&self, user: &User) -> bool {
+        Arc::ptr_eq(&self.user.id, &user.id)
+            && Arc::ptr_eq(&self.user.name, &user.name)
+            && Arc::ptr_eq(&self.user.email, &user.email)
+    }
 }
 
 impl<S> Headers<S> {
@@ -26,7 +61,11 @@ impl<S> Headers<S> {
     }
 
     pub(crate) fn from_shared(inner: S, config: Arc<HeadersConfig>) -> Self {
-        Self { inner, config }
+        Self {
+            inner,
+            config,
+            last_user: None,
+        }
     }
 
     /// A layer with this configuration.
@@ -59,17 +98,14 @@ fn fill(
     }
     let mut out = text.to_owned();
     let pairs: [(&str, Cow<'_, str>); 6] = [
-        (
-            "{{USER_ID}}",
-            user.map_or("".into(), |u| u.id.as_str().into()),
-        ),
+        ("{{USER_ID}}", user.map_or("".into(), |u| (*u.id).into())),
         (
             "{{USER_NAME}}",
             user.map_or("".into(), |u| encode_user_name(&u.name).into()),
         ),
         (
             "{{USER_EMAIL}}",
-            user.map_or("".into(), |u| u.email.as_str().into()),
+            user.map_or("".into(), |u| (*u.email).into()),
         ),
         (
             "{{USER_ROLE}}",
@@ -87,7 +123,7 @@ fn fill(
 }
 
 impl<S> Headers<S> {
-    fn apply<B>(&self, req: &mut Request<B>) {
+    fn apply<B>(&mut self, req: &mut Request<B>) {
         if req.extensions().get::<SelectedConnection>().is_none() {
             return;
         }
@@ -136,22 +172,24 @@ impl<S> Headers<S> {
         }
         if forward {
             if let Some(user) = user {
-                // The encoded name is only unreserved characters, spaces and `%XX`: always a
-                // valid value, handed over without a copy.
-                let name = bytes::Bytes::from(encode_user_name(&user.name));
-                if let Ok(v) = HeaderValue::from_maybe_shared(name) {
-                    headers.insert(HeaderStep::UserInfo, &names.user_name, v);
+                if !self.last_user.as_ref().is_some_and(|u| u.are_of(user)) {
+                    self.last_user = Some(UserHeaders::of(user));
                 }
-                let mut set = |name: &http::HeaderName, value: &str| match HeaderValue::from_str(
-                    value,
-                ) {
-                    Ok(v) => headers.insert(HeaderStep::UserInfo, name, v),
-                    Err(_) => {
-                        tracing::warn!(header = %name, "user field is not a valid header value; not sent")
+                if let Some(cached) = &self.last_user {
+                    let [name, id, email] = &cached.values;
+                    for (header, value) in [
+                        (&names.user_name, name),
+                        (&names.user_id, id),
+                        (&names.user_email, email),
+                    ] {
+                        match value {
+                            Some(v) => headers.insert(HeaderStep::UserInfo, header, v.clone()),
+                            None => {
+                                tracing::warn!(header = %header, "user field is not a valid header value; not sent")
+                            }
+                        }
                     }
-                };
-                set(&names.user_id, &user.id);
-                set(&names.user_email, &user.email);
+                }
                 headers.insert(
                     HeaderStep::UserInfo,
                     &names.user_role,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use serde_json::{Value, json};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_openai_core::extensions::HeaderStep;
 use tower_openai_core::settings::ApiKey;
 use tower_openai_core::{
@@ -37,7 +37,7 @@ fn jose() -> User {
         name: "José Müller".into(),
         email: "jose@example.com".into(),
         role: Role::Admin,
-        groups: vec![],
+        groups: Default::default(),
     }
 }
 
@@ -270,4 +270,41 @@ async fn without_a_selected_connection_nothing_is_added() {
         svc.oneshot(req).await.unwrap().into_body()["headers"],
         json!({})
     );
+}
+
+#[tokio::test]
+async fn one_instance_serving_several_users_sends_each_their_own_user_info() {
+    let settings = settings("http://u/v1", true, json!({}));
+    let mut svc = ServiceBuilder::new()
+        .layer(HeadersLayer::new(HeadersConfig::default()))
+        .service_fn(report);
+    let ann = User {
+        id: "u-2".into(),
+        name: "Ann".into(),
+        email: "ann@example.com".into(),
+        ..User::default()
+    };
+    // Jose twice (the second from the instance's remembered values), then Ann, then an
+    // equal-looking but different Jose (new text: made afresh).
+    for (user, id) in [
+        (jose(), "u-1"),
+        (jose(), "u-1"),
+        (ann.clone(), "u-2"),
+        (jose(), "u-1"),
+    ] {
+        let mut req = Request::post("/chat/completions").body(()).unwrap();
+        req.extensions_mut()
+            .insert(SelectedConnection(settings.connections()[0].clone()));
+        req.extensions_mut()
+            .insert(SettingsSnapshot(settings.clone()));
+        req.extensions_mut().insert(user);
+        let res = tower::ServiceExt::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap();
+        let headers = &res.body()["headers"];
+        assert_eq!(headers["x-openwebui-user-id"], id, "{headers}");
+    }
 }

@@ -34,7 +34,7 @@
 //! // Every user may make two requests a minute.
 //! let layer = RateLimitLayer::new(Arc::new(MemoryStore::new()), |ext: &http::Extensions| {
 //!     let user = ext.get::<User>()?;
-//!     Some((user.id.clone(), Limits { rpm: Some(2), tpm: None }))
+//!     Some((user.id.to_string(), Limits { rpm: Some(2), tpm: None }))
 //! });
 //! let svc = ServiceBuilder::new().layer(layer).service(upstream);
 //! let request = || {
@@ -58,7 +58,7 @@ mod service;
 pub use crate::memory::{MAX_KEYS, MemoryStore};
 #[cfg(feature = "redis")]
 pub use crate::redis::{ADMIT_TIMEOUT, RedisStore};
-pub use crate::service::{LimitedBody, RateLimit, RateLimitLayer};
+pub use crate::service::{LimitedBody, RateLimit, RateLimitLayer, ResponseFuture};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -75,6 +75,48 @@ impl<S, K> RateLimit<S, K> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// Response future of [`RateLimit`]: the inner service's future for a caller without
+/// limits (no allocation), or the admission and then the call for one with limits.
+#[pin_project(project = ResponseFutureProj)]
+pub enum ResponseFuture<F, R, E> {
+    /// Not limited: the inner future, its body wrapped.
+    Direct {
+        /// The inner service's future.
+        #[pin]
+        future: F,
+    },
+    /// Limited: admitted (or refused), then called.
+    Limited {
+        /// The admission and the call.
+        future: BoxFuture<Result<R, E>>,
+    },
+}
+
+impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, Response<LimitedBody<ResponseBody<B>>>, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<LimitedBody<ResponseBody<B>>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ResponseFutureProj::Direct { future } => {
+                let res = std::task::ready!(future.poll(cx))?;
+                Poll::Ready(Ok(
+                    res.map(|b| LimitedBody::new(ResponseBody::Inner(b), None))
+                ))
+            }
+            ResponseFutureProj::Limited { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
 impl<S, K, B, ResBody> Service<Request<B>> for RateLimit<S, K>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -86,7 +128,7 @@ where
 {
     type Response = Response<LimitedBody<ResponseBody<ResBody>>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+    type Future = ResponseFuture<S::Future, Self::Response, S::Error>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -105,12 +147,9 @@ where
             .filter(|(_, limits)| !limits.is_unlimited());
         let Some((key, limits)) = who else {
             // Not limited: no clone of the stack below, no store.
-            let future = self.inner.call(req);
-            return Box::pin(async move {
-                Ok(future
-                    .await?
-                    .map(|b| LimitedBody::new(ResponseBody::Inner(b), None)))
-            });
+            return ResponseFuture::Direct {
+                future: self.inner.call(req),
+            };
         };
         if limits.tpm.is_some() {
             // Tokens are counted: no answer may go unmetered (streams are asked for usage,
@@ -121,39 +160,41 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
-        Box::pin(async move {
-            let window = match store.admit(&key, limits).await {
-                Ok(Admission::Allowed(window)) => Some(window),
-                Ok(Admission::Refused(window)) => {
-                    let mut res = ResponseBody::rejected(refusal(&limits, &window));
-                    headers(res.headers_mut(), &limits, &window, true);
-                    return Ok(res.map(|b| LimitedBody::new(b, None)));
-                }
-                Err(e) => {
-                    // Limits fail open: a store that cannot answer does not stop traffic.
-                    // Logged once per 10 s, not once per request of an outage.
-                    if outage_log_due() {
-                        tracing::warn!(error = %e, "rate-limit store unavailable; requests are let through");
+        ResponseFuture::Limited {
+            future: Box::pin(async move {
+                let window = match store.admit(&key, limits).await {
+                    Ok(Admission::Allowed(window)) => Some(window),
+                    Ok(Admission::Refused(window)) => {
+                        let mut res = ResponseBody::rejected(refusal(&limits, &window));
+                        headers(res.headers_mut(), &limits, &window, true);
+                        return Ok(res.map(|b| LimitedBody::new(b, None)));
                     }
-                    None
+                    Err(e) => {
+                        // Limits fail open: a store that cannot answer does not stop traffic.
+                        // Logged once per 10 s, not once per request of an outage.
+                        if outage_log_due() {
+                            tracing::warn!(error = %e, "rate-limit store unavailable; requests are let through");
+                        }
+                        None
+                    }
+                };
+                let exchange = req.extensions().get::<Exchange>().cloned();
+                let res = inner.call(req).await?;
+                let (mut parts, body) = res.into_parts();
+                if let Some(window) = &window {
+                    headers(&mut parts.headers, &limits, window, false);
                 }
-            };
-            let exchange = req.extensions().get::<Exchange>().cloned();
-            let res = inner.call(req).await?;
-            let (mut parts, body) = res.into_parts();
-            if let Some(window) = &window {
-                headers(&mut parts.headers, &limits, window, false);
-            }
-            let tally = exchange.map(|exchange| Tally {
-                store,
-                key,
-                exchange,
-            });
-            Ok(Response::from_parts(
-                parts,
-                LimitedBody::new(ResponseBody::Inner(body), tally),
-            ))
-        })
+                let tally = exchange.map(|exchange| Tally {
+                    store,
+                    key,
+                    exchange,
+                });
+                Ok(Response::from_parts(
+                    parts,
+                    LimitedBody::new(ResponseBody::Inner(body), tally),
+                ))
+            }),
+        }
     }
 }
 

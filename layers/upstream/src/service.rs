@@ -253,6 +253,11 @@ where
         };
 
         self.clients.allowlists.filter_request(&mut parts.headers);
+        // The connection's own `Host`, made once per settings snapshot (the client would
+        // format it on every request).
+        parts
+            .headers
+            .insert(header::HOST, connection.base().host_header().clone());
         let body = match parts.extensions.remove::<Payload>() {
             Some(payload) => {
                 let bytes = payload.to_bytes();

@@ -125,7 +125,7 @@ where
         let reservation = self
             .budget
             .as_ref()
-            .map(|budget| budget.reserve(req.extensions().get::<User>().map(|u| u.id.as_str())));
+            .map(|budget| budget.reserve(req.extensions().get::<User>().map(|u| &*u.id)));
         let (parts, body) = req.into_parts();
         let body = Budgeted::new(
             TimeoutBody::new(body, self.timeouts, &self.sleeps),

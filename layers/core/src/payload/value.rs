@@ -186,6 +186,14 @@ impl Payload {
         }
     }
 
+    /// The raw JSON bytes of `field` (no UTF-8 check: for copying, not for reading).
+    fn raw_bytes_of<'a>(&'a self, field: &'a Field) -> &'a [u8] {
+        match &field.value {
+            FieldValue::Original(r) => &self.original[r.clone()],
+            FieldValue::Owned(raw) => raw.get().as_bytes(),
+        }
+    }
+
     /// The raw JSON text of member `key` (the last one, if the key is repeated).
     pub fn get_raw(&self, key: &str) -> Result<Option<&str>, PayloadError> {
         let fields = self.fields()?;
@@ -387,7 +395,7 @@ impl Payload {
                     Text::Span(r) => r.len(),
                     Text::Owned(k) => k.len(),
                 };
-                key + 4 + self.raw_of(f).len()
+                key + 4 + self.raw_bytes_of(f).len()
             })
             .sum::<usize>()
             - usize::from(!fields.is_empty());
@@ -410,7 +418,7 @@ impl Payload {
                 }
             }
             out.put_u8(b':');
-            out.put_slice(self.raw_of(field).as_bytes());
+            out.put_slice(self.raw_bytes_of(field));
         }
         out.put_u8(b'}');
         out.freeze()

@@ -277,6 +277,9 @@ pub struct BaseUrl {
     authority: Authority,
     /// The path without a trailing `/` (`""` for the root).
     path: String,
+    /// The `Host` header its requests carry (the host, and the port unless it is the
+    /// scheme's default), made once instead of per request.
+    host: http::HeaderValue,
 }
 
 impl BaseUrl {
@@ -292,10 +295,18 @@ impl BaseUrl {
             return Err("must not have a query string");
         }
         let path = uri.path().trim_end_matches('/').to_owned();
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = http::HeaderValue::try_from(host)
+            .map_err(|_| "has a host that is not a header value")?;
         Ok(Self {
             scheme,
             authority,
             path,
+            host,
         })
     }
 
@@ -307,6 +318,12 @@ impl BaseUrl {
     /// The host (and port).
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// The `Host` header value for its requests: the host, and the port unless it is the
+    /// scheme's default (as HTTP clients write it; never the URL's user info).
+    pub fn host_header(&self) -> &http::HeaderValue {
+        &self.host
     }
 
     /// `{base}{path_and_query}`: the request path is appended to the base path with exactly

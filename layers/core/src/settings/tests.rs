@@ -496,3 +496,20 @@ fn a_key_that_cannot_be_a_header_names_its_position_not_its_value() {
     .unwrap_err();
     assert!(!err.to_string().contains("sk-secret"), "{err}");
 }
+
+#[test]
+fn a_base_url_makes_its_host_header_once_without_default_ports_or_user_info() {
+    use crate::settings::connection::BaseUrl;
+    for (url, host) in [
+        ("http://127.0.0.1:8000/v1", "127.0.0.1:8000"),
+        ("https://api.openai.com/v1", "api.openai.com"),
+        ("https://api.openai.com:443/v1", "api.openai.com"),
+        ("http://local:80", "local"),
+        ("https://local:80/v1", "local:80"),
+        ("http://user:secret@upstream:81/v1", "upstream:81"),
+        ("http://[::1]:9000/v1", "[::1]:9000"),
+    ] {
+        let base = BaseUrl::parse(url).unwrap();
+        assert_eq!(base.host_header(), host, "{url}");
+    }
+}
