@@ -93,6 +93,41 @@ fn check_admin_post(req: &Request<Body>, security: &SecurityConfig) -> Result<()
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The router's response future: the API stack's own (not boxed: it is most requests), an
+/// answer made here, or an admin route's.
+#[pin_project::pin_project(project = RouterFutureProj)]
+pub(crate) enum RouterFuture<F, B> {
+    Api(#[pin] F),
+    Answered(Option<Response<RouterBody<B>>>),
+    Admin(BoxFuture<Response<BoxBody>>),
+}
+
+impl<F, B> Future for RouterFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<RouterBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RouterFutureProj::Api(future) => {
+                let Ok(res) = std::task::ready!(future.poll(cx));
+                Poll::Ready(Ok(res.map(Either::Left)))
+            }
+            RouterFutureProj::Answered(res) => match res.take() {
+                Some(res) => Poll::Ready(Ok(res)),
+                None => Poll::Ready(Ok(error(ErrorResponse::internal(
+                    "polled after completion",
+                )))),
+            },
+            RouterFutureProj::Admin(future) => Poll::Ready(Ok(std::task::ready!(
+                future.as_mut().poll(cx)
+            )
+            .map(Either::Right))),
+        }
+    }
+}
+
 /// The router's response body: the API stack's own (not boxed again), or the router's.
 pub(crate) type RouterBody<B> = Either<B, BoxBody>;
 
@@ -132,7 +167,7 @@ where
 {
     type Response = Response<RouterBody<B>>;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Response<RouterBody<B>>, Infallible>>;
+    type Future = RouterFuture<A::Future, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -142,35 +177,31 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let path = req.uri().path();
         if path == "/healthz" {
-            return Box::pin(async { Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)) });
+            return RouterFuture::Answered(Some(json(StatusCode::OK, r#"{"status":"ok"}"#)));
         }
         if let Some(route) = AdminRoute::of(path) {
             let user = match self.identify(&req) {
                 Ok(user) => user,
-                Err(e) => return Box::pin(async move { Ok(error(e)) }),
+                Err(e) => return RouterFuture::Answered(Some(error(e))),
             };
             note_user(&req, &user);
             if !user.is_admin() {
-                return Box::pin(async {
-                    Ok(error(
-                        ErrorResponse::forbidden("This route is for admins only")
-                            .with_code("admin_only"),
-                    ))
-                });
+                return RouterFuture::Answered(Some(error(
+                    ErrorResponse::forbidden("This route is for admins only")
+                        .with_code("admin_only"),
+                )));
             }
             if let Err(e) = check_admin_post(&req, &self.security) {
-                return Box::pin(async move { Ok(error(e)) });
+                return RouterFuture::Answered(Some(error(e)));
             }
             let admin = self.admin.clone();
-            return Box::pin(async move { Ok(admin.handle(route, req).await.map(Either::Right)) });
+            return RouterFuture::Admin(Box::pin(async move { admin.handle(route, req).await }));
         }
         let Some(rest) = strip_prefix(path) else {
             let message = format!("Unknown path {path:?}: the API is served under /v1 and /openai");
-            return Box::pin(async move {
-                Ok(error(
-                    ErrorResponse::not_found(message).with_code("unknown_url"),
-                ))
-            });
+            return RouterFuture::Answered(Some(error(
+                ErrorResponse::not_found(message).with_code("unknown_url"),
+            )));
         };
         let rest = if rest.is_empty() { "/" } else { rest };
         let pq = match req.uri().query() {
@@ -182,7 +213,7 @@ where
         };
         let user = match self.identify(&req) {
             Ok(user) => user,
-            Err(e) => return Box::pin(async move { Ok(error(e)) }),
+            Err(e) => return RouterFuture::Answered(Some(error(e))),
         };
         note_user(&req, &user);
         // The layers below see the path under the prefix. (No `OriginalUri` is recorded:
@@ -197,11 +228,7 @@ where
         req.extensions_mut().insert(user);
         // `poll_ready` readied `self.api`, and it is called right here: its future owns what
         // it needs, so no clone of the stack is moved into it.
-        let response = self.api.call(req);
-        Box::pin(async move {
-            let Ok(res) = response.await;
-            Ok(res.map(Either::Left))
-        })
+        RouterFuture::Api(self.api.call(req))
     }
 }
 

@@ -13,7 +13,6 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use tower_openai::endpoint::Endpoint;
 use tower_openai_acl::AclLayer;
@@ -130,7 +129,12 @@ pub(crate) fn service(
         // Token usage from answers and streams into the request's exchange (and, with
         // GATEWAY_STREAM_USAGE, usage asked of every streamed chat): below select and the
         // group, where the connection and the routed model are known.
-        .layer(UsageLayer::new().ask_streams(gateway.config.observability.stream_usage))
+        .layer(
+            UsageLayer::new()
+                .ask_streams(gateway.config.observability.stream_usage)
+                // The answer's model is reported in traces only.
+                .response_model(gateway.config.observability.otel),
+        )
         // Text-to-speech answered from disk: below select and acl (the model is known and
         // allowed), above everything that costs work per request (a hit fetches no token).
         .layer(SpeechCacheLayer::new(gateway.speech.clone()))
@@ -139,13 +143,6 @@ pub(crate) fn service(
         .layer(ReasoningLayer::new())
         .service(gateway.lower.clone());
 
-    let sensitive: Arc<[HeaderName]> = Arc::new([
-        header::AUTHORIZATION,
-        header::COOKIE,
-        header::PROXY_AUTHORIZATION,
-        HeaderName::from_static("api-key"),
-        HeaderName::from_static("x-api-key"),
-    ]);
     // Browsers: a preflight is answered here, before identity (it carries no key); without
     // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
     let cors = cors_layer(&gateway.config.security.cors_origins);
@@ -231,7 +228,7 @@ pub(crate) fn service(
     };
     ServiceBuilder::new()
         // Mark credentials sensitive before tracing (or anything else) sees the request.
-        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        .map_request(mark_sensitive)
         // A caller's `x-request-id` is kept when it is short, visible ASCII; otherwise (or
         // when there is none) the gateway makes one. It goes upstream with the request and
         // back on every answer, the gateway's own errors and preflights included.
@@ -239,6 +236,22 @@ pub(crate) fn service(
         .layer(SetRequestIdLayer::x_request_id(NextRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
         .service(traced)
+}
+
+/// Mark the credentials a request carries sensitive (never shown by `Debug`, so never
+/// logged), in one pass over its headers. (tower-http's `SetSensitiveRequestHeadersLayer`
+/// looks each of the five names up in turn: five hash look-ups per request, most of them
+/// for headers the request does not carry.)
+fn mark_sensitive<B>(mut req: Request<B>) -> Request<B> {
+    for (name, value) in req.headers_mut().iter_mut() {
+        if matches!(
+            name.as_str(),
+            "authorization" | "cookie" | "proxy-authorization" | "api-key" | "x-api-key"
+        ) {
+            value.set_sensitive(true);
+        }
+    }
+    req
 }
 
 /// A request span's name: the method and the route (`POST chat/completions`, `GET models`,
@@ -414,6 +427,25 @@ mod tests {
         drop(gateway);
         let _ = std::fs::remove_dir_all(dir);
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn credentials_are_marked_sensitive_and_nothing_else() {
+        let req = Request::get("/")
+            .header("authorization", "Bearer sk-1")
+            .header("x-api-key", "sk-2")
+            .header("api-key", "sk-3")
+            .header("cookie", "a=b")
+            .header("cookie", "c=d")
+            .header("proxy-authorization", "Basic x")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let req = super::mark_sensitive(req);
+        for (name, value) in req.headers() {
+            assert_eq!(value.is_sensitive(), name != "content-type", "{name}");
+        }
+        assert!(!format!("{:?}", req.headers()).contains("sk-"));
     }
 
     #[test]

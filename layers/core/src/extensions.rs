@@ -249,8 +249,8 @@ pub struct RequestedModel {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionGroup(pub Arc<[usize]>);
 
-/// Set by the reasoning layer when the outgoing model is a reasoning model, so the layers
-/// below (azure) use the same decision and its replaceable rule.
+/// Set by the reasoning layer when the outgoing model is a reasoning model (absent when it
+/// is not), so the layers below (azure) use the same decision and its replaceable rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReasoningModel(pub bool);
 

@@ -142,10 +142,9 @@ impl<S> Headers<S> {
                 }
             }
         }
-        let mut headers = req
-            .extensions_mut()
-            .remove::<UpstreamHeaders>()
-            .unwrap_or_default();
+        // Gathered apart and added at the end (the extensions are borrowed meanwhile):
+        // appended to what an earlier layer set, not taken out and put back.
+        let mut headers = UpstreamHeaders::default();
         // Borrowed, not cloned: nothing below changes the extensions until the end.
         let Some(SelectedConnection(connection)) = req.extensions().get::<SelectedConnection>()
         else {
@@ -215,7 +214,12 @@ impl<S> Headers<S> {
             }
         }
         if !headers.is_empty() {
-            req.extensions_mut().insert(headers);
+            match req.extensions_mut().get_mut::<UpstreamHeaders>() {
+                Some(earlier) => earlier.append(headers),
+                None => {
+                    req.extensions_mut().insert(headers);
+                }
+            }
         }
     }
 }

@@ -86,6 +86,13 @@ impl Default for UsageScanner {
 }
 
 impl UsageScanner {
+    /// A scanner for the usage, and for the answer's model when `model`.
+    pub(crate) fn new(model: bool) -> Self {
+        let mut scanner = Self::default();
+        scanner.model.done = !model;
+        scanner
+    }
+
     /// Feed the next bytes; whether a usage object was completed in them.
     pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
         if !self.model.done

@@ -34,15 +34,33 @@ pub const MAX_HELD_EVENT_BYTES: usize = 1 << 20;
 /// what the caller receives, so token counts exist for every stream. That re-frames the stream
 /// on event boundaries (an event is held until it is complete, at most
 /// [`MAX_HELD_EVENT_BYTES`]). Off by default: the payload stays what the caller sent.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct UsageLayer {
     ask_streams: bool,
+    response_model: bool,
+}
+
+impl Default for UsageLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl UsageLayer {
     /// Read usage; change nothing.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            ask_streams: false,
+            response_model: true,
+        }
+    }
+
+    /// Also read the model the answer names ([`Exchange::response_model`], on by default),
+    /// which only traces report (`gen_ai.response.model`): off, the answer is searched for
+    /// its usage alone.
+    pub fn response_model(mut self, read: bool) -> Self {
+        self.response_model = read;
+        self
     }
 
     /// Ask streamed chats for usage (`GATEWAY_STREAM_USAGE`).
@@ -59,6 +77,7 @@ impl<S> Layer<S> for UsageLayer {
         UsageService {
             inner,
             ask_streams: self.ask_streams,
+            response_model: self.response_model,
         }
     }
 }
@@ -68,6 +87,7 @@ impl<S> Layer<S> for UsageLayer {
 pub struct UsageService<S> {
     inner: S,
     ask_streams: bool,
+    response_model: bool,
 }
 
 impl<S> UsageService<S> {
@@ -113,6 +133,7 @@ where
                 watched.then_some(Pending {
                     exchange,
                     strip,
+                    response_model: self.response_model,
                     estimate: metered.then_some(request.unwrap_or_default()),
                 })
             }
@@ -131,6 +152,8 @@ struct Pending {
     exchange: Exchange,
     /// Remove the usage chunk the gateway asked for.
     strip: bool,
+    /// Read the answer's model too.
+    response_model: bool,
     /// Estimate the usage if the answer has none: the request's body.
     estimate: Option<Bytes>,
 }
@@ -179,7 +202,7 @@ where
             let kind = content_kind(&res);
             (kind != Kind::Other).then(|| {
                 Box::new(Watch {
-                    scanner: UsageScanner::default(),
+                    scanner: UsageScanner::new(pending.response_model),
                     events: (pending.strip && kind == Kind::Events).then(Events::default),
                     estimate: pending.estimate.map(|request| Estimate {
                         request,

@@ -91,7 +91,11 @@ where
         };
         logit_bias(payload)?;
         tokens_and_roles(payload, system_role, upstream_is_openai).map_err(|e| e.to_response())?;
-        req.extensions_mut().insert(ReasoningModel(reasoning));
+        // Written only when it is one: an absent mark reads as "not a reasoning model"
+        // below, and most requests then cost no extension.
+        if reasoning {
+            req.extensions_mut().insert(ReasoningModel(true));
+        }
         Ok(())
     }
 }
