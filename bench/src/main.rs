@@ -12,7 +12,8 @@
 //!
 //! Other modes:
 //! - `--also-gateway PATH`: another build of `openai-gateway`, measured in the same rounds
-//!   as a seventh system (A/B comparisons);
+//!   as a seventh system (A/B comparisons); `--against COMMIT` builds that commit's binary
+//!   (once, under `target/bench-builds`) and measures it so;
 //! - `--layers`: the added latency, requests/s and CPU of the stack built up one layer at a
 //!   time (what each layer costs);
 //! - `--profile-gateway SECS [models] [bare] [c1]`: load only the in-process gateway (chat,
@@ -25,12 +26,16 @@
 //! - `--instructions [record|check] [FILE]`: the CPU instructions one small chat costs the
 //!   `openai-gateway` process, counted by valgrind's callgrind (stable on shared machines);
 //!   `check` compares them with the recorded baseline (CI runs it);
+//! - `--costs`: an A/B run per optional feature (the same build with and without it),
+//!   written as the cost table of `bench/README.md`;
 //! - `--soak [N]` (default 100 000): N streamed requests through the `openai-gateway`
 //!   process with random caller hang-ups and upstream faults (reset, stall, error status,
 //!   refused connection); checks the RSS after warm-up against the end, that no upstream
 //!   stream is left open, and that every caller got a complete stream or an error.
 
 mod ablation;
+mod against;
+mod costs;
 mod groups;
 mod instructions;
 mod load;
@@ -93,6 +98,10 @@ struct BenchArgs {
     /// Another build of `openai-gateway`, measured in the same rounds (A/B)
     #[arg(long, value_name = "PATH")]
     also_gateway: Option<String>,
+    /// The `openai-gateway` of an earlier commit (built once, under target/bench-builds),
+    /// measured in the same rounds as this build (A/B against the start of a round of work)
+    #[arg(long, value_name = "COMMIT", conflicts_with = "also_gateway")]
+    against: Option<String>,
     /// KEY=VALUE added to the `--also-gateway` process's environment (repeatable; `{upstream}`
     /// in VALUE is the mock upstream's address), e.g. `RUST_LOG=info` to measure the access
     /// log, or `OTEL_EXPORTER_OTLP_ENDPOINT=http://{upstream}` to measure trace export
@@ -122,6 +131,11 @@ struct BenchArgs {
     /// the baseline's tolerance (10 %) above it (default FILE: bench/instructions.json)
     #[arg(long, num_args = 0.., value_names = ["MODE", "FILE"])]
     instructions: Option<Vec<String>>,
+    /// What each optional feature costs (access log, OpenTelemetry, stream usage, groups,
+    /// rate limits in memory and in Redis, Redis): an A/B run of this build against itself
+    /// per feature, written as the table in bench/README.md
+    #[arg(long)]
+    costs: bool,
     /// (internal) serve the bare proxy in this process: UPSTREAM PORT
     #[arg(long, num_args = 2, value_names = ["UPSTREAM", "PORT"], hide = true)]
     serve_bare: Option<Vec<String>>,
@@ -135,7 +149,16 @@ fn profile_words(values: &[String]) -> (u64, &[String]) {
 
 #[tokio::main]
 async fn main() {
-    let args = <BenchArgs as clap::Parser>::parse();
+    let mut args = <BenchArgs as clap::Parser>::parse();
+    if let Some(commit) = &args.against {
+        match against::build(commit) {
+            Ok(exe) => args.also_gateway = Some(exe.display().to_string()),
+            Err(e) => {
+                eprintln!("--against {commit}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if let Some(bare) = &args.serve_bare {
         // A child process: the bare proxy on its own runtime.
         let upstream: SocketAddr = bare[0].parse().expect("upstream address");
@@ -145,6 +168,10 @@ async fn main() {
     }
     if let Some(requests) = args.groups {
         let ok = groups::run(requests).await;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.costs {
+        let ok = costs::run(args.quick);
         std::process::exit(if ok { 0 } else { 1 });
     }
     if let Some(words) = &args.instructions {
