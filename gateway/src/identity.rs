@@ -1,4 +1,9 @@
 //! Who is calling: `Authorization: Bearer <api key>` → [`User`].
+//!
+//! [`Identify`] sits at the edge, above the layers that report requests: it puts the caller
+//! ([`User`]) in the request extensions, or, when the caller cannot be identified, the
+//! answer they are owed ([`Unidentified`]), which the router gives on the routes that need
+//! a caller. So every request, refused or not, is reported with its caller when known.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -145,6 +150,75 @@ impl Callers {
             }
             None => Err(invalid_key()),
         }
+    }
+}
+
+/// The answer a request whose caller could not be identified gets (401, or single-user
+/// mode's 403s) on a route that needs a caller. Written by [`Identify`] instead of a
+/// [`User`].
+#[derive(Clone, Debug)]
+pub(crate) struct Unidentified(pub(crate) ErrorResponse);
+
+/// Identifies each request's caller: [`User`] or [`Unidentified`] in its extensions.
+///
+/// One per connection (the server keeps an instance per connection), so it remembers the
+/// last key that identified a caller (see [`Callers::identify_with`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Identify<S> {
+    inner: S,
+    callers: Callers,
+    security: Arc<crate::security::SecurityConfig>,
+    last: LastCaller,
+}
+
+impl<S> Identify<S> {
+    pub(crate) fn new(
+        inner: S,
+        callers: Callers,
+        security: Arc<crate::security::SecurityConfig>,
+    ) -> Self {
+        Self {
+            inner,
+            callers,
+            security,
+            last: LastCaller::default(),
+        }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Identify<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let found = if self.callers.single_user() {
+            self.security
+                .check_single_user(&req)
+                .and_then(|()| self.callers.identify_with(req.headers(), &mut self.last))
+        } else {
+            self.callers.identify_with(req.headers(), &mut self.last)
+        };
+        match found {
+            Ok(user) => {
+                req.extensions_mut().insert(user);
+            }
+            Err(refusal) => {
+                req.extensions_mut().insert(Unidentified(refusal));
+            }
+        }
+        self.inner.call(req)
     }
 }
 

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Either, Full};
 use tower::Service;
-use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, Exchange, User};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, User};
 
 use super::admin::{Admin, AdminRoute};
-use super::identity::{Callers, LastCaller};
+use super::identity::Unidentified;
 use super::security::SecurityConfig;
 
 /// The API prefixes; both serve the same routes (GATEWAY contract).
@@ -31,40 +31,40 @@ const STATIC_PATHS: [&str; 6] = [
     "/audio/speech",
 ];
 
-/// Routes a request and identifies its caller.
+/// Routes a request: `/healthz`, the admin routes, the API under its prefixes. A route that
+/// needs a caller refuses a request whose caller [`Identify`](super::identity::Identify)
+/// could not identify.
 #[derive(Clone, Debug)]
 pub(crate) struct Router<A> {
     api: A,
-    callers: Callers,
-    /// The last key that identified a caller on this connection (the server keeps one
-    /// router per connection).
-    last: LastCaller,
     admin: Admin,
     security: Arc<SecurityConfig>,
 }
 
 impl<A> Router<A> {
-    pub(crate) fn new(
-        api: A,
-        callers: Callers,
-        admin: Admin,
-        security: Arc<SecurityConfig>,
-    ) -> Self {
+    pub(crate) fn new(api: A, admin: Admin, security: Arc<SecurityConfig>) -> Self {
         Self {
             api,
-            callers,
-            last: LastCaller::default(),
             admin,
             security,
         }
     }
+}
 
-    /// Who is calling, after single-user mode's `Host` and `Origin` checks.
-    fn identify(&mut self, req: &Request<Body>) -> Result<User, ErrorResponse> {
-        if self.callers.single_user() {
-            self.security.check_single_user(req)?;
-        }
-        self.callers.identify_with(req.headers(), &mut self.last)
+/// The caller [`Identify`](super::identity::Identify) found, or the answer owed to a caller it
+/// could not identify.
+fn caller(req: &Request<Body>) -> Result<&User, ErrorResponse> {
+    match req.extensions().get::<User>() {
+        Some(user) => Ok(user),
+        None => Err(req
+            .extensions()
+            .get::<Unidentified>()
+            .map(|u| u.0.clone())
+            // Nothing identified the caller: refused, not let through.
+            .unwrap_or_else(|| {
+                ErrorResponse::unauthorized("The caller could not be identified")
+                    .with_code("invalid_api_key")
+            })),
     }
 }
 
@@ -180,11 +180,10 @@ where
             return RouterFuture::Answered(Some(json(StatusCode::OK, r#"{"status":"ok"}"#)));
         }
         if let Some(route) = AdminRoute::of(path) {
-            let user = match self.identify(&req) {
+            let user = match caller(&req) {
                 Ok(user) => user,
                 Err(e) => return RouterFuture::Answered(Some(error(e))),
             };
-            note_user(&req, &user);
             if !user.is_admin() {
                 return RouterFuture::Answered(Some(error(
                     ErrorResponse::forbidden("This route is for admins only")
@@ -211,11 +210,9 @@ where
                 None => PathAndQuery::try_from(rest),
             },
         };
-        let user = match self.identify(&req) {
-            Ok(user) => user,
-            Err(e) => return RouterFuture::Answered(Some(error(e))),
-        };
-        note_user(&req, &user);
+        if let Err(e) = caller(&req) {
+            return RouterFuture::Answered(Some(error(e)));
+        }
         // The layers below see the path under the prefix. (No `OriginalUri` is recorded:
         // nothing below the router reads it.)
         let mut parts = Parts::default();
@@ -225,18 +222,9 @@ where
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-        req.extensions_mut().insert(user);
         // `poll_ready` readied `self.api`, and it is called right here: its future owns what
         // it needs, so no clone of the stack is moved into it.
         RouterFuture::Api(self.api.call(req))
-    }
-}
-
-/// The caller, for the access line and the metrics (a request refused before any layer that
-/// reads the user still names it).
-fn note_user(req: &Request<Body>, user: &User) {
-    if let Some(exchange) = req.extensions().get::<Exchange>() {
-        exchange.set_user(user.id.clone());
     }
 }
 

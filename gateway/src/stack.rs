@@ -31,6 +31,7 @@ use tower_openai_upstream::Upstream;
 use tracing::Level;
 
 use super::Gateway;
+use super::identity::Identify;
 use super::router::Router;
 use super::security::CorsOrigins;
 use super::telemetry::{self, REQUEST_SPAN_TARGET};
@@ -146,7 +147,14 @@ pub(crate) fn service(
     // Browsers: a preflight is answered here, before identity (it carries no key); without
     // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
     let cors = cors_layer(&gateway.config.security.cors_origins);
+    let security = Arc::new(gateway.config.security.clone());
     let guarded = ServiceBuilder::new()
+        // Who is calling (or the answer owed to a caller who cannot be identified), before
+        // anything reports the request: the access line names the caller of every request.
+        .layer(tower::layer::layer_fn({
+            let (callers, security) = (gateway.callers.clone(), security.clone());
+            move |inner| Identify::new(inner, callers.clone(), security.clone())
+        }))
         // One access line and the metrics per request, when its body ends; below the request
         // id (it logs it) and inside the trace span.
         .layer(ObserveLayer::new())
@@ -155,12 +163,7 @@ pub(crate) fn service(
         .layer(CatchPanicLayer::custom(|_| {
             ErrorResponse::internal("The gateway hit an internal error").into_response()
         }))
-        .service(Router::new(
-            api,
-            gateway.callers.clone(),
-            gateway.admin.clone(),
-            Arc::new(gateway.config.security.clone()),
-        ));
+        .service(Router::new(api, gateway.admin.clone(), security));
     // One span per request (method, URI, status, latency); headers are not recorded. Only
     // when the subscriber would record it: unrecorded, the trace layer still reads the clock
     // at the start, at the response and twice per body frame.

@@ -1,17 +1,32 @@
-//! Typed values layers hand to each other through `http::Extensions`.
+//! Typed values layers hand to each other through `http::Extensions`: down the stack in the
+//! request's, up in the response's. Nothing else is shared between layers.
+//!
+//! In the request:
 //!
 //! | type | written by | read by |
 //! |---|---|---|
-//! | [`User`] | the gateway's identity step, or your own auth | acl, headers, auth |
-//! | [`SettingsSnapshot`] | [`LoadSettings`](crate::LoadSettings) | select, models, upstream |
-//! | [`SelectedConnection`] | select (the gateway's default step before it) | azure, auth, headers, upstream |
-//! | [`UpstreamHeaders`] | auth, headers, azure | upstream (set last, override the request's) |
-//! | [`RequestTimeout`] | models, admin checks | upstream |
+//! | [`User`] | the gateway's identity step, or your own auth | policy, acl, group, headers, observe |
+//! | [`ApiRoute`] | policy | the payload collector, ratelimit, acl, select, group, usage |
+//! | [`MeterUsage`] | ratelimit (a caller with a token limit) | usage |
+//! | [`SettingsSnapshot`] | [`LoadSettings`](crate::LoadSettings); models, for a list fetch | acl, models, select, group, headers |
+//! | [`Payload`](crate::Payload), [`Form`](crate::payload::Form) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads the body; upstream sends it |
 //! | [`ListFilter`] | acl | models (filters the listed models per request) |
-//! | [`RequestedModel`] | select | acl, reasoning, azure, logging |
-//! | [`ConnectionGroup`] | select (model groups) | the group layer |
-//! | [`Payload`](crate::Payload) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads JSON |
-//! | [`Exchange`](crate::Exchange) | the reporting layer (metrics, access log) | select, upstream, usage (they fill it in) |
+//! | [`SelectedConnection`] | select; group, per attempt; models, for a list fetch | usage, reasoning, azure, auth, headers, upstream |
+//! | [`RequestedModel`] | select; group, per attempt | group, usage, headers |
+//! | [`ConnectionGroup`] | select (model groups) | group |
+//! | [`ReasoningModel`] | reasoning (only for a reasoning model) | azure |
+//! | [`UpstreamHeaders`] | azure, auth, headers | upstream (set last, over the request's) |
+//! | [`RequestTimeout`] | models, auth, the gateway's admin checks | upstream |
+//!
+//! In the response:
+//!
+//! | type | written by | read by |
+//! |---|---|---|
+//! | [`ApiRoute`] | policy (every answer, its own refusals included) | observe |
+//! | [`RequestedModel`], [`SelectedConnection`] | usage (copied from the request) | observe |
+//! | [`UsageReport`](crate::UsageReport) | usage (filled in as the body passes) | observe, ratelimit |
+//! | [`EndingReport`](crate::EndingReport) | upstream (an event stream's hidden early end) | observe |
+//! | [`UpstreamFailure`](crate::error::UpstreamFailure) | the rescue step | observe |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,12 +250,13 @@ impl std::fmt::Debug for ListFilter {
 }
 
 /// The model a request asked for and what the upstream is sent, once select routed it.
+/// Cheap to clone: the usage layer copies it into the response for the layers above.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestedModel {
     /// As the caller named it (with any `prefix_id`).
-    pub requested: String,
+    pub requested: Arc<str>,
     /// As sent upstream (prefix stripped).
-    pub upstream: String,
+    pub upstream: Arc<str>,
 }
 
 /// The connections that serve the routed model, in list order, when there are several (model

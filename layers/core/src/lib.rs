@@ -27,12 +27,12 @@ pub mod body;
 pub mod client;
 pub mod endpoint;
 pub mod error;
-pub mod exchange;
 pub mod extensions;
 #[doc(hidden)]
 pub mod future;
 pub mod load_settings;
 pub mod payload;
+pub mod report;
 pub mod rescue;
 pub mod routing;
 pub mod settings;
@@ -41,13 +41,13 @@ pub mod timer;
 
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
-pub use crate::exchange::{Ending, Exchange, Usage};
 pub use crate::extensions::{
     ApiRoute, ConnectionGroup, ListFilter, MeterUsage, RequestTimeout, RequestedModel, Role,
     RouteKind, SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
+pub use crate::report::{Ending, EndingReport, Usage, UsageReport};
 pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
 pub use crate::shutdown::ShutdownSignal;

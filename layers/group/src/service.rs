@@ -305,7 +305,7 @@ where
             &parts,
             body.take().unwrap_or_default(),
             &candidate.connection,
-            requested.as_deref(),
+            requested.as_ref(),
         );
         candidate.health.start();
         let started = Instant::now();
@@ -386,7 +386,7 @@ fn prepare<B>(
     parts: &http::request::Parts,
     body: B,
     connection: &Arc<Connection>,
-    requested: Option<&str>,
+    requested: Option<&Arc<str>>,
 ) -> Request<B> {
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
@@ -404,8 +404,8 @@ fn prepare<B>(
             let _ = payload.set_str("model", upstream);
         }
         ext.insert(RequestedModel {
-            requested: requested.to_owned(),
-            upstream: upstream.to_owned(),
+            requested: requested.clone(),
+            upstream: upstream.into(),
         });
     }
     req

@@ -154,7 +154,7 @@ impl<S> Headers<S> {
         let model = req
             .extensions()
             .get::<RequestedModel>()
-            .map(|m| m.requested.as_str());
+            .map(|m| &*m.requested);
         let names = &self.config.names;
 
         if connection.is_openrouter() {

@@ -1,15 +1,32 @@
 //! Observability for a tower-openai stack: what each request did, reported once, when its
 //! response body ends.
 //!
-//! - [`ObserveLayer`] (near the top) puts an [`Exchange`] in each request, and when the body
-//!   ends (completed, broken by the upstream, left by the caller, cut by shutdown) writes one
-//!   access log line and records the metrics in [`names`] through the [`metrics`] facade: your
-//!   application installs the recorder (Prometheus, StatsD, …), or nothing is recorded.
-//! - [`UsageLayer`] (below select) reads the token usage of each answer into the exchange: from
-//!   a JSON answer's `usage`, or a stream's usage chunk, as the bytes pass.
+//! - [`ObserveLayer`] (near the top), when each response body ends (completed, broken by the
+//!   upstream, left by the caller, cut by shutdown), writes one access log line and records
+//!   the metrics in [`names`] through the [`metrics`] facade: your application installs the
+//!   recorder (Prometheus, StatsD, …), or nothing is recorded.
+//! - [`UsageLayer`] (below select) reads the token usage of each answer into a
+//!   [`UsageReport`] in its response extensions: from a JSON answer's `usage`, or a stream's
+//!   usage chunk, as the bytes pass.
 //!
-//! The token counts reach the access log, the metrics and anything else that reads the
-//! exchange from that one place.
+//! Nothing is shared between them but the response: data flows down through the request
+//! extensions and up through the response extensions, and the layers above read the usage
+//! report when their own watch of the body ends (after the usage layer's).
+//!
+//! # Extensions
+//! - [`ObserveLayer`] reads [`User`](tower_openai_core::User) from the request, and from the
+//!   response [`ApiRoute`](tower_openai_core::ApiRoute),
+//!   [`RequestedModel`](tower_openai_core::RequestedModel),
+//!   [`SelectedConnection`](tower_openai_core::SelectedConnection), [`UsageReport`],
+//!   [`EndingReport`](tower_openai_core::EndingReport) and
+//!   [`UpstreamFailure`](tower_openai_core::error::UpstreamFailure); it writes nothing.
+//! - [`UsageLayer`] reads [`ApiRoute`](tower_openai_core::ApiRoute),
+//!   [`RequestedModel`](tower_openai_core::RequestedModel),
+//!   [`SelectedConnection`](tower_openai_core::SelectedConnection),
+//!   [`MeterUsage`](tower_openai_core::MeterUsage) and the
+//!   [`Payload`](tower_openai_core::Payload) from the request (it may add
+//!   `stream_options.include_usage` to the payload); it writes [`UsageReport`] and copies the
+//!   model and the connection into the response.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -29,10 +46,14 @@
 //! });
 //! let svc = ServiceBuilder::new()
 //!     .layer(ObserveLayer::new())
-//!     // The policy layer writes this in a full stack.
+//!     // The policy layer writes the route, in the request and on the answer.
 //!     .map_request(|mut req: Request<Full<Bytes>>| {
 //!         req.extensions_mut().insert(ApiRoute { kind: RouteKind::ModelJson, name: "chat/completions" });
 //!         req
+//!     })
+//!     .map_response(|mut res: Response<_>| {
+//!         res.extensions_mut().insert(ApiRoute { kind: RouteKind::ModelJson, name: "chat/completions" });
+//!         res
 //!     })
 //!     .layer(UsageLayer::new())
 //!     .service(upstream);
@@ -53,10 +74,16 @@ mod text;
 mod usage;
 
 pub use crate::report::{
-    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, ObservedBody, Outcome, logged_path,
+    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome, Report, logged_path,
 };
 pub use crate::usage::{MAX_HELD_EVENT_BYTES, UsageBody, UsageLayer, UsageService};
-pub use tower_openai_core::{Ending, Exchange, Usage};
+pub use tower_openai_core::{Ending, Usage, UsageReport};
+
+/// Response bodies.
+pub mod body {
+    pub use crate::report::ResponseBody as ObserveBody;
+    pub use crate::usage::UsageBody;
+}
 
 /// Response futures.
 pub mod future {

@@ -1,4 +1,4 @@
-//! [`ObserveLayer`]: one [`Exchange`] per request, reported when the response body ends.
+//! [`ObserveLayer`]: every request reported once, when its response body ends.
 
 use std::fmt;
 use std::pin::Pin;
@@ -7,13 +7,16 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
-use tower_openai_core::ApiRoute;
+use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_openai_core::error::UpstreamFailure;
-use tower_openai_core::{Ending, Exchange};
+use tower_openai_core::{
+    ApiRoute, Connection, Ending, EndingReport, RequestedModel, SelectedConnection, UsageReport,
+    User,
+};
 use tower_service::Service;
 
 use crate::handles::Handles;
@@ -58,11 +61,15 @@ impl fmt::Display for Outcome {
 /// [`ACCESS_LOG_TARGET`], level INFO) and metrics through the [`metrics`] facade (the
 /// application's recorder; nothing is recorded without one). Names and labels: [`names`].
 ///
-/// It puts an [`Exchange`] in the request extensions, which the layers below fill in (user,
-/// route, model, connection, [usage](crate::UsageLayer), how the upstream ended), and reads
-/// it at the end. The end is the body's last frame, an error frame, or the body (or the
-/// response future) being dropped first: a stream is accounted when it ends, not when its
-/// head goes out, and `gateway_streams_active` counts exactly the event streams in flight.
+/// What it reports it reads from the request and the response, never from a shared object:
+/// the caller ([`User`], in the request), and from the answer's extensions the route
+/// ([`ApiRoute`]), the routed model ([`RequestedModel`]), the connection
+/// ([`SelectedConnection`]), the token usage ([`UsageReport`], filled in as the body
+/// passes), an early end the body hides ([`EndingReport`]) and an upstream failure
+/// ([`UpstreamFailure`]). The end is the body's last frame, an error frame, or the body (or
+/// the response future) being dropped first: a stream is accounted when it ends, not when
+/// its head goes out, and `gateway_streams_active` counts exactly the event streams in
+/// flight.
 ///
 /// If the request runs inside a `tracing` span, that span also gets the OpenTelemetry GenAI
 /// semantic-convention fields when the body ends, for those it declares (`tracing` records
@@ -71,8 +78,8 @@ impl fmt::Display for Outcome {
 /// `server.address`, `http.response.status_code`, `outcome` and `otel.status_code`.
 ///
 /// Stack it near the top (above [`Rescue`](tower_openai_core::Rescue): it reports responses,
-/// and the Rescue layer makes transport errors responses) and below the layer that sets
-/// `x-request-id`, which it logs.
+/// and the Rescue layer makes transport errors responses), below the layer that sets
+/// `x-request-id` (which it logs) and the one that identifies the caller.
 #[derive(Clone, Debug)]
 pub struct ObserveLayer {
     metrics: bool,
@@ -110,9 +117,7 @@ impl ObserveLayer {
         self.access_log = on;
         self
     }
-}
 
-impl ObserveLayer {
     fn handles(&self) -> &Handles {
         self.handles.get_or_init(Handles::new)
     }
@@ -129,7 +134,7 @@ impl<S> Layer<S> for ObserveLayer {
     }
 }
 
-/// The service of [`ObserveLayer`].
+/// Reports every request once, when its response body ends. See [`ObserveLayer`].
 #[derive(Clone, Debug)]
 pub struct Observe<S> {
     inner: S,
@@ -137,6 +142,16 @@ pub struct Observe<S> {
 }
 
 impl<S> Observe<S> {
+    /// Wrap `inner`, with metrics and the access log.
+    pub fn new(inner: S) -> Self {
+        ObserveLayer::new().layer(inner)
+    }
+
+    /// A layer with metrics and the access log.
+    pub fn layer() -> ObserveLayer {
+        ObserveLayer::new()
+    }
+
     tower_openai_core::define_inner_service_accessors!();
 }
 
@@ -145,7 +160,7 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
     ResBody: Body,
 {
-    type Response = Response<ObservedBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -154,17 +169,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let exchange = Exchange::new();
-        exchange.note(req.extensions());
-        req.extensions_mut().insert(exchange.clone());
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let record = Record {
             config: self.config.clone(),
-            exchange,
             start: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
             request_id: req.headers().get("x-request-id").cloned(),
+            user: req.extensions().get::<User>().map(|u| u.id.clone()),
+            route: None,
+            model: None,
+            connection: None,
+            usage: None,
+            ending: None,
             status: None,
             stream: false,
             failure: None,
@@ -174,7 +191,7 @@ where
         };
         ResponseFuture {
             inner: self.inner.call(req),
-            record: Some(Box::new(record)),
+            report: Some(Report(Box::new(record))),
         }
     }
 }
@@ -185,7 +202,7 @@ where
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    record: Option<Box<Record>>,
+    report: Option<Report>,
 }
 
 impl<F, ResBody, E> std::future::Future for ResponseFuture<F>
@@ -193,25 +210,25 @@ where
     F: std::future::Future<Output = Result<Response<ResBody>, E>>,
     ResBody: Body,
 {
-    type Output = Result<Response<ObservedBody<ResBody>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let mut record = this.record.take();
+        let mut report = this.report.take();
         Poll::Ready(match result {
             Ok(res) => {
-                if let Some(record) = record.as_deref_mut() {
-                    record.head(&res);
+                if let Some(report) = report.as_mut() {
+                    report.0.head(&res);
                 }
-                Ok(res.map(|inner| ObservedBody { inner, record }))
+                Ok(res.map(|inner| WatchedBody::new(inner, report)))
             }
             Err(e) => {
                 // No response: a 500 for the record (the Rescue layer, stacked below, makes
                 // this rare).
-                if let Some(record) = record.as_deref_mut() {
-                    record.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
-                    record.outcome = Some(Outcome::UpstreamBroke);
+                if let Some(report) = report.as_mut() {
+                    report.0.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
+                    report.0.outcome = Some(Outcome::UpstreamBroke);
                 }
                 Err(e)
             }
@@ -220,70 +237,46 @@ where
 }
 
 /// The response body of [`Observe`]: the inner body, reported when it ends.
-#[pin_project]
-#[derive(Debug)]
-pub struct ObservedBody<B> {
-    #[pin]
-    inner: B,
-    record: Option<Box<Record>>,
+pub type ResponseBody<B> = WatchedBody<B, Report>;
+
+/// One request's report, written when its body ends (or, with no body, when it is dropped).
+pub struct Report(Box<Record>);
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Report").finish_non_exhaustive()
+    }
 }
 
-impl<B> Body for ObservedBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if let Some(record) = this.record.as_deref_mut() {
-            match &frame {
-                Some(Ok(f)) => {
-                    if record.first_byte.is_none() && f.data_ref().is_some_and(|d| !d.is_empty()) {
-                        record.first_byte = Some(Instant::now());
-                    }
-                }
-                Some(Err(_)) => record.outcome = Some(Outcome::UpstreamBroke),
-                None => record.outcome = Some(Outcome::Completed),
-            }
+impl BodyWatch for Report {
+    fn on_data(&mut self, data: &Bytes) {
+        if self.0.first_byte.is_none() && !data.is_empty() {
+            self.0.first_byte = Some(Instant::now());
         }
-        // hyper stops polling once the body says it has ended: report then.
-        let ended = match &frame {
-            Some(Ok(_)) => this.inner.is_end_stream(),
-            _ => true,
+    }
+
+    fn on_end(mut self, end: BodyEnd) {
+        self.0.outcome = match end {
+            BodyEnd::Completed => self.0.outcome.or(Some(Outcome::Completed)),
+            BodyEnd::Failed => Some(Outcome::UpstreamBroke),
+            BodyEnd::Dropped => self.0.outcome,
         };
-        if ended {
-            if let Some(record) = this.record.as_deref_mut() {
-                record.outcome.get_or_insert(Outcome::Completed);
-            }
-            *this.record = None;
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        // Reported as it drops.
     }
 }
 
-/// One request's report, written when it is dropped.
-#[derive(Debug)]
 struct Record {
     config: ObserveLayer,
-    exchange: Exchange,
     start: Instant,
     method: Method,
     uri: Uri,
     request_id: Option<HeaderValue>,
+    user: Option<Arc<str>>,
+    route: Option<&'static str>,
+    model: Option<Arc<str>>,
+    connection: Option<Arc<Connection>>,
+    usage: Option<UsageReport>,
+    ending: Option<EndingReport>,
     status: Option<StatusCode>,
     stream: bool,
     failure: Option<UpstreamFailure>,
@@ -301,10 +294,18 @@ impl Record {
         if res.body().is_end_stream() {
             self.outcome = Some(Outcome::Completed);
         }
-        self.failure = res.extensions().get::<UpstreamFailure>().copied();
-        // The route of every answer, refusals above the usage layer included.
-        if let Some(route) = res.extensions().get::<ApiRoute>() {
-            self.exchange.set_route(route.name);
+        let ext = res.extensions();
+        self.failure = ext.get::<UpstreamFailure>().copied();
+        // The route of every answer, refusals included.
+        self.route = ext.get::<ApiRoute>().map(|r| r.name);
+        // The model once routed: a model the catalog knows, never an arbitrary string a
+        // caller sent, so it is safe as a metrics label.
+        self.model = ext.get::<RequestedModel>().map(|m| m.requested.clone());
+        self.connection = ext.get::<SelectedConnection>().map(|c| c.0.clone());
+        self.usage = ext.get::<UsageReport>().cloned();
+        self.ending = ext.get::<EndingReport>().cloned();
+        if self.user.is_none() {
+            self.user = ext.get::<User>().map(|u| u.id.clone());
         }
         self.stream = res
             .headers()
@@ -321,11 +322,19 @@ impl Record {
     }
 
     fn outcome(&self) -> Outcome {
-        match self.exchange.ending() {
+        match self.ending.as_ref().and_then(EndingReport::get) {
             Some(Ending::UpstreamBroke) => Outcome::UpstreamBroke,
             Some(Ending::Shutdown) => Outcome::Shutdown,
             None => self.outcome.unwrap_or(Outcome::CallerLeft),
         }
+    }
+
+    fn connection_index(&self) -> Option<usize> {
+        self.connection.as_ref().map(|c| c.index())
+    }
+
+    fn usage(&self) -> Option<tower_openai_core::Usage> {
+        self.usage.as_ref().and_then(UsageReport::usage)
     }
 }
 
@@ -337,8 +346,7 @@ impl Drop for Record {
         let status = self.status.map_or(499, |s| s.as_u16());
         let duration = end.duration_since(self.start);
         let ttfb = self.first_byte.unwrap_or(end).duration_since(self.start);
-        let x = &self.exchange;
-        let usage = x.usage();
+        let usage = self.usage();
         if self.config.access_log
             && tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
         {
@@ -355,11 +363,11 @@ impl Drop for Record {
                 target: ACCESS_LOG_TARGET,
                 parent: None,
                 request_id,
-                user = x.user().unwrap_or(dash),
+                user = self.user.as_deref().unwrap_or(dash),
                 method = self.method.as_str(),
                 path = logged_path(self.uri.path()),
-                model = x.model().unwrap_or(dash),
-                connection = %OrDash(x.connection().map(|c| c as u64)),
+                model = self.model.as_deref().unwrap_or(dash),
+                connection = %OrDash(self.connection_index().map(|c| c as u64)),
                 status,
                 ttfb_ms = millis(ttfb),
                 duration_ms = millis(duration),
@@ -372,15 +380,15 @@ impl Drop for Record {
             record_metrics(self, status, outcome, duration, ttfb);
         }
         if let Some(span) = &self.span {
-            record_span(span, x, status, outcome);
+            record_span(span, self, status, outcome);
         }
     }
 }
 
 /// Record the OpenTelemetry GenAI semantic-convention fields in `span` (a field the span did
 /// not declare is ignored by `tracing`).
-fn record_span(span: &tracing::Span, x: &Exchange, status: u16, outcome: Outcome) {
-    if let Some(route) = x.route() {
+fn record_span(span: &tracing::Span, r: &Record, status: u16, outcome: Outcome) {
+    if let Some(route) = r.route {
         let operation = match route {
             "chat/completions" | "responses" => "chat",
             "completions" => "text_completion",
@@ -389,18 +397,18 @@ fn record_span(span: &tracing::Span, x: &Exchange, status: u16, outcome: Outcome
         };
         span.record("gen_ai.operation.name", operation);
     }
-    if let Some(model) = x.model() {
-        span.record("gen_ai.request.model", model);
+    if let Some(model) = &r.model {
+        span.record("gen_ai.request.model", &**model);
     }
-    if let Some(model) = x.response_model() {
+    if let Some(model) = r.usage.as_ref().and_then(UsageReport::response_model) {
         span.record("gen_ai.response.model", model);
     }
-    if let Some(usage) = x.usage() {
+    if let Some(usage) = r.usage() {
         // As i64: OpenTelemetry's integers are signed (a u64 would be exported as text).
         span.record("gen_ai.usage.input_tokens", as_i64(usage.input_tokens));
         span.record("gen_ai.usage.output_tokens", as_i64(usage.output_tokens));
     }
-    if let Some(connection) = x.selected_connection()
+    if let Some(connection) = &r.connection
         && let Ok(uri) = connection.url().parse::<Uri>()
         && let Some(host) = uri.host()
     {
@@ -414,32 +422,31 @@ fn record_span(span: &tracing::Span, x: &Exchange, status: u16, outcome: Outcome
 }
 
 fn record_metrics(
-    record: &Record,
+    r: &Record,
     status: u16,
     outcome: Outcome,
     duration: std::time::Duration,
     ttfb: std::time::Duration,
 ) {
-    let x = &record.exchange;
-    let handles = record.config.handles();
-    let route = x.route().unwrap_or("other");
-    let model = x.model().unwrap_or("");
-    let connection = x.connection();
+    let handles = r.config.handles();
+    let route = r.route.unwrap_or("other");
+    let model = r.model.as_deref().unwrap_or("");
+    let connection = r.connection_index();
     let request = handles.request(route, model, connection, status);
     request.requests.increment(1);
     request.duration.record(duration.as_secs_f64());
     request.ttfb.record(ttfb.as_secs_f64());
-    if let Some(usage) = x.usage() {
-        let (input, output) = handles.tokens(model, connection, x.user().unwrap_or(""));
+    if let Some(usage) = r.usage() {
+        let (input, output) = handles.tokens(model, connection, r.user.as_deref().unwrap_or(""));
         input.increment(usage.input_tokens);
         output.increment(usage.output_tokens);
     }
     // Rare events: recorded through the facade directly.
-    if record.stream {
+    if r.stream {
         handles.streams_active().decrement(1.0);
         metrics::counter!(names::STREAM_OUTCOMES_TOTAL, "outcome" => outcome.as_str()).increment(1);
     }
-    if let Some(failure) = record.failure {
+    if let Some(failure) = r.failure {
         metrics::counter!(
             names::UPSTREAM_ERRORS_TOTAL,
             "connection" => failure.connection.to_string(),
@@ -507,6 +514,12 @@ mod tests {
     use crate::{ObserveLayer, UsageLayer, names};
 
     type Frames = Vec<Result<http_body::Frame<Bytes>, std::io::Error>>;
+
+    /// What the policy layer writes, in the request and on the answer.
+    const ROUTE: ApiRoute = ApiRoute {
+        kind: RouteKind::ModelJson,
+        name: "chat/completions",
+    };
     type Metric = (String, Vec<(String, String)>, DebugValue);
 
     /// Run one request through observe → usage → an upstream answering `frames` as an event
@@ -534,11 +547,12 @@ mod tests {
                 let svc = ServiceBuilder::new()
                     .layer(ObserveLayer::new())
                     .map_request(|mut req: Request<String>| {
-                        req.extensions_mut().insert(ApiRoute {
-                            kind: RouteKind::ModelJson,
-                            name: "chat/completions",
-                        });
+                        req.extensions_mut().insert(ROUTE);
                         req
+                    })
+                    .map_response(|mut res: Response<_>| {
+                        res.extensions_mut().insert(ROUTE);
+                        res
                     })
                     .layer(UsageLayer::new())
                     .service(upstream);

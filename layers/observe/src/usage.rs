@@ -1,4 +1,5 @@
-//! [`UsageLayer`]: token usage from answers and streams, into the request's [`Exchange`].
+//! [`UsageLayer`]: token usage from answers and streams, into the response's
+//! [`UsageReport`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -10,7 +11,7 @@ use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_openai_core::extensions::{ApiRoute, MeterUsage, RouteKind};
-use tower_openai_core::{Exchange, Payload, Usage};
+use tower_openai_core::{Payload, RequestedModel, SelectedConnection, Usage, UsageReport};
 use tower_service::Service;
 
 use crate::scan::UsageScanner;
@@ -21,13 +22,19 @@ use crate::text::{INPUT_KEYS, OUTPUT_KEYS, TextMeter};
 /// passed on as it is: a usage chunk is a few hundred bytes.
 pub const MAX_HELD_EVENT_BYTES: usize = 1 << 20;
 
-/// Reads the token usage of each model route's answer into the request's [`Exchange`].
+/// Reads the token usage of each answer (model routes and the passthrough) into a
+/// [`UsageReport`] in its response extensions, for the layers above to read when the body
+/// ends.
 ///
 /// - A JSON answer's `usage` and a stream's usage chunk are found as the bytes pass
-///   (frames are passed on as they come, unchanged, nothing is held): see [`Exchange::usage`].
-/// - It also records the standard extensions in the exchange ([`Exchange::note`]), so stack it
-///   below select (the connection and the routed model are known there).
-/// - Without an [`Exchange`] in the request extensions it does nothing.
+///   (frames are passed on as they come, unchanged, nothing is held).
+/// - It also copies what the layers above report from the request into the response:
+///   [`RequestedModel`] and [`SelectedConnection`]; so stack it below select (and below a
+///   group layer: the connection is each attempt's). (The route comes up from the policy
+///   layer, which puts [`ApiRoute`] on every answer.)
+/// - With [`MeterUsage`] in the request (the caller's tokens are counted), a streamed chat
+///   is asked for its usage and an answer that ends without usage is charged an estimate
+///   ([`UsageReport::is_estimate`]): 4 bytes of the request's and the answer's text a token.
 ///
 /// With [`ask_streams`](Self::ask_streams), a streamed chat that did not ask for usage is sent
 /// with `stream_options.include_usage: true`, and the usage chunk that adds is removed from
@@ -55,7 +62,7 @@ impl UsageLayer {
         }
     }
 
-    /// Also read the model the answer names ([`Exchange::response_model`], on by default),
+    /// Also read the model the answer names ([`UsageReport::response_model`], on by default),
     /// which only traces report (`gen_ai.response.model`): off, the answer is searched for
     /// its usage alone.
     pub fn response_model(mut self, read: bool) -> Self {
@@ -108,48 +115,57 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let exchange = req.extensions().get::<Exchange>().cloned();
-        let watch = match exchange {
-            Some(exchange) => {
-                exchange.note(req.extensions());
-                let route = req.extensions().get::<ApiRoute>().copied();
-                let watched = route.is_some_and(|r| r.kind != RouteKind::Models);
-                let metered = req.extensions().get::<MeterUsage>().is_some();
-                let strip = (self.ask_streams || metered)
-                    && route.is_some_and(|r| {
-                        r.kind == RouteKind::ModelJson
-                            && matches!(r.name, "chat/completions" | "completions")
-                    })
-                    && ask_for_usage(&mut req);
-                // A metered answer that ends without usage is charged an estimate from the
-                // request's text (read only then) and the answer's.
-                let request = metered
-                    .then(|| {
-                        req.extensions()
-                            .get::<Payload>()
-                            .map(|p| p.original().clone())
-                    })
-                    .flatten();
-                watched.then_some(Pending {
-                    exchange,
-                    strip,
-                    response_model: self.response_model,
-                    estimate: metered.then_some(request.unwrap_or_default()),
-                })
-            }
-            None => None,
+        let ext = req.extensions();
+        // What the layers above learn from the answer: the route, the model and the
+        // connection (known here, below select), copied into the response.
+        let facts = Facts {
+            route: ext.get::<ApiRoute>().copied(),
+            model: ext.get::<RequestedModel>().cloned(),
+            connection: ext.get::<SelectedConnection>().cloned(),
         };
+        let route = facts.route;
+        let watched = route.is_some_and(|r| r.kind != RouteKind::Models);
+        let metered = ext.get::<MeterUsage>().is_some();
+        let watch = watched.then(|| {
+            let strip = (self.ask_streams || metered)
+                && route.is_some_and(|r| {
+                    r.kind == RouteKind::ModelJson
+                        && matches!(r.name, "chat/completions" | "completions")
+                })
+                && ask_for_usage(&mut req);
+            // A metered answer that ends without usage is charged an estimate from the
+            // request's text (read only then) and the answer's.
+            let request = metered.then(|| {
+                req.extensions()
+                    .get::<Payload>()
+                    .map(|p| p.original().clone())
+                    .unwrap_or_default()
+            });
+            Pending {
+                strip,
+                response_model: self.response_model,
+                estimate: request,
+            }
+        });
         ResponseFuture {
             inner: self.inner.call(req),
+            facts: Some(facts),
             watch,
         }
     }
 }
 
+/// What the answer's extensions are given for the layers above.
+#[derive(Debug)]
+struct Facts {
+    route: Option<ApiRoute>,
+    model: Option<RequestedModel>,
+    connection: Option<SelectedConnection>,
+}
+
 /// What a request's answer will be watched for.
 #[derive(Debug)]
 struct Pending {
-    exchange: Exchange,
     /// Remove the usage chunk the gateway asked for.
     strip: bool,
     /// Read the answer's model too.
@@ -186,6 +202,7 @@ fn ask_for_usage<B>(req: &mut Request<B>) -> bool {
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
+    facts: Option<Facts>,
     watch: Option<Pending>,
 }
 
@@ -197,10 +214,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let res = ready!(this.inner.poll(cx))?;
+        let mut res = ready!(this.inner.poll(cx))?;
+        let kind = content_kind(&res);
         let watch = this.watch.take().and_then(|pending| {
-            let kind = content_kind(&res);
             (kind != Kind::Other).then(|| {
+                let report = UsageReport::new();
+                res.extensions_mut().insert(report.clone());
                 Box::new(Watch {
                     scanner: UsageScanner::new(pending.response_model),
                     events: (pending.strip && kind == Kind::Events).then(Events::default),
@@ -208,10 +227,19 @@ where
                         request,
                         output: TextMeter::new(OUTPUT_KEYS),
                     }),
-                    exchange: pending.exchange,
+                    report,
                 })
             })
         });
+        if let Some(facts) = this.facts.take() {
+            let ext = res.extensions_mut();
+            if let Some(model) = facts.model {
+                ext.insert(model);
+            }
+            if let Some(connection) = facts.connection {
+                ext.insert(connection);
+            }
+        }
         Poll::Ready(Ok(res.map(|inner| UsageBody { inner, watch })))
     }
 }
@@ -244,7 +272,8 @@ fn content_kind<B>(res: &Response<B>) -> Kind {
 #[derive(Debug)]
 struct Watch {
     scanner: UsageScanner,
-    exchange: Exchange,
+    /// Where the usage goes, for the layers above (in the response extensions).
+    report: UsageReport,
     /// Present when the usage chunk the gateway asked for is removed.
     events: Option<Events>,
     /// Present when the answer must be charged even without usage.
@@ -269,7 +298,7 @@ impl Watch {
         }
         let mut input = TextMeter::new(INPUT_KEYS);
         input.feed(&estimate.request);
-        self.exchange.set_estimated_usage(Usage {
+        self.report.set_estimate(Usage {
             input_tokens: TextMeter::tokens(input.bytes()),
             output_tokens: TextMeter::tokens(estimate.output.bytes()),
         });
@@ -372,13 +401,13 @@ where
                             if watch.scanner.feed(&data)
                                 && let Some(usage) = watch.scanner.usage()
                             {
-                                watch.exchange.set_usage(usage);
+                                watch.report.set(usage);
                             }
                             if let Some(estimate) = watch.estimate.as_mut() {
                                 estimate.output.feed(&data);
                             }
                             if let Some(model) = watch.scanner.take_response_model() {
-                                watch.exchange.set_response_model(&model);
+                                watch.report.set_response_model(&model);
                             }
                             match watch.events.as_mut() {
                                 None => Frame::data(data),

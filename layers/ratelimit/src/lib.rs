@@ -7,13 +7,16 @@
 //!
 //! - A request is refused once the window's count is at the limit (`rpm`), or its tokens are
 //!   over it (`tpm`). Tokens are known only when an answer ends: they are taken from the
-//!   usage the answer reported (the [`Exchange`](tower_openai_core::Exchange) the usage layer
-//!   fills in; streams at their end, callers who left included) and added then. So with
-//!   `tpm = 30` and 20 tokens a chat, the second chat passes and the third is refused.
+//!   usage the answer reported (the [`UsageReport`](tower_openai_core::UsageReport) a usage
+//!   layer below puts in the response and fills in; streams at their end, callers who left
+//!   included) and added then. So with `tpm = 30` and 20 tokens a chat, the second chat
+//!   passes and the third is refused. A caller with a `tpm` limit is marked
+//!   [`MeterUsage`](tower_openai_core::MeterUsage) for the usage layer: streams are asked for
+//!   usage, and an answer that ends without it is charged an estimate.
+//! - Model routes and the passthrough are limited; the model list is not (nor, without an
+//!   [`ApiRoute`](tower_openai_core::ApiRoute), is anything let through unlimited).
 //! - Refused: `429` with code `rate_limit_exceeded`, `Retry-After` (seconds to the next
 //!   window) and the `x-ratelimit-*` headers; admitted answers carry the headers too.
-//! - Only the model routes are limited (a request the policy layer classified as another
-//!   route passes); without an [`ApiRoute`](tower_openai_core::ApiRoute), every request is.
 //! - [`MemoryStore`] keeps the counts in the process. A store shared by several processes
 //!   (Redis) implements the same trait. A store that fails lets the request through (limits
 //!   fail open) and logs it.
@@ -58,7 +61,7 @@ mod service;
 pub use crate::memory::{MAX_KEYS, MemoryStore};
 #[cfg(feature = "redis")]
 pub use crate::redis::{ADMIT_TIMEOUT, RedisStore};
-pub use crate::service::{LimitedBody, RateLimit, RateLimitLayer, ResponseFuture};
+pub use crate::service::{LimitedBody, RateLimit, RateLimitLayer, ResponseFuture, Tally};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -5,13 +5,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tower_layer::Layer;
+use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_openai_core::{
-    ApiRoute, BoxError, ErrorResponse, Exchange, MeterUsage, ResponseBody, RouteKind,
+    ApiRoute, ErrorResponse, MeterUsage, ResponseBody, RouteKind, UsageReport,
 };
 use tower_service::Service;
 
@@ -178,17 +177,18 @@ where
                         None
                     }
                 };
-                let exchange = req.extensions().get::<Exchange>().cloned();
                 let res = inner.call(req).await?;
                 let (mut parts, body) = res.into_parts();
                 if let Some(window) = &window {
                     headers(&mut parts.headers, &limits, window, false);
                 }
-                let tally = exchange.map(|exchange| Tally {
-                    store,
-                    key,
-                    exchange,
-                });
+                // The answer's tokens, as the usage layer below reports them when its body
+                // ends (before this one's: see `WatchedBody`).
+                let tally = parts
+                    .extensions
+                    .get::<UsageReport>()
+                    .cloned()
+                    .map(|report| Tally { store, key, report });
                 Ok(Response::from_parts(
                     parts,
                     LimitedBody::new(ResponseBody::Inner(body), tally),
@@ -255,70 +255,27 @@ fn headers(headers: &mut HeaderMap, limits: &Limits, window: &Window, refused: b
 }
 
 /// Adds an answer's tokens to its caller's window when the body ends or is dropped.
-struct Tally {
+pub struct Tally {
     store: Arc<dyn LimitStore>,
     key: String,
-    exchange: Exchange,
+    report: UsageReport,
 }
 
-impl Drop for Tally {
-    fn drop(&mut self) {
-        if let Some(usage) = self.exchange.usage() {
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally").finish_non_exhaustive()
+    }
+}
+
+impl BodyWatch for Tally {
+    fn on_end(self, _: BodyEnd) {
+        if let Some(usage) = self.report.usage() {
             let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
             self.store.add_tokens(&self.key, tokens);
         }
     }
 }
 
-/// The response body of [`RateLimit`]: counts the answer's tokens when it ends.
-///
-/// Dropped early (the caller left), the inner body is dropped first (fields drop in order),
-/// so what the layers below record at their drop (an estimate) is there for the tally.
-#[pin_project]
-pub struct LimitedBody<B> {
-    #[pin]
-    inner: B,
-    tally: Option<Tally>,
-}
-
-impl<B> std::fmt::Debug for LimitedBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LimitedBody").finish_non_exhaustive()
-    }
-}
-
-impl<B> LimitedBody<B> {
-    fn new(inner: B, tally: Option<Tally>) -> Self {
-        Self { inner, tally }
-    }
-}
-
-impl<B> Body for LimitedBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        let frame = std::task::ready!(this.inner.poll_frame(cx));
-        if frame.is_none() {
-            // Ended: count now (the usage layer below saw the last bytes).
-            this.tally.take();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// The response body of [`RateLimit`]: counts the answer's tokens when it ends (or the caller
+/// leaves).
+pub type LimitedBody<B> = WatchedBody<B, Tally>;

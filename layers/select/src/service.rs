@@ -120,8 +120,8 @@ pub(crate) fn apply<B>(
         ))
         .with_code("model_not_found"));
     };
-    let upstream = connection.upstream_model(&model).to_owned();
-    if upstream != model {
+    let upstream: std::sync::Arc<str> = connection.upstream_model(&model).into();
+    if *upstream != *model {
         if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
             payload
                 .set_str("model", &upstream)
@@ -133,7 +133,7 @@ pub(crate) fn apply<B>(
     let ext = req.extensions_mut();
     ext.insert(SelectedConnection(connection));
     ext.insert(RequestedModel {
-        requested: model,
+        requested: model.into(),
         upstream,
     });
     Ok(())

@@ -33,8 +33,8 @@ async fn echo_upstream(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infa
         "connection": conn,
         "body": body,
         "changed": changed,
-        "requested": requested.as_ref().map(|r| r.requested.clone()),
-        "upstream_model": requested.map(|r| r.upstream),
+        "requested": requested.as_ref().map(|r| r.requested.to_string()),
+        "upstream_model": requested.map(|r| r.upstream.to_string()),
         "path": req.uri().to_string(),
     });
     Ok(Response::new(Full::from(out.to_string())))

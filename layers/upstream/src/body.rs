@@ -11,7 +11,7 @@ use tokio::time::{Instant, Sleep};
 use tower_openai_core::error::UpstreamError;
 use tower_openai_core::shutdown::Cut;
 use tower_openai_core::timer;
-use tower_openai_core::{BoxError, Ending, ErrorResponse, Exchange, ShutdownSignal};
+use tower_openai_core::{BoxError, Ending, EndingReport, ErrorResponse, ShutdownSignal};
 
 /// The upstream's response body, relayed frame by frame.
 ///
@@ -45,7 +45,7 @@ pub struct ResponseBody {
     shutdown: Option<(ShutdownSignal, Option<Cut>)>,
     /// Told when an event stream ends on an error event of ours (the stream broke, or the
     /// shutdown cut it), which the caller sees as a clean end.
-    exchange: Option<Exchange>,
+    ending: Option<EndingReport>,
     done: bool,
 }
 
@@ -106,14 +106,14 @@ impl ResponseBody {
             connection,
             sse: sse.then(SseState::default),
             shutdown: shutdown.filter(|_| sse).map(|s| (s.clone(), None)),
-            exchange: None,
+            ending: None,
             done: false,
         }
     }
 
-    pub(crate) fn reporting_to(mut self, exchange: Option<Exchange>) -> Self {
+    pub(crate) fn reporting_to(mut self, ending: Option<EndingReport>) -> Self {
         if self.sse.is_some() {
-            self.exchange = exchange;
+            self.ending = ending;
         }
         self
     }
@@ -165,8 +165,8 @@ impl http_body::Body for ResponseBody {
                             "The gateway is shutting down; the stream was ended before the upstream finished",
                         )
                         .with_code("gateway_shutting_down");
-                        if let Some(exchange) = this.exchange.as_ref() {
-                            exchange.set_ending(Ending::Shutdown);
+                        if let Some(ending) = this.ending.as_ref() {
+                            ending.set(Ending::Shutdown);
                         }
                         sse.fail(&error);
                         *this.done = true;
@@ -214,8 +214,8 @@ impl http_body::Body for ResponseBody {
                     ),
                 };
                 let error = ErrorResponse::bad_gateway(message).with_code("upstream_stream_error");
-                if let Some(exchange) = this.exchange.as_ref() {
-                    exchange.set_ending(Ending::UpstreamBroke);
+                if let Some(ending) = this.ending.as_ref() {
+                    ending.set(Ending::UpstreamBroke);
                 }
                 sse.fail(&error);
                 *this.done = true;

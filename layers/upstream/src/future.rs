@@ -10,7 +10,7 @@ use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_openai_core::error::UpstreamError;
 use tower_openai_core::timer::{SleepSlot, SlotSleep, deadline};
-use tower_openai_core::{BoxError, Exchange};
+use tower_openai_core::{BoxError, EndingReport};
 
 use crate::ResponseBody;
 use crate::client::Relay;
@@ -37,8 +37,6 @@ enum State {
         connection: usize,
         /// The allowlists for a connection's answer; `None` for a direct request.
         relay: Option<Arc<Relay>>,
-        /// Where an event stream's early end is reported.
-        exchange: Option<Exchange>,
     },
     Failed {
         error: Option<BoxError>,
@@ -61,17 +59,8 @@ impl ResponseFuture {
                 timeout,
                 connection,
                 relay,
-                exchange: None,
             },
         }
-    }
-
-    /// Report how an event stream ended early to `exchange`.
-    pub(crate) fn reporting_to(mut self, exchange: Option<Exchange>) -> Self {
-        if let State::Waiting { exchange: slot, .. } = &mut self.state {
-            *slot = exchange;
-        }
-        self
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {
@@ -95,17 +84,10 @@ impl Future for ResponseFuture {
                 timeout,
                 connection,
                 relay,
-                exchange,
             } => {
                 if let Poll::Ready(result) = response.poll(cx) {
                     return Poll::Ready(match result {
-                        Ok(res) => Ok(relay_answer(
-                            res,
-                            *timeout,
-                            *connection,
-                            relay.as_deref(),
-                            exchange.take(),
-                        )),
+                        Ok(res) => Ok(relay_answer(res, *timeout, *connection, relay.as_deref())),
                         Err(e) if e.is_connect() => {
                             Err(UpstreamError::connect(*connection, e).into())
                         }
@@ -132,7 +114,6 @@ fn relay_answer(
     timeout: Option<Duration>,
     connection: usize,
     relay: Option<&Relay>,
-    exchange: Option<Exchange>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     let sse = is_event_stream(&parts.headers);
@@ -141,8 +122,14 @@ fn relay_answer(
         None => scrub_response(&mut parts.headers, sse),
     }
     let shutdown = relay.and_then(|r| r.shutdown.as_ref());
+    // An event stream that breaks (or that shutdown cuts) ends with a terminal event, not an
+    // error: how it ended is told to the layers above in the response extensions.
+    let ending = sse.then(EndingReport::new);
+    if let Some(ending) = &ending {
+        parts.extensions.insert(ending.clone());
+    }
     Response::from_parts(
         parts,
-        ResponseBody::new(body, timeout, connection, sse, shutdown).reporting_to(exchange),
+        ResponseBody::new(body, timeout, connection, sse, shutdown).reporting_to(ending),
     )
 }

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower_openai_core::payload::Form;
 use tower_openai_core::timer::SleepSlot;
 use tower_openai_core::{
-    Body, BoxError, Exchange, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
+    Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
 };
 use tower_service::Service;
 
@@ -329,7 +329,6 @@ where
             &self.sleeps,
             Some(self.relay.clone()),
         )
-        .reporting_to(parts.extensions.remove::<Exchange>())
     }
 }
 

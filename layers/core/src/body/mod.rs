@@ -8,6 +8,10 @@
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
 
+mod watch;
+
+pub use self::watch::{BodyEnd, BodyWatch, WatchedBody};
+
 use std::any::Any;
 use std::pin::Pin;
 use std::task::{Context, Poll};
