@@ -2,7 +2,7 @@
 //! `User`, and the OpenAI API served by tower-openai under `/v1` — several upstreams, routing
 //! by model, per-user model lists. Runs offline against two in-process mock upstreams.
 //!
-//! Run: `cargo run --example axum_app`
+//! Run: `cargo run --features full --example axum_app`
 
 use std::time::Duration;
 

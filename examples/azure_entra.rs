@@ -2,7 +2,7 @@
 //! local mock authority, so it runs offline), cached and refreshed ahead of expiry; requests
 //! rewritten to `/openai/deployments/{deployment}/…?api-version=`.
 //!
-//! Run: `cargo run --example azure_entra`
+//! Run: `cargo run --features full --example azure_entra`
 
 use std::convert::Infallible;
 

@@ -2,7 +2,7 @@
 //! list), upstream credentials, and the upstream service — nothing else. Runs offline
 //! against an in-process mock upstream.
 //!
-//! Run: `cargo run --example hyper_stack`
+//! Run: `cargo run --features full --example hyper_stack`
 
 use std::convert::Infallible;
 

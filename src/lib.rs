@@ -50,14 +50,13 @@
 //! upstream         the pooled HTTP client; streams back
 //! ```
 //!
-//! Layers pass data to each other as typed extensions ([`core::extensions`]); each layer's
-//! docs say what it reads and writes. The [`guide`] has the [error model](guide::errors),
-//! [streaming semantics](guide::streaming), the [differences from Open
-//! WebUI](guide::open_webui), the gateway's [configuration](guide::configuration) and its
-//! [security model](guide::security), its [limits and shutdown](guide::limits), and its
-//! [observability](guide::observability), [model groups](guide::groups) and [several
-//! replicas](guide::replicas). Comments
-//! and tests cite Open WebUI's rules by id (`C-4`, `M-6`, `CC-12`): [the table](guide::rules).
+//! Layers pass data to each other as typed extensions ([`core::extensions`]): down in the
+//! request's, up in the response's; each layer's docs say what it reads and writes. The
+//! [`guide`] has the library guide (`guide::library`, with `full`), the [error
+//! model](guide::errors) and [streaming semantics](guide::streaming); the `openai-gateway`
+//! crate's docs have the operator's guides (configuration, security, limits, observability).
+//! Comments and tests cite Open WebUI's rules by id (`C-4`, `M-6`, `CC-12`): [the
+//! table](guide::rules).
 //!
 //! # With `ServiceBuilderExt`
 //!
@@ -127,26 +126,16 @@ pub use crate::builder::ServiceBuilderExt;
 ))]
 pub mod endpoint;
 
-/// Longer topics.
+/// Longer topics for library users. (The gateway's operator guides are in the
+/// `openai-gateway` crate's docs.)
 pub mod guide {
+    #[cfg(feature = "full")]
+    #[doc = include_str!("../docs/library.md")]
+    pub mod library {}
     #[doc = include_str!("../docs/errors.md")]
     pub mod errors {}
     #[doc = include_str!("../docs/streaming.md")]
     pub mod streaming {}
-    #[doc = include_str!("../docs/open-webui.md")]
-    pub mod open_webui {}
-    #[doc = include_str!("../docs/configuration.md")]
-    pub mod configuration {}
-    #[doc = include_str!("../docs/security.md")]
-    pub mod security {}
-    #[doc = include_str!("../docs/limits.md")]
-    pub mod limits {}
-    #[doc = include_str!("../docs/observability.md")]
-    pub mod observability {}
-    #[doc = include_str!("../docs/groups.md")]
-    pub mod groups {}
-    #[doc = include_str!("../docs/replicas.md")]
-    pub mod replicas {}
     #[doc = include_str!("../docs/rules.md")]
     pub mod rules {}
 }

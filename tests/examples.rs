@@ -38,7 +38,7 @@ fn the_index_lists_every_example() {
             .unwrap();
     for name in examples_on_disk() {
         assert!(
-            index.contains(&format!("`cargo run --example {name}`")),
+            index.contains(&format!("`cargo run --features full --example {name}`")),
             "examples/README.md misses {name}"
         );
         let source = std::fs::read_to_string(
@@ -50,7 +50,7 @@ fn the_index_lists_every_example() {
             "{name}.rs must open with a //! header"
         );
         assert!(
-            source.contains(&format!("`cargo run --example {name}`")),
+            source.contains(&format!("`cargo run --features full --example {name}`")),
             "{name}.rs must give its run command"
         );
     }

@@ -67,10 +67,10 @@ pub(crate) async fn latency_at_c1(
         for _ in 0..count.div_ceil(per_block) {
             for (i, (sys, body)) in systems.iter().zip(&bodies).enumerate() {
                 for n in 0..BLOCK {
-                    if let Some(d) = timed(&client, sys.chat(body)).await {
-                        if n >= BLOCK_WARM_UP {
-                            latencies[i].push(d);
-                        }
+                    if let Some(d) = timed(&client, sys.chat(body)).await
+                        && n >= BLOCK_WARM_UP
+                    {
+                        latencies[i].push(d);
                     }
                 }
             }

@@ -44,4 +44,41 @@ pub struct Args {
     /// Also serve `GET /metrics` (Prometheus text, no key) on this address, and nothing else
     #[arg(long, value_name = "ADDR", env = "GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+
+    /// Ask the gateway serving on `--listen` for `/healthz` and exit 0 when it answers 200,
+    /// 1 otherwise (a container's health check, with no other tool in the image)
+    #[arg(long)]
+    pub healthcheck: bool,
+}
+
+/// `--healthcheck`: `GET /healthz` on `listen` (an unspecified address is asked on
+/// loopback); whether it answered 200 within 3 s.
+pub fn healthcheck(listen: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let Ok(mut addr) = listen.parse::<SocketAddr>() else {
+        return false;
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let limit = Duration::from_secs(3);
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, limit) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(limit));
+    let _ = conn.set_write_timeout(Some(limit));
+    if conn
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
 }

@@ -4,6 +4,25 @@
 //! [`Gateway::app`] assembles the one stack that `main`, the tests and the examples all
 //! serve. [`run`] is `main`'s whole body.
 
+/// The operator's guides: configuration, the security model, limits, observability, model
+/// groups, replicas, and how the gateway differs from Open WebUI.
+pub mod guide {
+    #[doc = include_str!("../../docs/configuration.md")]
+    pub mod configuration {}
+    #[doc = include_str!("../../docs/security.md")]
+    pub mod security {}
+    #[doc = include_str!("../../docs/limits.md")]
+    pub mod limits {}
+    #[doc = include_str!("../../docs/observability.md")]
+    pub mod observability {}
+    #[doc = include_str!("../../docs/groups.md")]
+    pub mod groups {}
+    #[doc = include_str!("../../docs/replicas.md")]
+    pub mod replicas {}
+    #[doc = include_str!("../../docs/open-webui.md")]
+    pub mod open_webui {}
+}
+
 mod admin;
 mod admission;
 mod cli;
@@ -37,7 +56,7 @@ use tower_openai_speech_cache::SpeechStore;
 use tower_openai_test_util::MockUpstream;
 use tower_openai_upstream::Upstream;
 
-pub use self::cli::Args;
+pub use self::cli::{Args, healthcheck};
 pub use self::config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_SPEECH_CACHE_MAX_BYTES, GatewayConfig, GroupsConfig, KeyDigest, Limits, ModelAccess,
@@ -83,11 +102,11 @@ impl Gateway {
         // As many connections as the open-files limit (raised to its hard limit) can hold.
         config.limits.max_connections = admission::fit_to_open_files(config.limits.max_connections);
         let store = persist::ConfigStore::new(&config.data_dir);
-        if config.persistent_config {
-            if let Some(persisted) = store.load()? {
-                tracing::info!(path = %store.path().display(), "using the persisted settings (ENABLE_PERSISTENT_CONFIG)");
-                config.settings = persisted.apply(std::mem::take(&mut config.settings));
-            }
+        if config.persistent_config
+            && let Some(persisted) = store.load()?
+        {
+            tracing::info!(path = %store.path().display(), "using the persisted settings (ENABLE_PERSISTENT_CONFIG)");
+            config.settings = persisted.apply(std::mem::take(&mut config.settings));
         }
         // Several processes: the shared settings override env, file and the local file (as
         // the persisted file does); Redis unreachable, start on those and catch up later.

@@ -12,6 +12,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.healthcheck {
+        let listen = args
+            .listen
+            .as_deref()
+            .unwrap_or(openai_gateway::DEFAULT_LISTEN);
+        return if openai_gateway::healthcheck(listen) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

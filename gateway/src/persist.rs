@@ -130,10 +130,10 @@ impl ConfigStore {
     /// Move the temporary file over the real one and flush the folder.
     pub(crate) fn commit(&self, temp: &Path) -> std::io::Result<()> {
         fs::rename(temp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if let Some(dir) = self.path.parent()
+            && let Ok(d) = fs::File::open(dir)
+        {
+            let _ = d.sync_all();
         }
         Ok(())
     }

@@ -58,10 +58,10 @@ pub struct Telemetry {
 impl Telemetry {
     /// Export the spans still buffered and stop the exporter.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(e) = provider.shutdown() {
-                eprintln!("openai-gateway: OpenTelemetry export did not finish: {e}");
-            }
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("openai-gateway: OpenTelemetry export did not finish: {e}");
         }
     }
 }

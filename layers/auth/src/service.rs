@@ -202,10 +202,11 @@ impl<S> Auth<S> {
             _ => {}
         }
         // Azure connections also get `api-key`, unless they use Entra ID.
-        if config.azure && !config.auth_type.is_entra_id() {
-            if let Some(v) = connection.api_key_header() {
-                headers.insert(HeaderStep::Azure, "api-key", v.clone());
-            }
+        if config.azure
+            && !config.auth_type.is_entra_id()
+            && let Some(v) = connection.api_key_header()
+        {
+            headers.insert(HeaderStep::Azure, "api-key", v.clone());
         }
         Ok(pending)
     }

@@ -96,10 +96,10 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
             .extensions()
             .get::<ReasoningModel>()
             .is_some_and(|r| r.0);
-        if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
-            if payload.check().is_ok() {
-                chat_payload(payload, reasoning, &version).map_err(|e| e.to_response())?;
-            }
+        if let Some(payload) = req.extensions_mut().get_mut::<Payload>()
+            && payload.check().is_ok()
+        {
+            chat_payload(payload, reasoning, &version).map_err(|e| e.to_response())?;
         }
     }
     // chat and the proxy also send the version as a header.

@@ -134,12 +134,12 @@ impl<S> Headers<S> {
         // CC-1: chat completions lose `metadata`, which is kept aside for the chat id.
         let is_chat = req.method() == Method::POST && req.uri().path() == "/chat/completions";
         let mut chat_id = None;
-        if let Some(payload) = req.extensions_mut().get_mut::<Payload>() {
-            if let Ok(Some(metadata)) = payload.get::<Value>("metadata") {
-                chat_id = chat_id_of(&metadata);
-                if is_chat {
-                    let _ = payload.remove("metadata");
-                }
+        if let Some(payload) = req.extensions_mut().get_mut::<Payload>()
+            && let Ok(Some(metadata)) = payload.get::<Value>("metadata")
+        {
+            chat_id = chat_id_of(&metadata);
+            if is_chat {
+                let _ = payload.remove("metadata");
             }
         }
         // Gathered apart and added at the end (the extensions are borrowed meanwhile):

@@ -312,10 +312,10 @@ impl Catalog {
             .building
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = building.as_ref() {
-            if Arc::ptr_eq(&b.settings, settings) {
-                return b.future.clone();
-            }
+        if let Some(b) = building.as_ref()
+            && Arc::ptr_eq(&b.settings, settings)
+        {
+            return b.future.clone();
         }
         let inner = self.inner.clone();
         let task_settings = settings.clone();
@@ -379,10 +379,10 @@ impl fmt::Debug for Catalog {
 
 impl ModelRoutes for Catalog {
     fn route(&self, settings: &Arc<Settings>, model: &str) -> Route {
-        if settings.enable() {
-            if let Some(route) = self.with_current(settings, |s| s.route_of(model)) {
-                return route;
-            }
+        if settings.enable()
+            && let Some(route) = self.with_current(settings, |s| s.route_of(model))
+        {
+            return route;
         }
         match self.lookup(settings) {
             Lookup::Ready(s) => s.route_of(model),

@@ -77,10 +77,10 @@ where
                         }
                         // A length-delimited body may not be polled again once its last
                         // bytes are out (hyper stops at `Content-Length`): end it here.
-                        if inner.is_end_stream() {
-                            if let Some(tx) = tee.tx.take() {
-                                let _ = tx.try_send(Chunk::End);
-                            }
+                        if inner.is_end_stream()
+                            && let Some(tx) = tee.tx.take()
+                        {
+                            let _ = tx.try_send(Chunk::End);
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }

@@ -94,14 +94,14 @@ impl Future for ResponseFuture {
                         Err(e) => Err(UpstreamError::protocol(*connection, e).into()),
                     });
                 }
-                if let Some(idle) = idle {
-                    if Pin::new(idle).poll(cx).is_ready() {
-                        return Poll::Ready(Err(UpstreamError::timeout(
-                            *connection,
-                            timeout.unwrap_or_default(),
-                        )
-                        .into()));
-                    }
+                if let Some(idle) = idle
+                    && Pin::new(idle).poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(UpstreamError::timeout(
+                        *connection,
+                        timeout.unwrap_or_default(),
+                    )
+                    .into()));
                 }
                 Poll::Pending
             }

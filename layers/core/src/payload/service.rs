@@ -317,10 +317,10 @@ impl<S> Spare<S> {
 
     /// Keep `service` for the next request, unless one is kept already.
     pub(super) fn give_back(&self, service: S) {
-        if let Ok(mut slot) = self.0.lock() {
-            if slot.is_none() {
-                *slot = Some(service);
-            }
+        if let Ok(mut slot) = self.0.lock()
+            && slot.is_none()
+        {
+            *slot = Some(service);
         }
     }
 }

@@ -158,10 +158,10 @@ fn json_response(status: StatusCode, body: &Value) -> Response<MockBody> {
 /// The model a request is for: Azure's deployment segment, else the body's `model`.
 fn model_of(req: &RecordedRequest) -> String {
     let segments: Vec<&str> = req.path.split('/').collect();
-    if let Some(i) = segments.iter().position(|s| *s == "deployments") {
-        if let Some(d) = segments.get(i + 1) {
-            return (*d).to_owned();
-        }
+    if let Some(i) = segments.iter().position(|s| *s == "deployments")
+        && let Some(d) = segments.get(i + 1)
+    {
+        return (*d).to_owned();
     }
     req.json()
         .get("model")
