@@ -171,7 +171,7 @@ pub fn error_code(answer: &Answer) -> String {
 pub fn dashboard_queries() -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/docs/grafana/openai-gateway.json"
+        "/../docs/grafana/openai-gateway.json"
     );
     let dashboard: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     dashboard["panels"]

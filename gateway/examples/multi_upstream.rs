@@ -2,7 +2,7 @@
 //! user's model list is printed. Configured in TOML, as `openai-gateway --config` would be;
 //! runs offline against three in-process mock upstreams.
 //!
-//! Run: `cargo run --features full --example multi_upstream`
+//! Run: `cargo run -p openai-gateway --example multi_upstream`
 
 use http::Request;
 use http_body_util::{BodyExt, Full};

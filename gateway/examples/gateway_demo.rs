@@ -2,7 +2,7 @@
 //! and a small client that lists the models and streams one chat completion, printing each
 //! event as it arrives. No network, no key. (`cargo run -p openai-gateway -- --demo` serves the same.)
 //!
-//! Run: `cargo run --features full --example gateway_demo`
+//! Run: `cargo run -p openai-gateway --example gateway_demo`
 
 use std::time::Duration;
 
