@@ -82,6 +82,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         groups: &tower_openai_group::Groups,
     ) -> ServiceBuilder<Stack<tower_openai_group::GroupLayer, L>>;
 
+    /// Requests and tokens per caller and minute ([`ratelimit`](crate::ratelimit)), counted in
+    /// `store` per the caller `key` names.
+    #[cfg(feature = "ratelimit")]
+    fn rate_limit<St, K>(
+        self,
+        store: St,
+        key: K,
+    ) -> ServiceBuilder<Stack<tower_openai_ratelimit::RateLimitLayer<St, K>, L>>
+    where
+        St: tower_openai_ratelimit::LimitStore + Clone,
+        K: tower_openai_ratelimit::LimitKey + Clone;
+
     /// The access log and metrics, written when each body ends ([`observe`](crate::observe)).
     #[cfg(feature = "observe")]
     fn observe(self) -> ServiceBuilder<Stack<tower_openai_observe::ObserveLayer, L>>;
@@ -177,6 +189,19 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         groups: &tower_openai_group::Groups,
     ) -> ServiceBuilder<Stack<tower_openai_group::GroupLayer, L>> {
         self.layer(groups.layer())
+    }
+
+    #[cfg(feature = "ratelimit")]
+    fn rate_limit<St, K>(
+        self,
+        store: St,
+        key: K,
+    ) -> ServiceBuilder<Stack<tower_openai_ratelimit::RateLimitLayer<St, K>, L>>
+    where
+        St: tower_openai_ratelimit::LimitStore + Clone,
+        K: tower_openai_ratelimit::LimitKey + Clone,
+    {
+        self.layer(tower_openai_ratelimit::RateLimitLayer::new(store, key))
     }
 
     #[cfg(feature = "observe")]

@@ -120,4 +120,3 @@ fn azure_entra_fetches_one_token_for_three_requests() {
     );
     assert!(out.contains("tokens issued by the authority: 1"), "{out}");
 }
-

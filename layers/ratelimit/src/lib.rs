@@ -1,9 +1,11 @@
 //! Per-caller rate limits: requests per minute and tokens per minute.
 //!
-//! [`RateLimitLayer`] asks a [`LimitStore`] to admit each request of a caller (the key and the
-//! limits come from a function of the request's extensions: the gateway's user, or your own
-//! "who"). The window is one minute, fixed (it starts at each minute of the Unix clock, so
-//! every process and a shared store agree on it).
+//! [`RateLimitLayer`] asks a [`LimitStore`] to admit each request of a caller. Who the caller
+//! is and their limits come from a [`LimitKey`] of the request's extensions: [`PerUser`]
+//! (every [`User`](tower_openai_core::User) the same limits), or a closure (the gateway's
+//! per-user limits, your own "who"). The window is one minute, fixed (it starts at each
+//! minute of the Unix clock, so every process and a shared store agree on it); a store reads
+//! the time from a [`Clock`] ([`TokioClock`] for tests on paused time).
 //!
 //! - A request is refused once the window's count is at the limit (`rpm`), or its tokens are
 //!   over it (`tpm`). Tokens are known only when an answer ends: they are taken from the
@@ -17,6 +19,10 @@
 //!   [`ApiRoute`](tower_openai_core::ApiRoute), is anything let through unlimited).
 //! - Refused: `429` with code `rate_limit_exceeded`, `Retry-After` (seconds to the next
 //!   window) and the `x-ratelimit-*` headers; admitted answers carry the headers too.
+//! - The layer is generic over its store (any [`LimitStore`] + `Clone`: an
+//!   `Arc<MemoryStore>`, or an `Arc<dyn LimitStore>` chosen at run time). A limited request
+//!   takes the service `poll_ready` readied into its future and leaves a clone; an unlimited
+//!   one costs no clone and no store.
 //! - [`MemoryStore`] keeps the counts in the process. A store shared by several processes
 //!   (Redis) implements the same trait. A store that fails lets the request through (limits
 //!   fail open) and logs it.
@@ -53,11 +59,13 @@
 //! # }
 //! ```
 
+mod key;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
 
+pub use crate::key::{LimitKey, PerUser};
 pub use crate::memory::{MAX_KEYS, MemoryStore};
 #[cfg(feature = "redis")]
 pub use crate::redis::{ADMIT_TIMEOUT, RedisStore};
@@ -121,11 +129,83 @@ pub trait LimitStore: Send + Sync + 'static {
     fn add_tokens(&self, key: &str, tokens: u64);
 }
 
-/// The current window: the minute of the Unix clock, and the time left in it.
-pub(crate) fn current_window() -> (u64, Duration) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// A store shared behind an `Arc` (`Arc<MemoryStore>`, or `Arc<dyn LimitStore>` when the
+/// store is chosen at run time) is a store.
+impl<T: LimitStore + ?Sized> LimitStore for std::sync::Arc<T> {
+    fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission> {
+        (**self).admit(key, limits)
+    }
+
+    fn add_tokens(&self, key: &str, tokens: u64) {
+        (**self).add_tokens(key, tokens);
+    }
+}
+
+/// Where a store reads the time: the windows are the minutes of the Unix clock.
+///
+/// [`SystemClock`] (the default) reads the system's; [`TokioClock`] follows tokio's clock, so
+/// a test on paused time moves to the next window with `tokio::time::advance` instead of
+/// sleeping; a closure `Fn() -> Duration` (the time since the Unix epoch) is a clock too.
+pub trait Clock: Send + Sync + 'static {
+    /// The time since the Unix epoch.
+    fn now(&self) -> Duration;
+}
+
+/// The system's clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+}
+
+/// The Unix time when it was made, moved on by tokio's clock since: on paused time (tests),
+/// it moves only when the test advances it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    unix: Duration,
+    at: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// The system's time now, followed by tokio's clock from here on.
+    pub fn new() -> Self {
+        Self::at_unix(SystemClock.now())
+    }
+
+    /// A clock that reads `unix` now (since the Unix epoch), followed by tokio's clock.
+    pub fn at_unix(unix: Duration) -> Self {
+        Self {
+            unix,
+            at: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Duration {
+        self.unix + self.at.elapsed()
+    }
+}
+
+impl<F: Fn() -> Duration + Send + Sync + 'static> Clock for F {
+    fn now(&self) -> Duration {
+        self()
+    }
+}
+
+/// The window at `now` (since the Unix epoch): its minute, and the time left in it.
+pub(crate) fn window_at(now: Duration) -> (u64, Duration) {
     let minute = now.as_secs() / 60;
     let next = Duration::from_secs((minute + 1) * 60);
     (minute, next.saturating_sub(now))

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::{Admission, LimitStore, Limits, StoreFuture, Window, current_window};
+use crate::{Admission, Clock, LimitStore, Limits, StoreFuture, SystemClock, Window, window_at};
 
 /// The most callers counted at once; past it, windows of earlier minutes are dropped first,
 /// then the store starts over (a caller's count restarting early is the cost of the bound).
@@ -13,8 +13,9 @@ pub const MAX_KEYS: usize = 100_000;
 /// needs a request's cost when it arrives, and a request's tokens are known only when its
 /// answer ends: hence a window of counts.)
 #[derive(Debug, Default)]
-pub struct MemoryStore {
+pub struct MemoryStore<C = SystemClock> {
     windows: Mutex<HashMap<Box<str>, Counts>>,
+    clock: C,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -25,13 +26,27 @@ struct Counts {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store on the system's clock.
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    fn with_window<T>(&self, key: &str, f: impl FnOnce(&mut Counts) -> T) -> T {
-        let (minute, _) = current_window();
+impl<C: Clock> MemoryStore<C> {
+    /// An empty store on `clock` (tests: [`TokioClock`](crate::TokioClock), on paused time).
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            windows: Mutex::default(),
+            clock,
+        }
+    }
+
+    fn with_window<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Counts, std::time::Duration) -> T,
+    ) -> T {
+        let (minute, resets_in) = window_at(self.clock.now());
         let mut windows = self
             .windows
             .lock()
@@ -49,14 +64,13 @@ impl MemoryStore {
                 ..Counts::default()
             };
         }
-        f(counts)
+        f(counts, resets_in)
     }
 }
 
-impl LimitStore for MemoryStore {
+impl<C: Clock> LimitStore for MemoryStore<C> {
     fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission> {
-        let (_, resets_in) = current_window();
-        let admission = self.with_window(key, |c| {
+        let admission = self.with_window(key, |c, resets_in| {
             let over = limits.rpm.is_some_and(|rpm| c.requests >= rpm)
                 || limits.tpm.is_some_and(|tpm| c.tokens > tpm);
             if !over {
@@ -77,7 +91,7 @@ impl LimitStore for MemoryStore {
     }
 
     fn add_tokens(&self, key: &str, tokens: u64) {
-        self.with_window(key, |c| c.tokens = c.tokens.saturating_add(tokens));
+        self.with_window(key, |c, _| c.tokens = c.tokens.saturating_add(tokens));
     }
 }
 
@@ -110,6 +124,37 @@ mod tests {
             store.admit("b", limits).await.unwrap(),
             Admission::Allowed(_)
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_minute_starts_a_new_window() {
+        use std::time::Duration;
+
+        use crate::TokioClock;
+        // Ten seconds into a minute.
+        let store =
+            MemoryStore::with_clock(TokioClock::at_unix(Duration::from_secs(60 * 1000 + 10)));
+        let limits = Limits {
+            rpm: Some(1),
+            tpm: None,
+        };
+        assert!(matches!(
+            store.admit("a", limits).await.unwrap(),
+            Admission::Allowed(_)
+        ));
+        match store.admit("a", limits).await.unwrap() {
+            Admission::Refused(w) => assert_eq!(w.resets_in, Duration::from_secs(50)),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::advance(Duration::from_secs(49)).await;
+        assert!(matches!(
+            store.admit("a", limits).await.unwrap(),
+            Admission::Refused(_)
+        ));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            matches!(store.admit("a", limits).await.unwrap(), Admission::Allowed(w) if w.requests == 1)
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::{Admission, LimitStore, Limits, StoreFuture, Window, current_window};
+use crate::{Admission, Clock, LimitStore, Limits, StoreFuture, SystemClock, Window, window_at};
 
 /// Checks and counts in one step, so two processes cannot both take the last request.
 /// KEYS[1]: the caller's window; ARGV: rpm, tpm (-1: none), the key's lifetime in seconds.
@@ -64,7 +64,7 @@ fn limit_arg(limit: Option<u64>) -> i64 {
 
 impl LimitStore for RedisStore {
     fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission> {
-        let (minute, resets_in) = current_window();
+        let (minute, resets_in) = window_at(SystemClock.now());
         let redis_key = self.key(key, minute);
         let mut connection = self.connection.clone();
         let script = self.script.clone();
@@ -92,7 +92,7 @@ impl LimitStore for RedisStore {
     }
 
     fn add_tokens(&self, key: &str, tokens: u64) {
-        let (minute, _) = current_window();
+        let (minute, _) = window_at(SystemClock.now());
         let redis_key = self.key(key, minute);
         let mut connection = self.connection.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

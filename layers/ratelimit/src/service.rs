@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -14,36 +13,38 @@ use tower_openai_core::{
 };
 use tower_service::Service;
 
-use crate::{Admission, LimitStore, Limits, Window};
+use crate::{Admission, LimitKey, LimitStore, Limits, Window};
 
 /// Limits each caller's requests and tokens per minute. See the [crate docs](crate).
 ///
-/// `key` names the caller and their limits from the request's extensions (`None`: not
-/// limited).
+/// `store` keeps the counts (its clones share them: an `Arc<MemoryStore>` per process, or a
+/// store shared by several processes); `key` names the caller and their limits
+/// ([`LimitKey`]).
 #[derive(Clone)]
-pub struct RateLimitLayer<K> {
-    store: Arc<dyn LimitStore>,
+pub struct RateLimitLayer<St, K> {
+    store: St,
     key: K,
 }
 
-impl<K> std::fmt::Debug for RateLimitLayer<K> {
+impl<St, K> std::fmt::Debug for RateLimitLayer<St, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer").finish_non_exhaustive()
     }
 }
 
-impl<K> RateLimitLayer<K>
+impl<St, K> RateLimitLayer<St, K>
 where
-    K: Fn(&http::Extensions) -> Option<(String, Limits)> + Clone,
+    St: LimitStore + Clone,
+    K: LimitKey + Clone,
 {
     /// Limits counted in `store`, per the caller `key` names.
-    pub fn new(store: Arc<dyn LimitStore>, key: K) -> Self {
+    pub fn new(store: St, key: K) -> Self {
         Self { store, key }
     }
 }
 
-impl<S, K: Clone> Layer<S> for RateLimitLayer<K> {
-    type Service = RateLimit<S, K>;
+impl<S, St: Clone, K: Clone> Layer<S> for RateLimitLayer<St, K> {
+    type Service = RateLimit<S, St, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
@@ -54,21 +55,31 @@ impl<S, K: Clone> Layer<S> for RateLimitLayer<K> {
     }
 }
 
-/// The service of [`RateLimitLayer`].
+/// Limits each caller's requests and tokens per minute. See the [crate docs](crate).
 #[derive(Clone)]
-pub struct RateLimit<S, K> {
+pub struct RateLimit<S, St, K> {
     inner: S,
-    store: Arc<dyn LimitStore>,
+    store: St,
     key: K,
 }
 
-impl<S, K> std::fmt::Debug for RateLimit<S, K> {
+impl<S, St, K> std::fmt::Debug for RateLimit<S, St, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit").finish_non_exhaustive()
     }
 }
 
-impl<S, K> RateLimit<S, K> {
+impl<S, St, K> RateLimit<S, St, K> {
+    /// Wrap `inner`: limits counted in `store`, per the caller `key` names.
+    pub fn new(inner: S, store: St, key: K) -> Self {
+        Self { inner, store, key }
+    }
+
+    /// A layer.
+    pub fn layer(store: St, key: K) -> RateLimitLayer<St, K> {
+        RateLimitLayer { store, key }
+    }
+
     tower_openai_core::define_inner_service_accessors!();
 }
 
@@ -97,11 +108,12 @@ impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, Response<LimitedBody<ResponseBody<B>>>, E>
+impl<F, B, St, E> Future for ResponseFuture<F, Response<LimitedBody<ResponseBody<B>, St>>, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    St: LimitStore,
 {
-    type Output = Result<Response<LimitedBody<ResponseBody<B>>>, E>;
+    type Output = Result<Response<LimitedBody<ResponseBody<B>, St>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
@@ -116,16 +128,17 @@ where
     }
 }
 
-impl<S, K, B, ResBody> Service<Request<B>> for RateLimit<S, K>
+impl<S, St, K, B, ResBody> Service<Request<B>> for RateLimit<S, St, K>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    K: Fn(&http::Extensions) -> Option<(String, Limits)>,
+    St: LimitStore + Clone,
+    K: LimitKey,
     B: Send + 'static,
     ResBody: Send + 'static,
 {
-    type Response = Response<LimitedBody<ResponseBody<ResBody>>>;
+    type Response = Response<LimitedBody<ResponseBody<ResBody>, St>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, Self::Response, S::Error>;
 
@@ -141,7 +154,7 @@ where
             .get::<ApiRoute>()
             .is_none_or(|r| r.kind != RouteKind::Models);
         let who = limited
-            .then(|| (self.key)(req.extensions()))
+            .then(|| self.key.key(req.extensions()))
             .flatten()
             .filter(|(_, limits)| !limits.is_unlimited());
         let Some((key, limits)) = who else {
@@ -255,19 +268,19 @@ fn headers(headers: &mut HeaderMap, limits: &Limits, window: &Window, refused: b
 }
 
 /// Adds an answer's tokens to its caller's window when the body ends or is dropped.
-pub struct Tally {
-    store: Arc<dyn LimitStore>,
+pub struct Tally<St> {
+    store: St,
     key: String,
     report: UsageReport,
 }
 
-impl std::fmt::Debug for Tally {
+impl<St> std::fmt::Debug for Tally<St> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tally").finish_non_exhaustive()
     }
 }
 
-impl BodyWatch for Tally {
+impl<St: LimitStore> BodyWatch for Tally<St> {
     fn on_end(self, _: BodyEnd) {
         if let Some(usage) = self.report.usage() {
             let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
@@ -278,4 +291,84 @@ impl BodyWatch for Tally {
 
 /// The response body of [`RateLimit`]: counts the answer's tokens when it ends (or the caller
 /// leaves).
-pub type LimitedBody<B> = WatchedBody<B, Tally>;
+pub type LimitedBody<B, St> = WatchedBody<B, Tally<St>>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::{Request, Response, StatusCode};
+    use tokio_test::{assert_pending, assert_ready_ok};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_openai_core::User;
+
+    use crate::{Limits, MemoryStore, PerUser, RateLimitLayer, TokioClock};
+
+    fn alice() -> Request<()> {
+        let mut req = Request::new(());
+        req.extensions_mut().insert(User {
+            id: "alice".into(),
+            ..User::default()
+        });
+        req
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_caller_is_admitted_again_in_the_next_minute() {
+        // 30 s into a minute, on tokio's paused clock.
+        let store = Arc::new(MemoryStore::with_clock(TokioClock::at_unix(
+            Duration::from_secs(60 * 5000 + 30),
+        )));
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(
+                store,
+                PerUser(Limits {
+                    rpm: Some(1),
+                    tpm: None,
+                }),
+            ))
+            .service(service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }));
+        assert_eq!(
+            svc.clone().oneshot(alice()).await.unwrap().status(),
+            StatusCode::OK
+        );
+        let refused = svc.clone().oneshot(alice()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "30");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(
+            svc.clone().oneshot(alice()).await.unwrap().status(),
+            StatusCode::OK
+        );
+        // Without a user, no limit.
+        let anonymous = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_limited_request_calls_the_service_poll_ready_readied() {
+        let layer = RateLimitLayer::new(
+            Arc::new(MemoryStore::new()),
+            PerUser(Limits {
+                rpm: Some(10),
+                tpm: None,
+            }),
+        );
+        let (mut svc, mut handle) =
+            tower_test::mock::spawn_layer::<Request<()>, Response<String>, _>(layer);
+        handle.allow(0);
+        assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        assert_ready_ok!(svc.poll_ready());
+        // The readied instance goes with the request (a clone that was never readied would
+        // make the mock panic).
+        let call = tokio::spawn(svc.call(alice()));
+        let (req, respond) = handle.next_request().await.unwrap();
+        assert!(req.extensions().get::<User>().is_some());
+        respond.send_response(Response::new("ok".to_owned()));
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+}
