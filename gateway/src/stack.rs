@@ -263,7 +263,7 @@ fn span_name(method: &Method, path: &str) -> String {
     let route = match super::router::strip_prefix(path) {
         Some(rest) => {
             tower_openai_policy::classify(method, if rest.is_empty() { "/" } else { rest })
-                .map_or("passthrough", |r| r.name)
+                .map_or("passthrough", |r| r.as_str())
         }
         None if path == "/healthz" => "/healthz",
         None => match super::admin::AdminRoute::of(path) {

@@ -132,7 +132,7 @@ impl<S, R: AccessRecords> Acl<S, R> {
                 .with_code("model_not_found"));
             }
             Some(_) => {}
-            None if ext.get::<ApiRoute>().is_some_and(ApiRoute::needs_model) => {
+            None if ext.get::<ApiRoute>().is_some_and(|r| r.needs_model()) => {
                 return Err(
                     ErrorResponse::bad_request("you must provide a model parameter")
                         .with_code("missing_model"),

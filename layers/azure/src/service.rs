@@ -1,11 +1,11 @@
 use std::task::{Context, Poll};
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use tower_openai_core::extensions::{HeaderStep, ReasoningModel, UpstreamHeaders};
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::payload::Form;
-use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection};
+use tower_openai_core::{ApiRoute, ErrorResponse, Payload, ResponseBody, SelectedConnection};
 use tower_service::Service;
 
 use crate::layer::AzureLayer;
@@ -64,7 +64,7 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
     }
     let version = api_version(config.api_version.as_deref()).to_owned();
     let path = req.uri().path().to_owned();
-    let is_chat = req.method() == Method::POST && path == "/chat/completions";
+    let is_chat = ApiRoute::of(req) == Some(ApiRoute::ChatCompletions);
     // The deployment comes from the model the layers above checked: the JSON `model`, or
     // a multipart form's `model` field.
     let model = match req.extensions().get::<Payload>() {

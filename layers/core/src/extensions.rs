@@ -270,20 +270,43 @@ pub struct ConnectionGroup(pub Arc<[usize]>);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReasoningModel(pub bool);
 
-/// Which API route a request is, as the policy layer classified it. Layers below read it
-/// instead of matching paths again: the collector reads a model route's body whatever its
-/// content type says, select refuses a model route without a model, metrics label by it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ApiRoute {
-    /// What kind of route it is.
-    pub kind: RouteKind,
-    /// The route's path below the API prefix without its leading `/`
-    /// (`"chat/completions"`, `"models"`), or `"passthrough"`.
-    pub name: &'static str,
+/// Which API route a request is, written once by the policy layer (which also refuses the
+/// paths that servers could read two ways). Layers below read it instead of matching paths
+/// again: the collector reads a model route's body whatever its content type says, select
+/// refuses a model route without a model, metrics label by it. It is on every answer too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ApiRoute {
+    /// `POST chat/completions`.
+    ChatCompletions,
+    /// `POST completions`.
+    Completions,
+    /// `POST embeddings`.
+    Embeddings,
+    /// `POST responses`.
+    Responses,
+    /// `POST audio/speech`.
+    AudioSpeech,
+    /// `POST images/generations`.
+    ImagesGenerations,
+    /// `POST moderations`.
+    Moderations,
+    /// `POST audio/transcriptions` (a form).
+    AudioTranscriptions,
+    /// `POST audio/translations` (a form).
+    AudioTranslations,
+    /// `POST images/edits` (a form).
+    ImagesEdits,
+    /// `POST images/variations` (a form).
+    ImagesVariations,
+    /// `GET models`, `GET models/{url_idx}`, `GET models/{id}`.
+    Models,
+    /// Anything else.
+    Passthrough,
 }
 
 /// The kinds of [`ApiRoute`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RouteKind {
     /// A `POST` whose JSON body names the model (`chat/completions`, `embeddings`, …).
     ModelJson,
@@ -295,6 +318,91 @@ pub enum RouteKind {
     Passthrough,
 }
 
+impl ApiRoute {
+    /// The `POST` routes whose JSON body names the model.
+    pub const JSON_MODEL_ROUTES: [ApiRoute; 7] = [
+        ApiRoute::ChatCompletions,
+        ApiRoute::Completions,
+        ApiRoute::Embeddings,
+        ApiRoute::Responses,
+        ApiRoute::AudioSpeech,
+        ApiRoute::ImagesGenerations,
+        ApiRoute::Moderations,
+    ];
+
+    /// The `POST` routes whose multipart form names the model.
+    pub const FORM_MODEL_ROUTES: [ApiRoute; 4] = [
+        ApiRoute::AudioTranscriptions,
+        ApiRoute::AudioTranslations,
+        ApiRoute::ImagesEdits,
+        ApiRoute::ImagesVariations,
+    ];
+
+    /// What kind of route it is.
+    pub fn kind(self) -> RouteKind {
+        match self {
+            ApiRoute::AudioTranscriptions
+            | ApiRoute::AudioTranslations
+            | ApiRoute::ImagesEdits
+            | ApiRoute::ImagesVariations => RouteKind::ModelForm,
+            ApiRoute::Models => RouteKind::Models,
+            ApiRoute::Passthrough => RouteKind::Passthrough,
+            _ => RouteKind::ModelJson,
+        }
+    }
+
+    /// The route's path below the API prefix, without its leading `/` (`chat/completions`,
+    /// `models`), or `passthrough`: the metrics' `route` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRoute::ChatCompletions => "chat/completions",
+            ApiRoute::Completions => "completions",
+            ApiRoute::Embeddings => "embeddings",
+            ApiRoute::Responses => "responses",
+            ApiRoute::AudioSpeech => "audio/speech",
+            ApiRoute::ImagesGenerations => "images/generations",
+            ApiRoute::Moderations => "moderations",
+            ApiRoute::AudioTranscriptions => "audio/transcriptions",
+            ApiRoute::AudioTranslations => "audio/translations",
+            ApiRoute::ImagesEdits => "images/edits",
+            ApiRoute::ImagesVariations => "images/variations",
+            ApiRoute::Models => "models",
+            ApiRoute::Passthrough => "passthrough",
+        }
+    }
+
+    /// Whether this route is routed by, and must carry, a model.
+    pub fn needs_model(self) -> bool {
+        matches!(self.kind(), RouteKind::ModelJson | RouteKind::ModelForm)
+    }
+
+    /// The model route a `POST` to `path` (below the API prefix, with its leading `/`) is,
+    /// exactly as spelt; `None` for any other path.
+    pub fn model_route(path: &str) -> Option<ApiRoute> {
+        let rest = path.strip_prefix('/')?;
+        Self::JSON_MODEL_ROUTES
+            .into_iter()
+            .chain(Self::FORM_MODEL_ROUTES)
+            .find(|r| r.as_str() == rest)
+    }
+
+    /// The route of `req`: the policy layer's, or, in a stack without it, the model route its
+    /// method and path name (`None` otherwise).
+    pub fn of<B>(req: &http::Request<B>) -> Option<ApiRoute> {
+        match req.extensions().get::<ApiRoute>() {
+            Some(route) => Some(*route),
+            None if req.method() == http::Method::POST => Self::model_route(req.uri().path()),
+            None => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The caller's tokens are counted against a limit (a tokens-per-minute limit, a budget), so
 /// every answer's usage must be known. Written by the layer that counts (rate limits);
 /// read by the usage layer, which then asks a streamed chat for its usage and charges an
@@ -302,18 +410,30 @@ pub enum RouteKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MeterUsage;
 
-impl ApiRoute {
-    /// Whether this route is routed by, and must carry, a model.
-    pub fn needs_model(&self) -> bool {
-        matches!(self.kind, RouteKind::ModelJson | RouteKind::ModelForm)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue};
 
     use super::{HeaderStep, UpstreamHeaders};
+
+    #[test]
+    fn each_route_is_named_once_and_found_by_its_path() {
+        use super::{ApiRoute, RouteKind};
+        let all = ApiRoute::JSON_MODEL_ROUTES
+            .into_iter()
+            .chain(ApiRoute::FORM_MODEL_ROUTES);
+        for route in all {
+            assert_eq!(ApiRoute::model_route(&format!("/{route}")), Some(route));
+            assert!(route.needs_model());
+        }
+        assert_eq!(ApiRoute::AudioTranscriptions.kind(), RouteKind::ModelForm);
+        assert_eq!(ApiRoute::model_route("/Chat/Completions"), None);
+        assert_eq!(ApiRoute::model_route("/models"), None);
+        let get = http::Request::get("/chat/completions").body(()).unwrap();
+        assert_eq!(ApiRoute::of(&get), None);
+        let post = http::Request::post("/embeddings").body(()).unwrap();
+        assert_eq!(ApiRoute::of(&post), Some(ApiRoute::Embeddings));
+    }
 
     #[test]
     fn h5_applying_in_order_gives_what_merged_holds() {

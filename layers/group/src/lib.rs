@@ -44,7 +44,7 @@
 //! use http_body_util::Empty;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_core::{
-//!     ApiRoute, ConnectionGroup, Payload, RouteKind, SelectedConnection, Settings, SettingsSnapshot,
+//!     ApiRoute, ConnectionGroup, Payload, SelectedConnection, Settings, SettingsSnapshot,
 //! };
 //! use tower_openai_group::{GroupPolicy, Groups};
 //!
@@ -63,7 +63,7 @@
 //!     let mut req = Request::post("/chat/completions").body(Empty::new()).unwrap();
 //!     let ext = req.extensions_mut();
 //!     ext.insert(SettingsSnapshot(settings.clone()));
-//!     ext.insert(ApiRoute { kind: RouteKind::ModelJson, name: "chat/completions" });
+//!     ext.insert(ApiRoute::ChatCompletions);
 //!     ext.insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
 //!     ext.insert(SelectedConnection(settings.connections()[0].clone()));
 //!     ext.insert(ConnectionGroup(Arc::from([0, 1])));

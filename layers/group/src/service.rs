@@ -273,7 +273,7 @@ where
     let resendable = req
         .extensions()
         .get::<ApiRoute>()
-        .is_some_and(|r| r.kind == RouteKind::ModelJson)
+        .is_some_and(|r| r.kind() == RouteKind::ModelJson)
         && req.extensions().get::<Payload>().is_some()
         && req.body().is_end_stream();
     let max_attempts = if resendable {

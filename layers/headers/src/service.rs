@@ -2,8 +2,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Method, Request};
+use http::{HeaderValue, Request};
 use serde_json::Value;
+use tower_openai_core::ApiRoute;
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
 use tower_openai_core::{Payload, RequestedModel, SelectedConnection, SettingsSnapshot, User};
 use tower_service::Service;
@@ -132,7 +133,7 @@ impl<S> Headers<S> {
             .get::<SettingsSnapshot>()
             .is_some_and(|s| s.0.forward_user_info_headers());
         // CC-1: chat completions lose `metadata`, which is kept aside for the chat id.
-        let is_chat = req.method() == Method::POST && req.uri().path() == "/chat/completions";
+        let is_chat = ApiRoute::of(req) == Some(ApiRoute::ChatCompletions);
         let mut chat_id = None;
         if let Some(payload) = req.extensions_mut().get_mut::<Payload>()
             && let Ok(Some(metadata)) = payload.get::<Value>("metadata")

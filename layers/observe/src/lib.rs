@@ -34,7 +34,7 @@
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_openai_core::extensions::{ApiRoute, RouteKind};
+//! use tower_openai_core::extensions::ApiRoute;
 //! use tower_openai_observe::{ObserveLayer, UsageLayer};
 //!
 //! // Stands for the rest of a stack: an upstream's answer with its usage.
@@ -48,11 +48,11 @@
 //!     .layer(ObserveLayer::new())
 //!     // The policy layer writes the route, in the request and on the answer.
 //!     .map_request(|mut req: Request<Full<Bytes>>| {
-//!         req.extensions_mut().insert(ApiRoute { kind: RouteKind::ModelJson, name: "chat/completions" });
+//!         req.extensions_mut().insert(ApiRoute::ChatCompletions);
 //!         req
 //!     })
 //!     .map_response(|mut res: Response<_>| {
-//!         res.extensions_mut().insert(ApiRoute { kind: RouteKind::ModelJson, name: "chat/completions" });
+//!         res.extensions_mut().insert(ApiRoute::ChatCompletions);
 //!         res
 //!     })
 //!     .layer(UsageLayer::new())

@@ -297,7 +297,7 @@ impl Record {
         let ext = res.extensions();
         self.failure = ext.get::<UpstreamFailure>().copied();
         // The route of every answer, refusals included.
-        self.route = ext.get::<ApiRoute>().map(|r| r.name);
+        self.route = ext.get::<ApiRoute>().map(|r| r.as_str());
         // The model once routed: a model the catalog knows, never an arbitrary string a
         // caller sent, so it is safe as a metrics label.
         self.model = ext.get::<RequestedModel>().map(|m| m.requested.clone());
@@ -509,17 +509,14 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
     use tower::{ServiceBuilder, ServiceExt, service_fn};
-    use tower_openai_core::extensions::{ApiRoute, RouteKind, User};
+    use tower_openai_core::extensions::{ApiRoute, User};
 
     use crate::{ObserveLayer, UsageLayer, names};
 
     type Frames = Vec<Result<http_body::Frame<Bytes>, std::io::Error>>;
 
     /// What the policy layer writes, in the request and on the answer.
-    const ROUTE: ApiRoute = ApiRoute {
-        kind: RouteKind::ModelJson,
-        name: "chat/completions",
-    };
+    const ROUTE: ApiRoute = ApiRoute::ChatCompletions;
     type Metric = (String, Vec<(String, String)>, DebugValue);
 
     /// Run one request through observe → usage → an upstream answering `frames` as an event

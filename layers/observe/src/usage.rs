@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
-use tower_openai_core::extensions::{ApiRoute, MeterUsage, RouteKind};
+use tower_openai_core::extensions::{ApiRoute, MeterUsage};
 use tower_openai_core::{Payload, RequestedModel, SelectedConnection, Usage, UsageReport};
 use tower_service::Service;
 
@@ -124,14 +124,14 @@ where
             connection: ext.get::<SelectedConnection>().cloned(),
         };
         let route = facts.route;
-        let watched = route.is_some_and(|r| r.kind != RouteKind::Models);
+        let watched = route.is_some_and(|r| r != ApiRoute::Models);
         let metered = ext.get::<MeterUsage>().is_some();
         let watch = watched.then(|| {
             let strip = (self.ask_streams || metered)
-                && route.is_some_and(|r| {
-                    r.kind == RouteKind::ModelJson
-                        && matches!(r.name, "chat/completions" | "completions")
-                })
+                && matches!(
+                    route,
+                    Some(ApiRoute::ChatCompletions | ApiRoute::Completions)
+                )
                 && ask_for_usage(&mut req);
             // A metered answer that ends without usage is charged an estimate from the
             // request's text (read only then) and the answer's.

@@ -49,7 +49,7 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(PolicyLayer::new())
 //!     .service_fn(|req: Request<()>| async move {
-//!         let route = req.extensions().get::<ApiRoute>().unwrap().name;
+//!         let route = req.extensions().get::<ApiRoute>().unwrap().as_str();
 //!         Ok::<_, Infallible>(Response::new(Bytes::from(route)))
 //!     });
 //!
@@ -77,7 +77,5 @@ mod path;
 mod service;
 
 pub use self::layer::PolicyLayer;
-pub use self::path::{
-    FORM_MODEL_ROUTES, InvalidPath, JSON_MODEL_ROUTES, classify, names_deployment,
-};
+pub use self::path::{InvalidPath, classify, names_deployment};
 pub use self::service::{Policy, ResponseFuture};

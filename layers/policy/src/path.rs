@@ -1,26 +1,7 @@
 //! The route table and the path rules.
 
 use http::Method;
-use tower_openai_core::{ApiRoute, ErrorResponse, RouteKind};
-
-/// `POST` routes whose JSON body names the model.
-pub const JSON_MODEL_ROUTES: [&str; 7] = [
-    "chat/completions",
-    "completions",
-    "embeddings",
-    "responses",
-    "audio/speech",
-    "images/generations",
-    "moderations",
-];
-
-/// `POST` routes whose multipart form names the model.
-pub const FORM_MODEL_ROUTES: [&str; 4] = [
-    "audio/transcriptions",
-    "audio/translations",
-    "images/edits",
-    "images/variations",
-];
+use tower_openai_core::{ApiRoute, ErrorResponse};
 
 /// Why a path was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,32 +30,21 @@ pub fn classify(method: &Method, path: &str) -> Result<ApiRoute, InvalidPath> {
         if let Some(id) = rest.strip_prefix("models/") {
             check_segments(id, true)?;
         }
-        return Ok(ApiRoute {
-            kind: RouteKind::Models,
-            name: "models",
-        });
+        return Ok(ApiRoute::Models);
     }
     if !rest.is_empty() {
         check_segments(rest, false)?;
     }
-    if *method == Method::POST {
-        if let Some(name) = JSON_MODEL_ROUTES.iter().find(|r| **r == rest) {
-            return Ok(ApiRoute {
-                kind: RouteKind::ModelJson,
-                name,
-            });
-        }
-        if let Some(name) = FORM_MODEL_ROUTES.iter().find(|r| **r == rest) {
-            return Ok(ApiRoute {
-                kind: RouteKind::ModelForm,
-                name,
-            });
-        }
+    if *method == Method::POST
+        && let Some(route) = ApiRoute::model_route(path)
+    {
+        return Ok(route);
     }
-    let spelt_otherwise = JSON_MODEL_ROUTES
+    let spelt_otherwise = ApiRoute::JSON_MODEL_ROUTES
         .iter()
-        .chain(&FORM_MODEL_ROUTES)
-        .chain(&["models"])
+        .chain(&ApiRoute::FORM_MODEL_ROUTES)
+        .chain(&[ApiRoute::Models])
+        .map(|r| r.as_str())
         .any(|r| {
             rest.len() >= r.len()
                 && rest.as_bytes()[..r.len()].eq_ignore_ascii_case(r.as_bytes())
@@ -84,10 +54,7 @@ pub fn classify(method: &Method, path: &str) -> Result<ApiRoute, InvalidPath> {
     if spelt_otherwise {
         return Err(InvalidPath("an API route is spelt in another case"));
     }
-    Ok(ApiRoute {
-        kind: RouteKind::Passthrough,
-        name: "passthrough",
-    })
+    Ok(ApiRoute::Passthrough)
 }
 
 /// Whether `path` (below the prefix) names an Azure deployment: a `deployments` segment, in
@@ -141,14 +108,15 @@ fn check_segments(rest: &str, slash_allowed: bool) -> Result<(), InvalidPath> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower_openai_core::RouteKind;
 
     fn kind(method: Method, path: &str) -> Result<RouteKind, InvalidPath> {
-        classify(&method, path).map(|r| r.kind)
+        classify(&method, path).map(|r| r.kind())
     }
 
     #[test]
     fn the_route_table() {
-        for r in JSON_MODEL_ROUTES {
+        for r in ApiRoute::JSON_MODEL_ROUTES.map(ApiRoute::as_str) {
             assert_eq!(
                 kind(Method::POST, &format!("/{r}")),
                 Ok(RouteKind::ModelJson)
@@ -159,7 +127,7 @@ mod tests {
                 Ok(RouteKind::Passthrough)
             );
         }
-        for r in FORM_MODEL_ROUTES {
+        for r in ApiRoute::FORM_MODEL_ROUTES.map(ApiRoute::as_str) {
             assert_eq!(
                 kind(Method::POST, &format!("/{r}")),
                 Ok(RouteKind::ModelForm)

@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use tower_openai_core::future::Rejectable;
-use tower_openai_core::{ApiRoute, ErrorResponse, ResponseBody, RouteKind, User};
+use tower_openai_core::{ApiRoute, ErrorResponse, ResponseBody, User};
 use tower_service::Service;
 
 use crate::layer::PolicyLayer;
@@ -43,7 +43,7 @@ impl<S> Policy<S> {
         let path = req.uri().path();
         let route = classify(req.method(), path).map_err(|e| e.to_response())?;
         let admin = req.extensions().get::<User>().is_some_and(User::is_admin);
-        if route.kind == RouteKind::Passthrough {
+        if route == ApiRoute::Passthrough {
             if !self.passthrough {
                 return Err(ErrorResponse::forbidden(format!(
                     "{} {path} is not a model route, and the passthrough to the upstream is \
@@ -67,10 +67,7 @@ impl<S> Policy<S> {
 }
 
 /// The route of the answers to requests that are not a model route.
-const PASSTHROUGH: ApiRoute = ApiRoute {
-    kind: RouteKind::Passthrough,
-    name: "passthrough",
-};
+const PASSTHROUGH: ApiRoute = ApiRoute::Passthrough;
 
 /// Response future of [`Policy`]: the answer (the inner service's or the policy's own),
 /// with the request's [`ApiRoute`] in its extensions, so the layers above (metrics) know
@@ -130,7 +127,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let inner = match self.admit(&req) {
             Ok(route) => {
-                if route.kind != RouteKind::Passthrough
+                if route != ApiRoute::Passthrough
                     && req.uri().query().is_some()
                     && drop_query(req.uri_mut()).is_none()
                 {

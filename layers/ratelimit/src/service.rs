@@ -8,9 +8,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
-use tower_openai_core::{
-    ApiRoute, ErrorResponse, MeterUsage, ResponseBody, RouteKind, UsageReport,
-};
+use tower_openai_core::{ApiRoute, ErrorResponse, MeterUsage, ResponseBody, UsageReport};
 use tower_service::Service;
 
 use crate::{Admission, LimitKey, LimitStore, Limits, Window};
@@ -152,7 +150,7 @@ where
         let limited = req
             .extensions()
             .get::<ApiRoute>()
-            .is_none_or(|r| r.kind != RouteKind::Models);
+            .is_none_or(|r| *r != ApiRoute::Models);
         let who = limited
             .then(|| self.key.key(req.extensions()))
             .flatten()

@@ -3,7 +3,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
+use tower_openai_core::ApiRoute;
 use tower_openai_core::extensions::ReasoningModel;
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection};
@@ -61,7 +62,7 @@ where
     R: ReasoningModels,
 {
     fn rewrite<B>(&self, req: &mut Request<B>) -> Result<(), ErrorResponse> {
-        if req.method() != Method::POST || req.uri().path() != "/chat/completions" {
+        if ApiRoute::of(req) != Some(ApiRoute::ChatCompletions) {
             return Ok(());
         }
         let upstream_is_openai = req

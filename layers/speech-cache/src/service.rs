@@ -3,11 +3,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 use http_body_util::Full;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tower_openai_core::Payload;
+use tower_openai_core::{ApiRoute, Payload};
 use tower_service::Service;
 
 use crate::body::{Chunk, ResponseBody, Tee};
@@ -197,9 +197,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let key = match req.extensions().get::<Payload>() {
             Some(p)
-                if self.store.is_enabled()
-                    && req.method() == Method::POST
-                    && req.uri().path() == "/audio/speech" =>
+                if self.store.is_enabled() && ApiRoute::of(&req) == Some(ApiRoute::AudioSpeech) =>
             {
                 cache_key(p.original())
             }

@@ -174,7 +174,7 @@ fn reading<B: http_body::Body>(req: &Request<B>) -> Result<Option<Reading>, Erro
                 .with_code("invalid_body"),
         );
     }
-    let reading = match req.extensions().get::<ApiRoute>().map(|r| r.kind) {
+    let reading = match req.extensions().get::<ApiRoute>().map(|r| r.kind()) {
         Some(RouteKind::ModelJson) => Reading::ModelJson,
         Some(RouteKind::ModelForm) => {
             if !is_multipart_form(headers) {
@@ -529,7 +529,13 @@ mod tests {
             req = req.header("content-type", ct);
         }
         let mut req = req.body(Full::from(body)).unwrap();
-        req.extensions_mut().insert(ApiRoute { kind, name: "x" });
+        let route = match kind {
+            RouteKind::ModelJson => ApiRoute::ChatCompletions,
+            RouteKind::ModelForm => ApiRoute::AudioTranscriptions,
+            RouteKind::Models => ApiRoute::Models,
+            RouteKind::Passthrough => ApiRoute::Passthrough,
+        };
+        req.extensions_mut().insert(route);
         req
     }
 
@@ -674,10 +680,7 @@ mod tests {
             .header("content-type", "application/octet-stream")
             .body(body)
             .unwrap();
-        req.extensions_mut().insert(ApiRoute {
-            kind: RouteKind::Passthrough,
-            name: "passthrough",
-        });
+        req.extensions_mut().insert(ApiRoute::Passthrough);
         let res = CollectPayload::new(service_fn(echo_upstream), 20)
             .oneshot(req)
             .await
@@ -701,10 +704,7 @@ mod tests {
             let mut req = Request::post("/chat/completions")
                 .body(Body::new(body))
                 .unwrap();
-            req.extensions_mut().insert(ApiRoute {
-                kind: RouteKind::ModelJson,
-                name: "chat/completions",
-            });
+            req.extensions_mut().insert(ApiRoute::ChatCompletions);
             req.extensions_mut().insert(User {
                 id: "alice".into(),
                 ..User::default()
