@@ -68,4 +68,4 @@ mod records;
 mod service;
 
 pub use crate::records::{AccessControl, AccessRecords, ModelAccess, StaticRecords, may_use};
-pub use crate::service::{Acl, AclLayer};
+pub use crate::service::{Acl, AclLayer, ResponseFuture};

@@ -4,7 +4,6 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_layer::Layer;
-use tower_openai_core::future::Rejectable;
 use tower_openai_core::payload::Form;
 use tower_openai_core::{
     ApiRoute, ErrorResponse, ListFilter, Payload, ResponseBody, SettingsSnapshot, User,
@@ -159,7 +158,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Rejectable<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -168,8 +167,12 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.check(&mut req) {
-            Ok(()) => Rejectable::inner(self.inner.call(req)),
-            Err(e) => Rejectable::rejected(e),
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(e) => ResponseFuture::rejected(e),
         }
     }
 }
+
+tower_openai_core::check_response_future!(
+    /// Response future of [`Acl`]: the inner service's, or the layer's own refusal.
+);

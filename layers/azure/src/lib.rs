@@ -65,4 +65,4 @@ pub use crate::rewrite::{
     CHAT_ALLOWLIST, DEFAULT_API_VERSION, STREAM_OPTIONS_SINCE, api_version, chat_payload,
     compare_versions, deployment_segment,
 };
-pub use crate::service::Azure;
+pub use crate::service::{Azure, ResponseFuture};

@@ -3,7 +3,6 @@ use std::task::{Context, Poll};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
 use tower_openai_core::extensions::{HeaderStep, ReasoningModel, UpstreamHeaders};
-use tower_openai_core::future::Rejectable;
 use tower_openai_core::payload::Form;
 use tower_openai_core::{ApiRoute, ErrorResponse, Payload, ResponseBody, SelectedConnection};
 use tower_service::Service;
@@ -117,7 +116,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Rejectable<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -126,11 +125,15 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match rewrite(&mut req) {
-            Ok(()) => Rejectable::inner(self.inner.call(req)),
-            Err(e) => Rejectable::rejected(e),
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(e) => ResponseFuture::rejected(e),
         }
     }
 }
+
+tower_openai_core::check_response_future!(
+    /// Response future of [`Azure`]: the inner service's, or the layer's own refusal.
+);
 
 #[cfg(test)]
 mod tests {

@@ -76,6 +76,59 @@ macro_rules! define_inner_service_accessors {
     };
 }
 
+/// Declares a layer's opaque `ResponseFuture<F>`: the inner service's future `F`, or a
+/// rejection the layer answered itself (tower-http's `opaque_future!` shape: a user sees a
+/// future that yields the response, never the shared type inside). For the layers that check
+/// a request synchronously (answer, or pass it on).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! check_response_future {
+    ($(#[$meta:meta])*) => {
+        $(#[$meta])*
+        #[::pin_project::pin_project]
+        pub struct ResponseFuture<F> {
+            #[pin]
+            inner: $crate::future::Rejectable<F>,
+        }
+
+        impl<F> ResponseFuture<F> {
+            /// The inner service's future.
+            pub(crate) fn inner(future: F) -> Self {
+                Self {
+                    inner: $crate::future::Rejectable::inner(future),
+                }
+            }
+
+            /// The answer to a refused request.
+            pub(crate) fn rejected(error: $crate::ErrorResponse) -> Self {
+                Self {
+                    inner: $crate::future::Rejectable::rejected(error),
+                }
+            }
+        }
+
+        impl<F, B, E> ::std::future::Future for ResponseFuture<F>
+        where
+            F: ::std::future::Future<Output = Result<::http::Response<B>, E>>,
+        {
+            type Output = Result<::http::Response<$crate::ResponseBody<B>>, E>;
+
+            fn poll(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<Self::Output> {
+                self.project().inner.poll(cx)
+            }
+        }
+
+        impl<F> ::std::fmt::Debug for ResponseFuture<F> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("ResponseFuture").finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 /// Declares a layer's opaque `ResponseFuture<S, B>` around [`future::Deferred`], so the
 /// deferred-call protocol (a decision, then the service `poll_ready` readied) stays inside the
 /// layer crates and a user sees only a future that yields the response.

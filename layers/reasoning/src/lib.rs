@@ -61,5 +61,5 @@ mod strategy;
 
 pub use crate::layer::ReasoningLayer;
 pub use crate::rule::is_reasoning_model;
-pub use crate::service::Reasoning;
+pub use crate::service::{Reasoning, ResponseFuture};
 pub use crate::strategy::{DefaultReasoningModels, ReasoningModels};

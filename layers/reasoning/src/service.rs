@@ -6,7 +6,6 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_openai_core::ApiRoute;
 use tower_openai_core::extensions::ReasoningModel;
-use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection};
 use tower_service::Service;
 
@@ -108,7 +107,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Rejectable<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -117,8 +116,12 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.rewrite(&mut req) {
-            Ok(()) => Rejectable::inner(self.inner.call(req)),
-            Err(e) => Rejectable::rejected(e),
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(e) => ResponseFuture::rejected(e),
         }
     }
 }
+
+tower_openai_core::check_response_future!(
+    /// Response future of [`Reasoning`]: the inner service's, or the layer's own refusal.
+);
