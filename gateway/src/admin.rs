@@ -144,7 +144,13 @@ fn config_json(settings: &Settings) -> Value {
     })
 }
 
-async fn read_json(body: Body, max: usize) -> Result<Map<String, Value>, ErrorResponse> {
+/// An admin body: JSON read under the cap and the body deadlines, as `T`. Malformed JSON is
+/// 400 `invalid_json`; JSON that is not a `T` (a member missing or of the wrong type) is 400
+/// `invalid_value`, its message naming the member.
+async fn read_body<T: serde::de::DeserializeOwned>(
+    body: Body,
+    max: usize,
+) -> Result<T, ErrorResponse> {
     let out = match read_capped(body, max).await {
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge(_)) => return Err(ErrorResponse::payload_too_large(max)),
@@ -164,33 +170,46 @@ async fn read_json(body: Body, max: usize) -> Result<Map<String, Value>, ErrorRe
     tower_openai_core::Payload::new(out.clone())
         .check()
         .map_err(|e| e.to_response())?;
-    match serde_json::from_slice::<Value>(&out) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(
-            ErrorResponse::bad_request("The request body must be a JSON object")
+    let mut json = serde_json::Deserializer::from_slice(&out);
+    serde_path_to_error::deserialize::<_, T>(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
+        match e.classify() {
+            serde_json::error::Category::Data if path != "." => {
+                ErrorResponse::bad_request(format!("{path}: {e}")).with_code("invalid_value")
+            }
+            serde_json::error::Category::Data => {
+                ErrorResponse::bad_request(format!("The request body is not accepted: {e}"))
+                    .with_code("invalid_value")
+            }
+            _ => ErrorResponse::bad_request(format!("The request body is not valid JSON: {e}"))
                 .with_code("invalid_json"),
-        ),
-        Err(e) => Err(ErrorResponse::bad_request(format!(
-            "The request body is not valid JSON: {e}"
-        ))
-        .with_code("invalid_json")),
-    }
+        }
+    })
 }
 
-fn invalid(field: &str, what: &str) -> ErrorResponse {
-    ErrorResponse::bad_request(format!("{field}: {what}")).with_code("invalid_value")
+/// `POST /openai/config/update` (CFG-2), Open WebUI's form: members it does not know are
+/// ignored, as Open WebUI's form ignores them.
+#[derive(Debug, serde::Deserialize)]
+struct ConfigUpdate {
+    /// Absent or `null`: the current value (Open WebUI would store `null`, disabling it).
+    #[serde(rename = "ENABLE_OPENAI_API", default)]
+    enable: Option<bool>,
+    #[serde(rename = "OPENAI_API_BASE_URLS")]
+    base_urls: Vec<String>,
+    #[serde(rename = "OPENAI_API_KEYS")]
+    keys: Vec<String>,
+    #[serde(rename = "OPENAI_API_CONFIGS")]
+    configs: Map<String, Value>,
 }
 
-fn string_list(body: &Map<String, Value>, field: &str) -> Result<Vec<String>, ErrorResponse> {
-    match body.get(field) {
-        None | Some(Value::Null) => Err(invalid(field, "is required")),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| invalid(field, "must be a list of strings")),
-        Some(_) => Err(invalid(field, "must be a list of strings")),
-    }
+/// `POST /openai/verify` (VF-1): a connection to check.
+#[derive(Debug, serde::Deserialize)]
+struct VerifyForm {
+    url: String,
+    key: String,
+    #[serde(default)]
+    config: Option<Map<String, Value>>,
 }
 
 impl Admin {
@@ -234,56 +253,36 @@ impl Admin {
             }
             AdminRoute::Status => self.status().await,
             AdminRoute::Metrics => self.metrics().await,
-            AdminRoute::Update => match read_json(body, self.inner.max_body).await {
-                Ok(body) => self.update(body).await,
+            AdminRoute::Update => match read_body(body, self.inner.max_body).await {
+                Ok(form) => self.update(form).await,
                 Err(e) => error(e),
             },
-            AdminRoute::Verify => match read_json(body, self.inner.max_body).await {
-                Ok(body) => self.verify(body).await,
+            AdminRoute::Verify => match read_body(body, self.inner.max_body).await {
+                Ok(form) => self.verify(form).await,
                 Err(e) => error(e),
             },
         }
     }
 
     /// CFG-2 … CFG-5, validated before anything changes.
-    async fn update(&self, body: Map<String, Value>) -> Response<BoxBody> {
+    async fn update(&self, form: ConfigUpdate) -> Response<BoxBody> {
         let _one_at_a_time = self.inner.updating.lock().await;
         let current = self.inner.settings.load();
-        let parsed = (|| {
-            let base_urls = string_list(&body, "OPENAI_API_BASE_URLS")?;
-            let keys = string_list(&body, "OPENAI_API_KEYS")?;
-            let configs = match body.get("OPENAI_API_CONFIGS") {
-                Some(Value::Object(m)) => m.clone(),
-                None | Some(Value::Null) => {
-                    return Err(invalid("OPENAI_API_CONFIGS", "is required"));
-                }
-                Some(_) => return Err(invalid("OPENAI_API_CONFIGS", "must be an object")),
-            };
-            // A missing flag keeps the current value (Open WebUI stores null: disabled).
-            let enable = match body.get("ENABLE_OPENAI_API") {
-                None | Some(Value::Null) => current.enable(),
-                Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(invalid("ENABLE_OPENAI_API", "must be true or false")),
-            };
-            // CFG-4: only configs keyed "0".."n-1" survive; no re-indexing.
-            let n = base_urls.len();
-            let configs: Map<String, Value> = configs
-                .into_iter()
-                .filter(|(k, _)| {
-                    k.parse::<usize>()
-                        .is_ok_and(|i| i < n && i.to_string() == *k)
-                })
-                .collect();
-            Ok(Persisted {
-                enable,
-                base_urls,
-                keys,
-                configs,
+        // CFG-4: only configs keyed "0".."n-1" survive; no re-indexing.
+        let n = form.base_urls.len();
+        let configs: Map<String, Value> = form
+            .configs
+            .into_iter()
+            .filter(|(k, _)| {
+                k.parse::<usize>()
+                    .is_ok_and(|i| i < n && i.to_string() == *k)
             })
-        })();
-        let mut persisted = match parsed {
-            Ok(p) => p,
-            Err(e) => return error(e),
+            .collect();
+        let mut persisted = Persisted {
+            enable: form.enable.unwrap_or_else(|| current.enable()),
+            base_urls: form.base_urls,
+            keys: form.keys,
+            configs,
         };
         let settings = match persisted.apply(current.to_source()).build() {
             Ok(s) => s,
@@ -414,19 +413,9 @@ impl Admin {
     }
 
     /// V-1 … V-5: check a connection without saving anything.
-    async fn verify(&self, body: Map<String, Value>) -> Response<BoxBody> {
-        let (url, key) = match (body.get("url"), body.get("key")) {
-            (Some(Value::String(u)), Some(Value::String(k))) => (u.clone(), k.clone()),
-            (Some(Value::String(_)), _) => {
-                return error(invalid("key", "is required and must be a string"));
-            }
-            _ => return error(invalid("url", "is required and must be a string")),
-        };
-        let config = match body.get("config") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => return error(invalid("config", "must be an object")),
-        };
+    async fn verify(&self, form: VerifyForm) -> Response<BoxBody> {
+        let VerifyForm { url, key, config } = form;
+        let config = Value::Object(config.unwrap_or_default());
         if let Err(e) = check_token_url(&self.inner.settings.load(), &url, &config) {
             return error(e);
         }
