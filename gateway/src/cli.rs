@@ -7,21 +7,22 @@ use clap::Parser;
 /// `openai-gateway`: an OpenAI-compatible gateway in front of one or more upstreams.
 ///
 /// Settings come from flags, then the environment (Open WebUI's variable names), then the
-/// TOML file, then defaults. (The defaults are in the help text, not clap defaults: a clap
-/// default would hide the TOML file's value.)
+/// TOML file, then defaults. The flags are only flags: the configuration loader reads every
+/// variable itself, once, so an error names the variable (and a flag's default, in the help
+/// text, never hides the TOML file's value).
 #[derive(Clone, Debug, Default, Parser)]
 #[command(name = "openai-gateway", version, about, long_about = None)]
 pub struct Args {
-    /// Where to serve [default: 127.0.0.1:8080]
-    #[arg(long, value_name = "ADDR", env = "GATEWAY_LISTEN")]
+    /// Where to serve (env GATEWAY_LISTEN) [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// TOML configuration file
-    #[arg(long, value_name = "FILE", env = "GATEWAY_CONFIG")]
+    /// TOML configuration file (env GATEWAY_CONFIG)
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Persisted admin changes and the speech cache [default: ./data]
-    #[arg(long, value_name = "DIR", env = "DATA_DIR")]
+    /// Persisted admin changes and the speech cache (env DATA_DIR) [default: ./data]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// Also start an in-process mock OpenAI upstream and use it as connection 0, so the
@@ -33,16 +34,19 @@ pub struct Args {
     #[arg(long)]
     pub allow_anonymous: bool,
 
-    /// Refuse request bodies larger than this with 413 [default: 67108864]
-    #[arg(long, value_name = "N", env = "GATEWAY_MAX_BODY_BYTES")]
+    /// Refuse request bodies larger than this with 413 (env GATEWAY_MAX_BODY_BYTES)
+    /// [default: 67108864]
+    #[arg(long, value_name = "N")]
     pub max_body_bytes: Option<usize>,
 
-    /// Accept at most this many open connections at once [default: 10000]
-    #[arg(long, value_name = "N", env = "GATEWAY_MAX_CONNECTIONS")]
+    /// Accept at most this many open connections at once (env GATEWAY_MAX_CONNECTIONS)
+    /// [default: 10000]
+    #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
     /// Also serve `GET /metrics` (Prometheus text, no key) on this address, and nothing else
-    #[arg(long, value_name = "ADDR", env = "GATEWAY_METRICS_LISTEN")]
+    /// (env GATEWAY_METRICS_LISTEN)
+    #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
 
     /// Ask the gateway serving on `--listen` for `/healthz` and exit 0 when it answers 200,

@@ -15,9 +15,10 @@ fn main() -> ExitCode {
     if args.healthcheck {
         let listen = args
             .listen
-            .as_deref()
-            .unwrap_or(openai_gateway::DEFAULT_LISTEN);
-        return if openai_gateway::healthcheck(listen) {
+            .clone()
+            .or_else(|| std::env::var("GATEWAY_LISTEN").ok())
+            .unwrap_or_else(|| openai_gateway::DEFAULT_LISTEN.to_owned());
+        return if openai_gateway::healthcheck(&listen) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

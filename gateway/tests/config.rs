@@ -139,6 +139,45 @@ fn flags_beat_the_environment_which_beats_the_file() {
 }
 
 #[test]
+fn every_flag_falls_back_to_its_variable_read_once_by_the_loader() {
+    let config = load(
+        &Args::default(),
+        &[
+            ("GATEWAY_LISTEN", "127.0.0.1:9"),
+            ("GATEWAY_METRICS_LISTEN", "127.0.0.1:10"),
+            ("GATEWAY_MAX_CONNECTIONS", "7"),
+            ("GATEWAY_MAX_BODY_BYTES", "1000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9");
+    assert_eq!(
+        config
+            .observability
+            .metrics_listen
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1:10")
+    );
+    assert_eq!(config.limits.max_connections, 7);
+    assert_eq!(config.max_body_bytes, 1000);
+    // The flag wins.
+    let flagged = Args {
+        metrics_listen: Some("127.0.0.1:11".into()),
+        ..Args::default()
+    };
+    let config = load(&flagged, &[("GATEWAY_METRICS_LISTEN", "127.0.0.1:10")]).unwrap();
+    assert_eq!(
+        config
+            .observability
+            .metrics_listen
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1:11")
+    );
+}
+
+#[test]
 fn the_config_file_can_come_from_the_environment() {
     let path = write_toml("via-env.toml", "listen = \"127.0.0.1:5555\"\n");
     let c = load(
@@ -192,6 +231,11 @@ fn bad_environment_values_stop_start_up_naming_the_variable() {
         ("GATEWAY_MODEL_GROUPS", "maybe"),
         ("GATEWAY_MAX_ATTEMPTS", "0"),
         ("GATEWAY_STREAM_USAGE", "sometimes"),
+        ("GATEWAY_METRICS_LISTEN", "everywhere"),
+        ("GATEWAY_MAX_CONNECTIONS_PER_IP", "0"),
+        ("GATEWAY_BODY_TOTAL_TIMEOUT", "forever"),
+        ("GATEWAY_MAX_BUFFERED_BYTES", "0"),
+        ("GATEWAY_MAX_BUFFERED_BYTES_PER_USER", "-1"),
     ] {
         let message = start_error(Args::default(), &[(var, value)]);
         assert!(message.contains(var), "{var}: {message}");

@@ -525,11 +525,19 @@ impl GatewayConfig {
             speech_cache_max_bytes,
             security: super::security::SecurityConfig::from_env(env)?,
             observability: Observability {
-                metrics_listen: match args.metrics_listen.as_deref().filter(|v| !v.is_empty()) {
+                metrics_listen: match args
+                    .metrics_listen
+                    .clone()
+                    .map(|v| ("--metrics-listen", v))
+                    .or_else(|| {
+                        env("GATEWAY_METRICS_LISTEN").map(|v| ("GATEWAY_METRICS_LISTEN", v))
+                    })
+                    .filter(|(_, v)| !v.is_empty())
+                {
                     None => None,
-                    Some(v) => Some(v.parse().map_err(|_| {
+                    Some((name, v)) => Some(v.parse().map_err(|_| {
                         ConfigError::new(
-                            "--metrics-listen",
+                            name,
                             format!("{v:?} is not an address like 127.0.0.1:9090"),
                         )
                     })?),
