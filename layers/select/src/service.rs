@@ -222,3 +222,58 @@ where
         deferred.into()
     }
 }
+
+#[cfg(test)]
+mod readiness {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use tokio_test::{assert_pending, assert_ready_ok};
+    use tower_openai_core::routing::{ModelRoutes, Route};
+    use tower_openai_core::{Payload, SelectedConnection, Settings, SettingsSnapshot};
+
+    use crate::SelectLayer;
+
+    /// A catalog still being built: every model's route is pending, then connection 1.
+    #[derive(Clone)]
+    struct Building;
+
+    impl ModelRoutes for Building {
+        fn route(&self, _: &Arc<Settings>, _: &str) -> Route {
+            Route::Pending(Box::pin(async {
+                tokio::task::yield_now().await;
+                Route::Connection(1)
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_the_catalog_calls_the_service_poll_ready_readied() {
+        let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(
+            SelectLayer::new(Building),
+        );
+        handle.allow(0);
+        assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        assert_ready_ok!(svc.poll_ready());
+        let settings = Arc::new(Settings::for_urls(["http://a/v1", "http://b/v1"]).unwrap());
+        let mut req = Request::post("/chat/completions").body(()).unwrap();
+        req.extensions_mut().insert(SettingsSnapshot(settings));
+        req.extensions_mut()
+            .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
+        // The readied instance goes with the request; the one left behind is not ready (a
+        // call on it would make the mock panic).
+        let call = tokio::spawn(svc.call(req));
+        let (seen, respond) = handle.next_request().await.unwrap();
+        assert_eq!(
+            seen.extensions()
+                .get::<SelectedConnection>()
+                .map(|c| c.0.index()),
+            Some(1)
+        );
+        respond.send_response(Response::new(()));
+        assert!(call.await.unwrap().is_ok());
+        assert_pending!(svc.poll_ready());
+    }
+}

@@ -769,6 +769,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_being_read_keeps_the_service_poll_ready_readied() {
+        use tokio_test::{assert_pending, assert_ready_ok};
+        let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<Body>, Response<()>, _>(
+            CollectPayloadLayer::new(1024),
+        );
+        handle.allow(0);
+        assert_pending!(svc.poll_ready::<Request<Full<Bytes>>>());
+        handle.allow(1);
+        assert_ready_ok!(svc.poll_ready::<Request<Full<Bytes>>>());
+        let call = tokio::spawn(svc.call(Request::post("/x").body(Full::from("{}")).unwrap()));
+        let (seen, respond) = handle.next_request().await.unwrap();
+        assert!(seen.extensions().get::<Payload>().is_some());
+        respond.send_response(Response::new(()));
+        assert!(call.await.unwrap().is_ok());
+        // What is left here is not the readied instance: it must be readied again.
+        assert_pending!(svc.poll_ready::<Request<Full<Bytes>>>());
+    }
+
+    #[tokio::test]
     async fn a_broken_body_is_400() {
         let frames = vec![
             Ok(http_body::Frame::data(Bytes::from_static(b"{"))),
