@@ -581,3 +581,46 @@ async fn a4_a_token_near_expiry_is_refreshed_once_and_a_failed_refresh_deletes_t
     assert!(!sessions.contains("s"));
     let _ = Arc::new(());
 }
+
+/// A credential fetched after `call` (here the caller's OAuth session token) must be sent
+/// through the instance `poll_ready` readied: the mock panics on a call to one it did not.
+#[tokio::test]
+async fn a_pending_credential_calls_the_service_poll_ready_readied() {
+    use tokio_test::{assert_pending, assert_ready_ok};
+    let provider = MockUpstream::builder().start().await;
+    let sessions =
+        InMemorySessions::new(client(), format!("{}/token", provider.root_url()), "webui");
+    sessions.insert(
+        "sess-1",
+        OAuthSession {
+            access_token: "user-at".into(),
+            refresh_token: None,
+            expires_in: Duration::from_secs(3600),
+        },
+    );
+    let s = connection("", json!({"auth_type": "system_oauth"}));
+    let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(
+        AuthLayer::new().sessions(sessions),
+    );
+    handle.allow(0);
+    assert_pending!(svc.poll_ready());
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready());
+    let mut req = Request::new(());
+    req.headers_mut()
+        .insert("cookie", "oauth_session_id=sess-1".parse().unwrap());
+    req.extensions_mut()
+        .insert(SelectedConnection(s.connection(0).unwrap().clone()));
+    let mut call = tokio::spawn(svc.call(req));
+    // A call on an instance that was not readied panics in the spawned task: fail on that
+    // rather than wait for a request that never comes.
+    let (seen, respond) = tokio::select! {
+        next = handle.next_request() => next.unwrap(),
+        ended = &mut call => panic!("the call ended before reaching the service: {ended:?}"),
+    };
+    let sent = seen.extensions().get::<UpstreamHeaders>().unwrap().merged();
+    assert_eq!(sent.get("authorization").unwrap(), "Bearer user-at");
+    respond.send_response(Response::new(()));
+    assert!(call.await.unwrap().is_ok());
+    assert_pending!(svc.poll_ready());
+}
