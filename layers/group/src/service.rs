@@ -410,3 +410,84 @@ fn prepare<B>(
     }
     req
 }
+
+#[cfg(test)]
+mod readiness {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Empty;
+    use tokio_test::{assert_pending, assert_ready_ok};
+    use tower_openai_core::{
+        ApiRoute, ConnectionGroup, Payload, SelectedConnection, Settings, SettingsSnapshot,
+    };
+
+    use crate::GroupLayer;
+
+    /// The first attempt goes through the instance `poll_ready` readied; the second, after a
+    /// 503, through a clone that is readied in turn (the mock panics on a call to an instance
+    /// that was not).
+    #[tokio::test]
+    async fn each_attempt_calls_a_readied_instance() {
+        let (mut svc, mut handle) =
+            tower_test::mock::spawn_layer::<Request<Empty<Bytes>>, Response<()>, _>(
+                GroupLayer::default(),
+            );
+        handle.allow(0);
+        assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        assert_ready_ok!(svc.poll_ready());
+        let settings = Arc::new(Settings::for_urls(["http://a/v1", "http://b/v1"]).unwrap());
+        let mut req = Request::post("/chat/completions")
+            .body(Empty::new())
+            .unwrap();
+        req.extensions_mut().insert(SettingsSnapshot(settings));
+        req.extensions_mut().insert(ApiRoute::ChatCompletions);
+        req.extensions_mut()
+            .insert(ConnectionGroup(Arc::from([0usize, 1])));
+        req.extensions_mut()
+            .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
+        let mut call = tokio::spawn(svc.call(req));
+        let mut seen = Vec::new();
+        let (first, respond) = tokio::select! {
+            next = handle.next_request() => next.unwrap(),
+            ended = &mut call => panic!("the call ended before reaching the service: {ended:?}"),
+        };
+        seen.push(
+            first
+                .extensions()
+                .get::<SelectedConnection>()
+                .unwrap()
+                .0
+                .index(),
+        );
+        respond.send_response(
+            Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .body(())
+                .unwrap(),
+        );
+        // The retry waits for its clone to be ready.
+        tokio::task::yield_now().await;
+        assert!(!call.is_finished());
+        handle.allow(1);
+        let (second, respond) = tokio::select! {
+            next = handle.next_request() => next.unwrap(),
+            ended = &mut call => panic!("the retry ended before reaching the service: {ended:?}"),
+        };
+        seen.push(
+            second
+                .extensions()
+                .get::<SelectedConnection>()
+                .unwrap()
+                .0
+                .index(),
+        );
+        respond.send_response(Response::new(()));
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1]);
+        assert_pending!(svc.poll_ready());
+    }
+}

@@ -252,3 +252,56 @@ where
         ResponseFuture::boxed(future)
     }
 }
+
+#[cfg(test)]
+mod readiness {
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use tokio_test::{assert_pending, assert_ready_ok};
+    use tower_openai_core::{ApiRoute, Payload};
+
+    use crate::{SpeechCacheLayer, SpeechStore};
+
+    /// A speech request the cache fetches calls the instance `poll_ready` readied (the mock
+    /// panics on a call to one that was not).
+    #[tokio::test]
+    async fn a_fetch_calls_the_service_poll_ready_readied() {
+        let dir = std::env::temp_dir().join(format!(
+            "speech-readiness-{}-{}",
+            std::process::id(),
+            unique_suffix()
+        ));
+        let store = SpeechStore::open(&dir, 1 << 20).unwrap();
+        let (mut svc, mut handle) =
+            tower_test::mock::spawn_layer::<Request<()>, Response<Full<Bytes>>, _>(
+                SpeechCacheLayer::new(store),
+            );
+        handle.allow(0);
+        assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        assert_ready_ok!(svc.poll_ready());
+        let mut req = Request::post("/audio/speech").body(()).unwrap();
+        req.extensions_mut().insert(ApiRoute::AudioSpeech);
+        req.extensions_mut().insert(Payload::new(Bytes::from_static(
+            br#"{"model":"tts-1","input":"hi","voice":"alloy"}"#,
+        )));
+        let mut call = tokio::spawn(svc.call(req));
+        let (_, respond) = tokio::select! {
+            next = handle.next_request() => next.unwrap(),
+            ended = &mut call => panic!("the call ended before reaching the service: {ended:?}"),
+        };
+        respond.send_response(Response::new(Full::new(Bytes::from_static(b"mp3"))));
+        let res = call.await.unwrap().unwrap();
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "mp3");
+        assert_pending!(svc.poll_ready());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn unique_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+}
