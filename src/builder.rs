@@ -2,8 +2,9 @@
 
 use tower::ServiceBuilder;
 use tower::layer::util::Stack;
-use tower_openai_core::payload::CollectPayloadLayer;
-use tower_openai_core::{LoadSettingsLayer, RescueLayer, SettingsHandle};
+use tower_openai_collect::CollectPayloadLayer;
+use tower_openai_core::{LoadSettingsLayer, SettingsHandle};
+use tower_openai_rescue::RescueLayer;
 
 /// Adds the tower-openai layers to a [`ServiceBuilder`], so a stack reads like tower-http's:
 ///
@@ -33,7 +34,7 @@ use tower_openai_core::{LoadSettingsLayer, RescueLayer, SettingsHandle};
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Transport errors below become 502/504 OpenAI-shaped responses
-    /// ([`rescue`](crate::core::rescue)).
+    /// ([`rescue`](crate::rescue)).
     fn rescue(self) -> ServiceBuilder<Stack<RescueLayer, L>>;
 
     /// One settings snapshot per request ([`load_settings`](crate::core::load_settings)).

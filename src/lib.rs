@@ -8,7 +8,9 @@
 //!
 //! | module | feature | what it does |
 //! |---|---|---|
-//! | [`core`] | always | settings, extensions, payload, errors, bodies, rescue |
+//! | [`core`] | always | settings, extensions, the payload, errors, bodies |
+//! | [`rescue`] | always | transport failures turned into OpenAI-shaped 502/504 responses |
+//! | [`collect`] | always | the payload collector: the body read once, under a cap and a deadline |
 //! | [`upstream`] | `upstream` | the pooled upstream HTTP service at the bottom of a stack |
 //! | [`models`] | `models` | the aggregated, cached model list and the catalog routing uses |
 //! | [`select`] | `select` | routes each request to the connection that serves its model |
@@ -94,8 +96,9 @@
 //! ```no_run
 //! # #[cfg(feature = "upstream")] {
 //! use tower::ServiceBuilder;
-//! use tower_openai::core::{LoadSettingsLayer, RescueLayer, Settings, SettingsHandle};
-//! use tower_openai::core::payload::CollectPayloadLayer;
+//! use tower_openai::core::{LoadSettingsLayer, Settings, SettingsHandle};
+//! use tower_openai::rescue::RescueLayer;
+//! use tower_openai::collect::CollectPayloadLayer;
 //! use tower_openai::upstream::Upstream;
 //!
 //! let settings = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:8000/v1"]).unwrap());
@@ -143,6 +146,16 @@ pub mod guide {
 /// The shared vocabulary (`tower-openai-core`).
 pub mod core {
     pub use tower_openai_core::*;
+}
+
+/// The payload collector (`tower-openai-collect`): the request body read once, under a cap.
+pub mod collect {
+    pub use tower_openai_collect::*;
+}
+
+/// Transport failures turned into 502/504/500 responses (`tower-openai-rescue`).
+pub mod rescue {
+    pub use tower_openai_rescue::*;
 }
 
 /// The upstream HTTP service (`tower-openai-upstream`).

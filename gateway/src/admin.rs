@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tower::ServiceExt;
 use tower_openai_core::body::{ReadError, read_capped};
-use tower_openai_core::rescue::error_to_response;
 use tower_openai_core::settings::AuthType;
 use tower_openai_core::timer::BodyTimedOut;
 use tower_openai_core::{
@@ -40,7 +39,7 @@ async fn read_verify_answer(body: BoxBody) -> Result<Bytes, ErrorResponse> {
                 VERIFY_MAX_BYTES >> 20
             ))
             .with_code("upstream_error"),
-            ReadError::Body(e) => error_to_response(&*e),
+            ReadError::Body(e) => ErrorResponse::from_error(&*e),
         })
 }
 
@@ -467,7 +466,7 @@ impl Admin {
             None => exchange.await,
         };
         match result {
-            Err(e) => error(error_to_response(&*e)),
+            Err(e) => error(ErrorResponse::from_error(&*e)),
             Ok(Err(refused)) => error(refused),
             Ok(Ok((parts, bytes))) => {
                 // V-5: the upstream's status and body, as they are.

@@ -82,7 +82,7 @@ pub struct Gateway {
     /// Each user's rate limits and where they are counted.
     limits: UserLimits,
     /// The request bodies being buffered, in all and per user.
-    buffers: tower_openai_core::payload::BufferBudget,
+    buffers: tower_openai_collect::BufferBudget,
     records: StaticRecords,
     admin: admin::Admin,
     speech: SpeechStore,
@@ -200,7 +200,7 @@ impl Gateway {
             None => None,
         };
         let limits = UserLimits::new(&config, shared.as_ref());
-        let buffers = tower_openai_core::payload::BufferBudget::new(
+        let buffers = tower_openai_collect::BufferBudget::new(
             config.limits.max_buffered_bytes,
             config.limits.max_buffered_bytes_per_user,
         );

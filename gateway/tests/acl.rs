@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_openai::acl::{AccessControl, AclLayer, ModelAccess, StaticRecords};
-use tower_openai::core::payload::CollectPayloadLayer;
+use tower_openai::collect::CollectPayloadLayer;
 use tower_openai::core::{
     Body, LoadSettingsLayer, Role, SelectedConnection, SettingsHandle, SettingsSource, User,
 };

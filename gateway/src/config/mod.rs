@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tower_openai_collect::DEFAULT_LIMIT;
 use tower_openai_core::SettingsSource;
-use tower_openai_core::payload::DEFAULT_LIMIT;
 use tower_openai_core::settings::ConfigError;
 
 use super::cli::Args;
@@ -226,8 +226,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             body_total_timeout: Duration::from_secs(300),
-            max_buffered_bytes: tower_openai_core::payload::DEFAULT_MAX_BUFFERED,
-            max_buffered_bytes_per_user: tower_openai_core::payload::DEFAULT_MAX_BUFFERED_PER_USER,
+            max_buffered_bytes: tower_openai_collect::DEFAULT_MAX_BUFFERED,
+            max_buffered_bytes_per_user: tower_openai_collect::DEFAULT_MAX_BUFFERED_PER_USER,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_head_bytes: 64 * 1024,
             max_headers: 128,
@@ -504,12 +504,12 @@ impl GatewayConfig {
                 max_buffered_bytes: whole_var(
                     env,
                     "GATEWAY_MAX_BUFFERED_BYTES",
-                    tower_openai_core::payload::DEFAULT_MAX_BUFFERED,
+                    tower_openai_collect::DEFAULT_MAX_BUFFERED,
                 )?,
                 max_buffered_bytes_per_user: whole_var(
                     env,
                     "GATEWAY_MAX_BUFFERED_BYTES_PER_USER",
-                    tower_openai_core::payload::DEFAULT_MAX_BUFFERED_PER_USER,
+                    tower_openai_collect::DEFAULT_MAX_BUFFERED_PER_USER,
                 )?,
                 max_connections_per_ip: whole_var(
                     env,

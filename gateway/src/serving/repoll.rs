@@ -3,7 +3,7 @@
 //!
 //! hyper's HTTP/1 request body is a channel between the connection's dispatcher and the
 //! service, and both run in the connection's task. When the service takes the body's data
-//! (as `tower_openai_core::payload::CollectPayload` does for every JSON request), the
+//! (as `tower_openai_collect::CollectPayload` does for every JSON request), the
 //! channel wakes its sender: the task wakes itself while it is being polled. Tokio's
 //! multi-threaded scheduler treats that like a yield: the task goes to the back of the run
 //! queue and an idle worker is woken (a futex call) to come and share the work. In the

@@ -1,5 +1,5 @@
 //! The OpenAI-shaped error response every layer answers with, and the transport error types
-//! that travel as `Err` until the [rescue](crate::rescue) step turns them into responses.
+//! that travel as `Err` until the rescue step (`tower-openai-rescue`, or [`ErrorResponse::from_error`]) turns them into responses.
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
@@ -42,6 +42,27 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
+    /// The response an error should become: a [`BodyTimedOut`](crate::timer::BodyTimedOut)
+    /// or an [`UpstreamError`] anywhere in its source chain is answered as such (and logged);
+    /// anything else is a 500 that says nothing of its cause (which is logged).
+    pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Self {
+        // A streamed request body that missed its deadline failed the upstream call: the
+        // caller's fault, told as such.
+        if let Some(timed_out) = find_cause::<crate::timer::BodyTimedOut>(err) {
+            return timed_out.to_response();
+        }
+        match find_cause::<UpstreamError>(err) {
+            Some(upstream) => {
+                tracing::warn!(error = %upstream, cause = ?std::error::Error::source(upstream).map(ToString::to_string), "upstream failure");
+                upstream.to_response()
+            }
+            None => {
+                tracing::error!(error = %err, "request failed");
+                ErrorResponse::internal("The gateway could not complete the request")
+            }
+        }
+    }
+
     /// An error with this status and message; the `type` is chosen from the status the way
     /// OpenAI's API does (`invalid_request_error` for 4xx, `server_error` for 5xx, …).
     pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
@@ -220,7 +241,7 @@ impl UpstreamErrorKind {
     }
 }
 
-/// Set by [`Rescue`](crate::rescue::Rescue) in the extensions of the response it made from an
+/// Set by `Rescue` (`tower-openai-rescue`) in the extensions of the response it made from an
 /// [`UpstreamError`], so a layer above (metrics) can count upstream failures by kind and
 /// connection without parsing the error body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,7 +254,7 @@ pub struct UpstreamFailure {
 
 /// A transport failure on the way to or from an upstream connection.
 ///
-/// The upstream service returns it as `Err`; [`Rescue`](crate::rescue::Rescue) turns it into a
+/// The upstream service returns it as `Err`; `Rescue` (`tower-openai-rescue`) turns it into a
 /// 502 or 504 response. Its message names the connection by index, never by URL or key.
 #[derive(Debug)]
 pub struct UpstreamError {

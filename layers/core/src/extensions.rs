@@ -9,7 +9,7 @@
 //! | [`ApiRoute`] | policy | the payload collector, ratelimit, acl, select, group, usage |
 //! | [`MeterUsage`] | ratelimit (a caller with a token limit) | usage |
 //! | [`SettingsSnapshot`] | [`LoadSettings`](crate::LoadSettings); models, for a list fetch | acl, models, select, group, headers |
-//! | [`Payload`](crate::Payload), [`Form`](crate::payload::Form) | [`CollectPayload`](crate::payload::CollectPayload) | every layer that reads the body; upstream sends it |
+//! | [`Payload`](crate::Payload), [`Form`](crate::payload::Form) | `CollectPayload` (`tower-openai-collect`) | every layer that reads the body; upstream sends it |
 //! | [`ListFilter`] | acl | models (filters the listed models per request) |
 //! | [`SelectedConnection`] | select; group, per attempt; models, for a list fetch | usage, reasoning, azure, auth, headers, upstream |
 //! | [`RequestedModel`] | select; group, per attempt | group, usage, headers |

@@ -18,7 +18,6 @@
 //!   catalog may fetch through.
 //! - [`shutdown`]: the [`ShutdownSignal`] that ends open streams at the end of a server's
 //!   grace period.
-//! - [`rescue`]: the one step that turns transport errors into 502/504 responses.
 //! - [`load_settings`]: the step that loads the settings snapshot for a request.
 //! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes
 //!   with, implemented by the models layer's catalog.
@@ -33,7 +32,6 @@ pub mod future;
 pub mod load_settings;
 pub mod payload;
 pub mod report;
-pub mod rescue;
 pub mod routing;
 pub mod settings;
 pub mod shutdown;
@@ -48,7 +46,6 @@ pub use crate::extensions::{
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
 pub use crate::report::{Ending, EndingReport, Usage, UsageReport};
-pub use crate::rescue::{Rescue, RescueLayer};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
 pub use crate::shutdown::ShutdownSignal;
 

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::Value;
-use tower_openai_core::rescue::error_to_response;
 use tower_openai_core::{ErrorResponse, ListFilter, ResponseBody, Settings, SettingsSnapshot};
 use tower_service::Service;
 
@@ -240,12 +239,12 @@ async fn fetch(
     let res = catalog
         .fetch_models(settings, connection)
         .await
-        .map_err(|e| error_to_response(&*e))?;
+        .map_err(|e| ErrorResponse::from_error(&*e))?;
     let status = res.status();
     let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
     let body = read_body(res.into_body(), catalog.max_list_bytes())
         .await
-        .map_err(|e| error_to_response(&*e))?;
+        .map_err(|e| ErrorResponse::from_error(&*e))?;
     Ok((status, content_type, body))
 }
 

@@ -77,7 +77,7 @@ impl fmt::Display for Outcome {
 /// `gen_ai.response.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`,
 /// `server.address`, `http.response.status_code`, `outcome` and `otel.status_code`.
 ///
-/// Stack it near the top (above [`Rescue`](tower_openai_core::Rescue): it reports responses,
+/// Stack it near the top (above `Rescue` (`tower-openai-rescue`): it reports responses,
 /// and the Rescue layer makes transport errors responses), below the layer that sets
 /// `x-request-id` (which it logs) and the one that identifies the caller.
 #[derive(Clone, Debug)]

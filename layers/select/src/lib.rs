@@ -36,7 +36,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_openai_core::payload::CollectPayloadLayer;
+//! use tower_openai_collect::CollectPayloadLayer;
 //! use tower_openai_core::routing::StaticRoutes;
 //! use tower_openai_core::{Body, LoadSettingsLayer, Payload, SelectedConnection, SettingsHandle, SettingsSource};
 //! use tower_openai_select::SelectLayer;

@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_openai_core::payload::CollectPayloadLayer;
+use tower_openai_collect::CollectPayloadLayer;
 use tower_openai_core::routing::{ModelRoutes, Route, StaticRoutes};
 use tower_openai_core::{
     Body, LoadSettingsLayer, Payload, RequestedModel, SelectedConnection, Settings, SettingsHandle,

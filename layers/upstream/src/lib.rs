@@ -36,7 +36,7 @@
 //!   in the middle of an SSE stream ends it with a final `data: {"error": …}` event.
 //! - **Errors**: transport failures are returned as `Err` holding an
 //!   [`UpstreamError`](tower_openai_core::error::UpstreamError) (connect → 502, timeout →
-//!   504 once [`Rescue`](tower_openai_core::Rescue) turns them into responses). Upstream
+//!   504 once `Rescue` (`tower-openai-rescue`) turns them into responses). Upstream
 //!   error responses pass through with their own status and body.
 //!
 //! # Extensions
@@ -51,7 +51,8 @@
 //! use http::{Request, StatusCode};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_openai_core::{RescueLayer, SelectedConnection, Settings};
+//! use tower_openai_core::{SelectedConnection, Settings};
+//! use tower_openai_rescue::RescueLayer;
 //! use tower_openai_test_util::MockUpstream;
 //! use tower_openai_upstream::Upstream;
 //!
@@ -84,7 +85,7 @@ pub use crate::headers::{HeaderNotAllowed, UPSTREAM_REQUEST_ID};
 pub use crate::service::{Upstream, UpstreamBuilder};
 
 /// The stack sent a request to [`Upstream`] without selecting a connection: a layer that
-/// selects one (select, or your own) must sit above it. [`Rescue`](tower_openai_core::Rescue)
+/// selects one (select, or your own) must sit above it. `Rescue` (`tower-openai-rescue`)
 /// answers it with 500.
 #[derive(Debug, thiserror::Error)]
 #[error("no upstream connection was selected for the request")]

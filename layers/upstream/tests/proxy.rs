@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_openai_core::{RescueLayer, SelectedConnection, Settings};
+use tower_openai_core::{SelectedConnection, Settings};
+use tower_openai_rescue::RescueLayer;
 use tower_openai_test_util::{MockUpstream, RecordingProxy};
 use tower_openai_upstream::Upstream;
 

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_openai_core::extensions::HeaderStep;
 use tower_openai_core::{
-    Payload, RequestTimeout, RescueLayer, ResponseBody, SelectedConnection, Settings,
-    SettingsSource, UpstreamHeaders,
+    Payload, RequestTimeout, ResponseBody, SelectedConnection, Settings, SettingsSource,
+    UpstreamHeaders,
 };
+use tower_openai_rescue::RescueLayer;
 use tower_openai_test_util::{MockUpstream, Reply, Sse};
 use tower_openai_upstream::{ResponseBody as UpstreamBody, Upstream};
 

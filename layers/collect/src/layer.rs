@@ -4,7 +4,7 @@ use tower_layer::Layer;
 
 use super::CollectPayload;
 use super::budget::BufferBudget;
-use crate::timer::BodyTimeouts;
+use tower_openai_core::timer::BodyTimeouts;
 
 /// The default body limit, 64 MiB (the gateway's `--max-body-bytes` default).
 pub const DEFAULT_LIMIT: usize = 64 * 1024 * 1024;
@@ -21,7 +21,7 @@ pub(super) const DEFAULT_TIMEOUTS: BodyTimeouts = BodyTimeouts {
     total: Some(DEFAULT_TOTAL_TIMEOUT),
 };
 
-/// Collects JSON request bodies into a [`Payload`](super::Payload) under a size limit.
+/// Collects JSON request bodies into a [`Payload`](tower_openai_core::Payload) under a size limit.
 ///
 /// See the [module docs](super).
 #[derive(Clone, Debug)]

@@ -12,8 +12,8 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
-use crate::BoxError;
-use crate::error::ErrorResponse;
+use tower_openai_core::BoxError;
+use tower_openai_core::ErrorResponse;
 
 /// The default cap on all buffered bodies together, 512 MiB
 /// (`GATEWAY_MAX_BUFFERED_BYTES`).
@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_BUFFERED_PER_USER: usize = 128 << 20;
 const MAX_USERS: usize = 100_000;
 
 /// How many bytes of request bodies the collector may hold at once: in all, and per user
-/// (the request's [`User`](crate::User); requests without one count in all only).
+/// (the request's [`User`](tower_openai_core::User); requests without one count in all only).
 ///
 /// Bytes are counted as they arrive and released when the body has been handed on (or
 /// dropped). A body whose next bytes would cross a cap is refused with 503

@@ -1,4 +1,4 @@
-//! Turn transport failures into OpenAI-shaped responses, once, near the top of a stack.
+//! Rescue: turn transport failures into OpenAI-shaped responses, once, near the top of a stack.
 //!
 //! Layers answer rejections themselves; only transport failures travel as `Err` (Open WebUI rule
 //! principle "rejections are responses"). [`RescueLayer`] catches them: an
@@ -11,7 +11,8 @@
 //! ```
 //! use http::{Request, Response, StatusCode};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_openai_core::{BoxError, RescueLayer, error::UpstreamError};
+//! use tower_openai_core::{BoxError, error::UpstreamError};
+//! use tower_openai_rescue::RescueLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let svc = ServiceBuilder::new()
@@ -36,10 +37,12 @@ use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
-use crate::error::{BoxError, ErrorResponse, UpstreamError, UpstreamFailure, find_cause};
+use tower_openai_core::body::ResponseBody;
+use tower_openai_core::error::{
+    BoxError, ErrorResponse, UpstreamError, UpstreamFailure, find_cause,
+};
 
-/// Turns errors into responses. See the [module docs](self).
+/// Turns errors into responses. See the [crate docs](crate).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RescueLayer {
     _priv: (),
@@ -60,7 +63,7 @@ impl<S> Layer<S> for RescueLayer {
     }
 }
 
-/// Turns errors into responses. See the [module docs](self).
+/// Turns errors into responses. See the [crate docs](crate).
 #[derive(Debug)]
 pub struct Rescue<S> {
     inner: S,
@@ -89,26 +92,7 @@ impl<S> Rescue<S> {
         RescueLayer::new()
     }
 
-    crate::define_inner_service_accessors!();
-}
-
-/// The response an error should become.
-pub fn error_to_response(err: &(dyn std::error::Error + 'static)) -> ErrorResponse {
-    // A streamed request body that missed its deadline failed the upstream call: the
-    // caller's fault, told as such.
-    if let Some(timed_out) = find_cause::<crate::timer::BodyTimedOut>(err) {
-        return timed_out.to_response();
-    }
-    match find_cause::<UpstreamError>(err) {
-        Some(upstream) => {
-            tracing::warn!(error = %upstream, cause = ?std::error::Error::source(upstream).map(ToString::to_string), "upstream failure");
-            upstream.to_response()
-        }
-        None => {
-            tracing::error!(error = %err, "request failed");
-            ErrorResponse::internal("The gateway could not complete the request")
-        }
-    }
+    tower_openai_core::define_inner_service_accessors!();
 }
 
 impl<S, Req, ResBody> Service<Req> for Rescue<S>
@@ -185,7 +169,7 @@ where
                     kind: e.kind(),
                     connection: e.connection(),
                 });
-                let mut res = ResponseBody::rejected(error_to_response(&*err));
+                let mut res = ResponseBody::rejected(ErrorResponse::from_error(&*err));
                 if let Some(failure) = failure {
                     res.extensions_mut().insert(failure);
                 }

@@ -15,14 +15,14 @@ use tower_service::Service;
 use super::budget::{Budgeted, Overloaded};
 use super::prefixed::Prefixed;
 use super::service::{Reading, Spare, admit};
-use crate::body::{Body, ResponseBody};
-use crate::error::{BoxError, ErrorResponse, find_cause};
-use crate::timer::{BodyTimedOut, TimeoutBody};
+use tower_openai_core::body::{Body, ResponseBody};
+use tower_openai_core::error::{BoxError, ErrorResponse, find_cause};
+use tower_openai_core::timer::{BodyTimedOut, TimeoutBody};
 
 /// The caller's body as the collector reads it: timed, and counted against the budget.
 pub(super) type Watched<B> = Budgeted<TimeoutBody<B>>;
 
-/// Response future of [`CollectPayload`](super::CollectPayload).
+/// Response future of [`CollectPayload`](crate::CollectPayload).
 #[pin_project]
 pub struct ResponseFuture<S, B>
 where

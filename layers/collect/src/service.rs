@@ -6,13 +6,14 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use tower_service::Service;
 
 use super::budget::{Budgeted, BufferBudget};
-use super::{CollectPayloadLayer, Form, Payload, ResponseFuture};
-use crate::body::{Body, ResponseBody};
-use crate::error::{BoxError, ErrorResponse};
-use crate::extensions::{ApiRoute, RouteKind, User};
-use crate::timer::{BodyTimeouts, SleepSlot, TimeoutBody};
+use crate::{CollectPayloadLayer, ResponseFuture};
+use tower_openai_core::body::{Body, ResponseBody};
+use tower_openai_core::error::{BoxError, ErrorResponse};
+use tower_openai_core::extensions::{ApiRoute, RouteKind, User};
+use tower_openai_core::payload::{Form, Payload};
+use tower_openai_core::timer::{BodyTimeouts, SleepSlot, TimeoutBody};
 
-/// Collects JSON request bodies into a [`Payload`](super::Payload).
+/// Collects JSON request bodies into a [`Payload`](tower_openai_core::Payload).
 ///
 /// See the [module docs](super).
 ///
@@ -49,8 +50,8 @@ impl<S: Clone> Clone for CollectPayload<S> {
 
 impl<S> CollectPayload<S> {
     /// Wrap `inner`, refusing bodies over `limit` bytes, bodies that send nothing for
-    /// [`DEFAULT_READ_TIMEOUT`](super::DEFAULT_READ_TIMEOUT) and bodies not complete within
-    /// [`DEFAULT_TOTAL_TIMEOUT`](super::DEFAULT_TOTAL_TIMEOUT); no buffer budget.
+    /// [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT) and bodies not complete within
+    /// [`DEFAULT_TOTAL_TIMEOUT`](crate::DEFAULT_TOTAL_TIMEOUT); no buffer budget.
     pub fn new(inner: S, limit: usize) -> Self {
         Self {
             inner,
@@ -86,7 +87,7 @@ impl<S> CollectPayload<S> {
         CollectPayloadLayer::new(limit)
     }
 
-    crate::define_inner_service_accessors!();
+    tower_openai_core::define_inner_service_accessors!();
 }
 
 impl<S, B, ResBody> Service<Request<B>> for CollectPayload<S>
@@ -364,11 +365,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Payload;
     use http::StatusCode;
     use http_body_util::{BodyExt, Full, StreamBody};
     use std::convert::Infallible;
     use tower::{ServiceExt, service_fn};
+    use tower_openai_core::Payload;
 
     async fn echo_upstream(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
         let (parts, body) = req.into_parts();
@@ -692,7 +693,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_past_the_buffer_budget_are_503_and_their_bytes_are_freed() {
-        use crate::payload::BufferBudget;
+        use crate::BufferBudget;
         let budget = BufferBudget::new(100, 70);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
         let held = StreamBody::new(futures_util::stream::poll_fn({
@@ -765,7 +766,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(start.elapsed(), super::super::DEFAULT_TOTAL_TIMEOUT);
+        assert_eq!(start.elapsed(), crate::DEFAULT_TOTAL_TIMEOUT);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
-use crate::BoxError;
+use tower_openai_core::BoxError;
 
 /// A body whose first frames were read already (to see what it holds): they come first,
 /// then whatever is left of the body.
