@@ -13,6 +13,7 @@ use tower_openai_core::settings::ConfigError;
 use super::cli::Args;
 
 pub(crate) mod file;
+pub(crate) mod openwebui;
 
 use self::file::{FileConfig, models_from, users_from};
 
@@ -465,7 +466,7 @@ impl GatewayConfig {
             env("ENABLE_PERSISTENT_CONFIG").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
 
         let file_settings = file.openai.unwrap_or_default().into_source(&in_file)?;
-        let settings = SettingsSource::from_env(env)?.or(file_settings);
+        let settings = openwebui::settings_from_env(env)?.or(file_settings);
         let users = users_from(file.users, &in_file)?;
         let rate_limit = file.rate_limit.map(|l| l.limits()).unwrap_or_default();
         let models = models_from(file.models, &in_file)?;

@@ -1,8 +1,9 @@
-//! Connection settings: Open WebUI's `OPENAI_API_*` variables, parsed by its rules (Open WebUI rules (docs/rules.md),
-//! C-1 … C-8), validated once, and published as an immutable snapshot.
+//! Connection settings: the connections' URLs, keys and configs, resolved by Open WebUI's
+//! rules (C-4 … C-8; the gateway reads its environment, C-1 … C-3), validated once, and
+//! published as an immutable snapshot.
 //!
-//! - [`SettingsSource`] holds what one source (the environment, a TOML file, an admin update)
-//!   says; sources are layered with [`SettingsSource::or`] and turned into [`Settings`] by
+//! - [`SettingsSource`] holds what one source (the environment, a TOML file, an admin update,
+//!   your own code) says; sources are layered with [`SettingsSource::or`] and turned into [`Settings`] by
 //!   [`SettingsSource::build`], which validates everything (URLs, per-connection config
 //!   types, header names and values) and fails with a [`ConfigError`] naming the variable.
 //! - [`Settings`] is the validated snapshot; each [`Connection`] in it carries its URL, key
@@ -11,7 +12,6 @@
 //!   it once and keeps it to the end, an update swaps it atomically.
 
 mod connection;
-mod env;
 mod handle;
 
 use std::fmt;
@@ -21,7 +21,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub use self::connection::{ApiKey, AuthType, BaseUrl, Connection, ConnectionConfig};
-pub use self::env::{base_urls_from_env, fit_keys, keys_from_env, lookup_config};
 pub use self::handle::SettingsHandle;
 
 /// The default upstream, used where Open WebUI uses it (C-1, C-2).
@@ -116,12 +115,6 @@ impl fmt::Debug for SettingsSource {
 }
 
 impl SettingsSource {
-    /// What the environment says, read through `lookup` (e.g. `|k| std::env::var(k).ok()`).
-    /// See [C-1 … C-3](self) for the rules; a value that does not parse is an error.
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        env::from_env(&lookup)
-    }
-
     /// `self`, with what it does not say taken from `lower`.
     pub fn or(self, lower: SettingsSource) -> SettingsSource {
         SettingsSource {
@@ -356,5 +349,19 @@ impl fmt::Debug for Settings {
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// C-5: truncate extra keys, pad missing ones with `""`.
+fn fit_keys(keys: &mut Vec<ApiKey>, urls: usize) {
+    keys.resize(urls, ApiKey::default());
+}
+
+/// C-8: connection `index`'s config, looked up by `"index"` first, then by its URL.
+fn lookup_config<'a>(
+    configs: &'a Map<String, Value>,
+    index: usize,
+    url: &str,
+) -> Option<(&'a str, &'a Value)> {
+    configs
+        .get_key_value(index.to_string().as_str())
+        .or_else(|| configs.get_key_value(url))
+        .map(|(k, v)| (k.as_str(), v))
+}

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use tower_openai_core::settings::*;
+use tower_openai_core::{Settings, SettingsSource};
+
 use super::*;
 
 fn env(vars: &[(&str, &str)]) -> Result<SettingsSource, ConfigError> {
@@ -12,7 +15,7 @@ fn env(vars: &[(&str, &str)]) -> Result<SettingsSource, ConfigError> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    SettingsSource::from_env(move |k| map.get(k).cloned())
+    settings_from_env(move |k| map.get(k).cloned())
 }
 
 fn build(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -499,7 +502,7 @@ fn a_key_that_cannot_be_a_header_names_its_position_not_its_value() {
 
 #[test]
 fn a_base_url_makes_its_host_header_once_without_default_ports_or_user_info() {
-    use crate::settings::connection::BaseUrl;
+    use tower_openai_core::settings::BaseUrl;
     for (url, host) in [
         ("http://127.0.0.1:8000/v1", "127.0.0.1:8000"),
         ("https://api.openai.com/v1", "api.openai.com"),

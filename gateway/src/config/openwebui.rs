@@ -1,10 +1,17 @@
-//! Open WebUI's environment rules (C-1 … C-3, C-5, C-8).
+//! Open WebUI's environment (C-1 … C-3): `OPENAI_API_*`, `AIOHTTP_CLIENT_*`,
+//! `MODELS_CACHE_TTL` and the flags, read into a [`SettingsSource`] the way Open WebUI reads
+//! them. Resolving the sources into settings (C-4 … C-8) is core's
+//! ([`SettingsSource::build`]).
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{ApiKey, ConfigError, DEFAULT_BASE_URL, SettingsSource};
+use tower_openai_core::SettingsSource;
+use tower_openai_core::settings::{ApiKey, ConfigError, DEFAULT_BASE_URL};
+
+#[cfg(test)]
+mod tests;
 
 /// C-1/C-2: the URL list from `OPENAI_API_BASE_URLS`, falling back to `OPENAI_API_BASE_URL`.
 ///
@@ -12,7 +19,7 @@ use super::{ApiKey, ConfigError, DEFAULT_BASE_URL, SettingsSource};
 /// - The list (or the single URL) is split on `;`; an exactly empty piece becomes the
 ///   default URL, every other piece is whitespace-trimmed (so a blank piece becomes `""`),
 ///   and trailing slashes of list entries are kept.
-pub fn base_urls_from_env(list: Option<&str>, single: Option<&str>) -> Vec<String> {
+pub(crate) fn base_urls_from_env(list: Option<&str>, single: Option<&str>) -> Vec<String> {
     let single = match single.unwrap_or("") {
         "" => DEFAULT_BASE_URL.to_owned(),
         s => s.strip_suffix('/').unwrap_or(s).to_owned(),
@@ -31,29 +38,12 @@ pub fn base_urls_from_env(list: Option<&str>, single: Option<&str>) -> Vec<Strin
 
 /// C-1/C-3: the key list from `OPENAI_API_KEYS`, falling back to `OPENAI_API_KEY`; split on
 /// `;` (so a single key containing `;` becomes several), each piece trimmed.
-pub fn keys_from_env(list: Option<&str>, single: Option<&str>) -> Vec<ApiKey> {
+pub(crate) fn keys_from_env(list: Option<&str>, single: Option<&str>) -> Vec<ApiKey> {
     let list = match list.unwrap_or("") {
         "" => single.unwrap_or(""),
         l => l,
     };
     list.split(';').map(|k| ApiKey::new(k.trim())).collect()
-}
-
-/// C-5: truncate extra keys, pad missing ones with `""`.
-pub fn fit_keys(keys: &mut Vec<ApiKey>, urls: usize) {
-    keys.resize(urls, ApiKey::default());
-}
-
-/// C-8: connection `index`'s config, looked up by `"index"` first, then by its URL.
-pub fn lookup_config<'a>(
-    configs: &'a Map<String, Value>,
-    index: usize,
-    url: &str,
-) -> Option<(&'a str, &'a Value)> {
-    configs
-        .get_key_value(index.to_string().as_str())
-        .or_else(|| configs.get_key_value(url))
-        .map(|(k, v)| (k.as_str(), v))
 }
 
 fn flag(value: &str) -> bool {
@@ -93,8 +83,10 @@ fn ttl(value: &str) -> Result<Option<Duration>, ConfigError> {
         })
 }
 
-pub(super) fn from_env(
-    lookup: &dyn Fn(&str) -> Option<String>,
+/// What the environment says, read through `lookup` (e.g. `|k| std::env::var(k).ok()`); a
+/// value that does not parse is an error naming its variable.
+pub(crate) fn settings_from_env(
+    lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<SettingsSource, ConfigError> {
     // An empty variable is treated as unset where Open WebUI falls back (URLs, keys), so that
     // `OPENAI_API_BASE_URLS=` in a compose file does not override the TOML file.
