@@ -9,8 +9,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tower::ServiceExt;
+use tower_openai_auth::AuthType;
 use tower_openai_core::body::{ReadError, read_capped};
-use tower_openai_core::settings::AuthType;
 use tower_openai_core::timer::BodyTimedOut;
 use tower_openai_core::{
     Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection, Settings, SettingsHandle,
@@ -283,7 +283,7 @@ impl Admin {
             keys: form.keys,
             configs,
         };
-        let settings = match persisted.apply(current.to_source()).build() {
+        let settings = match crate::stack::settings(persisted.apply(current.to_source())) {
             Ok(s) => s,
             Err(e) => {
                 return error(ErrorResponse::bad_request(e.to_string()).with_code("invalid_value"));
@@ -341,7 +341,7 @@ impl Admin {
             return;
         }
         let current = self.inner.settings.load();
-        let settings = match persisted.apply(current.to_source()).build() {
+        let settings = match crate::stack::settings(persisted.apply(current.to_source())) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(%version, error = %e, "the shared settings are not valid here; kept the current ones");
@@ -423,7 +423,7 @@ impl Admin {
         source.keys = Some(vec![tower_openai_core::settings::ApiKey::new(key)]);
         source.configs = Some(Map::from_iter([("0".to_owned(), config)]));
         source.enable = Some(true);
-        let settings = match source.build() {
+        let settings = match crate::stack::settings(source) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 return error(ErrorResponse::bad_request(e.to_string()).with_code("invalid_value"));

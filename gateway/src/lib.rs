@@ -136,7 +136,7 @@ impl Gateway {
         } else {
             None
         };
-        let settings = SettingsHandle::new(config.settings.clone().build()?);
+        let settings = SettingsHandle::new(stack::settings(config.settings.clone())?);
         let serve_options = server::ServeOptions::new(config.limits.clone(), config.shutdown_grace);
         let mut upstream = Upstream::builder().shutdown(serve_options.cut.clone());
         for (host, ip) in &config.resolve {

@@ -36,6 +36,20 @@ use super::identity::Identify;
 use super::router::Router;
 use super::security::CorsOrigins;
 use super::telemetry::{self, REQUEST_SPAN_TARGET};
+use tower_openai_core::settings::{ConfigError, Settings, SettingsSource};
+
+/// Settings from `source`, with every stacked layer's section of each connection's config
+/// checked (auth's `auth_type` and `entra_scope`, azure's `api_version`, the headers layer's
+/// `headers`, group's `weight` and `priority`): a config the layers cannot use is refused when
+/// it is loaded or updated, naming the member, never met by a request.
+pub(crate) fn settings(source: SettingsSource) -> Result<Settings, ConfigError> {
+    let settings = source.build()?;
+    settings.check::<tower_openai_auth::AuthOptions>()?;
+    settings.check::<tower_openai_azure::AzureOptions>()?;
+    settings.check::<tower_openai_headers::ConnectionHeaders>()?;
+    settings.check::<tower_openai_group::GroupOptions>()?;
+    Ok(settings)
+}
 
 /// The gateway as one type-erased service: what hyper serves and what tests drive.
 pub type App = BoxCloneSyncService<Request<Body>, Response<BoxBody>, Infallible>;

@@ -24,6 +24,13 @@
 //! [`oauth`] for registering sessions. Header values for keys are prepared once per settings
 //! snapshot; the bearer path allocates nothing.
 //!
+//! # Connection options
+//! [`AuthOptions`]: `auth_type` (`bearer`, `none`, `session`, `system_oauth`, `azure_ad`,
+//! `microsoft_entra_id`) and `entra_scope`, read through
+//! [`Connection::options`](tower_openai_core::Connection::options). Check them when the
+//! settings load with `settings.check::<AuthOptions>()`; a connection whose section does not
+//! parse is answered 500, naming the member, and nothing is sent.
+//!
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection);
 //! - writes [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders).
@@ -65,6 +72,7 @@ pub mod entra;
 mod http;
 mod layer;
 pub mod oauth;
+mod options;
 mod service;
 mod token;
 
@@ -74,6 +82,7 @@ tower_openai_core::deferred_response_future! {
 }
 pub use crate::layer::AuthLayer;
 pub use crate::oauth::{InMemorySessions, OAuthSession, SessionTokens};
+pub use crate::options::{AuthOptions, AuthType};
 pub use crate::service::{Auth, OAUTH_SESSION_COOKIE};
 pub use crate::token::{
     AccessToken, DEFAULT_REFRESH_MARGIN, MAX_TOKEN_LIFETIME, TokenError, TokenFuture, TokenLookup,

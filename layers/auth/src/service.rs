@@ -7,13 +7,13 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
 use tower_openai_core::future::Deferred;
-use tower_openai_core::settings::AuthType;
 use tower_openai_core::{Connection, ErrorResponse, ResponseBody, SelectedConnection};
 use tower_service::Service;
 
 use crate::entra::{COGNITIVE_SERVICES_SCOPE, EntraTokens};
 use crate::layer::AuthLayer;
 use crate::oauth::SessionTokens;
+use crate::options::{AuthOptions, AuthType};
 use crate::token::TokenLookup;
 
 /// The cookie that names a caller's OAuth session (rule A-4).
@@ -108,8 +108,14 @@ impl<S> Auth<S> {
         headers: &mut UpstreamHeaders,
     ) -> Result<Option<PendingAuth>, ErrorResponse> {
         let config = connection.config();
+        let options: &AuthOptions = connection.options().map_err(|e| {
+            ErrorResponse::internal(format!(
+                "Upstream connection {} has a config the gateway cannot use: {e}",
+                connection.index()
+            ))
+        })?;
         let mut pending = None;
-        match config.auth_type {
+        match options.auth_type {
             // the connection's key, when there is one.
             AuthType::Bearer => {
                 if let Some(v) = connection.bearer() {
@@ -172,7 +178,7 @@ impl<S> Auth<S> {
                         "no Entra ID credential is configured",
                     ));
                 };
-                let scope = config
+                let scope = options
                     .entra_scope
                     .as_deref()
                     .unwrap_or(COGNITIVE_SERVICES_SCOPE);
@@ -199,11 +205,10 @@ impl<S> Auth<S> {
                     }
                 }
             }
-            _ => {}
         }
         // Azure connections also get `api-key`, unless they use Entra ID.
         if config.azure
-            && !config.auth_type.is_entra_id()
+            && !options.auth_type.is_entra_id()
             && let Some(v) = connection.api_key_header()
         {
             headers.insert(HeaderStep::Azure, "api-key", v.clone());

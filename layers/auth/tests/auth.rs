@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_openai_auth::entra::ClientSecret;
-use tower_openai_auth::{AuthLayer, EntraTokens, InMemorySessions, OAuthSession};
+use tower_openai_auth::{AuthLayer, AuthOptions, EntraTokens, InMemorySessions, OAuthSession};
 use tower_openai_core::client::HttpClient;
 use tower_openai_core::settings::ApiKey;
 use tower_openai_core::{SelectedConnection, Settings, SettingsSource, UpstreamHeaders};
@@ -148,16 +148,28 @@ async fn a3_session_forwards_the_callers_bearer_and_cookies() {
     }
 }
 
+/// A6: an unknown `auth_type` is refused where the settings are checked (naming the member),
+/// and a connection that was never checked is answered 500 without calling the service: no
+/// request leaves without the credentials its config asks for.
 #[tokio::test]
 async fn a6_unknown_auth_types_never_load() {
+    let settings = connection("k", json!({"auth_type": "kerberos"}));
+    let err = settings.check::<AuthOptions>().unwrap_err();
     assert!(
-        SettingsSource {
-            configs: json!({"0": {"auth_type": "kerberos"}}).as_object().cloned(),
-            ..Default::default()
-        }
-        .build()
-        .is_err()
+        err.field()
+            .starts_with("OPENAI_API_CONFIGS[\"0\"].auth_type "),
+        "{err}"
     );
+    let (status, body) = run(AuthLayer::new(), &settings, &[]).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("auth_type must be one of"),
+        "{body}"
+    );
+    assert!(body.get("authorization").is_none());
 }
 
 #[tokio::test]

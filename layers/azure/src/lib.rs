@@ -19,6 +19,12 @@
 //!   **compared as dates** (Open WebUI compares strings, so `2024-09-01` loses it). Other
 //!   endpoints keep their own members (an embeddings body keeps `input`).
 //!
+//! # Connection options
+//! [`AzureOptions`]: `api_version` (besides core's `azure`), read through
+//! [`Connection::options`](tower_openai_core::Connection::options); check them when the
+//! settings load with `settings.check::<AzureOptions>()` (an unchecked bad section is
+//! answered 500, naming the member).
+//!
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection),
 //!   [`Payload`](tower_openai_core::Payload) and
@@ -57,10 +63,12 @@
 //! ```
 
 mod layer;
+mod options;
 mod rewrite;
 mod service;
 
 pub use crate::layer::AzureLayer;
+pub use crate::options::AzureOptions;
 pub use crate::rewrite::{
     CHAT_ALLOWLIST, DEFAULT_API_VERSION, STREAM_OPTIONS_SINCE, api_version, chat_payload,
     compare_versions, deployment_segment,

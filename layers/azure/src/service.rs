@@ -7,6 +7,7 @@ use tower_openai_core::payload::Form;
 use tower_openai_core::{ApiRoute, ErrorResponse, Payload, ResponseBody, SelectedConnection};
 use tower_service::Service;
 
+use crate::AzureOptions;
 use crate::layer::AzureLayer;
 use crate::rewrite::{api_version, chat_payload, deployment_segment};
 
@@ -61,7 +62,13 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
     if !config.azure {
         return Ok(());
     }
-    let version = api_version(config.api_version.as_deref()).to_owned();
+    let options: &AzureOptions = connection.options().map_err(|e| {
+        ErrorResponse::internal(format!(
+            "Upstream connection {} has a config the gateway cannot use: {e}",
+            connection.index()
+        ))
+    })?;
+    let version = api_version(options.api_version.as_deref()).to_owned();
     let path = req.uri().path().to_owned();
     let is_chat = ApiRoute::of(req) == Some(ApiRoute::ChatCompletions);
     // The deployment comes from the model the layers above checked: the JSON `model`, or

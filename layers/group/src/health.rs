@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use tower_openai_core::Connection;
 
+use crate::GroupOptions;
+
 /// How fast the latency estimate decays with time, in ms, as `tower::load::PeakEwma`'s does:
 /// a slow answer is taken at once ("peak"), and forgotten over about this long, whether or
 /// not the connection is used meanwhile (a connection avoided after one slow answer must
@@ -97,6 +99,26 @@ impl HealthMap {
 pub(crate) struct Candidate {
     pub(crate) connection: Arc<Connection>,
     pub(crate) health: Arc<Health>,
+    pub(crate) options: GroupOptions,
+}
+
+impl Candidate {
+    pub(crate) fn new(connection: Arc<Connection>, health: Arc<Health>) -> Self {
+        // A config that does not parse was refused when it was loaded
+        // (`Settings::check::<GroupOptions>`); one that got past that counts as the default.
+        let options = match connection.options::<GroupOptions>() {
+            Ok(options) => *options,
+            Err(e) => {
+                tracing::error!(connection = connection.index(), error = %e, "group options ignored");
+                GroupOptions::default()
+            }
+        };
+        Self {
+            connection,
+            health,
+            options,
+        }
+    }
 }
 
 /// What a pick decided.
@@ -241,15 +263,12 @@ pub(crate) fn pick(
     now: u64,
     mut random: impl FnMut() -> f64,
 ) -> Option<Pick> {
-    let mut tiers: Vec<i64> = candidates
-        .iter()
-        .map(|c| c.connection.config().priority)
-        .collect();
+    let mut tiers: Vec<i64> = candidates.iter().map(|c| c.options.priority).collect();
     tiers.sort_unstable();
     tiers.dedup();
     for tier in tiers {
         let members: Vec<usize> = (0..candidates.len())
-            .filter(|&i| candidates[i].connection.config().priority == tier)
+            .filter(|&i| candidates[i].options.priority == tier)
             .collect();
         // A connection back from its cooldown is probed before traffic returns to it.
         for &i in &members {
@@ -270,7 +289,7 @@ pub(crate) fn pick(
         if ready.is_empty() {
             continue;
         }
-        let weight = |i: usize| candidates[i].connection.config().weight;
+        let weight = |i: usize| candidates[i].options.weight;
         let first = weighted(&ready, &weight, random());
         let second = weighted(&ready, &weight, random());
         let (a, b) = (
@@ -325,10 +344,7 @@ mod tests {
         let list = settings
             .connections()
             .iter()
-            .map(|c| Candidate {
-                connection: c.clone(),
-                health: map.of(c),
-            })
+            .map(|c| Candidate::new(c.clone(), map.of(c)))
             .collect();
         (map, list)
     }

@@ -33,6 +33,11 @@
 //!   least [`GroupPolicy::retry_min_per_sec`] a second), so a failing group cannot multiply
 //!   the load on its upstreams.
 //!
+//! `weight` and `priority` are this layer's section of a connection's config,
+//! [`GroupOptions`], read through [`Connection::options`](tower_openai_core::Connection::options);
+//! check them when the settings load with `settings.check::<GroupOptions>()` (an unchecked bad
+//! section counts as the defaults, and logs an error).
+//!
 //! The state (load, latency, failures, cooldowns) is shared by every request of the process
 //! through [`Groups`], lock-free on the request path. Metrics: [`names`].
 //!
@@ -75,6 +80,8 @@
 
 mod health;
 pub mod names;
+mod options;
 mod service;
 
+pub use crate::options::GroupOptions;
 pub use crate::service::{Group, GroupLayer, GroupPolicy, Groups, ResponseFuture};

@@ -261,10 +261,7 @@ where
             .iter()
             .filter_map(|&i| settings.connection(i))
             .filter(|c| c.config().enable)
-            .map(|c| Candidate {
-                connection: c.clone(),
-                health: shared.health.of(c),
-            })
+            .map(|c| Candidate::new(c.clone(), shared.health.of(c)))
             .collect(),
         None => Vec::new(),
     };

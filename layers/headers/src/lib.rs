@@ -20,6 +20,13 @@
 //!   caller named it); a placeholder with nothing to fill becomes empty. Names and values
 //!   were validated when the settings were loaded.
 //!
+//! # Connection options
+//! [`ConnectionHeaders`]: `headers`, an object of header names to values (which may hold
+//! `{{…}}` placeholders), read through
+//! [`Connection::options`](tower_openai_core::Connection::options); check them when the
+//! settings load with `settings.check::<ConnectionHeaders>()` (an unchecked bad section sends
+//! no custom header and logs an error).
+//!
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection),
 //!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
@@ -53,9 +60,11 @@
 mod config;
 mod encode;
 mod layer;
+mod options;
 mod service;
 
 pub use crate::config::{HeaderNames, HeadersConfig};
 pub use crate::encode::encode_user_name;
 pub use crate::layer::HeadersLayer;
+pub use crate::options::ConnectionHeaders;
 pub use crate::service::Headers;

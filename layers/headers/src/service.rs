@@ -2,7 +2,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request};
 use serde_json::Value;
 use tower_openai_core::ApiRoute;
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
@@ -12,6 +12,7 @@ use tower_service::Service;
 use crate::config::HeadersConfig;
 use crate::encode::encode_user_name;
 use crate::layer::HeadersLayer;
+use crate::options::ConnectionHeaders;
 
 /// Adds attribution, user-info and per-connection headers. See the [crate docs](crate).
 #[derive(Clone, Debug)]
@@ -203,7 +204,16 @@ impl<S> Headers<S> {
                 headers.insert(HeaderStep::ChatId, &names.chat_id, id);
             }
         }
-        for (name, value) in &connection.config().headers {
+        // A config that does not parse was refused when it was loaded
+        // (`Settings::check::<ConnectionHeaders>`); one that got past that sends none.
+        let custom: &[(HeaderName, HeaderValue)] = match connection.options::<ConnectionHeaders>() {
+            Ok(options) => &options.headers,
+            Err(e) => {
+                tracing::error!(connection = connection.index(), error = %e, "custom headers not sent");
+                &[]
+            }
+        };
+        for (name, value) in custom {
             match fill(value, user, chat_id.as_deref(), model) {
                 None => headers.insert(HeaderStep::Custom, name, value.clone()),
                 Some(filled) => match HeaderValue::from_str(&filled) {

@@ -19,7 +19,7 @@ fn env(vars: &[(&str, &str)]) -> Result<SettingsSource, ConfigError> {
 }
 
 fn build(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    env(vars)?.build()
+    crate::stack::settings(env(vars)?)
 }
 
 fn keys(settings: &Settings) -> Vec<&str> {
@@ -178,26 +178,6 @@ fn c5_keys_are_padded_and_truncated_to_the_urls() {
 }
 
 #[test]
-fn group_weight_and_priority_are_checked() {
-    let c = ConnectionConfig::from_json(&json!({"weight": 2.5, "priority": -1})).unwrap();
-    assert_eq!((c.weight, c.priority), (2.5, -1));
-    let d = ConnectionConfig::from_json(&json!({})).unwrap();
-    assert_eq!((d.weight, d.priority), (1.0, 0));
-    for bad in [
-        json!({"weight": 0}),
-        json!({"weight": -1}),
-        json!({"weight": "2"}),
-        json!({"weight": 1e9}),
-        json!({"priority": 1.5}),
-        json!({"priority": "high"}),
-        json!({"priority": 10_000_000}),
-    ] {
-        let (member, _) = ConnectionConfig::from_json(&bad).unwrap_err();
-        assert!(member == "weight" || member == "priority", "{bad}");
-    }
-}
-
-#[test]
 fn c6_config_keys_and_their_defaults() {
     let absent = ConnectionConfig::from_json(&json!({})).unwrap();
     assert!(absent.enable);
@@ -205,10 +185,7 @@ fn c6_config_keys_and_their_defaults() {
     assert_eq!(absent.prefix_id, None);
     assert!(absent.tags.is_empty());
     assert_eq!(absent.connection_type, "external");
-    assert_eq!(absent.auth_type, AuthType::Bearer);
-    assert!(absent.headers.is_empty());
     assert!(!absent.azure);
-    assert_eq!(absent.api_version, None);
 
     let full = ConnectionConfig::from_json(&json!({
         "enable": false,
@@ -228,26 +205,11 @@ fn c6_config_keys_and_their_defaults() {
     assert_eq!(full.prefix_id.as_deref(), Some("az"));
     assert_eq!(full.tags, [json!({"name": "cloud"})]);
     assert_eq!(full.connection_type, "local");
-    assert!(full.auth_type.is_entra_id());
-    assert_eq!(full.headers.len(), 2);
-    assert_eq!(full.headers[1].1, "{{USER_ID}}");
     assert!(full.azure);
-    assert_eq!(full.api_version.as_deref(), Some("2024-10-21"));
-    assert_eq!(full.extra["extra_thing"], 3);
 
     // An empty prefix is no prefix; null members count as absent.
     let c = ConnectionConfig::from_json(&json!({"prefix_id": "", "tags": null})).unwrap();
     assert_eq!(c.prefix_id, None);
-    for auth in [
-        "bearer",
-        "none",
-        "session",
-        "system_oauth",
-        "azure_ad",
-        "microsoft_entra_id",
-    ] {
-        assert_eq!(AuthType::parse(auth).unwrap().as_str(), auth);
-    }
 }
 
 #[test]
@@ -269,6 +231,10 @@ fn c6_wrong_types_name_the_connection_and_member() {
             "headers.X-A",
         ),
         (json!({"0": {"azure": 1}}), "azure"),
+        (json!({"0": {"api_version": 2024}}), "api_version"),
+        (json!({"0": {"entra_scope": false}}), "entra_scope"),
+        (json!({"0": {"weight": 0}}), "weight"),
+        (json!({"0": {"priority": "high"}}), "priority"),
     ] {
         let err = env(&[("OPENAI_API_BASE_URLS", "http://a")])
             .unwrap()
@@ -277,6 +243,7 @@ fn c6_wrong_types_name_the_connection_and_member() {
                 ..Default::default()
             })
             .build()
+            .and_then(|s| crate::stack::settings(s.to_source()))
             .unwrap_err();
         assert!(
             err.field()

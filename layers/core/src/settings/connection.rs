@@ -2,8 +2,10 @@ use std::fmt;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderName, HeaderValue, Uri};
+use http::{HeaderValue, Uri};
 use serde_json::{Map, Value};
+
+use super::options::{ConnectionOptions, OptionsCache, OptionsError};
 
 /// An upstream API key. Its `Debug` never shows it; read it with [`expose`](Self::expose).
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -42,58 +44,8 @@ impl From<&str> for ApiKey {
     }
 }
 
-/// How a connection authenticates to its upstream (C-6 `auth_type`, Open WebUI rules (docs/rules.md)).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AuthType {
-    /// `Authorization: Bearer <key>` when the key is not empty. The default.
-    #[default]
-    Bearer,
-    /// No credentials.
-    None,
-    /// The caller's own bearer credential and cookies.
-    Session,
-    /// The caller's OAuth session token.
-    SystemOauth,
-    /// A Microsoft Entra ID token, spelled `azure_ad`.
-    AzureAd,
-    /// A Microsoft Entra ID token, spelled `microsoft_entra_id`.
-    MicrosoftEntraId,
-}
-
-impl AuthType {
-    /// Parse Open WebUI's spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "bearer" => Self::Bearer,
-            "none" => Self::None,
-            "session" => Self::Session,
-            "system_oauth" => Self::SystemOauth,
-            "azure_ad" => Self::AzureAd,
-            "microsoft_entra_id" => Self::MicrosoftEntraId,
-            _ => return None,
-        })
-    }
-
-    /// Open WebUI's spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Bearer => "bearer",
-            Self::None => "none",
-            Self::Session => "session",
-            Self::SystemOauth => "system_oauth",
-            Self::AzureAd => "azure_ad",
-            Self::MicrosoftEntraId => "microsoft_entra_id",
-        }
-    }
-
-    /// Whether this is Microsoft Entra ID under either name.
-    pub fn is_entra_id(&self) -> bool {
-        matches!(self, Self::AzureAd | Self::MicrosoftEntraId)
-    }
-}
-
-/// A connection's per-connection config (C-6), typed; unknown members are kept in `extra`.
+/// The members of a connection's config (C-6) that several layers read, typed. A layer's own
+/// members are its [`ConnectionOptions`](super::ConnectionOptions) section.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ConnectionConfig {
@@ -107,26 +59,8 @@ pub struct ConnectionConfig {
     pub tags: Vec<Value>,
     /// `connection_type` (default `external`).
     pub connection_type: String,
-    /// `auth_type` (default bearer).
-    pub auth_type: AuthType,
-    /// `headers`: extra upstream headers, validated as HTTP (values may hold `{{…}}`
-    /// placeholders).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// `azure`: Azure OpenAI mode.
+    /// `azure`: Azure OpenAI mode (the model list, discovery and credentials depend on it).
     pub azure: bool,
-    /// `api_version` as given (`None` when absent).
-    pub api_version: Option<String>,
-    /// `entra_scope`: the scope of Microsoft Entra ID tokens (default
-    /// `https://cognitiveservices.azure.com/.default`). Not an Open WebUI key.
-    pub entra_scope: Option<String>,
-    /// `weight` (default 1): within a model group's priority tier, this connection's share of
-    /// requests. Not an Open WebUI key.
-    pub weight: f64,
-    /// `priority` (default 0): a model group uses a higher number only while every connection
-    /// with a lower one is cooling down. Not an Open WebUI key.
-    pub priority: i64,
-    /// Every member not named above, as given.
-    pub extra: Map<String, Value>,
 }
 
 impl Default for ConnectionConfig {
@@ -137,23 +71,17 @@ impl Default for ConnectionConfig {
             prefix_id: None,
             tags: Vec::new(),
             connection_type: "external".to_owned(),
-            auth_type: AuthType::Bearer,
-            headers: Vec::new(),
             azure: false,
-            api_version: None,
-            entra_scope: None,
-            weight: 1.0,
-            priority: 0,
-            extra: Map::new(),
         }
     }
 }
 
 impl ConnectionConfig {
     /// Parse a config object; on error, the member at fault and what is wrong.
-    /// A `null` member counts as absent.
-    pub fn from_json(value: &Value) -> Result<Self, (String, String)> {
-        let err = |member: &str, msg: &str| (member.to_owned(), msg.to_owned());
+    /// A `null` member counts as absent; members this type does not name are left to the
+    /// layers' sections.
+    pub fn from_json(value: &Value) -> Result<Self, OptionsError> {
+        let err = |member: &str, msg: &str| OptionsError::new(member, msg);
         let Value::Object(map) = value else {
             return Err(err("", "must be a JSON object"));
         };
@@ -200,70 +128,13 @@ impl ConnectionConfig {
                         .ok_or_else(|| err(key, "must be a string"))?
                         .to_owned();
                 }
-                "auth_type" => {
-                    let s = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
-                    config.auth_type = AuthType::parse(s).ok_or_else(|| {
-                        err(
-                            key,
-                            "must be one of bearer, none, session, system_oauth, azure_ad, microsoft_entra_id",
-                        )
-                    })?;
-                }
-                "headers" => {
-                    let obj = value.as_object().ok_or_else(|| {
-                        err(key, "must be a JSON object of header names to strings")
-                    })?;
-                    for (name, v) in obj {
-                        let member = format!("headers.{name}");
-                        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                            (member.clone(), "is not a valid HTTP header name".to_owned())
-                        })?;
-                        let v = v
-                            .as_str()
-                            .ok_or_else(|| (member.clone(), "must be a string".to_owned()))?;
-                        let v = HeaderValue::from_str(v).map_err(|_| {
-                            (
-                                member.clone(),
-                                "is not a valid HTTP header value".to_owned(),
-                            )
-                        })?;
-                        config.headers.push((header, v));
-                    }
-                }
                 "azure" => {
                     config.azure = value
                         .as_bool()
                         .ok_or_else(|| err(key, "must be true or false"))?;
                 }
-                "entra_scope" => {
-                    let scope = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
-                    config.entra_scope = (!scope.is_empty()).then(|| scope.to_owned());
-                }
-                "weight" => {
-                    config.weight = value
-                        .as_f64()
-                        .filter(|w| w.is_finite() && *w > 0.0 && *w <= 1e6)
-                        .ok_or_else(|| err(key, "must be a number above 0 (at most 1000000)"))?;
-                }
-                "priority" => {
-                    config.priority = value
-                        .as_i64()
-                        .filter(|p| p.unsigned_abs() <= 1_000_000)
-                        .ok_or_else(|| {
-                            err(key, "must be a whole number between -1000000 and 1000000")
-                        })?;
-                }
-                "api_version" => {
-                    config.api_version = Some(
-                        value
-                            .as_str()
-                            .ok_or_else(|| err(key, "must be a string"))?
-                            .to_owned(),
-                    );
-                }
-                _ => {
-                    config.extra.insert(key.clone(), value.clone());
-                }
+                // Another layer's section (`Connection::options`), or nobody's.
+                _ => {}
             }
         }
         Ok(config)
@@ -360,6 +231,11 @@ pub struct Connection {
     pub(super) base: BaseUrl,
     pub(super) key: ApiKey,
     pub(super) config: ConnectionConfig,
+    /// The config object as given (members set to `null` removed), for the layers' sections.
+    pub(super) raw_config: Map<String, Value>,
+    /// The key its config was found under in `configs` (for error messages).
+    pub(super) config_key: String,
+    pub(super) options: OptionsCache,
     pub(super) timeout: Option<Duration>,
     pub(super) timeout_model_list: Option<Duration>,
     pub(super) ssl_verify: bool,
@@ -411,9 +287,20 @@ impl Connection {
         &self.key
     }
 
-    /// The per-connection config.
+    /// The per-connection config: the members several layers read.
     pub fn config(&self) -> &ConnectionConfig {
         &self.config
+    }
+
+    /// A layer's section of the config, parsed on first use and kept (see
+    /// [`ConnectionOptions`]); the member at fault when it does not parse.
+    pub fn options<T: ConnectionOptions>(&self) -> Result<&T, &OptionsError> {
+        self.options.get::<T>(&self.raw_config)
+    }
+
+    /// The config object as given (members set to `null` removed).
+    pub fn raw_config(&self) -> &Map<String, Value> {
+        &self.raw_config
     }
 
     /// The model id this connection is sent for `requested` (as the caller named it): its

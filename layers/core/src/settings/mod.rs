@@ -13,6 +13,7 @@
 
 mod connection;
 mod handle;
+mod options;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,8 +21,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use self::connection::{ApiKey, AuthType, BaseUrl, Connection, ConnectionConfig};
+pub use self::connection::{ApiKey, BaseUrl, Connection, ConnectionConfig};
 pub use self::handle::SettingsHandle;
+pub use self::options::{ConnectionOptions, OptionsError};
 
 /// The default upstream, used where Open WebUI uses it (C-1, C-2).
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -177,14 +179,15 @@ impl SettingsSource {
                 Some((k, v)) => (k.to_owned(), v.clone()),
                 None => (index.to_string(), Value::Object(Map::new())),
             };
-            let config = ConnectionConfig::from_json(&raw).map_err(|(member, message)| {
-                ConfigError::new(
-                    format!(
-                        "OPENAI_API_CONFIGS[{config_key:?}].{member} (openai.configs.{config_key:?}.{member})"
-                    ),
-                    message,
-                )
-            })?;
+            let config =
+                ConnectionConfig::from_json(&raw).map_err(|e| config_error(&config_key, &e))?;
+            let raw_config = match raw {
+                Value::Object(mut map) => {
+                    map.retain(|_, v| !v.is_null());
+                    map
+                }
+                _ => Map::new(),
+            };
             let (bearer, api_key_header) = connection::prepared(key).map_err(|()| {
                 ConfigError::new(
                     format!("OPENAI_API_KEYS[{index}] (openai.keys[{index}])"),
@@ -199,6 +202,9 @@ impl SettingsSource {
                 base,
                 key: key.clone(),
                 config,
+                raw_config,
+                config_key,
+                options: options::OptionsCache::new(),
                 timeout,
                 timeout_model_list,
                 ssl_verify,
@@ -321,6 +327,17 @@ impl Settings {
         self.forward_user_info_headers
     }
 
+    /// Parse section `T` of every connection's config (see [`ConnectionOptions`]); the first
+    /// member at fault, named as [`build`](SettingsSource::build) names core's own.
+    pub fn check<T: ConnectionOptions>(&self) -> Result<(), ConfigError> {
+        for connection in &self.connections {
+            connection
+                .options::<T>()
+                .map_err(|e| config_error(&connection.config_key, e))?;
+        }
+        Ok(())
+    }
+
     /// These settings as a source, e.g. to apply an update over them.
     pub fn to_source(&self) -> SettingsSource {
         SettingsSource {
@@ -364,4 +381,15 @@ fn lookup_config<'a>(
         .get_key_value(index.to_string().as_str())
         .or_else(|| configs.get_key_value(url))
         .map(|(k, v)| (k.as_str(), v))
+}
+
+/// A member of connection config `config_key` at fault, named as a variable and a TOML key.
+fn config_error(config_key: &str, e: &OptionsError) -> ConfigError {
+    let member = e.member();
+    ConfigError::new(
+        format!(
+            "OPENAI_API_CONFIGS[{config_key:?}].{member} (openai.configs.{config_key:?}.{member})"
+        ),
+        e.message(),
+    )
 }
