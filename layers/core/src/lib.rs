@@ -45,7 +45,7 @@ pub use crate::extensions::{
 };
 pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
-pub use crate::report::{Ending, EndingReport, Usage, UsageReport};
+pub use crate::report::{Ending, EndingReport, TokenUsage, UsageReport};
 pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
 pub use crate::shutdown::ShutdownSignal;
 

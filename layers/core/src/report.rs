@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 /// Token counts an upstream reported for one answer (`usage`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
+pub struct TokenUsage {
     /// `prompt_tokens` (chat, completions, embeddings) or `input_tokens` (responses).
     pub input_tokens: u64,
     /// `completion_tokens` or `output_tokens`; 0 when the answer has none (embeddings).
@@ -56,7 +56,7 @@ impl UsageReport {
 
     /// Record the usage the upstream reported (a later report replaces an earlier one: a
     /// stream's final usage chunk is the total).
-    pub fn set(&self, usage: Usage) {
+    pub fn set(&self, usage: TokenUsage) {
         let cell = &self.0;
         cell.input_tokens
             .store(usage.input_tokens.min(NONE - 1), Ordering::Relaxed);
@@ -68,7 +68,7 @@ impl UsageReport {
     /// Record an estimate, unless the upstream reported the usage (an answer that ended
     /// without usage, for a caller whose tokens are counted: see
     /// [`MeterUsage`](crate::MeterUsage)).
-    pub fn set_estimate(&self, usage: Usage) {
+    pub fn set_estimate(&self, usage: TokenUsage) {
         if self.usage().is_none() {
             self.set(usage);
             self.0.estimated.store(true, Ordering::Relaxed);
@@ -76,10 +76,10 @@ impl UsageReport {
     }
 
     /// The usage, if the upstream reported it (or it was estimated).
-    pub fn usage(&self) -> Option<Usage> {
+    pub fn usage(&self) -> Option<TokenUsage> {
         let input = self.0.input_tokens.load(Ordering::Relaxed);
         let output = self.0.output_tokens.load(Ordering::Relaxed);
-        (input != NONE).then_some(Usage {
+        (input != NONE).then_some(TokenUsage {
             input_tokens: input,
             output_tokens: output,
         })
@@ -150,24 +150,24 @@ mod tests {
     fn usage_is_replaced_and_an_estimate_never_replaces_a_report() {
         let r = UsageReport::new();
         assert_eq!(r.usage(), None);
-        r.set_estimate(Usage {
+        r.set_estimate(TokenUsage {
             input_tokens: 1,
             output_tokens: 2,
         });
         assert!(r.is_estimate());
-        r.set(Usage {
+        r.set(TokenUsage {
             input_tokens: 3,
             output_tokens: u64::MAX,
         });
         assert_eq!(
             r.usage(),
-            Some(Usage {
+            Some(TokenUsage {
                 input_tokens: 3,
                 output_tokens: u64::MAX - 1
             })
         );
         assert!(!r.is_estimate());
-        r.set_estimate(Usage::default());
+        r.set_estimate(TokenUsage::default());
         assert_eq!(r.usage().map(|u| u.input_tokens), Some(3));
         r.set_response_model("a");
         r.set_response_model("b");

@@ -137,6 +137,19 @@ pub struct Group<S> {
 }
 
 impl<S> Group<S> {
+    /// `inner`, its grouped models served through `groups`' shared state.
+    pub fn new(inner: S, groups: &Groups) -> Self {
+        Self {
+            inner,
+            shared: groups.shared.clone(),
+        }
+    }
+
+    /// A [`GroupLayer`] over `groups`.
+    pub fn layer(groups: &Groups) -> GroupLayer {
+        GroupLayer::new(groups.clone())
+    }
+
     tower_openai_core::define_inner_service_accessors!();
 }
 

@@ -71,22 +71,11 @@ pub mod names;
 mod report;
 mod scan;
 mod text;
-mod usage;
+pub mod usage;
 
 pub use crate::report::{
-    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome, Report, logged_path,
+    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome, Report, ResponseBody,
+    ResponseFuture, logged_path,
 };
-pub use crate::usage::{MAX_HELD_EVENT_BYTES, UsageBody, UsageLayer, UsageService};
-pub use tower_openai_core::{Ending, Usage, UsageReport};
-
-/// Response bodies.
-pub mod body {
-    pub use crate::report::ResponseBody as ObserveBody;
-    pub use crate::usage::UsageBody;
-}
-
-/// Response futures.
-pub mod future {
-    pub use crate::report::ResponseFuture as ObserveFuture;
-    pub use crate::usage::ResponseFuture as UsageFuture;
-}
+pub use crate::usage::{Usage, UsageLayer};
+pub use tower_openai_core::{Ending, TokenUsage, UsageReport};

@@ -333,7 +333,7 @@ impl Record {
         self.connection.as_ref().map(|c| c.index())
     }
 
-    fn usage(&self) -> Option<tower_openai_core::Usage> {
+    fn usage(&self) -> Option<tower_openai_core::TokenUsage> {
         self.usage.as_ref().and_then(UsageReport::usage)
     }
 }

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 use serde::Deserialize;
-use tower_openai_core::Usage;
+use tower_openai_core::TokenUsage;
 
 /// Both keys the scanner looks for are seven bytes long, quotes included.
 const KEY_LEN: usize = 7;
@@ -70,7 +70,7 @@ struct KeyScanner {
 pub(crate) struct UsageScanner {
     usage: KeyScanner,
     model: KeyScanner,
-    found: Option<Usage>,
+    found: Option<TokenUsage>,
     response_model: Option<String>,
 }
 
@@ -111,7 +111,7 @@ impl UsageScanner {
     }
 
     /// The usage last completed.
-    pub(crate) fn usage(&self) -> Option<Usage> {
+    pub(crate) fn usage(&self) -> Option<TokenUsage> {
         self.found
     }
 
@@ -333,14 +333,14 @@ impl KeyScanner {
     }
 }
 
-fn parse(object: &[u8]) -> Option<Usage> {
+fn parse(object: &[u8]) -> Option<TokenUsage> {
     let counts: Counts = serde_json::from_slice(object).ok()?;
     let input = counts.prompt_tokens.or(counts.input_tokens)?;
     let output = counts
         .completion_tokens
         .or(counts.output_tokens)
         .unwrap_or(0);
-    Some(Usage {
+    Some(TokenUsage {
         input_tokens: input,
         output_tokens: output,
     })
@@ -349,15 +349,15 @@ fn parse(object: &[u8]) -> Option<Usage> {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use tower_openai_core::Usage;
+    use tower_openai_core::TokenUsage;
 
     use super::UsageScanner;
 
-    fn scan(frames: &[&[u8]]) -> Option<Usage> {
+    fn scan(frames: &[&[u8]]) -> Option<TokenUsage> {
         scan_both(frames).0
     }
 
-    fn scan_both(frames: &[&[u8]]) -> (Option<Usage>, Option<String>) {
+    fn scan_both(frames: &[&[u8]]) -> (Option<TokenUsage>, Option<String>) {
         let mut s = UsageScanner::default();
         for f in frames {
             s.feed(f);
@@ -374,8 +374,8 @@ mod tests {
         assert_eq!(scan_both(&[br#"{"model":null,"x":1}"#]).1, None);
     }
 
-    fn usage(input: u64, output: u64) -> Option<Usage> {
-        Some(Usage {
+    fn usage(input: u64, output: u64) -> Option<TokenUsage> {
+        Some(TokenUsage {
             input_tokens: input,
             output_tokens: output,
         })

@@ -1,5 +1,6 @@
-//! [`UsageLayer`]: token usage from answers and streams, into the response's
-//! [`UsageReport`].
+//! [`UsageLayer`] and its [`Usage`] service: token usage from answers and streams, into the
+//! response's [`UsageReport`]. Stack it below [`ObserveLayer`](crate::ObserveLayer) (which
+//! reads the report when the body ends) and above the upstream.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -11,7 +12,7 @@ use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_openai_core::extensions::{ApiRoute, MeterUsage};
-use tower_openai_core::{Payload, RequestedModel, SelectedConnection, Usage, UsageReport};
+use tower_openai_core::{Payload, RequestedModel, SelectedConnection, TokenUsage, UsageReport};
 use tower_service::Service;
 
 use crate::scan::UsageScanner;
@@ -78,10 +79,10 @@ impl UsageLayer {
 }
 
 impl<S> Layer<S> for UsageLayer {
-    type Service = UsageService<S>;
+    type Service = Usage<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        UsageService {
+        Usage {
             inner,
             ask_streams: self.ask_streams,
             response_model: self.response_model,
@@ -91,21 +92,21 @@ impl<S> Layer<S> for UsageLayer {
 
 /// The service of [`UsageLayer`].
 #[derive(Clone, Debug)]
-pub struct UsageService<S> {
+pub struct Usage<S> {
     inner: S,
     ask_streams: bool,
     response_model: bool,
 }
 
-impl<S> UsageService<S> {
+impl<S> Usage<S> {
     tower_openai_core::define_inner_service_accessors!();
 }
 
-impl<S, B, ResBody> Service<Request<B>> for UsageService<S>
+impl<S, B, ResBody> Service<Request<B>> for Usage<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
-    type Response = Response<UsageBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -196,7 +197,7 @@ fn ask_for_usage<B>(req: &mut Request<B>) -> bool {
     payload.set("stream_options", &options).is_ok()
 }
 
-/// Response future of [`UsageService`].
+/// Response future of [`Usage`].
 #[pin_project]
 #[derive(Debug)]
 pub struct ResponseFuture<F> {
@@ -210,7 +211,7 @@ impl<F, ResBody, E> std::future::Future for ResponseFuture<F>
 where
     F: std::future::Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = Result<Response<UsageBody<ResBody>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -240,7 +241,7 @@ where
                 ext.insert(connection);
             }
         }
-        Poll::Ready(Ok(res.map(|inner| UsageBody { inner, watch })))
+        Poll::Ready(Ok(res.map(|inner| ResponseBody { inner, watch })))
     }
 }
 
@@ -298,7 +299,7 @@ impl Watch {
         }
         let mut input = TextMeter::new(INPUT_KEYS);
         input.feed(&estimate.request);
-        self.report.set_estimate(Usage {
+        self.report.set_estimate(TokenUsage {
             input_tokens: TextMeter::tokens(input.bytes()),
             output_tokens: TextMeter::tokens(estimate.output.bytes()),
         });
@@ -369,16 +370,16 @@ fn is_usage_chunk(event: &[u8]) -> bool {
         && matches!(chunk.get("usage"), Some(Value::Object(_)))
 }
 
-/// The response body of [`UsageService`]: the inner body, watched.
+/// The response body of [`Usage`]: the inner body, watched.
 #[pin_project]
 #[derive(Debug)]
-pub struct UsageBody<B> {
+pub struct ResponseBody<B> {
     #[pin]
     inner: B,
     watch: Option<Box<Watch>>,
 }
 
-impl<B> Body for UsageBody<B>
+impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
 {

@@ -69,7 +69,7 @@ pub use crate::key::{LimitKey, PerUser};
 pub use crate::memory::{MAX_KEYS, MemoryStore};
 #[cfg(feature = "redis")]
 pub use crate::redis::{ADMIT_TIMEOUT, RedisStore};
-pub use crate::service::{LimitedBody, RateLimit, RateLimitLayer, ResponseFuture, Tally};
+pub use crate::service::{RateLimit, RateLimitLayer, ResponseBody, ResponseFuture, Tally};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -7,8 +7,9 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use pin_project::pin_project;
 use tower_layer::Layer;
+use tower_openai_core::ResponseBody as Answer;
 use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
-use tower_openai_core::{ApiRoute, ErrorResponse, MeterUsage, ResponseBody, UsageReport};
+use tower_openai_core::{ApiRoute, ErrorResponse, MeterUsage, UsageReport};
 use tower_service::Service;
 
 use crate::{Admission, LimitKey, LimitStore, Limits, Window};
@@ -106,20 +107,18 @@ impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
     }
 }
 
-impl<F, B, St, E> Future for ResponseFuture<F, Response<LimitedBody<ResponseBody<B>, St>>, E>
+impl<F, B, St, E> Future for ResponseFuture<F, Response<ResponseBody<B, St>>, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
     St: LimitStore,
 {
-    type Output = Result<Response<LimitedBody<ResponseBody<B>, St>>, E>;
+    type Output = Result<Response<ResponseBody<B, St>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             ResponseFutureProj::Direct { future } => {
                 let res = std::task::ready!(future.poll(cx))?;
-                Poll::Ready(Ok(
-                    res.map(|b| LimitedBody::new(ResponseBody::Inner(b), None))
-                ))
+                Poll::Ready(Ok(res.map(|b| ResponseBody::new(Answer::Inner(b), None))))
             }
             ResponseFutureProj::Limited { future } => future.as_mut().poll(cx),
         }
@@ -136,7 +135,7 @@ where
     B: Send + 'static,
     ResBody: Send + 'static,
 {
-    type Response = Response<LimitedBody<ResponseBody<ResBody>, St>>;
+    type Response = Response<ResponseBody<ResBody, St>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, Self::Response, S::Error>;
 
@@ -175,9 +174,9 @@ where
                 let window = match store.admit(&key, limits).await {
                     Ok(Admission::Allowed(window)) => Some(window),
                     Ok(Admission::Refused(window)) => {
-                        let mut res = ResponseBody::rejected(refusal(&limits, &window));
+                        let mut res = Answer::rejected(refusal(&limits, &window));
                         headers(res.headers_mut(), &limits, &window, true);
-                        return Ok(res.map(|b| LimitedBody::new(b, None)));
+                        return Ok(res.map(|b| ResponseBody::new(b, None)));
                     }
                     Err(e) => {
                         // Limits fail open: a store that cannot answer does not stop traffic.
@@ -202,7 +201,7 @@ where
                     .map(|report| Tally { store, key, report });
                 Ok(Response::from_parts(
                     parts,
-                    LimitedBody::new(ResponseBody::Inner(body), tally),
+                    ResponseBody::new(Answer::Inner(body), tally),
                 ))
             }),
         }
@@ -287,9 +286,9 @@ impl<St: LimitStore> BodyWatch for Tally<St> {
     }
 }
 
-/// The response body of [`RateLimit`]: counts the answer's tokens when it ends (or the caller
-/// leaves).
-pub type LimitedBody<B, St> = WatchedBody<B, Tally<St>>;
+/// The response body of [`RateLimit`]: the answer (or its refusal), whose tokens are counted
+/// when it ends (or the caller leaves).
+pub type ResponseBody<B, St> = WatchedBody<Answer<B>, Tally<St>>;
 
 #[cfg(test)]
 mod tests {
