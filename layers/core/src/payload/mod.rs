@@ -10,6 +10,7 @@
 //! empty (see [`Body`](crate::Body)).
 
 mod form;
+mod index;
 mod value;
 
 pub use self::form::{Form, FormError};

@@ -17,7 +17,6 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_openai_core::body::ReadError;
 use tower_openai_core::endpoint::ConnectionEndpoint;
-use tower_openai_core::error::{UpstreamError, find_cause};
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
     Body, BoxBody, BoxError, Connection, RequestTimeout, SelectedConnection, Settings,
@@ -25,6 +24,14 @@ use tower_openai_core::{
 };
 
 use crate::snapshot::{Snapshot, SnapshotBuilder};
+
+mod builder;
+mod health;
+mod lookup;
+pub use self::builder::CatalogBuilder;
+pub use self::health::ConnectionHealth;
+use self::health::{Health, describe};
+pub use self::lookup::Lookup;
 use crate::transform::{enrich, models_of, static_models};
 
 /// The service the catalog sends `GET /models` through: the lower part of a stack (azure,
@@ -72,108 +79,6 @@ struct Inner {
 struct Build {
     settings: Arc<Settings>,
     future: Shared<BoxFuture<'static, Arc<Snapshot>>>,
-}
-
-#[derive(Default)]
-struct Health {
-    last_good: Option<(Instant, Arc<Vec<Value>>)>,
-    failing: Option<String>,
-    /// The last fetch: when (wall clock), and how many models or why none.
-    last_fetch: Option<(std::time::SystemTime, Result<usize, String>)>,
-}
-
-/// One connection's health, as the catalog last saw it (`GET /openai/status`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectionHealth {
-    /// The connection's index.
-    pub index: usize,
-    /// Its base URL.
-    pub url: String,
-    /// Whether it is enabled.
-    pub enabled: bool,
-    /// Whether its last model-list fetch worked (a connection with static `model_ids`, or
-    /// an Azure one, is up without a fetch).
-    pub up: bool,
-    /// How many models it contributed to the last list.
-    pub models: usize,
-    /// The last fetch: when (seconds since the Unix epoch), and the upstream's own reason
-    /// when it failed.
-    pub last_fetch: Option<(u64, Result<usize, String>)>,
-}
-
-/// The catalog's answer: a list now, or one being built.
-pub enum Lookup {
-    /// The current list (possibly stale, with a refresh under way).
-    Ready(Arc<Snapshot>),
-    /// No list for these settings yet; resolves when the build finishes.
-    Pending(BoxFuture<'static, Arc<Snapshot>>),
-}
-
-impl fmt::Debug for Lookup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Lookup::Ready(s) => f.debug_tuple("Ready").field(s).finish(),
-            Lookup::Pending(_) => f.write_str("Pending"),
-        }
-    }
-}
-
-/// Builds a [`Catalog`].
-#[derive(Clone)]
-pub struct CatalogBuilder {
-    fetch: Fetch,
-    grace: Duration,
-    max_list_bytes: usize,
-    groups: bool,
-}
-
-impl fmt::Debug for CatalogBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CatalogBuilder")
-            .field("grace", &self.grace)
-            .field("max_list_bytes", &self.max_list_bytes)
-            .field("groups", &self.groups)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CatalogBuilder {
-    /// How long a failing connection keeps its last good models (default 5 minutes;
-    /// zero drops them at the first failure).
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-
-    /// The largest `/models` body read from an upstream (default 16 MiB).
-    pub fn max_list_bytes(mut self, max: usize) -> Self {
-        self.max_list_bytes = max;
-        self
-    }
-
-    /// Model groups (default off, Open WebUI's behaviour: the first connection that lists a
-    /// model id serves it). On, a model id several enabled connections list is one model
-    /// served by all of them: listed once with `urlIdxs`, routed as [`Route::Group`] for a
-    /// group layer to choose among them per request.
-    pub fn groups(mut self, on: bool) -> Self {
-        self.groups = on;
-        self
-    }
-
-    /// Build the catalog.
-    pub fn build(self) -> Catalog {
-        Catalog {
-            inner: Arc::new(Inner {
-                fetch: self.fetch,
-                grace: self.grace,
-                max_list_bytes: self.max_list_bytes,
-                groups: self.groups,
-                current: ArcSwapOption::empty(),
-                building: Mutex::new(None),
-                health: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
 }
 
 impl Catalog {
@@ -557,11 +462,4 @@ pub(crate) async fn read_body(body: BoxBody, max: usize) -> Result<Bytes, BoxErr
             ReadError::Body(e) => e,
             too_large => too_large.into(),
         })
-}
-
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    match find_cause::<UpstreamError>(err) {
-        Some(e) => e.to_string(),
-        None => err.to_string(),
-    }
 }
