@@ -33,7 +33,9 @@
 //!
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection);
-//! - writes [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders).
+//! - writes (adds to) [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders);
+//! - its own token requests (Entra ID, OAuth refresh) carry a
+//!   [`RequestTimeout`](tower_openai_core::RequestTimeout).
 //!
 //! # Example
 //! ```

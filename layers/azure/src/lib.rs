@@ -27,7 +27,9 @@
 //!
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection),
-//!   [`Payload`](tower_openai_core::Payload) and
+//!   [`ApiRoute`](tower_openai_core::ApiRoute) (chat completions get the payload allowlist),
+//!   the [`Payload`](tower_openai_core::Payload)'s or the
+//!   [`Form`](tower_openai_core::payload::Form)'s `model` (the deployment), and
 //!   [`ReasoningModel`](tower_openai_core::extensions::ReasoningModel) (the reasoning
 //!   layer's decision: stack it above this one for reasoning deployments);
 //! - writes [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders) (`api-version`), the

@@ -38,7 +38,8 @@
 //! a layer that needs the JSON asks for it and answers 400 itself when it is not an object.
 //!
 //! # Extensions
-//! - reads [`ApiRoute`](tower_openai_core::ApiRoute);
+//! - reads [`ApiRoute`](tower_openai_core::ApiRoute) and [`User`](tower_openai_core::User)
+//!   (whose share of the [`BufferBudget`] a body counts against);
 //! - writes [`Payload`] or [`Form`] (when the body was collected), and a JSON model route's
 //!   `Content-Type`.
 //!

@@ -1,32 +1,38 @@
 //! Typed values layers hand to each other through `http::Extensions`: down the stack in the
 //! request's, up in the response's. Nothing else is shared between layers.
 //!
+//! Each cell names the crates (`tower-openai-<name>`; `core` is [`LoadSettings`](crate::LoadSettings))
+//! that write or read a type; a crate that edits a value in place (the payload, the upstream
+//! headers) both reads and writes it. A test checks this table, and each crate's own
+//! `# Extensions` docs, against what the crates' code reads and writes.
+//!
 //! In the request:
 //!
 //! | type | written by | read by |
 //! |---|---|---|
-//! | [`User`] | the gateway's identity step, or your own auth | policy, acl, group, headers, observe |
-//! | [`ApiRoute`] | policy | the payload collector, ratelimit, acl, select, group, usage |
-//! | [`MeterUsage`] | ratelimit (a caller with a token limit) | usage |
-//! | [`SettingsSnapshot`] | [`LoadSettings`](crate::LoadSettings); models, for a list fetch | acl, models, select, group, headers |
-//! | [`Payload`](crate::Payload), [`Form`](crate::payload::Form) | `CollectPayload` (`tower-openai-collect`) | every layer that reads the body; upstream sends it |
-//! | [`ListFilter`] | acl | models (filters the listed models per request) |
-//! | [`SelectedConnection`] | select; group, per attempt; models, for a list fetch | usage, reasoning, azure, auth, headers, upstream |
-//! | [`RequestedModel`] | select; group, per attempt | group, usage, headers |
-//! | [`ConnectionGroup`] | select (model groups) | group |
-//! | [`ReasoningModel`] | reasoning (only for a reasoning model) | azure |
-//! | [`UpstreamHeaders`] | azure, auth, headers | upstream (set last, over the request's) |
-//! | [`RequestTimeout`] | models, auth, the gateway's admin checks | upstream |
+//! | [`User`] | the gateway's identity step, or your own auth | `policy`, `collect` (the per-user buffer budget), `ratelimit`, `acl`, `group`, `headers`, `observe` |
+//! | [`ApiRoute`] | `policy` | `collect`, `ratelimit`, `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers` |
+//! | [`MeterUsage`] | `ratelimit` (a caller with a token limit) | `observe` (usage) |
+//! | [`SettingsSnapshot`] | `core`; `models`, for a list fetch | `acl`, `models`, `select`, `group`, `headers` |
+//! | [`Payload`](crate::Payload) | `collect`; edited by `select`, `group`, `observe` (usage), `reasoning`, `azure`, `headers` | `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers`, `upstream` (sends it) |
+//! | [`Form`](crate::payload::Form) | `collect`; its `model` edited by `select` | `acl`, `select`, `azure`, `upstream` (sends it) |
+//! | [`ListFilter`] | `acl` | `models` (filters the listed models per request) |
+//! | [`SelectedConnection`] | `select`; `group`, per attempt; `models`, for a list fetch | `select`, `observe` (usage), `reasoning`, `azure`, `auth`, `headers`, `upstream` |
+//! | [`RequestedModel`] | `select`; `group`, per attempt | `group`, `observe` (usage), `headers` |
+//! | [`ConnectionGroup`] | `select` (model groups) | `group` |
+//! | [`ReasoningModel`] | `reasoning` (only for a reasoning model) | `azure` |
+//! | [`UpstreamHeaders`] | `azure`, `auth`, `headers` (each adds its own) | `azure`, `auth`, `headers`, `upstream` (set last, over the request's) |
+//! | [`RequestTimeout`] | `models`, `auth` (its token fetches), the gateway's admin checks | `upstream` |
 //!
 //! In the response:
 //!
 //! | type | written by | read by |
 //! |---|---|---|
-//! | [`ApiRoute`] | policy (every answer, its own refusals included) | observe |
-//! | [`RequestedModel`], [`SelectedConnection`] | usage (copied from the request) | observe |
-//! | [`UsageReport`](crate::UsageReport) | usage (filled in as the body passes) | observe, ratelimit |
-//! | [`EndingReport`](crate::EndingReport) | upstream (an event stream's hidden early end) | observe |
-//! | [`UpstreamFailure`](crate::error::UpstreamFailure) | the rescue step | observe |
+//! | [`ApiRoute`] | `policy` (every answer, its own refusals included) | `observe` |
+//! | [`RequestedModel`], [`SelectedConnection`] | `observe` (usage, copied from the request) | `observe` |
+//! | [`UsageReport`](crate::UsageReport) | `observe` (usage, filled in as the body passes) | `observe`, `ratelimit` |
+//! | [`EndingReport`](crate::EndingReport) | `upstream` (an event stream's hidden early end) | `observe` |
+//! | [`UpstreamFailure`](crate::error::UpstreamFailure) | `rescue` | `observe` |
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -41,6 +41,17 @@
 //! The state (load, latency, failures, cooldowns) is shared by every request of the process
 //! through [`Groups`], lock-free on the request path. Metrics: [`names`].
 //!
+//! # Extensions
+//! - reads [`ConnectionGroup`](tower_openai_core::ConnectionGroup) (requests without one
+//!   pass through untouched), [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
+//!   [`ApiRoute`](tower_openai_core::ApiRoute) and the
+//!   [`Payload`](tower_openai_core::Payload) (only a JSON model route's payload is sent
+//!   again), [`RequestedModel`](tower_openai_core::RequestedModel) and
+//!   [`User`](tower_openai_core::User) (a cooldown needs failures from two callers);
+//! - writes, per attempt, [`SelectedConnection`](tower_openai_core::SelectedConnection),
+//!   [`RequestedModel`](tower_openai_core::RequestedModel) and the payload's `model`.
+//!
+//! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;

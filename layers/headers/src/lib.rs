@@ -31,7 +31,8 @@
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection),
 //!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
 //!   [`User`](tower_openai_core::User), [`RequestedModel`](tower_openai_core::RequestedModel)
-//!   and [`Payload`](tower_openai_core::Payload) (removes `metadata` on chat completions);
+//!   and [`Payload`](tower_openai_core::Payload) (removes `metadata` on chat completions,
+//!   the [`ApiRoute`](tower_openai_core::ApiRoute) says which);
 //! - writes [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders).
 //!
 //! # Example

@@ -27,6 +27,14 @@
 //!   (Redis) implements the same trait. A store that fails lets the request through (limits
 //!   fail open) and logs it.
 //!
+//! # Extensions
+//! - reads [`User`](tower_openai_core::User) (through [`PerUser`], or your key) and
+//!   [`ApiRoute`](tower_openai_core::ApiRoute) from the request, and the
+//!   [`UsageReport`](tower_openai_core::UsageReport) from the response;
+//! - writes [`MeterUsage`](tower_openai_core::MeterUsage) in the request of a caller with a
+//!   token limit.
+//!
+//! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;

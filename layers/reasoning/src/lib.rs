@@ -19,8 +19,9 @@
 //! parsed; the rest of the conversation is copied as raw JSON.
 //!
 //! # Extensions
-//! - reads [`Payload`](tower_openai_core::Payload) and
-//!   [`SelectedConnection`](tower_openai_core::SelectedConnection);
+//! - reads [`Payload`](tower_openai_core::Payload),
+//!   [`SelectedConnection`](tower_openai_core::SelectedConnection) and
+//!   [`ApiRoute`](tower_openai_core::ApiRoute);
 //! - writes [`ReasoningModel`](tower_openai_core::extensions::ReasoningModel) (the azure layer
 //!   uses the same decision) and edits the payload.
 //!

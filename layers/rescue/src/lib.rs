@@ -7,6 +7,10 @@
 //! hyper closes a connection without a response when a service fails, so a stack served by
 //! hyper should always have this step.
 //!
+//! # Extensions
+//! - writes [`UpstreamFailure`] in the response it
+//!   makes of an [`UpstreamError`] (which connection failed, and how).
+//!
 //! # Example
 //! ```
 //! use http::{Request, Response, StatusCode};

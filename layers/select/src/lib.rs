@@ -25,9 +25,10 @@
 //! - reads [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) (required),
 //!   [`ApiRoute`](tower_openai_core::ApiRoute), [`Payload`](tower_openai_core::Payload) and
 //!   [`Form`](tower_openai_core::payload::Form);
-//! - writes [`SelectedConnection`](tower_openai_core::SelectedConnection) and
-//!   [`RequestedModel`](tower_openai_core::RequestedModel), and edits the payload's (or the
-//!   form's) `model`.
+//! - writes [`SelectedConnection`](tower_openai_core::SelectedConnection) (a request that
+//!   has one already keeps it) and [`RequestedModel`](tower_openai_core::RequestedModel), or
+//!   for a grouped model [`ConnectionGroup`](tower_openai_core::ConnectionGroup), and edits
+//!   the payload's (or the form's) `model`.
 //!
 //! # Example
 //! ```

@@ -27,7 +27,9 @@
 //! Routed like any other model request (not only to `api.openai.com`, S-1 fixed).
 //!
 //! # Extensions
-//! - reads [`Payload`](tower_openai_core::Payload) (requests without one pass through).
+//! - reads [`ApiRoute`](tower_openai_core::ApiRoute) and
+//!   [`Payload`](tower_openai_core::Payload) (requests other than `POST audio/speech` with
+//!   one pass through).
 //!
 //! # Example
 //! ```
