@@ -89,9 +89,10 @@ pub(crate) fn app(gateway: &Gateway) -> App {
     BoxCloneSyncService::new(service(gateway).map_response(|res| res.map(box_body)))
 }
 
-/// The stack as a concrete type (what the server runs: no boxed clone per request). Its
-/// response body is boxed once, by the catch-panic layer: the router and the trace layer's
-/// choice pass the bodies below them on as enums.
+/// The stack as a concrete type (what the server runs: no boxed clone per request), in the
+/// order a request walks it: the edge, the API, the endpoint. In a `ServiceBuilder` the first
+/// layer added is the outermost. Its response body is boxed once, by the catch-panic layer:
+/// the router and the trace layer's choice pass the bodies below them on as enums.
 pub(crate) fn service(
     gateway: &Gateway,
 ) -> impl Service<
@@ -103,6 +104,50 @@ pub(crate) fn service(
 + Send
 + Sync
 + 'static {
+    let security = Arc::new(gateway.config.security.clone());
+
+    // 1. The edge, above the request span.
+    let edge = ServiceBuilder::new()
+        // Mark credentials sensitive before tracing (or anything else) sees the request.
+        .map_request(mark_sensitive)
+        // A caller's `x-request-id` is kept when it is short, visible ASCII; otherwise (or
+        // when there is none) the gateway makes one. It goes upstream with the request and
+        // back on every answer, the gateway's own errors and preflights included.
+        .map_request(drop_unusable_request_id)
+        .layer(SetRequestIdLayer::x_request_id(NextRequestId))
+        .layer(PropagateRequestIdLayer::x_request_id());
+
+    // 2. One span per request (method, route, status, latency; never headers or the query
+    //    string), only when the subscriber records it: see `traced`.
+
+    // 3. The guard: who is calling, the access line, CORS, and the router.
+    let cors = cors_layer(&gateway.config.security.cors_origins);
+    let guard = ServiceBuilder::new()
+        // Who is calling (or the answer owed to a caller who cannot be identified), before
+        // anything reports the request: the access line names the caller of every request.
+        .layer(tower::layer::layer_fn({
+            let (callers, security) = (gateway.callers.clone(), security.clone());
+            move |inner| Identify::new(inner, callers.clone(), security.clone())
+        }))
+        // One access line and the metrics per request, when its body ends; below the request
+        // id (it logs it) and inside the trace span.
+        .layer(ObserveLayer::new())
+        // Browsers: a preflight is answered here (it carries no key, and the identity step
+        // only marks an unknown caller; the router refuses one); without
+        // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
+        .option_layer(cors)
+        // A bug below must cost one request a 500, not the connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            ErrorResponse::internal("The gateway hit an internal error").into_response()
+        }))
+        // `/healthz`, the admin routes (admins only), and the API under `/v1` and `/openai`
+        // with the prefix stripped; an unidentified caller is refused here.
+        .layer(tower::layer::layer_fn({
+            let (admin, security) = (gateway.admin.clone(), security.clone());
+            move |api| Router::new(api, admin.clone(), security.clone())
+        }));
+
+    // 4. The API: one request of the OpenAI API, from its route to its connection.
     let api = ServiceBuilder::new()
         // Transport failures from below (connect, timeout) become 502/504 JSON here; above
         // this point everything is a response.
@@ -142,7 +187,7 @@ pub(crate) fn service(
         // weight and load, failed over before the head, cooled down. Everything below runs
         // once per attempt, for that connection.
         .layer(gateway.groups.layer())
-        // Token usage from answers and streams into the request's exchange (and, with
+        // Token usage from answers and streams into the response's UsageReport (and, with
         // GATEWAY_STREAM_USAGE, usage asked of every streamed chat): below select and the
         // group, where the connection and the routed model are known.
         .layer(
@@ -156,104 +201,104 @@ pub(crate) fn service(
         .layer(SpeechCacheLayer::new(gateway.speech.clone()))
         // Reasoning-model rewrites need the outgoing (stripped) model and the connection's
         // URL, so below select; above azure, which uses its decision.
-        .layer(ReasoningLayer::new())
-        .service(gateway.lower.clone());
+        .layer(ReasoningLayer::new());
 
-    // Browsers: a preflight is answered here, before identity (it carries no key); without
-    // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
-    let cors = cors_layer(&gateway.config.security.cors_origins);
-    let security = Arc::new(gateway.config.security.clone());
-    let guarded = ServiceBuilder::new()
-        // Who is calling (or the answer owed to a caller who cannot be identified), before
-        // anything reports the request: the access line names the caller of every request.
-        .layer(tower::layer::layer_fn({
-            let (callers, security) = (gateway.callers.clone(), security.clone());
-            move |inner| Identify::new(inner, callers.clone(), security.clone())
-        }))
-        // One access line and the metrics per request, when its body ends; below the request
-        // id (it logs it) and inside the trace span.
-        .layer(ObserveLayer::new())
-        .option_layer(cors)
-        // A bug below must cost one request a 500, not the connection.
-        .layer(CatchPanicLayer::custom(|_| {
-            ErrorResponse::internal("The gateway hit an internal error").into_response()
-        }))
-        .service(Router::new(api, gateway.admin.clone(), security));
-    // One span per request (method, URI, status, latency); headers are not recorded. Only
-    // when the subscriber would record it: unrecorded, the trace layer still reads the clock
-    // at the start, at the response and twice per body frame.
-    let otel = gateway.config.observability.otel;
-    let traced = if request_tracing_enabled() {
-        Either::Left(
-            ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http()
-                        // The path, never the query string (it can carry tokens or
-                        // personal data), and the request id.
-                        .make_span_with(move |req: &Request<Body>| {
-                            let id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            // The semantic-convention fields are recorded by the observe
-                            // layer when the body ends.
-                            // Values a caller chose are recorded as strings (escaped
-                            // when printed), the path cut to 256 bytes; the span's name is
-                            // the method and the route, never the caller's path (a span
-                            // name must be of low cardinality).
-                            let span = tracing::info_span!(
-                                target: REQUEST_SPAN_TARGET,
-                                "request",
-                                method = req.method().as_str(),
-                                path = tower_openai_observe::logged_path(req.uri().path()),
-                                request_id = id,
-                                otel.kind = "server",
-                                otel.name = span_name(req.method(), req.uri().path()),
-                                otel.status_code = tracing::field::Empty,
-                                gen_ai.operation.name = tracing::field::Empty,
-                                gen_ai.request.model = tracing::field::Empty,
-                                gen_ai.response.model = tracing::field::Empty,
-                                gen_ai.usage.input_tokens = tracing::field::Empty,
-                                gen_ai.usage.output_tokens = tracing::field::Empty,
-                                server.address = tracing::field::Empty,
-                                http.response.status_code = tracing::field::Empty,
-                                outcome = tracing::field::Empty,
-                            );
-                            if otel {
-                                telemetry::continue_trace(&span, req.headers());
-                            }
-                            span
-                        })
-                        // The access line (the observe layer) is the one line per request,
-                        // written when the body ends; a failure is logged once, where it
-                        // happens (the rescue step, the upstream body).
-                        .on_response(())
-                        .on_failure(()),
-                )
-                // Inside the span: the upstream is sent the gateway's trace context.
-                .map_request(move |mut req: Request<Body>| {
-                    if otel {
-                        telemetry::propagate_trace(req.headers_mut());
-                    }
-                    req
-                })
-                .service(guarded)
-                .map_response(|res| res.map(http_body_util::Either::Left)),
-        )
-    } else {
-        Either::Right(guarded.map_response(|res| res.map(http_body_util::Either::Right)))
-    };
-    ServiceBuilder::new()
-        // Mark credentials sensitive before tracing (or anything else) sees the request.
-        .map_request(mark_sensitive)
-        // A caller's `x-request-id` is kept when it is short, visible ASCII; otherwise (or
-        // when there is none) the gateway makes one. It goes upstream with the request and
-        // back on every answer, the gateway's own errors and preflights included.
-        .map_request(drop_unusable_request_id)
-        .layer(SetRequestIdLayer::x_request_id(NextRequestId))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .service(traced)
+    // 5. The endpoint: azure → auth → headers → upstream, for the selected connection
+    //    (`lower`, shared with the catalog's model-list fetches).
+    let endpoint = gateway.lower.clone();
+
+    edge.service(traced(
+        guard.service(api.service(endpoint)),
+        gateway.config.observability.otel,
+    ))
+}
+
+/// `inner` in one span per request when the subscriber records request spans
+/// (`RUST_LOG=info`, or OpenTelemetry export); otherwise `inner` alone. (Unrecorded, the trace
+/// layer would still read the clock at the start, at the response and twice per body frame.)
+fn traced<S, B>(
+    inner: S,
+    otel: bool,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+{
+    if !request_tracing_enabled() {
+        return Either::Right(
+            inner.map_response(|res: Response<B>| res.map(http_body_util::Either::Right)),
+        );
+    }
+    Either::Left(
+        ServiceBuilder::new()
+            .layer(
+                TraceLayer::new_for_http()
+                    // The path, never the query string (it can carry tokens or
+                    // personal data), and the request id.
+                    .make_span_with(move |req: &Request<Body>| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        // The semantic-convention fields are recorded by the observe
+                        // layer when the body ends.
+                        // Values a caller chose are recorded as strings (escaped
+                        // when printed), the path cut to 256 bytes; the span's name is
+                        // the method and the route, never the caller's path (a span
+                        // name must be of low cardinality).
+                        let span = tracing::info_span!(
+                            target: REQUEST_SPAN_TARGET,
+                            "request",
+                            method = req.method().as_str(),
+                            path = tower_openai_observe::logged_path(req.uri().path()),
+                            request_id = id,
+                            otel.kind = "server",
+                            otel.name = span_name(req.method(), req.uri().path()),
+                            otel.status_code = tracing::field::Empty,
+                            gen_ai.operation.name = tracing::field::Empty,
+                            gen_ai.request.model = tracing::field::Empty,
+                            gen_ai.response.model = tracing::field::Empty,
+                            gen_ai.usage.input_tokens = tracing::field::Empty,
+                            gen_ai.usage.output_tokens = tracing::field::Empty,
+                            server.address = tracing::field::Empty,
+                            http.response.status_code = tracing::field::Empty,
+                            outcome = tracing::field::Empty,
+                        );
+                        if otel {
+                            telemetry::continue_trace(&span, req.headers());
+                        }
+                        span
+                    })
+                    // The access line (the observe layer) is the one line per request,
+                    // written when the body ends; a failure is logged once, where it
+                    // happens (the rescue step, the upstream body).
+                    .on_response(())
+                    .on_failure(()),
+            )
+            // Inside the span: the upstream is sent the gateway's trace context.
+            .map_request(move |mut req: Request<Body>| {
+                if otel {
+                    telemetry::propagate_trace(req.headers_mut());
+                }
+                req
+            })
+            .service(inner)
+            .map_response(|res| res.map(http_body_util::Either::Left)),
+    )
 }
 
 /// Mark the credentials a request carries sensitive (never shown by `Debug`, so never
