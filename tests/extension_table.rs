@@ -4,9 +4,11 @@
 //! What the code does is read from its source (tests excluded): a read is
 //! `get::<T>()`, `remove::<T>()` or `T::of(…)`; an edit (`get_mut::<T>()`,
 //! `get_or_insert_default::<T>()`) is a read and a write; a write is an `insert` into
-//! request or response extensions of a `T` — built in place, or a binding whose `let` or
-//! field names `T`. An `insert` whose type cannot be told fails the test, so a new way of
-//! writing an extension has to be taught here rather than slip past.
+//! request or response extensions of a `T` — built in place, named (`insert::<T>`), or a
+//! binding whose `let` or field names `T` (a crate's own private extension type, inserted
+//! as `insert::<Private>`, is not the table's business). An `insert` whose type cannot be
+//! told fails the test, so a new way of writing an extension has to be taught here rather
+//! than slip past.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,6 +97,8 @@ fn scan() -> Found {
         Regex::new(r"(?s)(?:extensions_mut\(\)|extensions|\bext)\s*\.insert\(\s*(.*?)\)\s*;")
             .unwrap();
     let built = Regex::new(&format!(r"^(?:\w+::)*({alt})\b")).unwrap();
+    // `insert::<T>(…)`: the type named; a crate's own private extension is not the table's.
+    let turbofish = Regex::new(r"\binsert::<\s*(?:\w+::)*(\w+)\s*>\(").unwrap();
     let mut found = Found::default();
     for name in crates() {
         let mut files = Vec::new();
@@ -114,6 +118,11 @@ fn scan() -> Found {
             for c in edit.captures_iter(&code) {
                 reads.insert(type_named(&c[1]).unwrap());
                 writes.insert(type_named(&c[1]).unwrap());
+            }
+            for c in turbofish.captures_iter(&code) {
+                if let Some(t) = type_named(&c[1]) {
+                    writes.insert(t);
+                }
             }
             for c in insert.captures_iter(&code) {
                 let arg = c[1].trim();

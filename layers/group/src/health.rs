@@ -96,6 +96,7 @@ impl HealthMap {
 }
 
 /// A candidate for one attempt.
+#[derive(Clone)]
 pub(crate) struct Candidate {
     pub(crate) connection: Arc<Connection>,
     pub(crate) health: Arc<Health>,
@@ -163,6 +164,12 @@ impl Health {
 
     pub(crate) fn end(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Attempts on this connection now.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// A new latency sample at `now`: taken at once if it is above the (decayed) estimate,

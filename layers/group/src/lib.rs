@@ -22,7 +22,11 @@
 //!   first), at most [`GroupPolicy::max_attempts`] attempts in all. Only a JSON payload the
 //!   stack holds whole is sent again (rewritten per connection: prefix, Azure deployment,
 //!   credentials, by the layers below); a form or a streamed body goes out once. A response
-//!   whose head was returned is never retried.
+//!   whose head was returned is never retried. The attempts are tower's own
+//!   [`Retry`](tower::retry::Retry) with a failover [`Policy`](tower::retry::Policy) that binds
+//!   the next attempt to its connection (linkerd's outbound retries have the same shape); each
+//!   attempt is sent through a clone of the stack below, readied first, and gives its
+//!   connection's load back when it ends, answered or abandoned.
 //! - **Cooldown**: after [`GroupPolicy::cooldown_failures`] failures in a row, or a 429/503
 //!   with `Retry-After`, a connection is skipped for [`GroupPolicy::cooldown`] (or the
 //!   `Retry-After`), then gets one probe request; a failed probe cools it down again. If every
@@ -89,6 +93,8 @@
 //! # }
 //! ```
 
+mod attempt;
+mod failover;
 mod health;
 pub mod names;
 mod options;

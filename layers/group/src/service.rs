@@ -2,26 +2,24 @@
 //! next when the first fails before answering.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, header};
 use pin_project::pin_project;
-use tokio::time::Instant;
-use tower::ServiceExt;
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::Retry;
+use tower::retry::budget::TpsBudget;
+use tower::retry::future::ResponseFuture as RetryFuture;
 use tower_layer::Layer;
-use tower_openai_core::error::{UpstreamError, UpstreamErrorKind, find_cause};
-use tower_openai_core::{
-    ApiRoute, BoxError, Connection, ConnectionGroup, Payload, RequestedModel, RouteKind,
-    SelectedConnection, SettingsSnapshot, User,
-};
+use tower_openai_core::{BoxError, Connection, ConnectionGroup};
 use tower_service::Service;
 
-use crate::health::{Candidate, HealthMap, pick};
-use crate::names;
+use crate::attempt::Book;
+use crate::failover::Failover;
+use crate::health::HealthMap;
 
 /// How a group behaves (`GATEWAY_MAX_ATTEMPTS`, `GATEWAY_COOLDOWN_FAILURES`,
 /// `GATEWAY_COOLDOWN_SECONDS` in the gateway).
@@ -62,10 +60,10 @@ pub struct Groups {
 }
 
 #[derive(Debug)]
-struct Shared {
-    policy: GroupPolicy,
-    health: HealthMap,
-    budget: TpsBudget,
+pub(crate) struct Shared {
+    pub(crate) policy: GroupPolicy,
+    pub(crate) health: HealthMap,
+    pub(crate) budget: TpsBudget,
 }
 
 impl Groups {
@@ -153,96 +151,108 @@ impl<S> Group<S> {
     tower_openai_core::define_inner_service_accessors!();
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, B, ResBody> Service<Request<B>> for Group<S>
+impl<S, B, R> Service<Request<B>> for Group<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send + 'static,
-    B: http_body::Body + Default + Send + 'static,
-    ResBody: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<R>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S, B, R>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(ConnectionGroup(group)) = req.extensions().get::<ConnectionGroup>().cloned()
-        else {
-            return ResponseFuture::Direct {
-                future: self.inner.call(req),
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let failover = match req.extensions().get::<ConnectionGroup>().cloned() {
+            Some(ConnectionGroup(group)) => Failover::start(&self.shared, &mut req, &group),
+            None => None,
+        };
+        let Some(failover) = failover else {
+            // Not a grouped model, or none of its connections usable: as select prepared it.
+            return ResponseFuture {
+                kind: Kind::Direct {
+                    future: self.inner.call(req),
+                    _body: PhantomData,
+                },
             };
         };
-        // Call the service `poll_ready` readied first; later attempts use clones.
+        // The first attempt goes through the service `poll_ready` readied; the retries
+        // through clones, each readied in turn by `Retry`.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::Group {
-            future: Box::pin(attempts(self.shared.clone(), inner, req, group)),
+        let mut retry = Retry::new(failover, Book::new(inner, self.shared.clone()));
+        ResponseFuture {
+            kind: Kind::Failover {
+                future: Box::pin(retry.call(req)),
+            },
         }
     }
 }
+
+/// The attempts of a grouped request: tower's retry future over the failover policy.
+type Attempts<S, B> = RetryFuture<Failover, Book<S>, Request<B>>;
 
 /// Response future of [`Group`].
-#[pin_project(project = ResponseFutureProj)]
-pub enum ResponseFuture<F, ResBody> {
-    /// Not a grouped model: the inner service's future.
-    Direct {
-        /// The inner future.
-        #[pin]
-        future: F,
-    },
-    /// The attempts over a group.
-    Group {
-        /// The attempts.
-        future: BoxFuture<Result<Response<ResBody>, BoxError>>,
-    },
+#[pin_project]
+pub struct ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default,
+{
+    #[pin]
+    kind: Kind<S, B, R>,
 }
 
-impl<F, ResBody> std::fmt::Debug for ResponseFuture<F, ResBody> {
+#[pin_project(project = KindProj)]
+enum Kind<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default,
+{
+    Direct {
+        #[pin]
+        future: S::Future,
+        _body: PhantomData<fn() -> R>,
+    },
+    /// Boxed: the direct path (most requests) keeps a small future.
+    Failover { future: Pin<Box<Attempts<S, B>>> },
+}
+
+impl<S, B, R> std::fmt::Debug for ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ResponseFuture::Direct { .. } => "ResponseFuture::Direct",
-            ResponseFuture::Group { .. } => "ResponseFuture::Group",
-        })
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, ResBody, E> Future for ResponseFuture<F, ResBody>
+impl<S, B, R> Future for ResponseFuture<S, B, R>
 where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-    E: Into<BoxError>,
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default,
 {
-    type Output = Result<Response<ResBody>, BoxError>;
+    type Output = Result<Response<R>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Direct { future } => future.poll(cx).map_err(Into::into),
-            ResponseFutureProj::Group { future } => future.as_mut().poll(cx),
+        match self.project().kind.project() {
+            KindProj::Direct { future, .. } => future.poll(cx).map_err(Into::into),
+            KindProj::Failover { future } => future.as_mut().poll(cx),
         }
     }
-}
-
-/// Who is calling, as a number (anonymous callers are one caller).
-fn caller_hash(user: Option<&User>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    user.map_or("", |u| &*u.id).hash(&mut h);
-    h.finish()
-}
-
-/// The statuses that move a request to the next connection of its group.
-fn retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
 }
 
 /// `Retry-After` in seconds (an HTTP date is not honoured: no clock agreement is assumed).
-fn retry_after(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, max: Duration) -> Option<Duration> {
     let secs: u64 = headers
         .get(header::RETRY_AFTER)?
         .to_str()
@@ -251,174 +261,6 @@ fn retry_after(headers: &HeaderMap, max: Duration) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs).min(max))
-}
-
-async fn attempts<S, B, ResBody>(
-    shared: Arc<Shared>,
-    mut inner: S,
-    req: Request<B>,
-    group: Arc<[usize]>,
-) -> Result<Response<ResBody>, BoxError>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Default,
-{
-    let policy = &shared.policy;
-    let settings = req
-        .extensions()
-        .get::<SettingsSnapshot>()
-        .map(|s| s.0.clone());
-    let mut candidates: Vec<Candidate> = match &settings {
-        Some(settings) => group
-            .iter()
-            .filter_map(|&i| settings.connection(i))
-            .filter(|c| c.config().enable)
-            .map(|c| Candidate::new(c.clone(), shared.health.of(c)))
-            .collect(),
-        None => Vec::new(),
-    };
-    // Only a body the gateway holds whole (a JSON payload) can be sent again; a form or a
-    // streamed body goes out once.
-    let resendable = req
-        .extensions()
-        .get::<ApiRoute>()
-        .is_some_and(|r| r.kind() == RouteKind::ModelJson)
-        && req.extensions().get::<Payload>().is_some()
-        && req.body().is_end_stream();
-    let max_attempts = if resendable {
-        policy.max_attempts.max(1)
-    } else {
-        1
-    };
-    shared.budget.deposit();
-    let requested = req
-        .extensions()
-        .get::<RequestedModel>()
-        .map(|m| m.requested.clone());
-    let caller = caller_hash(req.extensions().get::<User>());
-    let (parts, body) = req.into_parts();
-    let mut body = Some(body);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let now = shared.health.now_ms();
-        let Some(choice) = pick(&candidates, now, fastrand::f64) else {
-            // No usable connection of the group (all disabled since routing): the request
-            // as select prepared it.
-            let req = Request::from_parts(parts, body.take().unwrap_or_default());
-            return inner.call(req).await.map_err(Into::into);
-        };
-        let candidate = candidates.swap_remove(choice.at);
-        let connection = candidate.connection.index().to_string();
-        let req = prepare(
-            &parts,
-            body.take().unwrap_or_default(),
-            &candidate.connection,
-            requested.as_ref(),
-        );
-        candidate.health.start();
-        let started = Instant::now();
-        let result: Result<_, BoxError> = if attempt == 1 {
-            inner.call(req).await.map_err(Into::into)
-        } else {
-            inner.clone().oneshot(req).await.map_err(Into::into)
-        };
-        candidate.health.end();
-        let last = attempt >= max_attempts || candidates.is_empty();
-        let (failure, cool_for) = match &result {
-            Ok(res) if retryable_status(res.status()) => {
-                let wait = matches!(res.status().as_u16(), 429 | 503)
-                    .then(|| retry_after(res.headers(), policy.max_retry_after))
-                    .flatten();
-                (Some(res.status().as_str().to_owned()), wait)
-            }
-            Ok(_) => (None, None),
-            Err(e) => {
-                let kind = find_cause::<UpstreamError>(&**e).map(|u| u.kind());
-                let label = kind.map_or("error", |k| k.as_str()).to_owned();
-                (Some(label), None)
-            }
-        };
-        let Some(failure) = failure else {
-            candidate
-                .health
-                .observe_latency(started.elapsed(), shared.health.now_ms());
-            candidate.health.succeeded(choice.probe);
-            metrics::counter!(names::ATTEMPTS_TOTAL, "connection" => connection, "result" => "ok")
-                .increment(1);
-            return result;
-        };
-        // A 500 may be the caller's own doing (a payload the upstream chokes on): it counts
-        // toward a cooldown only with another caller's.
-        let own_doing =
-            matches!(&result, Ok(res) if res.status() == StatusCode::INTERNAL_SERVER_ERROR);
-        if candidate.health.failed(
-            choice.probe,
-            shared.health.now_ms(),
-            policy.cooldown_failures.max(1),
-            policy.cooldown,
-            cool_for,
-            own_doing.then_some(caller),
-        ) {
-            tracing::warn!(connection = %connection, url = candidate.connection.url(), "connection cooling down");
-            metrics::counter!(names::COOLDOWNS_TOTAL, "connection" => connection.clone())
-                .increment(1);
-        }
-        metrics::counter!(
-            names::ATTEMPTS_TOTAL,
-            "connection" => connection.clone(),
-            "result" => failure.clone(),
-        )
-        .increment(1);
-        // Connect errors and timeouts before the head, and the retryable statuses, move on
-        // (another kind of transport error may have reached the upstream: not retried).
-        let moves_on = match &result {
-            Ok(_) => true,
-            Err(e) => matches!(
-                find_cause::<UpstreamError>(&**e).map(|u| u.kind()),
-                Some(UpstreamErrorKind::Connect | UpstreamErrorKind::Timeout)
-            ),
-        };
-        if last || !moves_on || !shared.budget.withdraw() {
-            return result;
-        }
-        tracing::debug!(connection = %connection, %failure, "failing over to the next connection of the group");
-        metrics::counter!(names::FAILOVERS_TOTAL, "connection" => connection).increment(1);
-        // The failed answer is dropped unread; the request goes to the next connection.
-        drop(result);
-    }
-}
-
-/// The request for one attempt on `connection`: the same method, URI, headers and extensions,
-/// with the connection selected and the payload's model as that connection is sent it.
-fn prepare<B>(
-    parts: &http::request::Parts,
-    body: B,
-    connection: &Arc<Connection>,
-    requested: Option<&Arc<str>>,
-) -> Request<B> {
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    *req.extensions_mut() = parts.extensions.clone();
-    let ext = req.extensions_mut();
-    ext.insert(SelectedConnection(connection.clone()));
-    if let Some(requested) = requested {
-        let upstream = connection.upstream_model(requested);
-        if let Some(payload) = ext.get_mut::<Payload>()
-            && payload.model().ok().flatten() != Some(upstream)
-        {
-            let _ = payload.set_str("model", upstream);
-        }
-        ext.insert(RequestedModel {
-            requested: requested.clone(),
-            upstream: upstream.into(),
-        });
-    }
-    req
 }
 
 #[cfg(test)]
@@ -499,5 +341,35 @@ mod readiness {
         seen.sort_unstable();
         assert_eq!(seen, [0, 1]);
         assert_pending!(svc.poll_ready());
+    }
+
+    /// An attempt the caller abandons (the response future dropped mid-flight) gives its
+    /// connection's load back: a group that counted it forever would steer traffic away from
+    /// a connection for nothing.
+    #[tokio::test]
+    async fn an_abandoned_attempt_gives_its_load_back() {
+        let groups = crate::Groups::default();
+        let (mut svc, mut handle) =
+            tower_test::mock::spawn_layer::<Request<Empty<Bytes>>, Response<()>, _>(groups.layer());
+        handle.allow(1);
+        assert_ready_ok!(svc.poll_ready());
+        let settings = Arc::new(Settings::for_urls(["http://a/v1"]).unwrap());
+        let connection = settings.connection(0).unwrap().clone();
+        let mut req = Request::post("/chat/completions")
+            .body(Empty::new())
+            .unwrap();
+        req.extensions_mut().insert(SettingsSnapshot(settings));
+        req.extensions_mut().insert(ApiRoute::ChatCompletions);
+        req.extensions_mut()
+            .insert(ConnectionGroup(Arc::from([0usize])));
+        req.extensions_mut()
+            .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
+        let health = groups.shared.health.of(&connection);
+        let call = tokio::spawn(svc.call(req));
+        let (_seen, _respond) = handle.next_request().await.unwrap();
+        assert_eq!(health.in_flight(), 1);
+        call.abort();
+        let _ = call.await;
+        assert_eq!(health.in_flight(), 0);
     }
 }
