@@ -18,8 +18,8 @@
 //! | [`Form`](crate::payload::Form) | `collect`; its `model` edited by `select` | `acl`, `select`, `azure`, `upstream` (sends it) |
 //! | [`ListFilter`] | `acl` | `models` (filters the listed models per request) |
 //! | [`SelectedConnection`] | `select`; `group`, per attempt; `models`, for a list fetch | `select`, `observe` (usage), `reasoning`, `azure`, `auth`, `headers`, `upstream` |
-//! | [`RequestedModel`] | `select`; `group`, per attempt | `group`, `observe` (usage), `headers` |
-//! | [`ConnectionGroup`] | `select` (model groups) | `group` |
+//! | [`RequestedModel`] | `select`; `group`, per attempt | `observe` (usage), `headers` |
+//! | [`ConnectionGroup`] | `select` (a grouped model, instead of a connection) | `group` (binds each attempt) |
 //! | [`ReasoningModel`] | `reasoning` (only for a reasoning model) | `azure` |
 //! | [`UpstreamHeaders`] | `azure`, `auth`, `headers` (each adds its own) | `azure`, `auth`, `headers`, `upstream` (set last, over the request's) |
 //! | [`RequestTimeout`] | `models`, `auth` (its token fetches), the gateway's admin checks | `upstream` |
@@ -266,10 +266,17 @@ pub struct RequestedModel {
 }
 
 /// The connections that serve the routed model, in list order, when there are several (model
-/// groups are on). Written by select, next to the [`SelectedConnection`] of the first; read by
-/// a group layer, which chooses among them per attempt.
+/// groups are on). Written by select *instead of* a [`SelectedConnection`]: the group layer
+/// binds each attempt to one of them (its [`SelectedConnection`] and [`RequestedModel`], the
+/// payload's model as that connection is sent it). A stack without a group layer below select
+/// sends such a request nowhere (the upstream refuses a request with no connection).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectionGroup(pub Arc<[usize]>);
+pub struct ConnectionGroup {
+    /// The connections' indexes.
+    pub connections: Arc<[usize]>,
+    /// The model as the caller named it (prefix included).
+    pub model: Arc<str>,
+}
 
 /// Set by the reasoning layer when the outgoing model is a reasoning model (absent when it
 /// is not), so the layers below (azure) use the same decision and its replaceable rule.

@@ -28,24 +28,22 @@ pub(crate) struct Attempt {
     pub(crate) caller: u64,
 }
 
-/// Bind `req` to `attempt`'s connection: the connection selected, and the payload's model as
-/// that connection is sent it.
-pub(crate) fn bind<B>(req: &mut Request<B>, attempt: Attempt, requested: Option<&Arc<str>>) {
+/// Bind `req` to `attempt`'s connection: the connection selected, and `requested` (the model
+/// as the caller named it) as that connection is sent it, in the payload too.
+pub(crate) fn bind<B>(req: &mut Request<B>, attempt: Attempt, requested: &Arc<str>) {
     let ext = req.extensions_mut();
     let connection = &attempt.candidate.connection;
     ext.insert(SelectedConnection(connection.clone()));
-    if let Some(requested) = requested {
-        let upstream = connection.upstream_model(requested);
-        if let Some(payload) = ext.get_mut::<Payload>()
-            && payload.model().ok().flatten() != Some(upstream)
-        {
-            let _ = payload.set_str("model", upstream);
-        }
-        ext.insert(RequestedModel {
-            requested: requested.clone(),
-            upstream: upstream.into(),
-        });
+    let upstream = connection.upstream_model(requested);
+    if let Some(payload) = ext.get_mut::<Payload>()
+        && payload.model().ok().flatten() != Some(upstream)
+    {
+        let _ = payload.set_str("model", upstream);
     }
+    ext.insert(RequestedModel {
+        requested: requested.clone(),
+        upstream: upstream.into(),
+    });
     ext.insert::<Attempt>(attempt);
 }
 

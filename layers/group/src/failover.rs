@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower::retry::Policy;
 use tower::retry::budget::Budget;
 use tower_openai_core::{
-    ApiRoute, BoxError, Payload, RequestedModel, RouteKind, SettingsSnapshot, User,
+    ApiRoute, BoxError, ConnectionGroup, Payload, RouteKind, Settings, SettingsSnapshot, User,
 };
 
 use crate::attempt::{Attempt, bind, moves_on};
@@ -25,26 +25,37 @@ pub(crate) struct Failover {
     candidates: Vec<Candidate>,
     /// Attempts left after the one in flight.
     attempts_left: usize,
-    requested: Option<Arc<str>>,
+    requested: Arc<str>,
     caller: u64,
 }
 
 impl Failover {
     /// The failover of `req` over `group`, and its first attempt bound into `req`; `None` when
-    /// no connection of the group is usable (all disabled since routing): the request goes
-    /// as select prepared it.
+    /// no connection of the group is usable (all disabled since routing): the request is
+    /// then bound to the group's first connection, once.
     pub(crate) fn start<B: http_body::Body>(
         shared: &Arc<Shared>,
         req: &mut Request<B>,
-        group: &[usize],
+        group: ConnectionGroup,
     ) -> Option<Self> {
         let ext = req.extensions();
-        let mut candidates: Vec<Candidate> = match ext.get::<SettingsSnapshot>() {
-            Some(SettingsSnapshot(settings)) => group
+        let settings = ext.get::<SettingsSnapshot>().map(|s| s.0.clone());
+        let connections = |settings: &Arc<Settings>| {
+            group
+                .connections
                 .iter()
                 .filter_map(|&i| settings.connection(i))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut candidates: Vec<Candidate> = match &settings {
+            Some(settings) => connections(settings)
+                .into_iter()
                 .filter(|c| c.config().enable)
-                .map(|c| Candidate::new(c.clone(), shared.health.of(c)))
+                .map(|c| {
+                    let health = shared.health.of(&c);
+                    Candidate::new(c, health)
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -55,9 +66,26 @@ impl Failover {
             .is_some_and(|r| r.kind() == RouteKind::ModelJson)
             && ext.get::<Payload>().is_some()
             && req.body().is_end_stream();
-        let requested = ext.get::<RequestedModel>().map(|m| m.requested.clone());
+        let requested = group.model.clone();
         let caller = caller_hash(ext.get::<User>());
-        let choice = pick(&candidates, shared.health.now_ms(), fastrand::f64)?;
+        let Some(choice) = pick(&candidates, shared.health.now_ms(), fastrand::f64) else {
+            if let Some(first) = settings
+                .as_ref()
+                .and_then(|s| connections(s).into_iter().next())
+            {
+                let health = shared.health.of(&first);
+                bind(
+                    req,
+                    Attempt {
+                        candidate: Candidate::new(first, health),
+                        probe: false,
+                        caller,
+                    },
+                    &requested,
+                );
+            }
+            return None;
+        };
         shared.budget.deposit();
         let first = candidates.swap_remove(choice.at);
         bind(
@@ -67,7 +95,7 @@ impl Failover {
                 probe: choice.probe,
                 caller,
             },
-            requested.as_ref(),
+            &requested,
         );
         Some(Self {
             shared: shared.clone(),
@@ -113,7 +141,7 @@ impl<B: Default, R> Policy<Request<B>, Response<R>, BoxError> for Failover {
                 probe: choice.probe,
                 caller: self.caller,
             },
-            self.requested.as_ref(),
+            &self.requested,
         );
         // The failed answer is dropped unread; the request goes to the next connection.
         Some(std::future::ready(()))

@@ -46,12 +46,13 @@
 //! through [`Groups`], lock-free on the request path. Metrics: [`names`].
 //!
 //! # Extensions
-//! - reads [`ConnectionGroup`](tower_openai_core::ConnectionGroup) (requests without one
-//!   pass through untouched), [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
+//! - reads [`ConnectionGroup`](tower_openai_core::ConnectionGroup) (the connections and the
+//!   model as the caller named it; requests without one pass through untouched),
+//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
 //!   [`ApiRoute`](tower_openai_core::ApiRoute) and the
 //!   [`Payload`](tower_openai_core::Payload) (only a JSON model route's payload is sent
-//!   again), [`RequestedModel`](tower_openai_core::RequestedModel) and
-//!   [`User`](tower_openai_core::User) (a cooldown needs failures from two callers);
+//!   again), and [`User`](tower_openai_core::User) (a cooldown needs failures from two
+//!   callers);
 //! - writes, per attempt, [`SelectedConnection`](tower_openai_core::SelectedConnection),
 //!   [`RequestedModel`](tower_openai_core::RequestedModel) and the payload's `model`.
 //!
@@ -85,8 +86,7 @@
 //!     ext.insert(SettingsSnapshot(settings.clone()));
 //!     ext.insert(ApiRoute::ChatCompletions);
 //!     ext.insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
-//!     ext.insert(SelectedConnection(settings.connections()[0].clone()));
-//!     ext.insert(ConnectionGroup(Arc::from([0, 1])));
+//!     ext.insert(ConnectionGroup { connections: Arc::from([0, 1]), model: "m".into() });
 //!     // Whichever connection is tried first, the caller gets the working one's answer.
 //!     assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
 //! }

@@ -168,11 +168,11 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let failover = match req.extensions().get::<ConnectionGroup>().cloned() {
-            Some(ConnectionGroup(group)) => Failover::start(&self.shared, &mut req, &group),
+            Some(group) => Failover::start(&self.shared, &mut req, group),
             None => None,
         };
         let Some(failover) = failover else {
-            // Not a grouped model, or none of its connections usable: as select prepared it.
+            // Not a grouped model, or none of its connections usable (bound to the first).
             return ResponseFuture {
                 kind: Kind::Direct {
                     future: self.inner.call(req),
@@ -296,8 +296,10 @@ mod readiness {
             .unwrap();
         req.extensions_mut().insert(SettingsSnapshot(settings));
         req.extensions_mut().insert(ApiRoute::ChatCompletions);
-        req.extensions_mut()
-            .insert(ConnectionGroup(Arc::from([0usize, 1])));
+        req.extensions_mut().insert(ConnectionGroup {
+            connections: Arc::from([0usize, 1]),
+            model: "m".into(),
+        });
         req.extensions_mut()
             .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
         let mut call = tokio::spawn(svc.call(req));
@@ -360,8 +362,10 @@ mod readiness {
             .unwrap();
         req.extensions_mut().insert(SettingsSnapshot(settings));
         req.extensions_mut().insert(ApiRoute::ChatCompletions);
-        req.extensions_mut()
-            .insert(ConnectionGroup(Arc::from([0usize])));
+        req.extensions_mut().insert(ConnectionGroup {
+            connections: Arc::from([0usize]),
+            model: "m".into(),
+        });
         req.extensions_mut()
             .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
         let health = groups.shared.health.of(&connection);
@@ -371,5 +375,66 @@ mod readiness {
         call.abort();
         let _ = call.await;
         assert_eq!(health.in_flight(), 0);
+    }
+
+    /// A group whose connections were all disabled since routing sends the request once, to
+    /// its first connection, with the model as that connection is sent it: the group is the
+    /// one step that binds a grouped request.
+    #[tokio::test]
+    async fn a_group_with_no_usable_connection_is_bound_to_its_first() {
+        use tower::{Layer, ServiceExt};
+        let settings = Arc::new(
+            tower_openai_core::SettingsSource {
+                base_urls: Some(vec!["http://a/v1".into(), "http://b/v1".into()]),
+                configs: serde_json::json!({
+                    "0": {"enable": false, "prefix_id": "a"},
+                    "1": {"enable": false}
+                })
+                .as_object()
+                .cloned(),
+                ..Default::default()
+            }
+            .build()
+            .unwrap(),
+        );
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let svc = crate::Groups::default().layer().layer(tower::service_fn(
+            move |req: Request<Empty<Bytes>>| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let connection = req
+                    .extensions()
+                    .get::<SelectedConnection>()
+                    .map(|c| c.0.index());
+                let model = req
+                    .extensions()
+                    .get::<Payload>()
+                    .and_then(|p| p.model().ok().flatten().map(str::to_owned));
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .status(StatusCode::SERVICE_UNAVAILABLE)
+                            .header("x-seen", format!("{connection:?} {model:?}"))
+                            .body(())
+                            .unwrap(),
+                    )
+                }
+            },
+        ));
+        let mut req = Request::post("/chat/completions")
+            .body(Empty::new())
+            .unwrap();
+        req.extensions_mut().insert(SettingsSnapshot(settings));
+        req.extensions_mut().insert(ApiRoute::ChatCompletions);
+        req.extensions_mut().insert(ConnectionGroup {
+            connections: Arc::from([0usize, 1]),
+            model: "a.m".into(),
+        });
+        req.extensions_mut()
+            .insert(Payload::new(Bytes::from_static(br#"{"model":"a.m"}"#)));
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["x-seen"], r#"Some(0) Some("m")"#);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

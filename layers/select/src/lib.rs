@@ -26,9 +26,11 @@
 //!   [`ApiRoute`](tower_openai_core::ApiRoute), [`Payload`](tower_openai_core::Payload) and
 //!   [`Form`](tower_openai_core::payload::Form);
 //! - writes [`SelectedConnection`](tower_openai_core::SelectedConnection) (a request that
-//!   has one already keeps it) and [`RequestedModel`](tower_openai_core::RequestedModel), or
-//!   for a grouped model [`ConnectionGroup`](tower_openai_core::ConnectionGroup), and edits
-//!   the payload's (or the form's) `model`.
+//!   has one already keeps it) and [`RequestedModel`](tower_openai_core::RequestedModel), and
+//!   edits the payload's (or the form's) `model`; for a model several connections serve
+//!   (model groups), [`ConnectionGroup`](tower_openai_core::ConnectionGroup) instead: the
+//!   group layer, stacked below, binds each attempt (a request is bound to a connection
+//!   once, by one step).
 //!
 //! # Example
 //! ```

@@ -146,11 +146,15 @@ fn apply_group<B>(
     group: std::sync::Arc<[usize]>,
     model: String,
 ) -> Result<(), ErrorResponse> {
-    apply(req, settings, group.first().copied(), model)?;
     if group.len() > 1 {
-        req.extensions_mut().insert(ConnectionGroup(group));
+        // Bound per attempt by the group layer below, not here.
+        req.extensions_mut().insert(ConnectionGroup {
+            connections: group,
+            model: model.into(),
+        });
+        return Ok(());
     }
-    Ok(())
+    apply(req, settings, group.first().copied(), model)
 }
 
 pub(crate) fn select_default<B>(req: &mut Request<B>, settings: &Settings) {

@@ -14,8 +14,8 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_openai_collect::CollectPayloadLayer;
 use tower_openai_core::routing::{ModelRoutes, Route, StaticRoutes};
 use tower_openai_core::{
-    Body, LoadSettingsLayer, Payload, RequestedModel, SelectedConnection, Settings, SettingsHandle,
-    SettingsSource,
+    Body, ConnectionGroup, LoadSettingsLayer, Payload, RequestedModel, SelectedConnection,
+    Settings, SettingsHandle, SettingsSource,
 };
 use tower_openai_select::SelectLayer;
 
@@ -350,4 +350,61 @@ async fn while_waiting_the_readied_service_is_the_one_called() {
     let ready = svc.ready().await.unwrap();
     let res = ready.call(req).await;
     assert_eq!(res.map(|r| r.status()), Ok(StatusCode::OK));
+}
+
+/// Routes `grouped` to connections 1 and 2 (model groups on).
+#[derive(Clone)]
+struct Grouped;
+
+impl ModelRoutes for Grouped {
+    fn route(&self, _: &Arc<Settings>, model: &str) -> Route {
+        match model {
+            "grouped" => Route::Group(Arc::from([1usize, 2])),
+            "alone" => Route::Group(Arc::from([2usize])),
+            _ => Route::Unknown,
+        }
+    }
+}
+
+/// A model several connections serve is not bound here: select writes the group and the model
+/// as the caller named it, and leaves the payload as sent; the group layer binds each attempt
+/// (a request is bound once, by one step). A group of one is an ordinary connection.
+#[tokio::test]
+async fn a_grouped_model_is_left_for_the_group_layer_to_bind() {
+    let svc = ServiceBuilder::new()
+        .layer(LoadSettingsLayer::new(SettingsHandle::new(settings(true))))
+        .layer(CollectPayloadLayer::default())
+        .layer(SelectLayer::new(Grouped))
+        .service_fn(|req: Request<Body>| async move {
+            let group = req.extensions().get::<ConnectionGroup>().cloned();
+            let out = json!({
+                "group": group.as_ref().map(|g| g.connections.to_vec()),
+                "model": group.map(|g| g.model.to_string()),
+                "selected": req.extensions().get::<SelectedConnection>().map(|c| c.0.index()),
+                "requested": req.extensions().get::<RequestedModel>().is_some(),
+                "changed": req.extensions().get::<Payload>().map(Payload::is_changed),
+            });
+            Ok::<_, Infallible>(Response::new(Full::from(out.to_string())))
+        });
+    let read = |res: Response<_>| async move {
+        let bytes = BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let res = svc
+        .clone()
+        .oneshot(post("/chat/completions", r#"{"model":"grouped"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        read(res).await,
+        json!({"group": [1, 2], "model": "grouped", "selected": null, "requested": false, "changed": false})
+    );
+    let res = svc
+        .oneshot(post("/chat/completions", r#"{"model":"alone"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        read(res).await,
+        json!({"group": null, "model": null, "selected": 2, "requested": true, "changed": false})
+    );
 }
