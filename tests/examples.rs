@@ -3,68 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 
-fn examples_on_disk() -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
-            .unwrap()
-            .filter_map(|e| {
-                let name = e.unwrap().file_name().into_string().unwrap();
-                name.strip_suffix(".rs").map(str::to_owned)
-            })
-            .collect();
-    names.sort();
-    names
-}
-
-/// `cargo test` builds the examples next to the test binaries: `target/<profile>/examples/`.
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} was not built; run `cargo test --all-targets`",
-        path.display()
-    );
-    path
-}
+use tower_openai_test_util::examples::{check_index, run};
 
 #[test]
 fn the_index_lists_every_example() {
-    let index =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/README.md"))
-            .unwrap();
-    for name in examples_on_disk() {
-        assert!(
-            index.contains(&format!("`cargo run --features full --example {name}`")),
-            "examples/README.md misses {name}"
-        );
-        let source = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs")),
-        )
-        .unwrap();
-        assert!(
-            source.starts_with("//!"),
-            "{name}.rs must open with a //! header"
-        );
-        assert!(
-            source.contains(&format!("`cargo run --features full --example {name}`")),
-            "{name}.rs must give its run command"
-        );
-    }
-}
-
-fn run(name: &str) -> String {
-    let out = Command::new(example(name)).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    check_index(Path::new(env!("CARGO_MANIFEST_DIR")), |name| {
+        format!("cargo run --features full --example {name}")
+    });
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - [`trace_init`]: tracing to the test writer.
 
 mod body;
+pub mod examples;
 mod mock;
 mod proxy;
 
