@@ -1,7 +1,11 @@
 //! Admin routes (Open WebUI rules: docs/rules.md): `GET /openai/config`, `POST /openai/config/update`,
-//! `POST /openai/verify`.
+//! `POST /openai/verify`, `GET /openai/status` and `GET /metrics`, on axum: one handler a
+//! route, bodies read as typed values ([`AdminJson`]) under the cap and the body deadlines.
 
 use std::sync::Arc;
+
+use axum::extract::{FromRequest, State};
+use axum::routing::{get, post};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -22,7 +26,6 @@ use tower_openai_models::Catalog;
 use super::persist::{ConfigStore, Persisted};
 use super::stack::BoxedLower as Lower;
 
-/// The admin routes.
 /// The longest a connection check waits for the upstream's answer.
 const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -146,10 +149,12 @@ fn config_json(settings: &Settings) -> Value {
 /// An admin body: JSON read under the cap and the body deadlines, as `T`. Malformed JSON is
 /// 400 `invalid_json`; JSON that is not a `T` (a member missing or of the wrong type) is 400
 /// `invalid_value`, its message naming the member.
-async fn read_body<T: serde::de::DeserializeOwned>(
-    body: Body,
-    max: usize,
-) -> Result<T, ErrorResponse> {
+async fn read_body<T, B>(body: B, max: usize) -> Result<T, ErrorResponse>
+where
+    T: serde::de::DeserializeOwned,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower_openai_core::BoxError>,
+{
     let out = match read_capped(body, max).await {
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge(_)) => return Err(ErrorResponse::payload_too_large(max)),
@@ -185,6 +190,67 @@ async fn read_body<T: serde::de::DeserializeOwned>(
                 .with_code("invalid_json"),
         }
     })
+}
+
+/// An admin request's JSON body as `T`, read by [`read_body`]; a refusal is the OpenAI-shaped
+/// error it names.
+struct AdminJson<T>(T);
+
+impl<T> FromRequest<Admin> for AdminJson<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Response<BoxBody>;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        admin: &Admin,
+    ) -> Result<Self, Self::Rejection> {
+        read_body(req.into_body(), admin.inner.max_body)
+            .await
+            .map(AdminJson)
+            .map_err(error)
+    }
+}
+
+/// `GET /openai/config` (CFG-1).
+async fn config(State(admin): State<Admin>) -> Response<BoxBody> {
+    json_response(StatusCode::OK, &config_json(&admin.inner.settings.load()))
+}
+
+/// `POST /openai/config/update` (CFG-2 … CFG-5).
+async fn update(
+    State(admin): State<Admin>,
+    AdminJson(form): AdminJson<ConfigUpdate>,
+) -> Response<BoxBody> {
+    admin.update(form).await
+}
+
+/// `POST /openai/verify` (VF-1 … VF-4).
+async fn verify(
+    State(admin): State<Admin>,
+    AdminJson(form): AdminJson<VerifyForm>,
+) -> Response<BoxBody> {
+    admin.verify(form).await
+}
+
+/// `GET /openai/status`.
+async fn status(State(admin): State<Admin>) -> Response<BoxBody> {
+    admin.status().await
+}
+
+/// `GET /metrics` (on the API listener, for admins).
+async fn metrics(State(admin): State<Admin>) -> Response<BoxBody> {
+    admin.metrics().await
+}
+
+/// A known admin path with another method.
+async fn method_not_allowed(uri: http::Uri) -> Response<BoxBody> {
+    let method = AdminRoute::of(uri.path()).map_or(Method::GET, AdminRoute::method);
+    error(
+        ErrorResponse::new(StatusCode::METHOD_NOT_ALLOWED, format!("Use {method} here"))
+            .with_code("method_not_allowed"),
+    )
 }
 
 /// `POST /openai/config/update` (CFG-2), Open WebUI's form: members it does not know are
@@ -235,32 +301,19 @@ impl Admin {
         }
     }
 
-    pub(crate) async fn handle(self, route: AdminRoute, req: Request<Body>) -> Response<BoxBody> {
-        if req.method() != route.method() {
-            return error(
-                ErrorResponse::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    format!("Use {} here", route.method()),
-                )
-                .with_code("method_not_allowed"),
-            );
-        }
-        let body = req.into_body();
-        match route {
-            AdminRoute::Config => {
-                json_response(StatusCode::OK, &config_json(&self.inner.settings.load()))
-            }
-            AdminRoute::Status => self.status().await,
-            AdminRoute::Metrics => self.metrics().await,
-            AdminRoute::Update => match read_body(body, self.inner.max_body).await {
-                Ok(form) => self.update(form).await,
-                Err(e) => error(e),
-            },
-            AdminRoute::Verify => match read_body(body, self.inner.max_body).await {
-                Ok(form) => self.verify(form).await,
-                Err(e) => error(e),
-            },
-        }
+    /// The admin routes as an axum router: one handler a route, typed bodies through
+    /// [`AdminJson`], a wrong method answered 405 in the OpenAI error shape. Who may call
+    /// them (admins, JSON posts from allowed origins) is the edge router's check, made before
+    /// a request gets here.
+    pub(crate) fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/openai/config", get(config))
+            .route("/openai/config/update", post(update))
+            .route("/openai/verify", post(verify))
+            .route("/openai/status", get(status))
+            .route("/metrics", get(metrics))
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(self.clone())
     }
 
     /// CFG-2 … CFG-5, validated before anything changes.

@@ -1,4 +1,10 @@
-//! Routing: `/healthz`, and the OpenAI API under both `/v1` and `/openai`.
+//! Routing: `/healthz`, the admin routes, and the OpenAI API under both `/v1` and `/openai`.
+//!
+//! The admin routes are an axum router (`Admin::router`: typed bodies, one handler a route).
+//! The API's own dispatch stays this small match: it runs on every request, and strips the
+//! prefix without an allocation for the common paths, where axum's nesting would look the
+//! path up, rewrite the URI and record the original and matched paths per request (the
+//! gateway's per-request instruction budget is checked in CI).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,10 +17,10 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Either, Full};
-use tower::Service;
+use tower::{Service, ServiceExt};
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, User};
 
-use super::admin::{Admin, AdminRoute};
+use super::admin::AdminRoute;
 use super::identity::Unidentified;
 use super::security::SecurityConfig;
 
@@ -37,12 +43,13 @@ const STATIC_PATHS: [&str; 6] = [
 #[derive(Clone, Debug)]
 pub(crate) struct Router<A> {
     api: A,
-    admin: Admin,
+    /// The admin routes (`Admin::router`).
+    admin: axum::Router,
     security: Arc<SecurityConfig>,
 }
 
 impl<A> Router<A> {
-    pub(crate) fn new(api: A, admin: Admin, security: Arc<SecurityConfig>) -> Self {
+    pub(crate) fn new(api: A, admin: axum::Router, security: Arc<SecurityConfig>) -> Self {
         Self {
             api,
             admin,
@@ -179,7 +186,7 @@ where
         if path == "/healthz" {
             return RouterFuture::Answered(Some(json(StatusCode::OK, r#"{"status":"ok"}"#)));
         }
-        if let Some(route) = AdminRoute::of(path) {
+        if AdminRoute::of(path).is_some() {
             let user = match caller(&req) {
                 Ok(user) => user,
                 Err(e) => return RouterFuture::Answered(Some(error(e))),
@@ -194,7 +201,10 @@ where
                 return RouterFuture::Answered(Some(error(e)));
             }
             let admin = self.admin.clone();
-            return RouterFuture::Admin(Box::pin(async move { admin.handle(route, req).await }));
+            return RouterFuture::Admin(Box::pin(async move {
+                let Ok(res) = admin.oneshot(req).await;
+                res.map(|b| BodyExt::map_err(b, BoxError::from).boxed_unsync())
+            }));
         }
         let Some(rest) = strip_prefix(path) else {
             let message = format!("Unknown path {path:?}: the API is served under /v1 and /openai");

@@ -143,7 +143,7 @@ pub(crate) fn service(
         // `/healthz`, the admin routes (admins only), and the API under `/v1` and `/openai`
         // with the prefix stripped; an unidentified caller is refused here.
         .layer(tower::layer::layer_fn({
-            let (admin, security) = (gateway.admin.clone(), security.clone());
+            let (admin, security) = (gateway.admin.router(), security.clone());
             move |api| Router::new(api, admin.clone(), security.clone())
         }));
 

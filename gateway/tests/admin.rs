@@ -87,6 +87,12 @@ async fn cfg1_the_config_is_for_admins_with_keys_in_plain_text() {
     );
     let wrong_method = answer(as_root(post_json(&admin_url(&gw, "config"), "{}"))).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&wrong_method), "method_not_allowed");
+    let wrong_method = answer(as_root(get(&admin_url(&gw, "config/update")))).await;
+    assert_eq!(
+        (wrong_method.status, error_code(&wrong_method)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".to_owned())
+    );
 }
 
 #[tokio::test]
