@@ -18,6 +18,7 @@
 //! | [`headers`] | `headers` | OpenRouter attribution, user-info and custom upstream headers |
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
+//! | [`identity`] | `identity` | who is calling: an API key to a user, through a key store |
 //! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
@@ -156,6 +157,12 @@ pub mod collect {
 /// Transport failures turned into 502/504/500 responses (`tower-openai-rescue`).
 pub mod rescue {
     pub use tower_openai_rescue::*;
+}
+
+/// Who is calling: API key → user (`tower-openai-identity`).
+#[cfg(feature = "identity")]
+pub mod identity {
+    pub use tower_openai_identity::*;
 }
 
 /// The upstream HTTP service (`tower-openai-upstream`).

@@ -35,6 +35,7 @@ const TYPES: &[&str] = &[
     "UsageReport",
     "EndingReport",
     "UpstreamFailure",
+    "Unidentified",
 ];
 
 type Uses = BTreeMap<String, BTreeSet<&'static str>>;
@@ -167,7 +168,12 @@ fn table() -> BTreeMap<&'static str, (BTreeSet<String>, BTreeSet<String>)> {
     let tick = Regex::new(r"`([\w-]+)`").unwrap();
     let mut rows: BTreeMap<&'static str, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
     for line in text.lines() {
-        let Some(row) = line.strip_prefix("//! | [") else {
+        // A row opens with its type: linked (`[`T`](…)`) or, for a type of a layer crate's
+        // own, in backticks.
+        let Some(row) = line
+            .strip_prefix("//! | ")
+            .filter(|row| row.starts_with('[') || row.starts_with('`'))
+        else {
             continue;
         };
         let cells: Vec<&str> = row.split(" | ").collect();

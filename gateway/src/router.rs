@@ -21,8 +21,8 @@ use tower::{Service, ServiceExt};
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, User};
 
 use super::admin::AdminRoute;
-use super::identity::Unidentified;
 use super::security::SecurityConfig;
+use tower_openai_identity::Unidentified;
 
 /// The API prefixes; both serve the same routes (GATEWAY contract).
 const PREFIXES: [&str; 2] = ["/v1", "/openai"];
@@ -38,7 +38,7 @@ const STATIC_PATHS: [&str; 6] = [
 ];
 
 /// Routes a request: `/healthz`, the admin routes, the API under its prefixes. A route that
-/// needs a caller refuses a request whose caller [`Identify`](super::identity::Identify)
+/// needs a caller refuses a request whose caller the identity layer
 /// could not identify.
 #[derive(Clone, Debug)]
 pub(crate) struct Router<A> {
@@ -58,7 +58,7 @@ impl<A> Router<A> {
     }
 }
 
-/// The caller [`Identify`](super::identity::Identify) found, or the answer owed to a caller it
+/// The caller the identity layer found, or the answer owed to a caller it
 /// could not identify.
 fn caller(req: &Request<Body>) -> Result<&User, ErrorResponse> {
     match req.extensions().get::<User>() {
@@ -66,7 +66,7 @@ fn caller(req: &Request<Body>) -> Result<&User, ErrorResponse> {
         None => Err(req
             .extensions()
             .get::<Unidentified>()
-            .map(|u| u.0.clone())
+            .map(|u| u.refusal().clone())
             // Nothing identified the caller: refused, not let through.
             .unwrap_or_else(|| {
                 ErrorResponse::unauthorized("The caller could not be identified")

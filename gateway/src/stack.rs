@@ -20,6 +20,7 @@ use tower_openai_auth::AuthLayer;
 use tower_openai_collect::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer};
 use tower_openai_headers::HeadersConfig;
+use tower_openai_identity::IdentifyLayer;
 use tower_openai_models::ModelsLayer;
 use tower_openai_observe::{ObserveLayer, UsageLayer};
 use tower_openai_policy::PolicyLayer;
@@ -32,7 +33,6 @@ use tower_openai_upstream::Upstream;
 use tracing::Level;
 
 use super::Gateway;
-use super::identity::Identify;
 use super::router::Router;
 use super::security::CorsOrigins;
 use super::telemetry::{self, REQUEST_SPAN_TARGET};
@@ -125,10 +125,13 @@ pub(crate) fn service(
     let guard = ServiceBuilder::new()
         // Who is calling (or the answer owed to a caller who cannot be identified), before
         // anything reports the request: the access line names the caller of every request.
-        .layer(tower::layer::layer_fn({
+        // (In single-user mode, a request from a host or origin that is not allowed is owed a
+        // 403 instead.)
+        .map_request({
             let (callers, security) = (gateway.callers.clone(), security.clone());
-            move |inner| Identify::new(inner, callers.clone(), security.clone())
-        }))
+            move |req| super::identity::guard_single_user(&callers, &security, req)
+        })
+        .layer(IdentifyLayer::new(gateway.callers.clone()))
         // One access line and the metrics per request, when its body ends; below the request
         // id (it logs it) and inside the trace span.
         .layer(ObserveLayer::new())

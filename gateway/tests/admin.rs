@@ -91,7 +91,10 @@ async fn cfg1_the_config_is_for_admins_with_keys_in_plain_text() {
     let wrong_method = answer(as_root(get(&admin_url(&gw, "config/update")))).await;
     assert_eq!(
         (wrong_method.status, error_code(&wrong_method)),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".to_owned())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed".to_owned()
+        )
     );
 }
 

@@ -10,7 +10,8 @@
 //!
 //! | type | written by | read by |
 //! |---|---|---|
-//! | [`User`] | the gateway's identity step, or your own auth | `policy`, `collect` (the per-user buffer budget), `ratelimit`, `acl`, `group`, `headers`, `observe` |
+//! | [`User`] | `identity`, or your own auth | `identity` (leaves a request a step above decided on), `policy`, `collect` (the per-user buffer budget), `ratelimit`, `acl`, `group`, `headers`, `observe` |
+//! | `Unidentified` (`tower-openai-identity`: the answer owed to a caller it could not identify) | `identity`, or a guard above it | `identity`; the application's router (refuses the routes that need a caller) |
 //! | [`ApiRoute`] | `policy` | `collect`, `ratelimit`, `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers` |
 //! | [`MeterUsage`] | `ratelimit` (a caller with a token limit) | `observe` (usage) |
 //! | [`SettingsSnapshot`] | `core`; `models`, for a list fetch | `acl`, `models`, `select`, `group`, `headers` |
