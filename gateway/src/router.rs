@@ -61,6 +61,10 @@ impl<A> Router<A> {
 /// The caller the identity layer found, or the answer owed to a caller it
 /// could not identify.
 fn caller(req: &Request<Body>) -> Result<&User, ErrorResponse> {
+    // A refusal wins over a user: a pending user is identified and refused.
+    if let Some(refused) = req.extensions().get::<Unidentified>() {
+        return Err(refused.refusal().clone());
+    }
     match req.extensions().get::<User>() {
         Some(user) => Ok(user),
         None => Err(req

@@ -8,7 +8,7 @@ use tower_openai_core::ErrorResponse;
 use tower_openai_core::settings::ConfigError;
 
 /// The security settings, from the environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SecurityConfig {
     /// `ENABLE_OPENAI_API_PASSTHROUGH`: forward paths that are not model routes to
     /// connection 0. Off by default.
@@ -22,6 +22,22 @@ pub struct SecurityConfig {
     pub cors_origins: CorsOrigins,
     /// `GATEWAY_ALLOWED_HOSTS`: names besides loopback a single-user gateway answers to.
     pub allowed_hosts: Vec<String>,
+    /// `CUSTOM_API_KEY_HEADER`: the header a caller may send its key in when it sends no
+    /// `Authorization` (default `x-api-key`). Marked sensitive, never forwarded.
+    pub api_key_header: HeaderName,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            passthrough: false,
+            forward_headers: Vec::new(),
+            expose_headers: Vec::new(),
+            cors_origins: CorsOrigins::None,
+            allowed_hosts: Vec::new(),
+            api_key_header: tower_openai_identity::DEFAULT_KEY_HEADER,
+        }
+    }
 }
 
 /// The origins of `GATEWAY_CORS_ORIGINS`.
@@ -88,6 +104,48 @@ impl SecurityConfig {
             }
         };
         let forward_headers = header_names(env, "GATEWAY_FORWARD_HEADERS")?;
+        let api_key_header =
+            match env("CUSTOM_API_KEY_HEADER").map(|v| v.trim().to_ascii_lowercase()) {
+                None => tower_openai_identity::DEFAULT_KEY_HEADER,
+                Some(v) if v.is_empty() => tower_openai_identity::DEFAULT_KEY_HEADER,
+                Some(v) => {
+                    let name = HeaderName::from_bytes(v.as_bytes()).map_err(|_| {
+                        ConfigError::new(
+                            "CUSTOM_API_KEY_HEADER",
+                            format!("{v:?} is not a header name"),
+                        )
+                    })?;
+                    // A header that means something else to HTTP or to the gateway cannot carry
+                    // a key.
+                    if matches!(
+                        name.as_str(),
+                        "authorization"
+                            | "cookie"
+                            | "host"
+                            | "content-type"
+                            | "content-length"
+                            | "transfer-encoding"
+                            | "connection"
+                            | "origin"
+                            | "x-request-id"
+                    ) || name.as_str().starts_with("x-openwebui-")
+                    {
+                        return Err(ConfigError::new(
+                            "CUSTOM_API_KEY_HEADER",
+                            format!("{v:?} already means something else; name a header of its own"),
+                        ));
+                    }
+                    name
+                }
+            };
+        if forward_headers.contains(&api_key_header) {
+            return Err(ConfigError::new(
+                "GATEWAY_FORWARD_HEADERS",
+                format!(
+                    "{api_key_header} carries callers' keys (CUSTOM_API_KEY_HEADER) and is never forwarded"
+                ),
+            ));
+        }
         let expose_headers = header_names(env, "GATEWAY_EXPOSE_HEADERS")?;
         // The upstream builder refuses credentials and hop-by-hop names; ask it now, so a
         // bad list stops start-up with the variable's name.
@@ -144,6 +202,7 @@ impl SecurityConfig {
             expose_headers,
             cors_origins,
             allowed_hosts,
+            api_key_header,
         })
     }
 

@@ -109,7 +109,10 @@ pub(crate) fn service(
     // 1. The edge, above the request span.
     let edge = ServiceBuilder::new()
         // Mark credentials sensitive before tracing (or anything else) sees the request.
-        .map_request(mark_sensitive)
+        .map_request({
+            let key_header = gateway.config.security.api_key_header.clone();
+            move |req| mark_sensitive(req, &key_header)
+        })
         // A caller's `x-request-id` is kept when it is short, visible ASCII; otherwise (or
         // when there is none) the gateway makes one. It goes upstream with the request and
         // back on every answer, the gateway's own errors and preflights included.
@@ -131,7 +134,10 @@ pub(crate) fn service(
             let (callers, security) = (gateway.callers.clone(), security.clone());
             move |req| super::identity::guard_single_user(&callers, &security, req)
         })
-        .layer(IdentifyLayer::new(gateway.callers.clone()))
+        .layer(
+            IdentifyLayer::new(gateway.callers.clone())
+                .key_header(gateway.config.security.api_key_header.clone()),
+        )
         // One access line and the metrics per request, when its body ends; below the request
         // id (it logs it) and inside the trace span.
         .layer(ObserveLayer::new())
@@ -308,12 +314,13 @@ where
 /// logged), in one pass over its headers. (tower-http's `SetSensitiveRequestHeadersLayer`
 /// looks each of the five names up in turn: five hash look-ups per request, most of them
 /// for headers the request does not carry.)
-fn mark_sensitive<B>(mut req: Request<B>) -> Request<B> {
+fn mark_sensitive<B>(mut req: Request<B>, key_header: &HeaderName) -> Request<B> {
     for (name, value) in req.headers_mut().iter_mut() {
         if matches!(
             name.as_str(),
             "authorization" | "cookie" | "proxy-authorization" | "api-key" | "x-api-key"
-        ) {
+        ) || name == key_header
+        {
             value.set_sensitive(true);
         }
     }
@@ -504,10 +511,11 @@ mod tests {
             .header("cookie", "a=b")
             .header("cookie", "c=d")
             .header("proxy-authorization", "Basic x")
+            .header("x-gateway-key", "sk-4")
             .header("content-type", "application/json")
             .body(())
             .unwrap();
-        let req = super::mark_sensitive(req);
+        let req = super::mark_sensitive(req, &http::HeaderName::from_static("x-gateway-key"));
         for (name, value) in req.headers() {
             assert_eq!(value.is_sensitive(), name != "content-type", "{name}");
         }

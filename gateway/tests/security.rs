@@ -933,3 +933,148 @@ async fn what_the_gateway_read_is_what_the_upstream_gets() {
         assert_eq!(seen["input"], "x");
     }
 }
+
+/// A gateway with alice (a user), carol (pending) and root in front of `mock`.
+async fn gateway_with_pending(mock: &MockUpstream, extra: &[(&str, &str)]) -> RunningGateway {
+    let text = format!(
+        "[openai]\nbase_urls = [\"{}\"]\n[openai.configs.\"0\"]\nprefix_id = \"up\"\n{USERS}\n\
+         [[users]]\nid = \"carol\"\nrole = \"pending\"\napi_key = \"sk-carol\"\n",
+        mock.url()
+    );
+    let path = temp_dir().join("pending.toml");
+    std::fs::write(&path, text).unwrap();
+    start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        extra,
+    )
+    .await
+}
+
+/// GATEWAY "Callers": a key in `x-api-key` identifies the caller when there is no
+/// `Authorization` (Anthropic clients send one or the other); both headers with different
+/// keys are 401; the caller's key header never reaches the upstream; a pending user is 403
+/// `pending_user` on every route.
+#[tokio::test]
+async fn callers_send_their_key_in_x_api_key_and_pending_users_are_refused() {
+    let mock = mock().await;
+    let gw = gateway_with_pending(&mock, &[]).await;
+    let chat = || {
+        request(
+            Method::POST,
+            &format!("{}/chat/completions", gw.url()),
+            Some("application/json"),
+            br#"{"model":"up.allowed","messages":[]}"#,
+        )
+    };
+    let with = |mut req: Request<Full<Bytes>>, pairs: &[(&str, &str)]| {
+        for (k, v) in pairs {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        req
+    };
+    let ok = answer(with(chat(), &[("x-api-key", "sk-alice")])).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    let sent = mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    assert!(sent.headers.get("x-api-key").is_none());
+    assert!(sent.headers.get("authorization").is_none());
+    // The same key in both headers is that key; two different keys are refused.
+    let same = with(chat(), &[("x-api-key", "sk-alice")]);
+    assert_eq!(
+        answer(authed(same, "sk-alice")).await.status,
+        StatusCode::OK
+    );
+    let two = answer(authed(
+        with(chat(), &[("x-api-key", "sk-root")]),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(
+        (two.status, error_code(&two)),
+        (StatusCode::UNAUTHORIZED, "invalid_api_key".to_owned())
+    );
+    let wrong = answer(with(chat(), &[("x-api-key", "sk-nobody")])).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    // A pending user: identified, refused everywhere, admin routes included.
+    let before = forwarded(&mock).len();
+    for req in [
+        chat(),
+        get(&format!("{}/models", gw.url())),
+        get(&format!(
+            "{}/openai/config",
+            gw.url().trim_end_matches("/v1")
+        )),
+    ] {
+        let refused = answer(authed(req, "sk-carol")).await;
+        assert_eq!(
+            (refused.status, error_code(&refused)),
+            (StatusCode::FORBIDDEN, "pending_user".to_owned())
+        );
+    }
+    assert_eq!(
+        forwarded(&mock).len(),
+        before,
+        "nothing forwarded for a pending user"
+    );
+}
+
+/// `CUSTOM_API_KEY_HEADER` names the key header instead of `x-api-key` (marked sensitive,
+/// never forwarded); a name that already means something else, or listed in
+/// `GATEWAY_FORWARD_HEADERS`, stops start-up naming the variable.
+#[tokio::test]
+async fn custom_api_key_header_names_the_key_header() {
+    let mock = mock().await;
+    let gw = gateway_with_pending(&mock, &[("CUSTOM_API_KEY_HEADER", "X-Gateway-Key")]).await;
+    let chat = |header: &str| {
+        let mut req = request(
+            Method::POST,
+            &format!("{}/chat/completions", gw.url()),
+            Some("application/json"),
+            br#"{"model":"up.allowed","messages":[]}"#,
+        );
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+            "sk-alice".parse().unwrap(),
+        );
+        req
+    };
+    assert_eq!(answer(chat("x-gateway-key")).await.status, StatusCode::OK);
+    assert_eq!(
+        answer(chat("x-api-key")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| r.headers.get("x-gateway-key").is_none())
+    );
+    for (pairs, variable) in [
+        (
+            &[("CUSTOM_API_KEY_HEADER", "authorization")][..],
+            "CUSTOM_API_KEY_HEADER",
+        ),
+        (
+            &[("CUSTOM_API_KEY_HEADER", "bad header")][..],
+            "CUSTOM_API_KEY_HEADER",
+        ),
+        (
+            &[
+                ("CUSTOM_API_KEY_HEADER", "x-gateway-key"),
+                ("GATEWAY_FORWARD_HEADERS", "x-gateway-key"),
+            ][..],
+            "GATEWAY_FORWARD_HEADERS",
+        ),
+    ] {
+        let err = openai_gateway::GatewayConfig::load(&Args::default(), &env(pairs)).unwrap_err();
+        assert!(err.to_string().contains(variable), "{pairs:?}: {err}");
+    }
+}

@@ -164,8 +164,9 @@ pub(super) fn users_from(
                 format!("{:?} is used by another user", e.id),
             ));
         }
-        let role = Role::parse(&e.role)
-            .ok_or_else(|| ConfigError::new(field("role"), "must be \"user\" or \"admin\""))?;
+        let role = Role::parse(&e.role).ok_or_else(|| {
+            ConfigError::new(field("role"), "must be \"user\", \"admin\" or \"pending\"")
+        })?;
         let digest = match (e.api_key, e.api_key_sha256) {
             (Some(key), None) if !key.is_empty() => crate::identity::digest(key.as_bytes()),
             (None, Some(hex)) => parse_sha256(&hex).ok_or_else(|| {

@@ -42,30 +42,37 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::settings::{Connection, Settings};
 
-/// A caller's role (rule AC-5): admins see every model and may call admin routes.
+/// A caller's role (rule AC-5): admins see every model and may call admin routes; a
+/// pending user (an account not approved yet) is refused on every route (the identity
+/// layer says so).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Role {
     /// An ordinary user.
     #[default]
     User,
     /// An administrator.
     Admin,
+    /// Not approved yet: identified, and refused.
+    Pending,
 }
 
 impl Role {
-    /// `"user"` or `"admin"`.
+    /// `"user"`, `"admin"` or `"pending"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Role::User => "user",
             Role::Admin => "admin",
+            Role::Pending => "pending",
         }
     }
 
-    /// Parse `"user"` or `"admin"`.
+    /// Parse `"user"`, `"admin"` or `"pending"`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "user" => Some(Role::User),
             "admin" => Some(Role::Admin),
+            "pending" => Some(Role::Pending),
             _ => None,
         }
     }

@@ -1,4 +1,12 @@
-//! Who is calling: a request's API key (`Authorization: Bearer <key>`) → [`User`].
+//! Who is calling: a request's API key → [`User`].
+//!
+//! The key is `Authorization: Bearer <key>`, or, when there is no `Authorization`, the value
+//! of the key header ([`DEFAULT_KEY_HEADER`] `x-api-key`, as Anthropic clients send it;
+//! [`IdentifyLayer::key_header`] names another). Both headers with different keys, or either
+//! header twice, are refused: which key would count cannot be told. The key header is removed
+//! from every request, so the caller's key goes no further. A user whose role is
+//! [`Pending`](tower_openai_core::Role::Pending) is identified (the access line names them)
+//! and refused with 403 `pending_user`.
 //!
 //! [`IdentifyLayer`] sits at the edge, above the layers that report requests. It puts the
 //! caller ([`User`]) in the request extensions or, when the caller cannot be identified, the
@@ -57,5 +65,5 @@
 mod service;
 mod store;
 
-pub use crate::service::{Identify, IdentifyLayer, Unidentified};
+pub use crate::service::{DEFAULT_KEY_HEADER, Identify, IdentifyLayer, Unidentified};
 pub use crate::store::{Everyone, KeyStore, MemoryKeys, digest};

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Request, header};
+use http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use subtle::ConstantTimeEq;
 use tower_layer::Layer;
-use tower_openai_core::{ErrorResponse, User};
+use tower_openai_core::{ErrorResponse, Role, User};
 use tower_service::Service;
 
 use crate::store::{KeyStore, digest};
@@ -29,18 +29,32 @@ impl Unidentified {
     }
 }
 
+/// The header a caller may send its key in instead of `Authorization` (Anthropic clients do),
+/// by default: `x-api-key`.
+pub const DEFAULT_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
+
 /// Identifies each request's caller from a [`KeyStore`]. See the [crate docs](crate).
 #[derive(Clone, Debug)]
 pub struct IdentifyLayer<K> {
     store: Arc<K>,
+    key_header: HeaderName,
 }
 
 impl<K> IdentifyLayer<K> {
-    /// Callers from `store`.
+    /// Callers from `store`; keys in `Authorization: Bearer` or [`DEFAULT_KEY_HEADER`].
     pub fn new(store: K) -> Self {
         Self {
             store: Arc::new(store),
+            key_header: DEFAULT_KEY_HEADER,
         }
+    }
+
+    /// The header a caller may send its key in when it sends no `Authorization` (Open
+    /// WebUI's `CUSTOM_API_KEY_HEADER`; default `x-api-key`). It is removed from every
+    /// request: the caller's key goes no further than this layer.
+    pub fn key_header(mut self, name: HeaderName) -> Self {
+        self.key_header = name;
+        self
     }
 }
 
@@ -51,6 +65,7 @@ impl<S, K> Layer<S> for IdentifyLayer<K> {
         Identify {
             inner,
             store: self.store.clone(),
+            key_header: self.key_header.clone(),
             last: LastCaller::default(),
         }
     }
@@ -65,6 +80,7 @@ impl<S, K> Layer<S> for IdentifyLayer<K> {
 pub struct Identify<S, K> {
     inner: S,
     store: Arc<K>,
+    key_header: HeaderName,
     last: LastCaller,
 }
 
@@ -88,10 +104,7 @@ impl<S, K: KeyStore> Identify<S, K> {
         if !self.store.needs_key() {
             return self.store.user(&digest(b"")).ok_or_else(invalid_key);
         }
-        let presented = bearer(headers).ok_or_else(|| {
-            ErrorResponse::unauthorized("Missing API key: send it as `Authorization: Bearer <key>`")
-                .with_code("invalid_api_key")
-        })?;
+        let presented = presented_key(headers, &self.key_header)?;
         let generation = self.store.generation();
         if let Some(last) = &self.last.0
             && last.generation == generation
@@ -113,16 +126,48 @@ impl<S, K: KeyStore> Identify<S, K> {
     }
 }
 
-/// The token of `Authorization: Bearer <token>` (scheme in any case, token trimmed), if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
+/// The key a request presents: `Authorization: Bearer <key>` (scheme in any case, key
+/// trimmed), or the key header's value when there is no `Authorization`. Refused: neither, an
+/// `Authorization` that is not a bearer key, either header given twice, and both headers with
+/// different keys (which one would be checked cannot be told).
+fn presented_key<'h>(
+    headers: &'h HeaderMap,
+    key_header: &HeaderName,
+) -> Result<&'h str, ErrorResponse> {
+    let one = |name: &HeaderName| -> Result<Option<&'h str>, ErrorResponse> {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => Ok(Some(v.to_str().map_err(|_| invalid_key())?.trim())),
+            (Some(_), Some(_)) => Err(ErrorResponse::unauthorized(format!(
+                "Send one API key: the request has several `{name}` headers"
+            ))
+            .with_code("invalid_api_key")),
+        }
+    };
+    let authorization = one(&header::AUTHORIZATION)?;
+    let custom = one(key_header)?.filter(|k| !k.is_empty());
+    let missing = || {
+        ErrorResponse::unauthorized(format!(
+            "Missing API key: send it as `Authorization: Bearer <key>` or in `{key_header}`"
+        ))
+        .with_code("invalid_api_key")
+    };
+    let Some(authorization) = authorization else {
+        return custom.ok_or_else(missing);
+    };
+    let bearer = authorization
+        .split_once(' ')
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()))
         .filter(|t| !t.is_empty())
+        .ok_or_else(missing)?;
+    match custom {
+        Some(other) if other != bearer => Err(ErrorResponse::unauthorized(format!(
+            "Two different API keys: `Authorization` and `{key_header}` disagree"
+        ))
+        .with_code("invalid_api_key")),
+        _ => Ok(bearer),
+    }
 }
 
 fn invalid_key() -> ErrorResponse {
@@ -149,6 +194,16 @@ where
         if !decided {
             match self.identify(req.headers()) {
                 Ok(user) => {
+                    if user.role == Role::Pending {
+                        // Identified (the access line names them), and refused everywhere.
+                        req.extensions_mut().insert(Unidentified(
+                            ErrorResponse::new(
+                                StatusCode::FORBIDDEN,
+                                "This account is pending: an administrator has to approve it",
+                            )
+                            .with_code("pending_user"),
+                        ));
+                    }
                     req.extensions_mut().insert(user);
                 }
                 Err(refusal) => {
@@ -156,6 +211,8 @@ where
                 }
             }
         }
+        // The caller's key header is the gateway's business only: it never goes further.
+        req.headers_mut().remove(&self.key_header);
         self.inner.call(req)
     }
 }
@@ -259,5 +316,48 @@ mod tests {
         }
         // The key never shows in its debug form.
         assert!(!format!("{svc:?}").contains("sk-"));
+    }
+
+    /// GATEWAY "Callers": the key header when there is no `Authorization`; both headers with
+    /// different keys, or either twice, are 401; the same key in both is that key.
+    #[test]
+    fn the_key_header_counts_when_there_is_no_authorization() {
+        let name = HeaderName::from_static("x-api-key");
+        let key = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            presented_key(&h, &name)
+                .map(str::to_owned)
+                .map_err(|e| (e.status(), e.to_string()))
+        };
+        assert_eq!(key(&[("x-api-key", " sk-a ")]), Ok("sk-a".to_owned()));
+        assert_eq!(
+            key(&[("authorization", "Bearer sk-a")]),
+            Ok("sk-a".to_owned())
+        );
+        assert_eq!(
+            key(&[("authorization", "Bearer sk-a"), ("x-api-key", "sk-a")]),
+            Ok("sk-a".to_owned())
+        );
+        for refused in [
+            &[][..],
+            &[("x-api-key", "")][..],
+            &[("authorization", "Bearer sk-a"), ("x-api-key", "sk-b")][..],
+            &[("x-api-key", "sk-a"), ("x-api-key", "sk-a")][..],
+            &[
+                ("authorization", "Bearer sk-a"),
+                ("authorization", "Bearer sk-b"),
+            ][..],
+            // An `Authorization` that is not a bearer key is not passed over for the header.
+            &[("authorization", "Basic dTpw"), ("x-api-key", "sk-a")][..],
+        ] {
+            let (status, _) = key(refused).unwrap_err();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused:?}");
+        }
     }
 }
