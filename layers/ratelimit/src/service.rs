@@ -86,19 +86,35 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Response future of [`RateLimit`]: the inner service's future for a caller without
 /// limits (no allocation), or the admission and then the call for one with limits.
-#[pin_project(project = ResponseFutureProj)]
-pub enum ResponseFuture<F, R, E> {
+#[pin_project]
+pub struct ResponseFuture<F, R, E> {
+    #[pin]
+    kind: Kind<F, R, E>,
+}
+
+#[pin_project(project = KindProj)]
+enum Kind<F, R, E> {
     /// Not limited: the inner future, its body wrapped.
     Direct {
-        /// The inner service's future.
         #[pin]
         future: F,
     },
     /// Limited: admitted (or refused), then called.
-    Limited {
-        /// The admission and the call.
-        future: BoxFuture<Result<R, E>>,
-    },
+    Limited { future: BoxFuture<Result<R, E>> },
+}
+
+impl<F, R, E> ResponseFuture<F, R, E> {
+    fn direct(future: F) -> Self {
+        Self {
+            kind: Kind::Direct { future },
+        }
+    }
+
+    fn limited(future: BoxFuture<Result<R, E>>) -> Self {
+        Self {
+            kind: Kind::Limited { future },
+        }
+    }
 }
 
 impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
@@ -115,12 +131,12 @@ where
     type Output = Result<Response<ResponseBody<B, St>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Direct { future } => {
+        match self.project().kind.project() {
+            KindProj::Direct { future } => {
                 let res = std::task::ready!(future.poll(cx))?;
                 Poll::Ready(Ok(res.map(|b| ResponseBody::new(Answer::Inner(b), None))))
             }
-            ResponseFutureProj::Limited { future } => future.as_mut().poll(cx),
+            KindProj::Limited { future } => future.as_mut().poll(cx),
         }
     }
 }
@@ -156,9 +172,7 @@ where
             .filter(|(_, limits)| !limits.is_unlimited());
         let Some((key, limits)) = who else {
             // Not limited: no clone of the stack below, no store.
-            return ResponseFuture::Direct {
-                future: self.inner.call(req),
-            };
+            return ResponseFuture::direct(self.inner.call(req));
         };
         if limits.tpm.is_some() {
             // Tokens are counted: no answer may go unmetered (streams are asked for usage,
@@ -169,42 +183,40 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
-        ResponseFuture::Limited {
-            future: Box::pin(async move {
-                let window = match store.admit(&key, limits).await {
-                    Ok(Admission::Allowed(window)) => Some(window),
-                    Ok(Admission::Refused(window)) => {
-                        let mut res = Answer::rejected(refusal(&limits, &window));
-                        headers(res.headers_mut(), &limits, &window, true);
-                        return Ok(res.map(|b| ResponseBody::new(b, None)));
-                    }
-                    Err(e) => {
-                        // Limits fail open: a store that cannot answer does not stop traffic.
-                        // Logged once per 10 s, not once per request of an outage.
-                        if outage_log_due() {
-                            tracing::warn!(error = %e, "rate-limit store unavailable; requests are let through");
-                        }
-                        None
-                    }
-                };
-                let res = inner.call(req).await?;
-                let (mut parts, body) = res.into_parts();
-                if let Some(window) = &window {
-                    headers(&mut parts.headers, &limits, window, false);
+        ResponseFuture::limited(Box::pin(async move {
+            let window = match store.admit(&key, limits).await {
+                Ok(Admission::Allowed(window)) => Some(window),
+                Ok(Admission::Refused(window)) => {
+                    let mut res = Answer::rejected(refusal(&limits, &window));
+                    headers(res.headers_mut(), &limits, &window, true);
+                    return Ok(res.map(|b| ResponseBody::new(b, None)));
                 }
-                // The answer's tokens, as the usage layer below reports them when its body
-                // ends (before this one's: see `WatchedBody`).
-                let tally = parts
-                    .extensions
-                    .get::<UsageReport>()
-                    .cloned()
-                    .map(|report| Tally { store, key, report });
-                Ok(Response::from_parts(
-                    parts,
-                    ResponseBody::new(Answer::Inner(body), tally),
-                ))
-            }),
-        }
+                Err(e) => {
+                    // Limits fail open: a store that cannot answer does not stop traffic.
+                    // Logged once per 10 s, not once per request of an outage.
+                    if outage_log_due() {
+                        tracing::warn!(error = %e, "rate-limit store unavailable; requests are let through");
+                    }
+                    None
+                }
+            };
+            let res = inner.call(req).await?;
+            let (mut parts, body) = res.into_parts();
+            if let Some(window) = &window {
+                headers(&mut parts.headers, &limits, window, false);
+            }
+            // The answer's tokens, as the usage layer below reports them when its body
+            // ends (before this one's: see `WatchedBody`).
+            let tally = parts
+                .extensions
+                .get::<UsageReport>()
+                .cloned()
+                .map(|report| Tally { store, key, report });
+            Ok(Response::from_parts(
+                parts,
+                ResponseBody::new(Answer::Inner(body), tally),
+            ))
+        }))
     }
 }
 
