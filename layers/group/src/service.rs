@@ -277,6 +277,29 @@ mod readiness {
 
     use crate::GroupLayer;
 
+    /// A chat for `model` over the group `connections` of `settings`, as select and the
+    /// collector leave it.
+    fn grouped(
+        settings: Arc<Settings>,
+        connections: &[usize],
+        model: &'static str,
+    ) -> Request<Empty<Bytes>> {
+        let mut req = Request::post("/chat/completions")
+            .body(Empty::new())
+            .unwrap();
+        let ext = req.extensions_mut();
+        ext.insert(SettingsSnapshot(settings));
+        ext.insert(ApiRoute::ChatCompletions);
+        ext.insert(ConnectionGroup {
+            connections: Arc::from(connections),
+            model: model.into(),
+        });
+        ext.insert(Payload::new(Bytes::from(format!(
+            r#"{{"model":"{model}"}}"#
+        ))));
+        req
+    }
+
     /// The first attempt goes through the instance `poll_ready` readied; the second, after a
     /// 503, through a clone that is readied in turn (the mock panics on a call to an instance
     /// that was not).
@@ -291,17 +314,7 @@ mod readiness {
         handle.allow(1);
         assert_ready_ok!(svc.poll_ready());
         let settings = Arc::new(Settings::for_urls(["http://a/v1", "http://b/v1"]).unwrap());
-        let mut req = Request::post("/chat/completions")
-            .body(Empty::new())
-            .unwrap();
-        req.extensions_mut().insert(SettingsSnapshot(settings));
-        req.extensions_mut().insert(ApiRoute::ChatCompletions);
-        req.extensions_mut().insert(ConnectionGroup {
-            connections: Arc::from([0usize, 1]),
-            model: "m".into(),
-        });
-        req.extensions_mut()
-            .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
+        let req = grouped(settings, &[0, 1], "m");
         let mut call = tokio::spawn(svc.call(req));
         let mut seen = Vec::new();
         let (first, respond) = tokio::select! {
@@ -357,17 +370,7 @@ mod readiness {
         assert_ready_ok!(svc.poll_ready());
         let settings = Arc::new(Settings::for_urls(["http://a/v1"]).unwrap());
         let connection = settings.connection(0).unwrap().clone();
-        let mut req = Request::post("/chat/completions")
-            .body(Empty::new())
-            .unwrap();
-        req.extensions_mut().insert(SettingsSnapshot(settings));
-        req.extensions_mut().insert(ApiRoute::ChatCompletions);
-        req.extensions_mut().insert(ConnectionGroup {
-            connections: Arc::from([0usize]),
-            model: "m".into(),
-        });
-        req.extensions_mut()
-            .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
+        let req = grouped(settings, &[0], "m");
         let health = groups.shared.health.of(&connection);
         let call = tokio::spawn(svc.call(req));
         let (_seen, _respond) = handle.next_request().await.unwrap();
@@ -421,17 +424,7 @@ mod readiness {
                 }
             },
         ));
-        let mut req = Request::post("/chat/completions")
-            .body(Empty::new())
-            .unwrap();
-        req.extensions_mut().insert(SettingsSnapshot(settings));
-        req.extensions_mut().insert(ApiRoute::ChatCompletions);
-        req.extensions_mut().insert(ConnectionGroup {
-            connections: Arc::from([0usize, 1]),
-            model: "a.m".into(),
-        });
-        req.extensions_mut()
-            .insert(Payload::new(Bytes::from_static(br#"{"model":"a.m"}"#)));
+        let req = grouped(settings, &[0, 1], "a.m");
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()["x-seen"], r#"Some(0) Some("m")"#);
