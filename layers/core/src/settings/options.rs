@@ -193,4 +193,67 @@ mod tests {
         assert_eq!(err.member(), "a");
         assert_eq!(err.to_string(), "a must be a number");
     }
+
+    /// Many threads asking for the same section at once all get the one parse that won.
+    #[test]
+    fn concurrent_first_uses_agree() {
+        let config = json!({"a": 3});
+        let config = config.as_object().unwrap();
+        let cache = OptionsCache::new();
+        let seen: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let a: &A = cache.get::<A>(config).unwrap();
+                        let _ = cache.get::<B>(config).unwrap();
+                        std::ptr::from_ref(a) as usize
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+        assert_eq!(cache.get::<A>(config).unwrap(), &A(3));
+    }
+
+    /// More section types than slots: an error, not a panic, and the sections that found a
+    /// slot keep working.
+    #[test]
+    fn a_full_cache_answers_an_error() {
+        macro_rules! sections {
+            ($($name:ident),*) => {$(
+                #[derive(Debug)]
+                struct $name;
+                impl ConnectionOptions for $name {
+                    fn from_config(_: &Map<String, Value>) -> Result<Self, OptionsError> {
+                        Ok($name)
+                    }
+                }
+            )*};
+        }
+        sections!(
+            S0, S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, S11, S12, S13, S14, S15, S16
+        );
+        let config = Map::new();
+        let cache = OptionsCache::new();
+        cache.get::<S0>(&config).unwrap();
+        cache.get::<S1>(&config).unwrap();
+        cache.get::<S2>(&config).unwrap();
+        cache.get::<S3>(&config).unwrap();
+        cache.get::<S4>(&config).unwrap();
+        cache.get::<S5>(&config).unwrap();
+        cache.get::<S6>(&config).unwrap();
+        cache.get::<S7>(&config).unwrap();
+        cache.get::<S8>(&config).unwrap();
+        cache.get::<S9>(&config).unwrap();
+        cache.get::<S10>(&config).unwrap();
+        cache.get::<S11>(&config).unwrap();
+        cache.get::<S12>(&config).unwrap();
+        cache.get::<S13>(&config).unwrap();
+        cache.get::<S14>(&config).unwrap();
+        cache.get::<S15>(&config).unwrap();
+        let err = cache.get::<S16>(&config).unwrap_err();
+        assert!(err.message().contains("more than 16"), "{err}");
+        assert!(cache.get::<S3>(&config).is_ok());
+    }
 }
