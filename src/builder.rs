@@ -44,6 +44,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Read JSON bodies once, under `limit` bytes ([`payload`](crate::core::payload)).
     fn collect_payload(self, limit: usize) -> ServiceBuilder<Stack<CollectPayloadLayer, L>>;
 
+    /// Who is calling: an API key to a user, from `store` ([`identity`](crate::identity)).
+    #[cfg(feature = "identity")]
+    fn identify<K: tower_openai_identity::KeyStore>(
+        self,
+        store: K,
+    ) -> ServiceBuilder<Stack<tower_openai_identity::IdentifyLayer<K>, L>>;
+
     /// Model routes vs the passthrough (off), path rules ([`policy`](crate::policy)).
     #[cfg(feature = "policy")]
     fn policy(self) -> ServiceBuilder<Stack<tower_openai_policy::PolicyLayer, L>>;
@@ -145,6 +152,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn collect_payload(self, limit: usize) -> ServiceBuilder<Stack<CollectPayloadLayer, L>> {
         self.layer(CollectPayloadLayer::new(limit))
+    }
+
+    #[cfg(feature = "identity")]
+    fn identify<K: tower_openai_identity::KeyStore>(
+        self,
+        store: K,
+    ) -> ServiceBuilder<Stack<tower_openai_identity::IdentifyLayer<K>, L>> {
+        self.layer(tower_openai_identity::IdentifyLayer::new(store))
     }
 
     #[cfg(feature = "policy")]

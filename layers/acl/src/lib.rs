@@ -19,7 +19,9 @@
 //!   a model with 400 `missing_model`, for every non-admin caller;
 //! - hands the models layer a [`ListFilter`](tower_openai_core::ListFilter) for `GET /models`
 //!   (the cached list is shared; the filtered view is built per request, with no JSON parse);
-//! - refuses a request without a [`User`](tower_openai_core::User) with 401 (fail closed);
+//! - refuses a request without a [`User`](tower_openai_core::User) with 401 (fail closed),
+//!   and every request of a [`Pending`](tower_openai_core::Role::Pending) user with 403
+//!   `pending_user`, whatever the records or the bypass say;
 //! - has no bypass but the setting: no query parameter or header turns it off (Open WebUI's
 //!   `?bypass_filter=true`, AC-6, is a hole not copied).
 //!

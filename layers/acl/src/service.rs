@@ -6,7 +6,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_openai_core::payload::Form;
 use tower_openai_core::{
-    ApiRoute, ErrorResponse, ListFilter, Payload, ResponseBody, SettingsSnapshot, User,
+    ApiRoute, ErrorResponse, ListFilter, Payload, ResponseBody, Role, SettingsSnapshot, User,
 };
 use tower_service::Service;
 
@@ -102,6 +102,13 @@ impl<S, R: AccessRecords> Acl<S, R> {
                     .with_code("invalid_api_key"),
             );
         };
+        // A pending user (not approved yet) may use nothing, bypass or not.
+        if user.role == Role::Pending {
+            return Err(ErrorResponse::forbidden(
+                "This account is pending: an administrator has to approve it",
+            )
+            .with_code("pending_user"));
+        }
         // Only the settings can turn the check off: no query parameter or header can (AC-6).
         let bypass = req
             .extensions()
@@ -176,3 +183,48 @@ where
 tower_openai_core::check_response_future!(
     /// Response future of [`Acl`]: the inner service's, or the layer's own refusal.
 );
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use tower::{ServiceExt, service_fn};
+    use tower_openai_core::{Payload, Role, User};
+
+    use crate::{AccessControl, AclLayer, ModelAccess, StaticRecords};
+
+    /// A pending user (not approved yet) may use nothing: not a public model, not their own.
+    #[tokio::test]
+    async fn a_pending_user_is_refused_even_a_public_model() {
+        let records = StaticRecords::new([(
+            "open".to_owned(),
+            ModelAccess {
+                owner: "carol".to_owned(),
+                access: AccessControl::Public,
+            },
+        )]);
+        let svc = tower::Layer::layer(
+            &AclLayer::new(records),
+            service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(
+                    http_body_util::Empty::<Bytes>::new(),
+                ))
+            }),
+        );
+        for (role, status) in [
+            (Role::User, StatusCode::OK),
+            (Role::Pending, StatusCode::FORBIDDEN),
+        ] {
+            let mut req = Request::post("/chat/completions").body(()).unwrap();
+            req.extensions_mut().insert(User {
+                id: "carol".into(),
+                role,
+                ..User::default()
+            });
+            req.extensions_mut()
+                .insert(Payload::new(Bytes::from_static(br#"{"model":"open"}"#)));
+            let res = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), status, "{role:?}");
+        }
+    }
+}
