@@ -64,8 +64,17 @@ async fn mock() -> MockUpstream {
 /// A gateway with users (alice may use `up.allowed` only; root is an admin) in front of
 /// `mock`, with these extra variables.
 async fn gateway(mock: &MockUpstream, extra: &[(&str, &str)]) -> RunningGateway {
+    gateway_with_users(mock, "", extra).await
+}
+
+/// [`gateway`], with these users besides alice and root.
+async fn gateway_with_users(
+    mock: &MockUpstream,
+    more_users: &str,
+    extra: &[(&str, &str)],
+) -> RunningGateway {
     let text = format!(
-        "[openai]\nbase_urls = [\"{}\"]\n[openai.configs.\"0\"]\nprefix_id = \"up\"\n{USERS}",
+        "[openai]\nbase_urls = [\"{}\"]\n[openai.configs.\"0\"]\nprefix_id = \"up\"\n{USERS}\n{more_users}",
         mock.url()
     );
     let path = temp_dir().join("security.toml");
@@ -936,21 +945,8 @@ async fn what_the_gateway_read_is_what_the_upstream_gets() {
 
 /// A gateway with alice (a user), carol (pending) and root in front of `mock`.
 async fn gateway_with_pending(mock: &MockUpstream, extra: &[(&str, &str)]) -> RunningGateway {
-    let text = format!(
-        "[openai]\nbase_urls = [\"{}\"]\n[openai.configs.\"0\"]\nprefix_id = \"up\"\n{USERS}\n\
-         [[users]]\nid = \"carol\"\nrole = \"pending\"\napi_key = \"sk-carol\"\n",
-        mock.url()
-    );
-    let path = temp_dir().join("pending.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        extra,
-    )
-    .await
+    let carol = "[[users]]\nid = \"carol\"\nrole = \"pending\"\napi_key = \"sk-carol\"\n";
+    gateway_with_users(mock, carol, extra).await
 }
 
 /// GATEWAY "Callers": a key in `x-api-key` identifies the caller when there is no
