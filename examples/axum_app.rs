@@ -15,10 +15,11 @@ use http::StatusCode;
 use tower::ServiceBuilder;
 use tower_openai::ServiceBuilderExt;
 use tower_openai::acl::{AccessControl, ModelAccess, StaticRecords};
-use tower_openai::core::settings::ApiKey;
-use tower_openai::core::{Role, SettingsHandle, SettingsSource, User};
+use tower_openai::core::{Role, User};
 use tower_openai::endpoint::Endpoint;
 use tower_openai::models::Catalog;
+use tower_openai::settings::ApiKey;
+use tower_openai::settings::{SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::MockUpstream;
 

@@ -11,9 +11,10 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_openai::ServiceBuilderExt;
 use tower_openai::auth::entra::ClientSecret;
 use tower_openai::auth::{AuthLayer, EntraTokens};
-use tower_openai::core::{Body, SettingsHandle, SettingsSource};
+use tower_openai::core::Body;
 use tower_openai::endpoint::Endpoint;
 use tower_openai::models::Catalog;
+use tower_openai::settings::{SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::{MockUpstream, Reply};
 

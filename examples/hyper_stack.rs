@@ -12,9 +12,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_openai::ServiceBuilderExt;
+use tower_openai::core::Body;
 use tower_openai::core::routing::StaticRoutes;
-use tower_openai::core::settings::ApiKey;
-use tower_openai::core::{Body, SettingsHandle, SettingsSource};
+use tower_openai::settings::ApiKey;
+use tower_openai::settings::{SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 use tower_openai_test_util::MockUpstream;
 

@@ -3,8 +3,8 @@
 use tower::ServiceBuilder;
 use tower::layer::util::Stack;
 use tower_openai_collect::CollectPayloadLayer;
-use tower_openai_core::{LoadSettingsLayer, SettingsHandle};
 use tower_openai_rescue::RescueLayer;
+use tower_openai_settings::{LoadSettingsLayer, SettingsHandle};
 
 /// Adds the tower-openai layers to a [`ServiceBuilder`], so a stack reads like tower-http's:
 ///
@@ -12,7 +12,7 @@ use tower_openai_rescue::RescueLayer;
 /// # #[cfg(feature = "full")] {
 /// use tower::ServiceBuilder;
 /// use tower_openai::ServiceBuilderExt;
-/// use tower_openai::core::{Settings, SettingsHandle};
+/// use tower_openai::settings::{Settings, SettingsHandle};
 /// use tower_openai::endpoint::Endpoint;
 /// use tower_openai::models::Catalog;
 /// use tower_openai::upstream::Upstream;
@@ -37,7 +37,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// ([`rescue`](crate::rescue)).
     fn rescue(self) -> ServiceBuilder<Stack<RescueLayer, L>>;
 
-    /// One settings snapshot per request ([`load_settings`](crate::core::load_settings)).
+    /// One settings snapshot per request ([`LoadSettingsLayer`](crate::settings::LoadSettingsLayer)).
     fn load_settings(self, settings: SettingsHandle)
     -> ServiceBuilder<Stack<LoadSettingsLayer, L>>;
 

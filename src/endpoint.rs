@@ -11,7 +11,7 @@
 //! use tower::ServiceBuilder;
 //! use tower_openai::ServiceBuilderExt;
 //! use tower_openai::acl::StaticRecords;
-//! use tower_openai::core::{Settings, SettingsHandle};
+//! use tower_openai::settings::{Settings, SettingsHandle};
 //! use tower_openai::endpoint::Endpoint;
 //! use tower_openai::models::Catalog;
 //! use tower_openai::upstream::Upstream;

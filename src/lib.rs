@@ -8,7 +8,9 @@
 //!
 //! | module | feature | what it does |
 //! |---|---|---|
-//! | [`core`] | always | settings, extensions, the payload, errors, bodies |
+//! | [`core`] | always | extensions, the payload, errors, bodies |
+//! | [`settings`] | always | connections' settings, snapshots, the per-request snapshot step |
+//! | [`time`] | always | timers reused between requests, body deadlines, the shutdown signal |
 //! | [`rescue`] | always | transport failures turned into OpenAI-shaped 502/504 responses |
 //! | [`collect`] | always | the payload collector: the body read once, under a cap and a deadline |
 //! | [`upstream`] | `upstream` | the pooled upstream HTTP service at the bottom of a stack |
@@ -44,7 +46,7 @@
 //! models           GET /models from the shared catalog (no connection needed)
 //! select           model → connection, prefix stripped; no model → connection 0
 //! group            a grouped model: each attempt's connection, failover, cooldown
-//! usage            token usage of the answer (JSON or stream) into the request's exchange
+//! usage            token usage of the answer (JSON or stream), a response extension
 //! speech_cache     POST /audio/speech from disk; a hit costs nothing below
 //! reasoning        reasoning-model rewrites (needs the outgoing model and the URL)
 //! azure            deployment URL, api-version, payload allowlist
@@ -68,7 +70,7 @@
 //! use tower::ServiceBuilder;
 //! use tower_openai::ServiceBuilderExt;
 //! use tower_openai::acl::StaticRecords;
-//! use tower_openai::core::{Settings, SettingsHandle};
+//! use tower_openai::settings::{Settings, SettingsHandle};
 //! use tower_openai::endpoint::Endpoint;
 //! use tower_openai::models::Catalog;
 //! use tower_openai::upstream::Upstream;
@@ -97,7 +99,7 @@
 //! ```no_run
 //! # #[cfg(feature = "upstream")] {
 //! use tower::ServiceBuilder;
-//! use tower_openai::core::{LoadSettingsLayer, Settings, SettingsHandle};
+//! use tower_openai::settings::{LoadSettingsLayer, Settings, SettingsHandle};
 //! use tower_openai::rescue::RescueLayer;
 //! use tower_openai::collect::CollectPayloadLayer;
 //! use tower_openai::upstream::Upstream;
@@ -147,6 +149,18 @@ pub mod guide {
 /// The shared vocabulary (`tower-openai-core`).
 pub mod core {
     pub use tower_openai_core::*;
+}
+
+/// Connection settings, their snapshots and the step that loads one per request
+/// (`tower-openai-settings`).
+pub mod settings {
+    pub use tower_openai_settings::*;
+}
+
+/// Timers reused between requests, request-body deadlines, the shutdown signal
+/// (`tower-openai-time`).
+pub mod time {
+    pub use tower_openai_time::*;
 }
 
 /// The payload collector (`tower-openai-collect`): the request body read once, under a cap.

@@ -69,11 +69,11 @@ use tower::util::BoxCloneSyncService;
 use tower_openai::auth::AuthLayer;
 use tower_openai::collect::CollectPayloadLayer;
 use tower_openai::core::endpoint::AppliesCredentials;
-use tower_openai::core::settings::ApiKey;
-use tower_openai::core::{LoadSettingsLayer, SettingsHandle, SettingsSource};
 use tower_openai::models::Catalog;
 use tower_openai::rescue::RescueLayer;
 use tower_openai::select::SelectLayer;
+use tower_openai::settings::ApiKey;
+use tower_openai::settings::{LoadSettingsLayer, SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;

@@ -313,7 +313,7 @@ pub(crate) async fn gateway_full(upstream: SocketAddr) -> String {
 }
 
 /// The connection the library stacks use: the mock, prefix `bench`, a key, a cached list.
-pub(crate) fn bench_settings(upstream: SocketAddr) -> tower_openai::core::Settings {
+pub(crate) fn bench_settings(upstream: SocketAddr) -> tower_openai::settings::Settings {
     SettingsSource {
         base_urls: Some(vec![format!("http://{upstream}/v1")]),
         keys: Some(vec![ApiKey::new("sk-upstream")]),

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use openai_gateway::{Gateway, GatewayConfig};
-use tower_openai::core::SettingsSource;
+use tower_openai::settings::SettingsSource;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

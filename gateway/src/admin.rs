@@ -15,13 +15,11 @@ use tokio::sync::Mutex;
 use tower::ServiceExt;
 use tower_openai_auth::AuthType;
 use tower_openai_core::body::{ReadError, read_capped};
-use tower_openai_core::timer::BodyTimedOut;
-use tower_openai_core::{
-    Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection, Settings, SettingsHandle,
-    SettingsSnapshot,
-};
+use tower_openai_core::{Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection};
 use tower_openai_group::Groups;
 use tower_openai_models::Catalog;
+use tower_openai_settings::{Settings, SettingsHandle, SettingsSnapshot};
+use tower_openai_time::BodyTimedOut;
 
 use super::persist::{ConfigStore, Persisted};
 use super::stack::BoxedLower as Lower;
@@ -162,7 +160,7 @@ where
             return Err(
                 match tower_openai_core::error::find_cause::<BodyTimedOut>(&*e) {
                     // The server's body deadlines hold here too: a stalled update is 408.
-                    Some(timed_out) => timed_out.to_response(),
+                    Some(timed_out) => ErrorResponse::from(timed_out),
                     None => ErrorResponse::bad_request("Could not read the request body")
                         .with_code("invalid_body"),
                 },
@@ -473,7 +471,7 @@ impl Admin {
         }
         let mut source = self.inner.settings.load().to_source();
         source.base_urls = Some(vec![url]);
-        source.keys = Some(vec![tower_openai_core::settings::ApiKey::new(key)]);
+        source.keys = Some(vec![tower_openai_settings::ApiKey::new(key)]);
         source.configs = Some(Map::from_iter([("0".to_owned(), config)]));
         source.enable = Some(true);
         let settings = match crate::stack::settings(source) {

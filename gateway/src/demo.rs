@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tower_openai_core::SettingsSource;
-use tower_openai_core::settings::ApiKey;
+use tower_openai_settings::ApiKey;
+use tower_openai_settings::SettingsSource;
 use tower_openai_test_util::MockUpstream;
 
 /// Start the mock upstream the tests use, streaming at a visible pace.

@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tower_openai_core::Settings;
 use tower_openai_models::Catalog;
 use tower_openai_observe::names;
+use tower_openai_settings::Settings;
 
 /// Latency buckets, seconds: from a cached answer (milliseconds) to a long generation.
 const SECONDS_BUCKETS: &[f64] = &[

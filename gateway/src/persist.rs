@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tower_openai_core::SettingsSource;
-use tower_openai_core::settings::ApiKey;
+use tower_openai_settings::ApiKey;
+use tower_openai_settings::SettingsSource;
 
 use super::config::StartError;
 

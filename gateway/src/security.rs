@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use tower_openai_core::ErrorResponse;
-use tower_openai_core::settings::ConfigError;
+use tower_openai_settings::ConfigError;
 
 /// The security settings, from the environment.
 #[derive(Clone, Debug)]

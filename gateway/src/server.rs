@@ -16,8 +16,9 @@ use pin_project::{pin_project, pinned_drop};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::Oneshot;
-use tower_openai_core::timer::{BodyTimeouts, SleepSlot};
-use tower_openai_core::{Body, BoxError, ShutdownSignal};
+use tower_openai_core::{Body, BoxError};
+use tower_openai_time::ShutdownSignal;
+use tower_openai_time::{BodyTimeouts, SleepSlot};
 
 use super::admission::{Activity, Admission, Refused};
 use super::config::Limits;

@@ -18,7 +18,7 @@ use tower_openai::endpoint::Endpoint;
 use tower_openai_acl::AclLayer;
 use tower_openai_auth::AuthLayer;
 use tower_openai_collect::CollectPayloadLayer;
-use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, LoadSettingsLayer};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse};
 use tower_openai_headers::HeadersConfig;
 use tower_openai_identity::IdentifyLayer;
 use tower_openai_models::ModelsLayer;
@@ -28,6 +28,7 @@ use tower_openai_ratelimit::RateLimitLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_rescue::RescueLayer;
 use tower_openai_select::SelectLayer;
+use tower_openai_settings::LoadSettingsLayer;
 use tower_openai_speech_cache::SpeechCacheLayer;
 use tower_openai_upstream::Upstream;
 use tracing::Level;
@@ -36,7 +37,7 @@ use super::Gateway;
 use super::router::Router;
 use super::security::CorsOrigins;
 use super::telemetry::{self, REQUEST_SPAN_TARGET};
-use tower_openai_core::settings::{ConfigError, Settings, SettingsSource};
+use tower_openai_settings::{ConfigError, Settings, SettingsSource};
 
 /// Settings from `source`, with every stacked layer's section of each connection's config
 /// checked (auth's `auth_type` and `entra_scope`, azure's `api_version`, the headers layer's

@@ -17,11 +17,10 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_openai::acl::{AccessControl, AclLayer, ModelAccess, StaticRecords};
 use tower_openai::collect::CollectPayloadLayer;
-use tower_openai::core::{
-    Body, LoadSettingsLayer, Role, SelectedConnection, SettingsHandle, SettingsSource, User,
-};
+use tower_openai::core::{Body, Role, SelectedConnection, User};
 use tower_openai::models::{Catalog, ModelsLayer};
 use tower_openai::select::SelectLayer;
+use tower_openai::settings::{LoadSettingsLayer, SettingsHandle, SettingsSource};
 use tower_openai_test_util::MockUpstream;
 
 use common::*;

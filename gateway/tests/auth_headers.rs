@@ -8,8 +8,8 @@ mod common;
 use http::{Method, StatusCode};
 use openai_gateway::{Args, Gateway, GatewayConfig};
 use serde_json::json;
-use tower_openai::core::SettingsSource;
-use tower_openai::core::settings::ApiKey;
+use tower_openai::settings::ApiKey;
+use tower_openai::settings::SettingsSource;
 use tower_openai_test_util::{MockUpstream, Reply};
 
 use common::*;

@@ -12,7 +12,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use openai_gateway::Args;
 use serde_json::{Value, json};
-use tower_openai::core::SettingsSource;
+use tower_openai::settings::SettingsSource;
 use tower_openai_test_util::{MockUpstream, Reply, Sse};
 
 use common::*;

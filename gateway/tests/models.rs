@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use openai_gateway::{Args, Gateway, GatewayConfig};
 use serde_json::{Value, json};
-use tower_openai::core::SettingsSource;
+use tower_openai::settings::SettingsSource;
 use tower_openai_test_util::{MockUpstream, Reply};
 
 use common::*;

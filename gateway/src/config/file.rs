@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tower_openai_core::settings::{ApiKey, ConfigError};
-use tower_openai_core::{Role, SettingsSource};
+use tower_openai_core::Role;
+use tower_openai_settings::SettingsSource;
+use tower_openai_settings::{ApiKey, ConfigError};
 
 use super::{KeyDigest, ModelAccess, ModelRecord, StartError, UserRecord};
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tower_openai_collect::DEFAULT_LIMIT;
-use tower_openai_core::SettingsSource;
-use tower_openai_core::settings::ConfigError;
+use tower_openai_settings::ConfigError;
+use tower_openai_settings::SettingsSource;
 
 use super::cli::Args;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use tower_openai_core::SettingsSource;
-use tower_openai_core::settings::{ApiKey, ConfigError, DEFAULT_BASE_URL};
+use tower_openai_settings::SettingsSource;
+use tower_openai_settings::{ApiKey, ConfigError, DEFAULT_BASE_URL};
 
 #[cfg(test)]
 mod tests;

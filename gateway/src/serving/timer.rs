@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
-use tower_openai_core::timer::{SleepSlot, SlotSleep, deadline};
+use tower_openai_time::{SleepSlot, SlotSleep, deadline};
 
 /// hyper's [`Timer`](hyper::rt::Timer) for one connection, reusing one sleep for the timeout
 /// hyper arms for every request head. Give each connection its own:

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use openai_gateway::{Args, Gateway, GatewayConfig, RunningGateway};
 use serde_json::Value;
-use tower_openai::core::SettingsSource;
+use tower_openai::settings::SettingsSource;
 
 /// An environment made of these pairs only.
 pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {

@@ -30,7 +30,7 @@
 //!
 //! # Extensions
 //! - reads [`User`](tower_openai_core::User) (required),
-//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
+//!   [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot),
 //!   [`Payload`](tower_openai_core::Payload), [`Form`](tower_openai_core::payload::Form) and
 //!   [`ApiRoute`](tower_openai_core::ApiRoute);
 //! - writes [`ListFilter`](tower_openai_core::ListFilter) on `GET /models…`.

@@ -5,9 +5,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_openai_core::payload::Form;
-use tower_openai_core::{
-    ApiRoute, ErrorResponse, ListFilter, Payload, ResponseBody, Role, SettingsSnapshot, User,
-};
+use tower_openai_core::{ApiRoute, ErrorResponse, ListFilter, Payload, ResponseBody, Role, User};
+use tower_openai_settings::SettingsSnapshot;
 use tower_service::Service;
 
 use crate::records::{AccessRecords, may_use};

@@ -27,7 +27,7 @@
 //! # Connection options
 //! [`AuthOptions`]: `auth_type` (`bearer`, `none`, `session`, `system_oauth`, `azure_ad`,
 //! `microsoft_entra_id`) and `entra_scope`, read through
-//! [`Connection::options`](tower_openai_core::Connection::options). Check them when the
+//! [`Connection::options`](tower_openai_settings::Connection::options). Check them when the
 //! settings load with `settings.check::<AuthOptions>()`; a connection whose section does not
 //! parse is answered 500, naming the member, and nothing is sent.
 //!
@@ -45,8 +45,9 @@
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_auth::AuthLayer;
-//! use tower_openai_core::{SelectedConnection, SettingsSource, UpstreamHeaders};
-//! use tower_openai_core::settings::ApiKey;
+//! use tower_openai_core::{SelectedConnection, UpstreamHeaders};
+//! use tower_openai_settings::SettingsSource;
+//! use tower_openai_settings::ApiKey;
 //!
 //! async fn upstream(req: Request<()>) -> Result<Response<Full<Bytes>>, Infallible> {
 //!     let headers = req.extensions().get::<UpstreamHeaders>().unwrap().merged();

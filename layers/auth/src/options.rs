@@ -1,7 +1,7 @@
 //! Auth's section of a connection's config: `auth_type` and `entra_scope`.
 
 use serde_json::{Map, Value};
-use tower_openai_core::settings::{ConnectionOptions, OptionsError};
+use tower_openai_settings::{ConnectionOptions, OptionsError};
 
 /// How a connection authenticates to its upstream (C-6 `auth_type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -7,7 +7,8 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
 use tower_openai_core::future::Deferred;
-use tower_openai_core::{Connection, ErrorResponse, ResponseBody, SelectedConnection};
+use tower_openai_core::{ErrorResponse, ResponseBody, SelectedConnection};
+use tower_openai_settings::Connection;
 use tower_service::Service;
 
 use crate::entra::{COGNITIVE_SERVICES_SCOPE, EntraTokens};

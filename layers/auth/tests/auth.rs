@@ -17,8 +17,9 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_openai_auth::entra::ClientSecret;
 use tower_openai_auth::{AuthLayer, AuthOptions, EntraTokens, InMemorySessions, OAuthSession};
 use tower_openai_core::client::HttpClient;
-use tower_openai_core::settings::ApiKey;
-use tower_openai_core::{SelectedConnection, Settings, SettingsSource, UpstreamHeaders};
+use tower_openai_core::{SelectedConnection, UpstreamHeaders};
+use tower_openai_settings::ApiKey;
+use tower_openai_settings::{Settings, SettingsSource};
 use tower_openai_test_util::{MockUpstream, Reply};
 use tower_openai_upstream::Upstream;
 

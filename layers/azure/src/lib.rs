@@ -21,7 +21,7 @@
 //!
 //! # Connection options
 //! [`AzureOptions`]: `api_version` (besides core's `azure`), read through
-//! [`Connection::options`](tower_openai_core::Connection::options); check them when the
+//! [`Connection::options`](tower_openai_settings::Connection::options); check them when the
 //! settings load with `settings.check::<AzureOptions>()` (an unchecked bad section is
 //! answered 500, naming the member).
 //!
@@ -42,7 +42,8 @@
 //! use http::{Request, Response};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_azure::AzureLayer;
-//! use tower_openai_core::{Payload, SelectedConnection, SettingsSource};
+//! use tower_openai_core::{Payload, SelectedConnection};
+//! use tower_openai_settings::SettingsSource;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let settings = SettingsSource {

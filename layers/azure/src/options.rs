@@ -1,7 +1,7 @@
 //! Azure's section of a connection's config: `api_version`.
 
 use serde_json::{Map, Value};
-use tower_openai_core::settings::{ConnectionOptions, OptionsError};
+use tower_openai_settings::{ConnectionOptions, OptionsError};
 
 /// The members of a connection's config the azure layer reads (besides core's `azure`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use tower_openai_core::{ErrorResponse, Payload, PayloadError};
 
 /// The `api-version` used when a connection names none, or an empty one (the same in every
 /// path; Open WebUI's chat uses an empty version as it is).
-pub const DEFAULT_API_VERSION: &str = tower_openai_core::settings::DEFAULT_AZURE_API_VERSION;
+pub const DEFAULT_API_VERSION: &str = tower_openai_settings::DEFAULT_AZURE_API_VERSION;
 
 /// The first `api-version` that accepts `stream_options`.
 pub const STREAM_OPTIONS_SINCE: &str = "2024-09-01-preview";

@@ -17,7 +17,7 @@ use super::prefixed::Prefixed;
 use super::service::{Reading, Spare, admit};
 use tower_openai_core::body::{Body, ResponseBody};
 use tower_openai_core::error::{BoxError, ErrorResponse, find_cause};
-use tower_openai_core::timer::{BodyTimedOut, TimeoutBody};
+use tower_openai_time::{BodyTimedOut, TimeoutBody};
 
 /// The caller's body as the collector reads it: timed, and counted against the budget.
 pub(super) type Watched<B> = Budgeted<TimeoutBody<B>>;
@@ -149,7 +149,7 @@ fn read_error(err: &BoxError, limit: usize) -> ErrorResponse {
     if find_cause::<LengthLimitError>(&**err).is_some() {
         ErrorResponse::payload_too_large(limit)
     } else if let Some(timed_out) = find_cause::<BodyTimedOut>(&**err) {
-        timed_out.to_response()
+        ErrorResponse::from(timed_out)
     } else if let Some(overloaded) = find_cause::<Overloaded>(&**err) {
         overloaded.to_response()
     } else {

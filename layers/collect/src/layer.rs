@@ -4,7 +4,7 @@ use tower_layer::Layer;
 
 use super::CollectPayload;
 use super::budget::BufferBudget;
-use tower_openai_core::timer::BodyTimeouts;
+use tower_openai_time::BodyTimeouts;
 
 /// The default body limit, 64 MiB (the gateway's `--max-body-bytes` default).
 pub const DEFAULT_LIMIT: usize = 64 * 1024 * 1024;

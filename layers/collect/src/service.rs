@@ -11,7 +11,7 @@ use tower_openai_core::body::{Body, ResponseBody};
 use tower_openai_core::error::{BoxError, ErrorResponse};
 use tower_openai_core::extensions::{ApiRoute, RouteKind, User};
 use tower_openai_core::payload::{Form, Payload};
-use tower_openai_core::timer::{BodyTimeouts, SleepSlot, TimeoutBody};
+use tower_openai_time::{BodyTimeouts, SleepSlot, TimeoutBody};
 
 /// Collects JSON request bodies into a [`Payload`](tower_openai_core::Payload).
 ///

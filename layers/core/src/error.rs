@@ -41,15 +41,22 @@ pub struct ErrorResponse {
     retry_after: Option<u64>,
 }
 
+/// A request body that missed a deadline: the caller's fault, 408 `request_timeout`.
+impl From<&tower_openai_time::BodyTimedOut> for ErrorResponse {
+    fn from(timed_out: &tower_openai_time::BodyTimedOut) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, timed_out.to_string()).with_code("request_timeout")
+    }
+}
+
 impl ErrorResponse {
-    /// The response an error should become: a [`BodyTimedOut`](crate::timer::BodyTimedOut)
+    /// The response an error should become: a [`BodyTimedOut`](tower_openai_time::BodyTimedOut)
     /// or an [`UpstreamError`] anywhere in its source chain is answered as such (and logged);
     /// anything else is a 500 that says nothing of its cause (which is logged).
     pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Self {
         // A streamed request body that missed its deadline failed the upstream call: the
         // caller's fault, told as such.
-        if let Some(timed_out) = find_cause::<crate::timer::BodyTimedOut>(err) {
-            return timed_out.to_response();
+        if let Some(timed_out) = find_cause::<tower_openai_time::BodyTimedOut>(err) {
+            return Self::from(timed_out);
         }
         match find_cause::<UpstreamError>(err) {
             Some(upstream) => {

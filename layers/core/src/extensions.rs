@@ -1,7 +1,7 @@
 //! Typed values layers hand to each other through `http::Extensions`: down the stack in the
 //! request's, up in the response's. Nothing else is shared between layers.
 //!
-//! Each cell names the crates (`tower-openai-<name>`; `core` is [`LoadSettings`](crate::LoadSettings))
+//! Each cell names the crates (`tower-openai-<name>`)
 //! that write or read a type; a crate that edits a value in place (the payload, the upstream
 //! headers) both reads and writes it. A test checks this table, and each crate's own
 //! `# Extensions` docs, against what the crates' code reads and writes.
@@ -14,7 +14,7 @@
 //! | `Unidentified` (`tower-openai-identity`: the answer owed to a caller it could not identify) | `identity`, or a guard above it | `identity`; the application's router (refuses the routes that need a caller) |
 //! | [`ApiRoute`] | `policy` | `collect`, `ratelimit`, `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers` |
 //! | [`MeterUsage`] | `ratelimit` (a caller with a token limit) | `observe` (usage) |
-//! | [`SettingsSnapshot`] | `core`; `models`, for a list fetch | `acl`, `models`, `select`, `group`, `headers` |
+//! | [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) | `settings`; `models`, for a list fetch | `acl`, `models`, `select`, `group`, `headers` |
 //! | [`Payload`](crate::Payload) | `collect`; edited by `select`, `group`, `observe` (usage), `reasoning`, `azure`, `headers` | `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers`, `upstream` (sends it) |
 //! | [`Form`](crate::payload::Form) | `collect`; its `model` edited by `select` | `acl`, `select`, `azure`, `upstream` (sends it) |
 //! | [`ListFilter`] | `acl` | `models` (filters the listed models per request) |
@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::settings::{Connection, Settings};
+use tower_openai_settings::Connection;
 
 /// A caller's role (rule AC-5): admins see every model and may call admin routes; a
 /// pending user (an account not approved yet) is refused on every route (the identity
@@ -101,10 +101,6 @@ impl User {
         self.role == Role::Admin
     }
 }
-
-/// The settings snapshot the request runs with, loaded once at the top.
-#[derive(Clone, Debug)]
-pub struct SettingsSnapshot(pub Arc<Settings>);
 
 /// The connection the request goes to.
 #[derive(Clone, Debug)]

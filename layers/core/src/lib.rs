@@ -3,8 +3,6 @@
 //! Every layer crate depends on this one and on no other layer: a type two layers need lives
 //! here.
 //!
-//! - [`settings`]: Open WebUI's `OPENAI_API_*` settings, parsed and validated, and the
-//!   [`SettingsHandle`] that publishes snapshots of them.
 //! - [`extensions`]: the typed values layers pass through `http::Extensions` ([`User`],
 //!   [`SelectedConnection`], [`UpstreamHeaders`], …).
 //! - [`payload`]: the request body of a model route, read once under a cap: JSON parsed at
@@ -12,13 +10,8 @@
 //! - [`error`]: the OpenAI-shaped [`ErrorResponse`] every rejection is built with, and the
 //!   transport [`UpstreamError`](error::UpstreamError).
 //! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
-//! - [`timer`]: [`SleepSlot`](timer::SleepSlot), one timer reused from request to request
-//!   (the upstream's idle timeout and the body read timeout borrow it).
 //! - [`endpoint`]: [`ConnectionEndpoint`](endpoint::ConnectionEndpoint), what the model
 //!   catalog may fetch through.
-//! - [`shutdown`]: the [`ShutdownSignal`] that ends open streams at the end of a server's
-//!   grace period.
-//! - [`load_settings`]: the step that loads the settings snapshot for a request.
 //! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes
 //!   with, implemented by the models layer's catalog.
 
@@ -29,25 +22,18 @@ pub mod error;
 pub mod extensions;
 #[doc(hidden)]
 pub mod future;
-pub mod load_settings;
 pub mod payload;
 pub mod report;
 pub mod routing;
-pub mod settings;
-pub mod shutdown;
-pub mod timer;
 
 pub use crate::body::{Body, BoxBody, ResponseBody};
 pub use crate::error::{BoxError, ErrorResponse};
 pub use crate::extensions::{
     ApiRoute, ConnectionGroup, ListFilter, MeterUsage, RequestTimeout, RequestedModel, Role,
-    RouteKind, SelectedConnection, SettingsSnapshot, UpstreamHeaders, User,
+    RouteKind, SelectedConnection, UpstreamHeaders, User,
 };
-pub use crate::load_settings::{LoadSettings, LoadSettingsLayer};
 pub use crate::payload::{Payload, PayloadError};
 pub use crate::report::{Ending, EndingReport, TokenUsage, UsageReport};
-pub use crate::settings::{Connection, Settings, SettingsHandle, SettingsSource};
-pub use crate::shutdown::ShutdownSignal;
 
 /// Writes a service's `get_ref`, `get_mut` and `into_inner` for its `inner` field, as
 /// tower-http's own macro does, so that every service of every layer has the same surface.

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::settings::Settings;
+use tower_openai_settings::Settings;
 
 /// A boxed, sendable future (used only on cold paths).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -59,7 +59,7 @@ impl<T: ModelRoutes + ?Sized> ModelRoutes for Arc<T> {
 /// ```
 /// use std::sync::Arc;
 /// use tower_openai_core::routing::{ModelRoutes, Route, StaticRoutes};
-/// use tower_openai_core::Settings;
+/// use tower_openai_settings::Settings;
 ///
 /// let routes = StaticRoutes::new([("llama3", 1), ("gpt-4o", 0)]);
 /// let settings = Arc::new(Settings::for_urls(["http://a/v1", "http://b/v1"]).unwrap());

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower::retry::Policy;
 use tower::retry::budget::Budget;
-use tower_openai_core::{
-    ApiRoute, BoxError, ConnectionGroup, Payload, RouteKind, Settings, SettingsSnapshot, User,
-};
+use tower_openai_core::{ApiRoute, BoxError, ConnectionGroup, Payload, RouteKind, User};
+use tower_openai_settings::{Settings, SettingsSnapshot};
 
 use crate::attempt::{Attempt, bind, moves_on};
 use crate::health::{Candidate, pick};

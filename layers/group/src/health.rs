@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
-use tower_openai_core::Connection;
+use tower_openai_settings::Connection;
 
 use crate::GroupOptions;
 
@@ -334,7 +334,7 @@ mod tests {
     use std::time::Duration;
 
     use serde_json::json;
-    use tower_openai_core::SettingsSource;
+    use tower_openai_settings::SettingsSource;
 
     use super::{Candidate, Health, HealthMap, pick};
 

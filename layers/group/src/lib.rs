@@ -38,7 +38,7 @@
 //!   the load on its upstreams.
 //!
 //! `weight` and `priority` are this layer's section of a connection's config,
-//! [`GroupOptions`], read through [`Connection::options`](tower_openai_core::Connection::options);
+//! [`GroupOptions`], read through [`Connection::options`](tower_openai_settings::Connection::options);
 //! check them when the settings load with `settings.check::<GroupOptions>()` (an unchecked bad
 //! section counts as the defaults, and logs an error).
 //!
@@ -48,7 +48,7 @@
 //! # Extensions
 //! - reads [`ConnectionGroup`](tower_openai_core::ConnectionGroup) (the connections and the
 //!   model as the caller named it; requests without one pass through untouched),
-//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
+//!   [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot),
 //!   [`ApiRoute`](tower_openai_core::ApiRoute) and the
 //!   [`Payload`](tower_openai_core::Payload) (only a JSON model route's payload is sent
 //!   again), and [`User`](tower_openai_core::User) (a cooldown needs failures from two
@@ -64,9 +64,8 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Empty;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_openai_core::{
-//!     ApiRoute, ConnectionGroup, Payload, SelectedConnection, Settings, SettingsSnapshot,
-//! };
+//! use tower_openai_core::{ApiRoute, ConnectionGroup, Payload, SelectedConnection};
+//! use tower_openai_settings::{Settings, SettingsSnapshot};
 //! use tower_openai_group::{GroupPolicy, Groups};
 //!
 //! // Two connections serve the model; the first answers 503.

@@ -1,7 +1,7 @@
 //! Group's section of a connection's config: `weight` and `priority`.
 
 use serde_json::{Map, Value};
-use tower_openai_core::settings::{ConnectionOptions, OptionsError};
+use tower_openai_settings::{ConnectionOptions, OptionsError};
 
 /// The members of a connection's config a model group reads. Neither is an Open WebUI key.
 #[derive(Clone, Copy, Debug, PartialEq)]

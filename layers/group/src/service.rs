@@ -14,7 +14,8 @@ use tower::retry::Retry;
 use tower::retry::budget::TpsBudget;
 use tower::retry::future::ResponseFuture as RetryFuture;
 use tower_layer::Layer;
-use tower_openai_core::{BoxError, Connection, ConnectionGroup};
+use tower_openai_core::{BoxError, ConnectionGroup};
+use tower_openai_settings::Connection;
 use tower_service::Service;
 
 use crate::attempt::Book;
@@ -271,9 +272,8 @@ mod readiness {
     use http::{Request, Response, StatusCode};
     use http_body_util::Empty;
     use tokio_test::{assert_pending, assert_ready_ok};
-    use tower_openai_core::{
-        ApiRoute, ConnectionGroup, Payload, SelectedConnection, Settings, SettingsSnapshot,
-    };
+    use tower_openai_core::{ApiRoute, ConnectionGroup, Payload, SelectedConnection};
+    use tower_openai_settings::{Settings, SettingsSnapshot};
 
     use crate::GroupLayer;
 
@@ -387,7 +387,7 @@ mod readiness {
     async fn a_group_with_no_usable_connection_is_bound_to_its_first() {
         use tower::{Layer, ServiceExt};
         let settings = Arc::new(
-            tower_openai_core::SettingsSource {
+            tower_openai_settings::SettingsSource {
                 base_urls: Some(vec!["http://a/v1".into(), "http://b/v1".into()]),
                 configs: serde_json::json!({
                     "0": {"enable": false, "prefix_id": "a"},

@@ -1,5 +1,5 @@
 use http::{HeaderName, HeaderValue};
-use tower_openai_core::settings::ConfigError;
+use tower_openai_settings::ConfigError;
 
 /// The names of the user-info and chat-id headers (rules H-3, H-4; configurable as in later Open WebUI releases).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,13 +23,13 @@
 //! # Connection options
 //! [`ConnectionHeaders`]: `headers`, an object of header names to values (which may hold
 //! `{{…}}` placeholders), read through
-//! [`Connection::options`](tower_openai_core::Connection::options); check them when the
+//! [`Connection::options`](tower_openai_settings::Connection::options); check them when the
 //! settings load with `settings.check::<ConnectionHeaders>()` (an unchecked bad section sends
 //! no custom header and logs an error).
 //!
 //! # Extensions
 //! - reads [`SelectedConnection`](tower_openai_core::SelectedConnection),
-//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot),
+//!   [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot),
 //!   [`User`](tower_openai_core::User), [`RequestedModel`](tower_openai_core::RequestedModel)
 //!   and [`Payload`](tower_openai_core::Payload) (removes `metadata` on chat completions,
 //!   the [`ApiRoute`](tower_openai_core::ApiRoute) says which);
@@ -40,7 +40,8 @@
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_openai_core::{SelectedConnection, Settings, SettingsSnapshot, UpstreamHeaders};
+//! use tower_openai_core::{SelectedConnection, UpstreamHeaders};
+//! use tower_openai_settings::{Settings, SettingsSnapshot};
 //! use tower_openai_headers::HeadersLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -2,7 +2,7 @@
 
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
-use tower_openai_core::settings::{ConnectionOptions, OptionsError};
+use tower_openai_settings::{ConnectionOptions, OptionsError};
 
 /// A connection's `headers`: extra upstream headers, validated as HTTP (values may hold
 /// `{{…}}` placeholders, filled per request).

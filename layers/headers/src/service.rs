@@ -6,7 +6,8 @@ use http::{HeaderName, HeaderValue, Request};
 use serde_json::Value;
 use tower_openai_core::ApiRoute;
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
-use tower_openai_core::{Payload, RequestedModel, SelectedConnection, SettingsSnapshot, User};
+use tower_openai_core::{Payload, RequestedModel, SelectedConnection, User};
+use tower_openai_settings::SettingsSnapshot;
 use tower_service::Service;
 
 use crate::config::HeadersConfig;

@@ -10,12 +10,10 @@ use http::{Request, Response};
 use serde_json::{Value, json};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_openai_core::extensions::HeaderStep;
-use tower_openai_core::settings::ApiKey;
-use tower_openai_core::{
-    Payload, RequestedModel, Role, SelectedConnection, Settings, SettingsSnapshot, SettingsSource,
-    UpstreamHeaders, User,
-};
+use tower_openai_core::{Payload, RequestedModel, Role, SelectedConnection, UpstreamHeaders, User};
 use tower_openai_headers::{HeadersConfig, HeadersLayer};
+use tower_openai_settings::ApiKey;
+use tower_openai_settings::{Settings, SettingsSnapshot, SettingsSource};
 
 fn settings(url: &str, forward: bool, config: Value) -> Arc<Settings> {
     Arc::new(

@@ -25,11 +25,11 @@
 //! empty (M-1).
 //!
 //! # Extensions
-//! - reads [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) (required, from
-//!   [`LoadSettingsLayer`](tower_openai_core::LoadSettingsLayer)) and
+//! - reads [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) (required, from
+//!   [`LoadSettingsLayer`](tower_openai_settings::LoadSettingsLayer)) and
 //!   [`ListFilter`](tower_openai_core::ListFilter).
 //! - the catalog's fetches carry [`SelectedConnection`](tower_openai_core::SelectedConnection),
-//!   [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) and
+//!   [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) and
 //!   [`RequestTimeout`](tower_openai_core::RequestTimeout) (the model-list timeout).
 //!
 //! # Example
@@ -39,7 +39,8 @@
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_openai_core::{Body, LoadSettingsLayer, SelectedConnection, Settings, SettingsHandle};
+//! use tower_openai_core::{Body, SelectedConnection};
+//! use tower_openai_settings::{LoadSettingsLayer, Settings, SettingsHandle};
 //! use tower_openai_core::endpoint::AppliesCredentials;
 //! use tower_openai_models::{Catalog, ModelsLayer};
 //!

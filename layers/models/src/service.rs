@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::Value;
-use tower_openai_core::{ErrorResponse, ListFilter, ResponseBody, Settings, SettingsSnapshot};
+use tower_openai_core::{ErrorResponse, ListFilter, ResponseBody};
+use tower_openai_settings::{Settings, SettingsSnapshot};
 use tower_service::Service;
 
 use crate::catalog::{Catalog, Lookup, read_body};
@@ -234,7 +235,7 @@ async fn connection_list(
 async fn fetch(
     catalog: &Catalog,
     settings: &Arc<Settings>,
-    connection: &Arc<tower_openai_core::Connection>,
+    connection: &Arc<tower_openai_settings::Connection>,
 ) -> Result<(StatusCode, Option<HeaderValue>, Bytes), ErrorResponse> {
     let res = catalog
         .fetch_models(settings, connection)

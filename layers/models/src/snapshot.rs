@@ -8,8 +8,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 use tokio::time::Instant;
+use tower_openai_core::ListFilter;
 use tower_openai_core::routing::Route;
-use tower_openai_core::{ListFilter, Settings};
+use tower_openai_settings::Settings;
 
 /// One merged model list, as built for one settings snapshot.
 pub struct Snapshot {

@@ -1,7 +1,7 @@
 //! Open WebUI's model-list rules as pure functions (rule M-2, M-4 … M-8).
 
 use serde_json::{Map, Value, json};
-use tower_openai_core::Connection;
+use tower_openai_settings::Connection;
 
 /// M-6: substrings that exclude a model from an `api.openai.com` connection's list.
 const OPENAI_EXCLUDED: [&str; 6] = [
@@ -118,7 +118,7 @@ pub(crate) fn enrich(raw: Value, connection: &Connection) -> Option<Enriched> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use tower_openai_core::{Settings, SettingsSource};
+    use tower_openai_settings::{Settings, SettingsSource};
 
     fn connection(url: &str, config: Value) -> Arc<Connection> {
         let settings = SettingsSource {

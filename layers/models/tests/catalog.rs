@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tower_openai_core::{ListFilter, SettingsHandle};
+use tower_openai_core::ListFilter;
+use tower_openai_settings::SettingsHandle;
 
 mod common;
 use common::*;

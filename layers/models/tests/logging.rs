@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tower_openai_core::SettingsHandle;
+use tower_openai_settings::SettingsHandle;
 
 mod common;
 use common::*;

@@ -14,9 +14,9 @@ use tower_layer::Layer;
 use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_openai_core::error::UpstreamFailure;
 use tower_openai_core::{
-    ApiRoute, Connection, Ending, EndingReport, RequestedModel, SelectedConnection, UsageReport,
-    User,
+    ApiRoute, Ending, EndingReport, RequestedModel, SelectedConnection, UsageReport, User,
 };
+use tower_openai_settings::Connection;
 use tower_service::Service;
 
 use crate::handles::Handles;

@@ -9,8 +9,9 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_openai_core::extensions::ReasoningModel;
-use tower_openai_core::{Payload, ResponseBody, SelectedConnection, Settings};
+use tower_openai_core::{Payload, ResponseBody, SelectedConnection};
 use tower_openai_reasoning::ReasoningLayer;
+use tower_openai_settings::Settings;
 
 async fn upstream(req: Request<()>) -> Result<Response<Value>, Infallible> {
     let body = req

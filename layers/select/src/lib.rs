@@ -22,7 +22,7 @@
 //! request waits for it.
 //!
 //! # Extensions
-//! - reads [`SettingsSnapshot`](tower_openai_core::SettingsSnapshot) (required),
+//! - reads [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) (required),
 //!   [`ApiRoute`](tower_openai_core::ApiRoute), [`Payload`](tower_openai_core::Payload) and
 //!   [`Form`](tower_openai_core::payload::Form);
 //! - writes [`SelectedConnection`](tower_openai_core::SelectedConnection) (a request that
@@ -41,7 +41,8 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_collect::CollectPayloadLayer;
 //! use tower_openai_core::routing::StaticRoutes;
-//! use tower_openai_core::{Body, LoadSettingsLayer, Payload, SelectedConnection, SettingsHandle, SettingsSource};
+//! use tower_openai_core::{Body, Payload, SelectedConnection};
+//! use tower_openai_settings::{LoadSettingsLayer, SettingsHandle, SettingsSource};
 //! use tower_openai_select::SelectLayer;
 //!
 //! async fn upstream(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {

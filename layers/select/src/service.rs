@@ -7,8 +7,9 @@ use tower_openai_core::payload::Form;
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
     ApiRoute, ConnectionGroup, ErrorResponse, Payload, PayloadError, RequestedModel, ResponseBody,
-    SelectedConnection, Settings, SettingsSnapshot,
+    SelectedConnection,
 };
+use tower_openai_settings::{Settings, SettingsSnapshot};
 use tower_service::Service;
 
 use crate::layer::SelectLayer;
@@ -235,7 +236,8 @@ mod readiness {
     use http::{Request, Response};
     use tokio_test::{assert_pending, assert_ready_ok};
     use tower_openai_core::routing::{ModelRoutes, Route};
-    use tower_openai_core::{Payload, SelectedConnection, Settings, SettingsSnapshot};
+    use tower_openai_core::{Payload, SelectedConnection};
+    use tower_openai_settings::{Settings, SettingsSnapshot};
 
     use crate::SelectLayer;
 

@@ -13,11 +13,9 @@ use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_openai_collect::CollectPayloadLayer;
 use tower_openai_core::routing::{ModelRoutes, Route, StaticRoutes};
-use tower_openai_core::{
-    Body, ConnectionGroup, LoadSettingsLayer, Payload, RequestedModel, SelectedConnection,
-    Settings, SettingsHandle, SettingsSource,
-};
+use tower_openai_core::{Body, ConnectionGroup, Payload, RequestedModel, SelectedConnection};
 use tower_openai_select::SelectLayer;
+use tower_openai_settings::{LoadSettingsLayer, Settings, SettingsHandle, SettingsSource};
 
 /// Echoes what the upstream would receive: connection, body, requested model.
 async fn echo_upstream(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -342,7 +340,7 @@ async fn while_waiting_the_readied_service_is_the_one_called() {
     let mut svc = SelectLayer::new(SlowRoutes(routes())).layer(MustBeReady { ready: false });
     let mut req = post("/chat/completions", r#"{"model":"gpt-4o"}"#);
     req.extensions_mut()
-        .insert(tower_openai_core::SettingsSnapshot(Arc::new(settings(
+        .insert(tower_openai_settings::SettingsSnapshot(Arc::new(settings(
             true,
         ))));
     req.extensions_mut()

@@ -9,9 +9,10 @@ use hyper::body::Incoming;
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_openai_core::error::UpstreamError;
-use tower_openai_core::shutdown::Cut;
-use tower_openai_core::timer;
-use tower_openai_core::{BoxError, Ending, EndingReport, ErrorResponse, ShutdownSignal};
+use tower_openai_core::{BoxError, Ending, EndingReport, ErrorResponse};
+use tower_openai_time as timer;
+use tower_openai_time::Cut;
+use tower_openai_time::ShutdownSignal;
 
 /// The upstream's response body, relayed frame by frame.
 ///

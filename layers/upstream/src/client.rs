@@ -69,7 +69,7 @@ pub(crate) struct ClientOptions {
     pub(crate) resolve: HashMap<String, IpAddr>,
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
-    pub(crate) shutdown: Option<tower_openai_core::ShutdownSignal>,
+    pub(crate) shutdown: Option<tower_openai_time::ShutdownSignal>,
 }
 
 impl Default for ClientOptions {
@@ -101,7 +101,7 @@ pub(crate) struct Clients {
 #[derive(Clone, Debug)]
 pub(crate) struct Relay {
     pub(crate) allowlists: crate::headers::Allowlists,
-    pub(crate) shutdown: Option<tower_openai_core::ShutdownSignal>,
+    pub(crate) shutdown: Option<tower_openai_time::ShutdownSignal>,
 }
 
 impl Clients {

@@ -9,8 +9,8 @@ use hyper::body::Incoming;
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_openai_core::error::UpstreamError;
-use tower_openai_core::timer::{SleepSlot, SlotSleep, deadline};
 use tower_openai_core::{BoxError, EndingReport};
+use tower_openai_time::{SleepSlot, SlotSleep, deadline};
 
 use crate::ResponseBody;
 use crate::client::Relay;

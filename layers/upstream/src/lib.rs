@@ -53,7 +53,8 @@
 //! use http::{Request, StatusCode};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_openai_core::{SelectedConnection, Settings};
+//! use tower_openai_core::SelectedConnection;
+//! use tower_openai_settings::Settings;
 //! use tower_openai_rescue::RescueLayer;
 //! use tower_openai_test_util::MockUpstream;
 //! use tower_openai_upstream::Upstream;

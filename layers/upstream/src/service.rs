@@ -6,10 +6,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use tower_openai_core::payload::Form;
-use tower_openai_core::timer::SleepSlot;
 use tower_openai_core::{
     Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
 };
+use tower_openai_time::SleepSlot;
 use tower_service::Service;
 
 use crate::client::{ClientOptions, Clients, Relay};
@@ -154,7 +154,7 @@ impl UpstreamBuilder {
     /// End event streams with a terminal `gateway_shutting_down` error event when `signal`
     /// is cut (the server's shutdown grace period is over), instead of leaving them cut off
     /// mid-stream.
-    pub fn shutdown(mut self, signal: tower_openai_core::ShutdownSignal) -> Self {
+    pub fn shutdown(mut self, signal: tower_openai_time::ShutdownSignal) -> Self {
         self.options.shutdown = Some(signal);
         self
     }

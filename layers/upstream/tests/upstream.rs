@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_openai_core::extensions::HeaderStep;
 use tower_openai_core::{
-    Payload, RequestTimeout, ResponseBody, SelectedConnection, Settings, SettingsSource,
-    UpstreamHeaders,
+    Payload, RequestTimeout, ResponseBody, SelectedConnection, UpstreamHeaders,
 };
 use tower_openai_rescue::RescueLayer;
+use tower_openai_settings::{Settings, SettingsSource};
 use tower_openai_test_util::{MockUpstream, Reply, Sse};
 use tower_openai_upstream::{ResponseBody as UpstreamBody, Upstream};
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use tower_openai_core::settings::*;
-use tower_openai_core::{Settings, SettingsSource};
+use tower_openai_settings::*;
+use tower_openai_settings::{Settings, SettingsSource};
 
 use super::*;
 
@@ -469,7 +469,7 @@ fn a_key_that_cannot_be_a_header_names_its_position_not_its_value() {
 
 #[test]
 fn a_base_url_makes_its_host_header_once_without_default_ports_or_user_info() {
-    use tower_openai_core::settings::BaseUrl;
+    use tower_openai_settings::BaseUrl;
     for (url, host) in [
         ("http://127.0.0.1:8000/v1", "127.0.0.1:8000"),
         ("https://api.openai.com/v1", "api.openai.com"),

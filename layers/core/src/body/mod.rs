@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use pin_project::pin_project;
 
 use crate::error::{BoxError, ErrorResponse};
-use crate::timer::{BodyTimeouts, SleepSlot, TimeoutBody};
+use tower_openai_time::{BodyTimeouts, SleepSlot, TimeoutBody};
 
 /// A type-erased body, as used at the gateway boundary (linkerd's `BoxBody`).
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -117,7 +117,7 @@ impl Body {
     }
 
     /// A request body as hyper serves it, failing with
-    /// [`BodyTimedOut`](crate::timer::BodyTimedOut) when it misses one of `timeouts` (timed
+    /// [`BodyTimedOut`](tower_openai_time::BodyTimedOut) when it misses one of `timeouts` (timed
     /// with a sleep from `slot`: make one per connection). A body with nothing to send gets
     /// no timer.
     pub fn incoming(

@@ -18,10 +18,8 @@ use tower::util::BoxCloneSyncService;
 use tower_openai_core::body::ReadError;
 use tower_openai_core::endpoint::ConnectionEndpoint;
 use tower_openai_core::routing::{ModelRoutes, Route};
-use tower_openai_core::{
-    Body, BoxBody, BoxError, Connection, RequestTimeout, SelectedConnection, Settings,
-    SettingsSnapshot,
-};
+use tower_openai_core::{Body, BoxBody, BoxError, RequestTimeout, SelectedConnection};
+use tower_openai_settings::{Connection, Settings, SettingsSnapshot};
 
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 

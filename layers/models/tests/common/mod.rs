@@ -12,8 +12,9 @@ use http::{Request, Response};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use tower::service_fn;
-use tower_openai_core::{Body, SelectedConnection, Settings, SettingsSource};
+use tower_openai_core::{Body, SelectedConnection};
 use tower_openai_models::Catalog;
+use tower_openai_settings::{Settings, SettingsSource};
 
 /// How each connection answers `GET /models`.
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use tokio::sync::futures::OwnedNotified;
 /// calls [`cut`](Self::cut) when its shutdown grace period ends. Cheap to clone.
 ///
 /// ```
-/// use tower_openai_core::ShutdownSignal;
+/// use tower_openai_time::ShutdownSignal;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let signal = ShutdownSignal::new();

@@ -13,7 +13,7 @@ use super::Settings;
 /// does not change the settings it runs with.
 ///
 /// ```
-/// use tower_openai_core::{Settings, SettingsHandle};
+/// use tower_openai_settings::{Settings, SettingsHandle};
 ///
 /// let handle = SettingsHandle::new(Settings::for_urls(["http://127.0.0.1:9001/v1"]).unwrap());
 /// let before = handle.load();

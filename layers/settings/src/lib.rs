@@ -1,18 +1,26 @@
-//! Connection settings: the connections' URLs, keys and configs, resolved by Open WebUI's
-//! rules (C-4 … C-8; the gateway reads its environment, C-1 … C-3), validated once, and
-//! published as an immutable snapshot.
+//! Connection settings for the tower-openai layers: the connections' URLs, keys and configs,
+//! resolved by Open WebUI's rules (C-4 … C-8; the gateway reads its environment, C-1 … C-3),
+//! validated once, and published as an immutable snapshot.
 //!
 //! - [`SettingsSource`] holds what one source (the environment, a TOML file, an admin update,
-//!   your own code) says; sources are layered with [`SettingsSource::or`] and turned into [`Settings`] by
-//!   [`SettingsSource::build`], which validates everything (URLs, per-connection config
-//!   types, header names and values) and fails with a [`ConfigError`] naming the variable.
+//!   your own code) says; sources are layered with [`SettingsSource::or`] and turned into
+//!   [`Settings`] by [`SettingsSource::build`], which validates everything (URLs, per-connection
+//!   config types, header names and values) and fails with a [`ConfigError`] naming the
+//!   variable.
 //! - [`Settings`] is the validated snapshot; each [`Connection`] in it carries its URL, key
-//!   and typed [`ConnectionConfig`].
+//!   and typed [`ConnectionConfig`]; a layer reads its own section of a connection's config
+//!   as [`ConnectionOptions`] ([`Connection::options`]).
 //! - [`SettingsHandle`] publishes the current snapshot behind an `ArcSwap`: a request loads
 //!   it once and keeps it to the end, an update swaps it atomically.
+//! - [`LoadSettingsLayer`] is the step that loads that snapshot into each request, as a
+//!   [`SettingsSnapshot`] extension every layer below reads.
+//!
+//! # Extensions
+//! - writes [`SettingsSnapshot`] (the [`LoadSettingsLayer`]).
 
 mod connection;
 mod handle;
+mod load;
 mod options;
 
 use std::fmt;
@@ -23,6 +31,7 @@ use serde_json::{Map, Value};
 
 pub use self::connection::{ApiKey, BaseUrl, Connection, ConnectionConfig};
 pub use self::handle::SettingsHandle;
+pub use self::load::{LoadSettings, LoadSettingsLayer};
 pub use self::options::{ConnectionOptions, OptionsError};
 
 /// The default upstream, used where Open WebUI uses it (C-1, C-2).
@@ -38,6 +47,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_TIMEOUT_MODEL_LIST: Duration = Duration::from_secs(10);
 /// The model-list cache TTL when `MODELS_CACHE_TTL` is unset (M-12).
 pub const DEFAULT_MODELS_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The settings snapshot a request runs with, loaded once at the top by
+/// [`LoadSettingsLayer`]: a settings update that lands while the request is in flight never
+/// mixes old and new values in one request.
+#[derive(Clone, Debug)]
+pub struct SettingsSnapshot(pub Arc<Settings>);
 
 /// A settings value that did not validate. The message names the environment variable and
 /// the TOML key it came from; it never contains a key or token.

@@ -9,8 +9,9 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tokio::time::Instant;
 
-use super::{SleepSlot, SlotSleep, deadline};
-use crate::BoxError;
+use crate::slot::{SleepSlot, SlotSleep, deadline};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Which deadline a body missed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,14 +33,6 @@ pub struct BodyTimedOut {
     pub missed: Missed,
     /// The timeout that passed.
     pub after: Duration,
-}
-
-impl BodyTimedOut {
-    /// The 408 `request_timeout` a caller should see.
-    pub fn to_response(&self) -> crate::ErrorResponse {
-        crate::ErrorResponse::new(http::StatusCode::REQUEST_TIMEOUT, self.to_string())
-            .with_code("request_timeout")
-    }
 }
 
 /// The deadlines of a [`TimeoutBody`].
@@ -202,7 +195,14 @@ mod tests {
     }
 
     fn missed(err: &BoxError) -> Option<BodyTimedOut> {
-        crate::error::find_cause::<BodyTimedOut>(&**err).copied()
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&**err);
+        while let Some(e) = cause {
+            if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
+                return Some(*t);
+            }
+            cause = e.source();
+        }
+        None
     }
 
     const IDLE: BodyTimeouts = BodyTimeouts {

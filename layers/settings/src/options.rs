@@ -16,7 +16,7 @@
 //! # Example
 //! ```
 //! use serde_json::{Map, Value, json};
-//! use tower_openai_core::settings::{ConnectionOptions, OptionsError, SettingsSource};
+//! use tower_openai_settings::{ConnectionOptions, OptionsError, SettingsSource};
 //!
 //! /// The `team` member of a connection's config.
 //! #[derive(Debug, Default)]

@@ -1,35 +1,4 @@
-//! Timers reused from one request to the next on the same connection.
-//!
-//! A proxy arms timers on every request (a read timeout for the request head, an idle
-//! timeout for the upstream's answer), and almost none of them fire. Creating a tokio `Sleep`
-//! per request is not cheap: it clones the runtime's handle (a reference count every worker
-//! thread shares), and it is inserted into the timer wheel when first polled and removed when
-//! dropped, each under the wheel's lock. Moving a kept `Sleep` with `Sleep::reset` skips the
-//! wheel, but still clones and drops the runtime's handle each time, and on a busy
-//! multi-core machine that shared count is a cache line bouncing between cores.
-//!
-//! [`SleepSlot`] keeps one `Sleep` between uses, and touches it only when it must:
-//! [`SleepSlot::sleep_until`] lends the kept one (or makes one), and the [`SlotSleep`] it
-//! returns goes back to the slot when dropped. A lent sleep remembers its own deadline; the
-//! kept `Sleep` is moved only when it would fire too late (the new deadline is sooner), or
-//! when it fires before that deadline, and then once. Timeouts that move later on every
-//! request, as these do, cost a store per request and at most one early wake-up per timeout
-//! period.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tokio::time::Instant;
-//! use tower_openai_core::timer::SleepSlot;
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
-//! let slot = SleepSlot::new();
-//! let first = slot.sleep_until(Instant::now() + Duration::from_millis(10));
-//! first.await; // elapsed; dropped, so it is back in the slot
-//! // The next one reuses it.
-//! slot.sleep_until(Instant::now() + Duration::from_millis(10)).await;
-//! # }
-//! ```
+//! The reusable sleep slot.
 
 use std::fmt;
 use std::future::Future;
@@ -38,10 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
-
-mod body;
-
-pub use self::body::{BodyTimedOut, BodyTimeouts, Missed, TimeoutBody};
 
 type Kept = Arc<Mutex<Option<Pin<Box<Sleep>>>>>;
 
@@ -54,7 +19,7 @@ pub fn deadline(from: Instant, duration: std::time::Duration) -> Instant {
         .unwrap_or(from)
 }
 
-/// Keeps one tokio `Sleep` for reuse. See the [module docs](self).
+/// Keeps one tokio `Sleep` for reuse. See the [crate docs](crate).
 ///
 /// Clones share the slot; make one per connection (or per service instance that serves one
 /// connection), so that the sleeps of unrelated requests are not passed around between
