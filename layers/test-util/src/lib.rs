@@ -5,10 +5,12 @@
 //! - [`ScriptedBody`]: a body that yields scripted frames, delays and errors, for SSE
 //!   chunking and mid-stream failures.
 //! - [`trace_init`]: tracing to the test writer.
+//! - [`postgres`]: a throwaway Postgres cluster on a free port.
 
 mod body;
 pub mod examples;
 mod mock;
+pub mod postgres;
 mod proxy;
 
 pub use crate::body::{ScriptedBody, Step};

@@ -1,0 +1,336 @@
+//! What the store keeps, as the admin API shows it, and what a write asks for.
+
+use serde::{Deserialize, Serialize};
+use tower_openai_acl::AccessControl;
+use tower_openai_core::Role;
+
+use crate::StoreError;
+
+/// A user, as listed (`GET /admin/users`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UserInfo {
+    /// Stable id (access records name it).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Email address.
+    pub email: String,
+    /// `admin`, `user` or `pending`.
+    pub role: String,
+    /// Group ids.
+    pub groups: Vec<String>,
+    /// Requests and tokens per minute; `None`: the gateway's default.
+    pub rate_limit: Option<RateLimit>,
+    /// Spend limits in USD; `None`: none.
+    pub budget: Option<Budget>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A user's requests and tokens per minute (`{rpm, tpm}`; a missing one is no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+/// A user's or key's spend limits in USD per UTC day, per UTC month and in total.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// USD per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<f64>,
+    /// USD per UTC month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<f64>,
+    /// USD in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+}
+
+impl Budget {
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        for (name, v) in [
+            ("day", self.day),
+            ("month", self.month),
+            ("total", self.total),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(StoreError::invalid(format!(
+                    "budget.{name} must be a number of USD, 0 or more"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /admin/users`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Stable id: 1 to 128 characters, no control characters.
+    pub id: String,
+    /// Display name (default: the id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Email address (default: empty).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `admin`, `user` or `pending`.
+    pub role: String,
+    /// Group ids; each must exist.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Requests and tokens per minute.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Spend limits.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// Also create a key for the user (the first user always gets one).
+    #[serde(default)]
+    pub create_key: bool,
+}
+
+/// `PATCH /admin/users/{id}`: the members given are changed; `null` clears a limit.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `admin`, `user` or `pending`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Group ids (all of them: the list replaces the user's).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Requests and tokens per minute (`null`: the default again).
+    #[serde(default, deserialize_with = "some")]
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// Spend limits (`null`: none).
+    #[serde(default, deserialize_with = "some")]
+    pub budget: Option<Option<Budget>>,
+}
+
+/// A member that is present, `null` included, as `Some`.
+fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A group (`GET /admin/groups`, `POST /admin/groups`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Stable id (users and access records name it).
+    pub id: String,
+    /// Display name (default: the id).
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `POST /admin/keys`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// The user the key identifies.
+    pub user: String,
+    /// A name to tell keys apart (default: empty).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Unix seconds after which the key is refused.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// A key as created: the only answer that holds the key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NewKey {
+    /// The key's id (to list or revoke it).
+    pub id: String,
+    /// The key: shown once, stored as its SHA-256 only.
+    pub key: String,
+    /// Its first characters, to recognise it in lists.
+    pub prefix: String,
+    /// The user it identifies.
+    pub user: String,
+    /// Its name.
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+/// A key as listed: never the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// The key's id.
+    pub id: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// The user it identifies.
+    pub user: String,
+    /// Its name.
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None`: never.
+    pub expires_at: Option<i64>,
+    /// Unix seconds, to the minute; `None`: not used yet.
+    pub last_used_at: Option<i64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A model access record (`GET /admin/models`), the TOML `[[models]]` shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelRecord {
+    /// The model id as callers name it (prefix included).
+    pub id: String,
+    /// The owning user's id.
+    pub owner: String,
+    /// Who else may read it.
+    pub access: Access,
+}
+
+/// `PUT /admin/models/{id}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutModel {
+    /// The owner (default: the admin who writes it).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Who may read it.
+    pub access: Access,
+}
+
+/// A record's `access`: `"public"`, `"private"` or `{read_groups, read_users}` (rule AC-1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access(pub AccessControl);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AccessRepr {
+    Named(String),
+    Read(ReadAccess),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadAccess {
+    #[serde(default)]
+    read_groups: Vec<String>,
+    #[serde(default)]
+    read_users: Vec<String>,
+}
+
+impl Serialize for Access {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            AccessControl::Public => AccessRepr::Named("public".into()),
+            AccessControl::Private => AccessRepr::Named("private".into()),
+            AccessControl::Read { groups, users } => AccessRepr::Read(ReadAccess {
+                read_groups: groups.clone(),
+                read_users: users.clone(),
+            }),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Access {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match AccessRepr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "access must be \"public\", \"private\" or {read_groups, read_users}",
+            )
+        })? {
+            AccessRepr::Named(n) if n == "public" => Ok(Access(AccessControl::Public)),
+            AccessRepr::Named(n) if n == "private" => Ok(Access(AccessControl::Private)),
+            AccessRepr::Named(_) => Err(serde::de::Error::custom(
+                "access must be \"public\", \"private\" or {read_groups, read_users}",
+            )),
+            AccessRepr::Read(r) => Ok(Access(AccessControl::Read {
+                groups: r.read_groups,
+                users: r.read_users,
+            })),
+        }
+    }
+}
+
+/// One admin write (`GET /admin/audit`): never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Increasing id.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The admin's user id.
+    pub actor: String,
+    /// What was done (`user.create`, `key.revoke`, `config.update`, …).
+    pub action: String,
+    /// What it was done to (a user, group, key or model id).
+    pub target: String,
+}
+
+/// A user to seed the store with (the gateway's TOML `[[users]]`).
+#[derive(Clone, Debug)]
+pub struct SeedUser {
+    /// The user.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Email address.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Group ids (created when missing).
+    pub groups: Vec<String>,
+    /// Requests and tokens per minute.
+    pub rate_limit: Option<RateLimit>,
+    /// Their key's SHA-256, stored as a key named `config`.
+    pub key_sha256: [u8; 32],
+}
+
+/// `role` as the API spells it.
+pub(crate) fn parse_role(role: &str) -> Result<Role, StoreError> {
+    Role::parse(role)
+        .ok_or_else(|| StoreError::invalid("role must be \"admin\", \"user\" or \"pending\""))
+}
+
+/// An id: 1 to 128 characters, none of them a control character or `/`.
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.chars().count() > 128 || id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(StoreError::invalid(format!(
+            "{what} must be 1 to 128 characters, without control characters or '/'"
+        )));
+    }
+    Ok(())
+}
+
+/// A name or email: at most 256 characters, no control characters.
+pub(crate) fn check_text(what: &str, text: &str) -> Result<(), StoreError> {
+    if text.chars().count() > 256 || text.chars().any(char::is_control) {
+        return Err(StoreError::invalid(format!(
+            "{what} must be at most 256 characters, without control characters"
+        )));
+    }
+    Ok(())
+}
