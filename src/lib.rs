@@ -21,6 +21,7 @@
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
 //! | [`identity`] | `identity` | who is calling: an API key to a user, through a key store |
+//! | [`store`] | `store` (`sqlite`, `postgres`) | users, groups, keys and access records from memory, kept in a database |
 //! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
 //! | [`acl`] | `acl` | per-user model access, one evaluator for listing and use |
 //! | [`speech_cache`] | `speech-cache` | a disk cache for `POST /audio/speech` |
@@ -171,6 +172,13 @@ pub mod collect {
 /// Transport failures turned into 502/504/500 responses (`tower-openai-rescue`).
 pub mod rescue {
     pub use tower_openai_rescue::*;
+}
+
+/// Users, groups, keys and model access records (`tower-openai-store`); `SqlStore` with the
+/// `sqlite` or `postgres` feature.
+#[cfg(feature = "store")]
+pub mod store {
+    pub use tower_openai_store::*;
 }
 
 /// Who is calling: API key → user (`tower-openai-identity`).

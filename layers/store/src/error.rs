@@ -31,6 +31,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))] // the SQL store's writes
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         StoreError::Invalid(message.into())
     }
