@@ -74,6 +74,8 @@ pub(crate) enum AdminRoute {
     Verify,
     Status,
     Metrics,
+    /// `/admin/…`: the identity store.
+    Identity,
 }
 
 impl AdminRoute {
@@ -84,13 +86,14 @@ impl AdminRoute {
             "/openai/verify" => Some(Self::Verify),
             "/openai/status" => Some(Self::Status),
             "/metrics" => Some(Self::Metrics),
+            _ if path.starts_with("/admin/") || path == "/admin" => Some(Self::Identity),
             _ => None,
         }
     }
 
     fn method(self) -> Method {
         match self {
-            Self::Config | Self::Status | Self::Metrics => Method::GET,
+            Self::Config | Self::Status | Self::Metrics | Self::Identity => Method::GET,
             Self::Update | Self::Verify => Method::POST,
         }
     }
@@ -114,6 +117,8 @@ struct Inner {
     max_body: usize,
     /// Updates are applied one at a time: validate, persist, swap.
     updating: Mutex<()>,
+    /// Users, groups, keys and model access records (`DATABASE_URL`).
+    identity: Option<crate::directory::Identity>,
 }
 
 fn boxed(res: Response<Full<Bytes>>) -> Response<BoxBody> {
@@ -121,7 +126,16 @@ fn boxed(res: Response<Full<Bytes>>) -> Response<BoxBody> {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<BoxBody> {
-    let mut res = Response::new(Full::new(Bytes::from(value.to_string())));
+    json_body(status, value)
+}
+
+/// `value` as a JSON answer.
+pub(crate) fn json_body<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    value: &T,
+) -> Response<BoxBody> {
+    let text = serde_json::to_vec(value).unwrap_or_default();
+    let mut res = Response::new(Full::new(Bytes::from(text)));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -147,7 +161,7 @@ fn config_json(settings: &Settings) -> Value {
 /// An admin body: JSON read under the cap and the body deadlines, as `T`. Malformed JSON is
 /// 400 `invalid_json`; JSON that is not a `T` (a member missing or of the wrong type) is 400
 /// `invalid_value`, its message naming the member.
-async fn read_body<T, B>(body: B, max: usize) -> Result<T, ErrorResponse>
+pub(crate) async fn read_body<T, B>(body: B, max: usize) -> Result<T, ErrorResponse>
 where
     T: serde::de::DeserializeOwned,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -244,10 +258,20 @@ async fn metrics(State(admin): State<Admin>) -> Response<BoxBody> {
 
 /// A known admin path with another method.
 async fn method_not_allowed(uri: http::Uri) -> Response<BoxBody> {
-    let method = AdminRoute::of(uri.path()).map_or(Method::GET, AdminRoute::method);
+    let message = match AdminRoute::of(uri.path()) {
+        Some(AdminRoute::Identity) | None => "This method is not allowed here".to_owned(),
+        Some(route) => format!("Use {} here", route.method()),
+    };
     error(
-        ErrorResponse::new(StatusCode::METHOD_NOT_ALLOWED, format!("Use {method} here"))
-            .with_code("method_not_allowed"),
+        ErrorResponse::new(StatusCode::METHOD_NOT_ALLOWED, message).with_code("method_not_allowed"),
+    )
+}
+
+/// An admin path that is not a route.
+async fn unknown_route(uri: http::Uri) -> Response<BoxBody> {
+    error(
+        ErrorResponse::not_found(format!("Unknown admin path {:?}", uri.path()))
+            .with_code("unknown_url"),
     )
 }
 
@@ -276,6 +300,8 @@ struct VerifyForm {
 }
 
 impl Admin {
+    // What the admin routes act on, each its own piece of the gateway.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         settings: SettingsHandle,
         catalog: Catalog,
@@ -284,6 +310,7 @@ impl Admin {
         lower: Lower,
         store: ConfigStore,
         max_body: usize,
+        identity: Option<crate::directory::Identity>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -295,6 +322,7 @@ impl Admin {
                 store,
                 max_body,
                 updating: Mutex::new(()),
+                identity,
             }),
         }
     }
@@ -310,8 +338,20 @@ impl Admin {
             .route("/openai/verify", post(verify))
             .route("/openai/status", get(status))
             .route("/metrics", get(metrics))
+            .merge(crate::directory::routes())
             .method_not_allowed_fallback(method_not_allowed)
+            .fallback(unknown_route)
             .with_state(self.clone())
+    }
+
+    /// The admin bodies' size cap.
+    pub(crate) fn max_body(&self) -> usize {
+        self.inner.max_body
+    }
+
+    /// The identity store, when there is one.
+    pub(crate) fn identity(&self) -> Option<&crate::directory::Identity> {
+        self.inner.identity.as_ref()
     }
 
     /// CFG-2 … CFG-5, validated before anything changes.

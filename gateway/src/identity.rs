@@ -1,77 +1,67 @@
 //! Who is calling: the gateway's callers as a key store for the identity layer
 //! (`tower-openai-identity`), and single-user mode's guard.
 
-use std::sync::Arc;
-
 use http::Request;
 use tower_openai_core::{Role, User};
-use tower_openai_identity::{Everyone, KeyStore, MemoryKeys, Unidentified};
+use tower_openai_identity::{KeyStore, Unidentified};
+use tower_openai_store::{Directory, LiveDirectory};
 
-use super::config::{KeyDigest, UserRecord};
+use super::config::{KeyDigest, ModelRecord, UserRecord};
 use super::security::SecurityConfig;
 
 pub(crate) use tower_openai_identity::digest;
 
-/// The gateway's callers: users identified by API key (`[[users]]`), or single-user mode's
-/// one caller.
+/// The gateway's callers: the identity store's users, served from memory, or single-user
+/// mode's one caller while the store has no users.
 #[derive(Clone, Debug)]
 pub struct Callers {
-    inner: Arc<Mode>,
-}
-
-#[derive(Debug)]
-enum Mode {
-    /// No `[[users]]`: every caller is this user.
-    Single(Everyone),
-    /// Keys looked up by their SHA-256 digest.
-    Keys(MemoryKeys),
+    live: LiveDirectory,
 }
 
 impl Callers {
-    /// Callers from `[[users]]`; none means single-user mode, whose caller is an admin, or
-    /// a plain user when `anonymous` (`--allow-anonymous`: anybody who can reach the
-    /// gateway is that caller, so it is not trusted with the admin routes).
-    pub fn new(users: &[UserRecord], anonymous: bool) -> Self {
-        let inner = if users.is_empty() {
-            let (id, name, role) = if anonymous {
-                ("anonymous", "Anonymous", Role::User)
-            } else {
-                ("admin", "Admin", Role::Admin)
-            };
-            Mode::Single(Everyone(User {
-                id: id.into(),
-                name: name.into(),
-                email: "".into(),
-                role,
-                groups: Vec::new().into(),
-            }))
+    /// Callers from `live`; while it has no users every caller is an admin, or a plain user
+    /// when `anonymous` (`--allow-anonymous`: anybody who can reach the gateway is that
+    /// caller, so it is not trusted with the admin routes).
+    pub fn new(directory: Directory, anonymous: bool) -> Self {
+        let (id, name, role) = if anonymous {
+            ("anonymous", "Anonymous", Role::User)
         } else {
-            Mode::Keys(MemoryKeys::new(users.iter().map(|u| {
-                let KeyDigest::Sha256(d) = &u.key;
-                (*d, u.user.clone())
-            })))
+            ("admin", "Admin", Role::Admin)
+        };
+        let single = User {
+            id: id.into(),
+            name: name.into(),
+            email: "".into(),
+            role,
+            groups: Vec::new().into(),
         };
         Self {
-            inner: Arc::new(inner),
+            live: LiveDirectory::single_user(directory, single),
         }
     }
 
-    /// Whether there are no `[[users]]` (single-user mode).
+    /// Whether the store has no users (single-user mode).
     pub fn single_user(&self) -> bool {
-        matches!(&*self.inner, Mode::Single(_))
+        self.live.is_single_user()
+    }
+
+    /// The directory served (the acl layer's records too).
+    pub fn directory(&self) -> &LiveDirectory {
+        &self.live
     }
 }
 
 impl KeyStore for Callers {
     fn user(&self, digest: &[u8; 32]) -> Option<User> {
-        match &*self.inner {
-            Mode::Single(everyone) => everyone.user(digest),
-            Mode::Keys(keys) => keys.user(digest),
-        }
+        self.live.user(digest)
     }
 
     fn needs_key(&self) -> bool {
-        !self.single_user()
+        self.live.needs_key()
+    }
+
+    fn generation(&self) -> u64 {
+        self.live.generation()
     }
 }
 
@@ -89,4 +79,38 @@ pub(crate) fn guard_single_user<B>(
         req.extensions_mut().insert(Unidentified::new(refusal));
     }
     req
+}
+
+/// The TOML `[[users]]` as the store's seed.
+pub(crate) fn seed_users(users: &[UserRecord]) -> Vec<tower_openai_store::SeedUser> {
+    users
+        .iter()
+        .map(|u| {
+            let KeyDigest::Sha256(d) = &u.key;
+            tower_openai_store::SeedUser {
+                id: u.user.id.to_string(),
+                name: u.user.name.to_string(),
+                email: u.user.email.to_string(),
+                role: u.user.role,
+                groups: u.user.groups.to_vec(),
+                rate_limit: u.rate_limit.map(|l| tower_openai_store::RateLimit {
+                    rpm: l.rpm,
+                    tpm: l.tpm,
+                }),
+                key_sha256: *d,
+            }
+        })
+        .collect()
+}
+
+/// The TOML `[[models]]` as the store's seed.
+pub(crate) fn seed_models(models: &[ModelRecord]) -> Vec<tower_openai_store::ModelRecord> {
+    models
+        .iter()
+        .map(|m| tower_openai_store::ModelRecord {
+            id: m.id.clone(),
+            owner: m.owner.clone(),
+            access: tower_openai_store::Access(m.access.clone()),
+        })
+        .collect()
 }

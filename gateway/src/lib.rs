@@ -28,6 +28,7 @@ mod admission;
 mod cli;
 mod config;
 mod demo;
+mod directory;
 mod drain;
 mod identity;
 mod metrics;
@@ -47,7 +48,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_openai_acl::StaticRecords;
 use tower_openai_auth::{AuthLayer, EntraTokens};
 use tower_openai_group::Groups;
 use tower_openai_models::Catalog;
@@ -67,7 +67,6 @@ pub use self::persist::Persisted;
 pub use self::security::{CorsOrigins, SecurityConfig};
 pub use self::server::shutdown_signal;
 pub use self::stack::App;
-use tower_openai_acl::ModelAccess as AccessRecord;
 
 /// A configured gateway, ready to serve.
 #[derive(Debug)]
@@ -83,7 +82,8 @@ pub struct Gateway {
     limits: UserLimits,
     /// The request bodies being buffered, in all and per user.
     buffers: tower_openai_collect::BufferBudget,
-    records: StaticRecords,
+    /// The identity store's poll, stopped with the gateway.
+    _watch: AbortOnDrop,
     admin: admin::Admin,
     speech: SpeechStore,
     serve_options: server::ServeOptions,
@@ -97,7 +97,6 @@ pub struct Gateway {
 impl Gateway {
     /// Validate `config` and prepare the gateway (starting the demo upstream if asked).
     pub async fn new(mut config: GatewayConfig) -> Result<Self, StartError> {
-        config.check_exposure()?;
         config.check_limits()?;
         // As many connections as the open-files limit (raised to its hard limit) can hold.
         config.limits.max_connections = admission::fit_to_open_files(config.limits.max_connections);
@@ -161,6 +160,8 @@ impl Gateway {
             .groups(config.groups.enabled)
             .build();
         let groups = Groups::new(config.groups.policy.clone());
+        let (callers, identity, watch) = open_identity(&config).await?;
+        config.check_exposure(callers.single_user())?;
         let admin = admin::Admin::new(
             settings.clone(),
             catalog.clone(),
@@ -169,16 +170,8 @@ impl Gateway {
             stack::boxed_lower(lower.clone()),
             store,
             config.max_body_bytes,
+            Some(identity),
         );
-        let records = StaticRecords::new(config.models.iter().map(|m| {
-            (
-                m.id.clone(),
-                AccessRecord {
-                    owner: m.owner.clone(),
-                    access: m.access.clone(),
-                },
-            )
-        }));
         let speech = if config.speech_cache_max_bytes > 0 {
             let dir = config.data_dir.join("cache/audio/speech");
             SpeechStore::open(&dir, config.speech_cache_max_bytes).map_err(|e| {
@@ -199,7 +192,7 @@ impl Gateway {
             })?),
             None => None,
         };
-        let limits = UserLimits::new(&config, shared.as_ref());
+        let limits = UserLimits::new(&config, shared.as_ref(), callers.directory().clone());
         let buffers = tower_openai_collect::BufferBudget::new(
             config.limits.max_buffered_bytes,
             config.limits.max_buffered_bytes_per_user,
@@ -210,12 +203,12 @@ impl Gateway {
             metrics_listener,
             groups,
             limits,
-            callers: Callers::new(&config.users, config.allow_anonymous),
+            callers,
+            _watch: watch,
             speech,
             serve_options,
             lower,
             catalog,
-            records,
             admin,
             settings,
             config,
@@ -316,10 +309,62 @@ impl Gateway {
 #[derive(Clone)]
 struct UserLimits {
     store: std::sync::Arc<dyn tower_openai_ratelimit::LimitStore>,
-    by_user: std::sync::Arc<
-        std::collections::HashMap<std::sync::Arc<str>, tower_openai_ratelimit::Limits>,
-    >,
+    /// Each user's own limits, from the identity store.
+    by_user: tower_openai_store::LiveDirectory,
     default: tower_openai_ratelimit::Limits,
+}
+
+/// Open the identity store (`DATABASE_URL`, or `gateway.db` in the data dir), seed it with
+/// the file's `[[users]]` and `[[models]]`, load it, and keep this process in step with it.
+async fn open_identity(
+    config: &GatewayConfig,
+) -> Result<(Callers, directory::Identity, AbortOnDrop), StartError> {
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                StartError::Other(format!(
+                    "DATABASE_URL: cannot create the data dir {} for gateway.db: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            format!("sqlite://{}", config.data_dir.join("gateway.db").display())
+        }
+    };
+    let failed = |e: tower_openai_store::StoreError| {
+        // The database's own message, never the URL (it may hold a password).
+        let cause =
+            std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+        StartError::Other(format!(
+            "DATABASE_URL: cannot open the identity store: {cause}"
+        ))
+    };
+    let store = tower_openai_store::SqlStore::open(&url)
+        .await
+        .map_err(failed)?;
+    let kept = store
+        .seed(
+            &identity::seed_users(&config.users),
+            &identity::seed_models(&config.models),
+        )
+        .await
+        .map_err(failed)?;
+    if !kept.is_empty() {
+        tracing::info!(ids = ?kept, "the config file's users and models already in the identity store were left as the store has them");
+    }
+    let (version, directory) = store.load().await.map_err(failed)?;
+    let callers = Callers::new(directory, config.allow_anonymous);
+    let live = callers.directory().clone();
+    let watch = tokio::spawn(store.clone().watch(
+        live.clone(),
+        version,
+        std::time::Duration::from_secs(1),
+    ));
+    Ok((
+        callers,
+        directory::Identity { store, live },
+        AbortOnDrop(watch),
+    ))
 }
 
 impl std::fmt::Debug for UserLimits {
@@ -332,7 +377,11 @@ impl std::fmt::Debug for UserLimits {
 }
 
 impl UserLimits {
-    fn new(config: &GatewayConfig, shared: Option<&shared::SharedRedis>) -> Self {
+    fn new(
+        config: &GatewayConfig,
+        shared: Option<&shared::SharedRedis>,
+        by_user: tower_openai_store::LiveDirectory,
+    ) -> Self {
         // With Redis the counts are shared by every process; without it, each counts alone.
         let store: std::sync::Arc<dyn tower_openai_ratelimit::LimitStore> = match shared {
             Some(shared) => std::sync::Arc::new(shared.limit_store()),
@@ -340,13 +389,7 @@ impl UserLimits {
         };
         Self {
             store,
-            by_user: std::sync::Arc::new(
-                config
-                    .users
-                    .iter()
-                    .filter_map(|u| u.rate_limit.map(|l| (u.user.id.clone(), l)))
-                    .collect(),
-            ),
+            by_user,
             default: config.rate_limit,
         }
     }
@@ -354,13 +397,19 @@ impl UserLimits {
     /// The caller and their limits.
     fn of(&self, ext: &http::Extensions) -> Option<(String, tower_openai_ratelimit::Limits)> {
         let user = ext.get::<tower_openai_core::User>()?;
-        let limits = self.by_user.get(&user.id).copied().unwrap_or(self.default);
+        let limits = self.by_user.rate_limit(&user.id).map_or(self.default, |l| {
+            tower_openai_ratelimit::Limits {
+                rpm: l.rpm,
+                tpm: l.tpm,
+            }
+        });
         // Unlimited callers cost no key on the request path.
         (!limits.is_unlimited()).then(|| (user.id.to_string(), limits))
     }
 }
 
 /// Aborts a background task when dropped.
+#[derive(Debug)]
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -186,7 +186,7 @@ pub(crate) fn service(
         // Who may use which model: after the payload (it reads the model), before the list
         // (it hands models its per-user filter) and before routing (a refused model costs
         // no catalog look-up).
-        .layer(AclLayer::new(gateway.records.clone()))
+        .layer(AclLayer::new(gateway.callers.directory().clone()))
         // `GET /models` answered from the shared catalog, above select: listing needs no
         // connection, and a list request never reaches an upstream here.
         .layer(ModelsLayer::new(gateway.catalog.clone()))

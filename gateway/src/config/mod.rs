@@ -130,6 +130,9 @@ pub struct GatewayConfig {
     /// `REDIS_URL` and `REDIS_KEY_PREFIX`: settings and rate-limit counts shared by every
     /// process on this Redis (docs/replicas.md).
     pub redis: Option<RedisConfig>,
+    /// `DATABASE_URL`: the identity store (`sqlite://PATH` or `postgres://…`); `None`: a
+    /// SQLite file `gateway.db` in the data dir. May hold a password: never logged.
+    pub database_url: Option<String>,
 }
 
 /// Where several processes share their settings and counts.
@@ -371,6 +374,8 @@ impl GatewayConfig {
             settings,
             users: Vec::new(),
             models: Vec::new(),
+            // Built in code: an identity store in memory, nothing written to disk.
+            database_url: Some("sqlite::memory:".to_owned()),
             shutdown_grace: Duration::from_secs(30),
             limits: Limits::default(),
             resolve: Vec::new(),
@@ -547,6 +552,15 @@ impl GatewayConfig {
                 otel: crate::telemetry::otel_configured(env),
             },
             rate_limit,
+            database_url: match env("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(url) => {
+                    // Checked now (its text is not repeated: it may hold a password).
+                    tower_openai_store::SqlStore::backend(url.trim())
+                        .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+                    Some(url.trim().to_owned())
+                }
+            },
             redis: match env("REDIS_URL").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(url) => {
@@ -609,14 +623,16 @@ impl GatewayConfig {
         Ok(())
     }
 
-    /// Single-user mode: no `[[users]]`, every caller is an admin.
+    /// Single-user mode as far as the file and environment say: no `[[users]]` (the identity
+    /// store may still have users).
     pub fn single_user(&self) -> bool {
         self.users.is_empty()
     }
 
-    /// Refuse single-user mode on a non-loopback address unless `--allow-anonymous`.
-    pub fn check_exposure(&self) -> Result<(), StartError> {
-        if self.single_user() && !self.listen.ip().is_loopback() && !self.allow_anonymous {
+    /// Refuse single-user mode (no user in the identity store) on a non-loopback address
+    /// unless `--allow-anonymous`.
+    pub fn check_exposure(&self, single_user: bool) -> Result<(), StartError> {
+        if single_user && !self.listen.ip().is_loopback() && !self.allow_anonymous {
             return Err(StartError::Other(format!(
                 "refusing to serve {} without callers: with no [[users]] every caller is an admin. \
                  Add [[users]] with API keys to the config file, listen on a loopback address, \

@@ -75,7 +75,7 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let url = match backend {
             // Create the file on first start.
-            Backend::Sqlite if !url.contains("mode=") => {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 Cow::Owned(format!("{url}{sep}mode=rwc"))
             }
@@ -85,6 +85,10 @@ impl SqlStore {
             StoreError::Invalid("not a database URL: expected sqlite://PATH or postgres://…".into())
         })?;
         let pool = AnyPoolOptions::new()
+            // SQLite's one connection is kept (an in-memory database lives in it).
+            .min_connections(u32::from(backend == Backend::Sqlite))
+            .idle_timeout(None)
+            .max_lifetime(None)
             .max_connections(match backend {
                 Backend::Sqlite => 1,
                 Backend::Postgres => 4,
