@@ -203,6 +203,11 @@ fn defaults_apply_when_nothing_is_given() {
 }
 
 fn start_error(args: Args, pairs: &[(&str, &str)]) -> String {
+    // A data dir of its own: the identity store is a file in it.
+    let args = Args {
+        data_dir: Some(args.data_dir.unwrap_or_else(common::temp_dir)),
+        ..args
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -356,6 +361,7 @@ fn bad_files_stop_start_up_naming_the_file_and_key() {
 fn single_user_mode_is_refused_on_a_public_address_unless_allowed() {
     let public = Args {
         listen: Some("0.0.0.0:0".into()),
+        data_dir: Some(common::temp_dir()),
         ..Args::default()
     };
     assert!(start_error(public.clone(), &[]).contains("--allow-anonymous"));
@@ -376,6 +382,7 @@ fn single_user_mode_is_refused_on_a_public_address_unless_allowed() {
         );
         let with_users = Args {
             config: Some(path),
+            data_dir: Some(common::temp_dir()),
             ..public
         };
         assert!(Gateway::new(load(&with_users, &[]).unwrap()).await.is_ok());
