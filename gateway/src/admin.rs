@@ -233,9 +233,10 @@ async fn config(State(admin): State<Admin>) -> Response<BoxBody> {
 /// `POST /openai/config/update` (CFG-2 … CFG-5).
 async fn update(
     State(admin): State<Admin>,
+    axum::Extension(actor): axum::Extension<tower_openai_core::User>,
     AdminJson(form): AdminJson<ConfigUpdate>,
 ) -> Response<BoxBody> {
-    admin.update(form).await
+    admin.update(&actor.id, form).await
 }
 
 /// `POST /openai/verify` (VF-1 … VF-4).
@@ -355,7 +356,7 @@ impl Admin {
     }
 
     /// CFG-2 … CFG-5, validated before anything changes.
-    async fn update(&self, form: ConfigUpdate) -> Response<BoxBody> {
+    async fn update(&self, actor: &str, form: ConfigUpdate) -> Response<BoxBody> {
         let _one_at_a_time = self.inner.updating.lock().await;
         let current = self.inner.settings.load();
         // CFG-4: only configs keyed "0".."n-1" survive; no re-indexing.
@@ -417,6 +418,16 @@ impl Admin {
             enable = now.enable(),
             "settings updated by an admin"
         );
+        // In the audit log with the store's own writes (the settings live elsewhere, so a
+        // store that is down does not undo them: the failure is logged).
+        if let Some(identity) = &self.inner.identity
+            && let Err(e) = identity
+                .store
+                .record(actor, "config.update", "openai")
+                .await
+        {
+            tracing::warn!(error = %e, "the settings update could not be written to the audit log");
+        }
         json_response(StatusCode::OK, &config_json(&now))
     }
 

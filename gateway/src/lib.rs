@@ -359,6 +359,8 @@ async fn open_identity(
         live.clone(),
         version,
         std::time::Duration::from_secs(1),
+        // `last_used_at`: at most once a minute per key, batched.
+        std::time::Duration::from_secs(60),
     ));
     Ok((
         callers,

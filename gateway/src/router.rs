@@ -79,13 +79,18 @@ fn caller(req: &Request<Body>) -> Result<&User, ErrorResponse> {
     }
 }
 
-/// An admin `POST` must be JSON (a browser cannot send that cross-site without a
-/// preflight) and must not come from a browser origin that is not allowed.
-fn check_admin_post(req: &Request<Body>, security: &SecurityConfig) -> Result<(), ErrorResponse> {
-    if req.method() != Method::POST {
+/// An admin write (`POST`, `PUT`, `PATCH`, `DELETE`) must not come from a browser origin that
+/// is not allowed, and one with a body must be JSON (a browser cannot send that cross-site
+/// without a preflight).
+fn check_admin_write(req: &Request<Body>, security: &SecurityConfig) -> Result<(), ErrorResponse> {
+    // Every write (POST, PUT, PATCH, DELETE) from an allowed origin only; a body as JSON only.
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     security.check_origin(req.headers())?;
+    if *req.method() == Method::DELETE {
+        return Ok(());
+    }
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -201,7 +206,7 @@ where
                         .with_code("admin_only"),
                 )));
             }
-            if let Err(e) = check_admin_post(&req, &self.security) {
+            if let Err(e) = check_admin_write(&req, &self.security) {
                 return RouterFuture::Answered(Some(error(e)));
             }
             let admin = self.admin.clone();

@@ -374,6 +374,19 @@ async fn the_admin_api_rows() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["user.delete", "group.delete", "key.revoke"]);
+    // A settings update is an admin write too.
+    let update = json!({
+        "OPENAI_API_BASE_URLS": [mock.url()],
+        "OPENAI_API_KEYS": [""],
+        "OPENAI_API_CONFIGS": {},
+    });
+    let a = answer(go(Method::POST, "/openai/config/update", Some(update))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let newest = answer(go(Method::GET, "/admin/audit?limit=1", None))
+        .await
+        .json();
+    assert_eq!(newest["data"][0]["action"], "config.update");
+    assert_eq!(newest["data"][0]["actor"], "root");
     let all = answer(go(Method::GET, "/admin/audit?limit=1000", None))
         .await
         .text();
@@ -530,4 +543,36 @@ async fn a_database_that_cannot_be_opened_stops_start_up_naming_the_variable() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("DATABASE_URL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_that_went_away_refuses_admin_writes_and_serving_goes_on() {
+    let Some(mut pg) = postgres_or_skip() else {
+        return;
+    };
+    let mock = mock().await;
+    let gw = start(&mock, &[("DATABASE_URL", &pg.url())], None, None).await;
+    let admin = first_admin(&gw).await;
+    pg.stop();
+    let a = answer(call(
+        Method::POST,
+        &format!("{}/admin/groups", root(&gw)),
+        Some(&admin),
+        Some(json!({"id": "g"})),
+    ))
+    .await;
+    assert_eq!(
+        (a.status, error_code(&a).as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "identity_store_unavailable"
+        )
+    );
+    // Nothing of the database's own message or address reaches the caller.
+    assert!(!a.text().contains("127.0.0.1"), "{}", a.text());
+    assert_eq!(models_status(&gw, Some(&admin)).await, StatusCode::OK);
+    assert_eq!(
+        models_status(&gw, Some("sk-nobody")).await,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -40,6 +40,8 @@ pub struct KeyEntry {
     pub user: Arc<str>,
     /// Unix seconds after which it is refused.
     pub expires_at: Option<i64>,
+    /// The key's own spend limit.
+    pub budget: Option<Budget>,
 }
 
 /// One consistent snapshot of the users, their usable keys and the model access records.
@@ -291,6 +293,7 @@ mod tests {
             id: id.into(),
             user: user.into(),
             expires_at,
+            budget: None,
         }
     }
 

@@ -29,7 +29,7 @@
 //!     groups: vec!["research".into()], rate_limit: None, budget: None,
 //!     created_at: 0, updated_at: 0,
 //! };
-//! let key = KeyEntry { id: "k1".into(), user: "alice".into(), expires_at: None };
+//! let key = KeyEntry { id: "k1".into(), user: "alice".into(), expires_at: None, budget: None };
 //! let record = ModelRecord {
 //!     id: "gpt-4o".into(),
 //!     owner: "admin".into(),
@@ -54,7 +54,7 @@ mod sql;
 pub use crate::directory::{Directory, KeyEntry, LiveDirectory, Member};
 pub use crate::error::StoreError;
 pub use crate::records::{
-    Access, AuditEntry, Budget, CreateKey, CreateUser, Group, KeyInfo, ModelRecord, NewKey,
+    Access, AuditEntry, Budget, CreateKey, CreateUser, Group, KeyInfo, ModelRecord, NewKey, Period,
     PutModel, RateLimit, SeedUser, UpdateUser, UserInfo,
 };
 #[cfg(feature = "sql")]

@@ -41,36 +41,35 @@ pub struct RateLimit {
     pub tpm: Option<u64>,
 }
 
-/// A user's or key's spend limits in USD per UTC day, per UTC month and in total.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// A spend limit on a user or a key: `usd` per UTC `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    /// USD per UTC day.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub day: Option<f64>,
-    /// USD per UTC month.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub month: Option<f64>,
-    /// USD in total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<f64>,
+    /// USD the caller may spend in each period.
+    pub usd: f64,
+    /// The period the spend is counted in.
+    pub period: Period,
+}
+
+/// A budget's period, in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// From midnight UTC.
+    Day,
+    /// From the first of the month, UTC.
+    Month,
+    /// Since ever.
+    Total,
 }
 
 impl Budget {
     #[cfg_attr(not(feature = "sql"), allow(dead_code))] // the SQL store's writes
     pub(crate) fn check(&self) -> Result<(), StoreError> {
-        for (name, v) in [
-            ("day", self.day),
-            ("month", self.month),
-            ("total", self.total),
-        ] {
-            if let Some(v) = v
-                && !(v.is_finite() && v >= 0.0)
-            {
-                return Err(StoreError::invalid(format!(
-                    "budget.{name} must be a number of USD, 0 or more"
-                )));
-            }
+        if !(self.usd.is_finite() && self.usd >= 0.0) {
+            return Err(StoreError::invalid(
+                "budget.usd must be a number of USD, 0 or more",
+            ));
         }
         Ok(())
     }
@@ -158,10 +157,13 @@ pub struct CreateKey {
     /// Unix seconds after which the key is refused.
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// The key's own spend limit (the user's holds too).
+    #[serde(default)]
+    pub budget: Option<Budget>,
 }
 
 /// A key as created: the only answer that holds the key itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NewKey {
     /// The key's id (to list or revoke it).
     pub id: String,
@@ -177,10 +179,12 @@ pub struct NewKey {
     pub created_at: i64,
     /// Unix seconds; `None`: never.
     pub expires_at: Option<i64>,
+    /// The key's own spend limit.
+    pub budget: Option<Budget>,
 }
 
 /// A key as listed: never the key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KeyInfo {
     /// The key's id.
     pub id: String,
@@ -198,6 +202,8 @@ pub struct KeyInfo {
     pub last_used_at: Option<i64>,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The key's own spend limit.
+    pub budget: Option<Budget>,
 }
 
 /// A model access record (`GET /admin/models`), the TOML `[[models]]` shape.

@@ -11,8 +11,8 @@ use tower_openai_acl::{AccessControl, AccessRecords};
 use tower_openai_core::Role;
 use tower_openai_identity::{KeyStore, digest};
 use tower_openai_store::{
-    Access, CreateKey, CreateUser, Group, LiveDirectory, ModelRecord, PutModel, SeedUser, SqlStore,
-    StoreError, UpdateUser,
+    Access, Budget, CreateKey, CreateUser, Group, LiveDirectory, ModelRecord, Period, PutModel,
+    SeedUser, SqlStore, StoreError, UpdateUser,
 };
 use tower_openai_test_util::postgres::{Postgres, postgres_or_skip};
 
@@ -236,6 +236,10 @@ async fn a_revoked_or_deleted_users_key_identifies_nobody() {
                     user: "bob".into(),
                     name: Some("ci".into()),
                     expires_at: None,
+                    budget: Some(Budget {
+                        usd: 5.0,
+                        period: Period::Month,
+                    }),
                 },
             )
             .await
@@ -423,7 +427,12 @@ async fn a_change_by_one_process_reaches_anothers_watch() {
         let other = store.clone();
         let live = LiveDirectory::new(Default::default());
         let version = other.reload(&live).await.unwrap();
-        let watch = tokio::spawn(other.watch(live.clone(), version, Duration::from_millis(100)));
+        let watch = tokio::spawn(other.watch(
+            live.clone(),
+            version,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        ));
         let (_, key) = store.create_user("op", admin("root")).await.unwrap();
         let digest = digest(key.unwrap().key.as_bytes());
         let mut seen = false;
@@ -438,4 +447,76 @@ async fn a_change_by_one_process_reaches_anothers_watch() {
         assert!(seen, "the watch did not pick the new user up");
     })
     .await;
+}
+
+#[tokio::test]
+async fn last_used_at_is_written_in_batches() {
+    on_both(|store| async move {
+        let (_, key) = store.create_user("op", admin("root")).await.unwrap();
+        let key = key.unwrap();
+        let live = LiveDirectory::new(Default::default());
+        let version = store.reload(&live).await.unwrap();
+        assert_eq!(store.keys(None).await.unwrap()[0].last_used_at, None);
+        let before = store.audit(100).await.unwrap().len();
+        let watch = tokio::spawn(store.clone().watch(
+            live.clone(),
+            version,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ));
+        assert!(live.user(&digest(key.key.as_bytes())).is_some());
+        let mut used = None;
+        for _ in 0..50 {
+            used = store.keys(None).await.unwrap()[0].last_used_at;
+            if used.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        watch.abort();
+        let used = used.expect("last_used_at was written");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - 5..=now).contains(&used), "{used} vs {now}");
+        // Not an admin write: no audit entry, no new version for the others to reload.
+        assert_eq!(store.audit(100).await.unwrap().len(), before);
+        assert_eq!(store.version().await.unwrap(), version);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_database_that_went_away_refuses_writes_and_keeps_serving() {
+    let Some(mut pg) = postgres_or_skip() else {
+        return;
+    };
+    let store = SqlStore::open(&pg.url()).await.unwrap();
+    let (_, key) = store.create_user("op", admin("root")).await.unwrap();
+    let key = key.unwrap();
+    let live = LiveDirectory::new(Default::default());
+    let version = store.reload(&live).await.unwrap();
+    let watch = tokio::spawn(store.clone().watch(
+        live.clone(),
+        version,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    ));
+    pg.stop();
+    let refused = store
+        .create_group(
+            "root",
+            Group {
+                id: "g".into(),
+                name: String::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(refused), "503 identity_store_unavailable");
+    // The poll fails too, and what was loaded is still served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(live.user(&digest(key.key.as_bytes())).is_some());
+    watch.abort();
 }

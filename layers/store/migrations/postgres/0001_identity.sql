@@ -40,7 +40,8 @@ CREATE TABLE api_keys (
     created_at BIGINT NOT NULL,
     expires_at BIGINT,
     last_used_at BIGINT,
-    revoked BIGINT NOT NULL DEFAULT 0
+    revoked BIGINT NOT NULL DEFAULT 0,
+    budget TEXT
 );
 CREATE INDEX api_keys_user ON api_keys (user_id);
 

@@ -14,8 +14,8 @@ use super::rows::{self, hex};
 use crate::StoreError;
 use crate::directory::now;
 use crate::records::{
-    Access, AuditEntry, CreateKey, CreateUser, Group, KeyInfo, ModelRecord, NewKey, PutModel,
-    SeedUser, UpdateUser, UserInfo, check_id, check_text, parse_role,
+    Access, AuditEntry, Budget, CreateKey, CreateUser, Group, KeyInfo, ModelRecord, NewKey,
+    PutModel, SeedUser, UpdateUser, UserInfo, check_id, check_text, parse_role,
 };
 
 /// Move the version and write the audit entry: the first statements of every write.
@@ -101,6 +101,7 @@ async fn insert_key(
     user: &str,
     name: &str,
     expires_at: Option<i64>,
+    budget: Option<Budget>,
 ) -> Result<NewKey, StoreError> {
     let key = format!(
         "sk-gw-{}",
@@ -110,8 +111,8 @@ async fn insert_key(
     let prefix = key[..10].to_owned();
     let created_at = now();
     sqlx::query(
-        "INSERT INTO api_keys (id, user_id, name, prefix, sha256, created_at, expires_at, revoked) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
+        "INSERT INTO api_keys (id, user_id, name, prefix, sha256, created_at, expires_at, revoked, budget) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
     )
     .bind(id.clone())
     .bind(user.to_owned())
@@ -120,6 +121,7 @@ async fn insert_key(
     .bind(hex(&tower_openai_identity::digest(key.as_bytes())))
     .bind(created_at)
     .bind(expires_at)
+    .bind(to_json(&budget))
     .execute(&mut *conn)
     .await?;
     Ok(NewKey {
@@ -130,6 +132,7 @@ async fn insert_key(
         name: name.to_owned(),
         created_at,
         expires_at,
+        budget,
     })
 }
 
@@ -187,7 +190,7 @@ impl SqlStore {
         .await?;
         set_groups(&mut tx, &new.id, &new.groups).await?;
         let key = if new.create_key || first {
-            Some(insert_key(&mut tx, &new.id, "", None).await?)
+            Some(insert_key(&mut tx, &new.id, "", None, None).await?)
         } else {
             None
         };
@@ -353,6 +356,9 @@ impl SqlStore {
     pub async fn create_key(&self, actor: &str, new: CreateKey) -> Result<NewKey, StoreError> {
         let name = new.name.unwrap_or_default();
         check_text("name", &name)?;
+        if let Some(b) = &new.budget {
+            b.check()?;
+        }
         if new.expires_at.is_some_and(|at| at <= now()) {
             return Err(StoreError::invalid("expires_at must be in the future"));
         }
@@ -362,7 +368,7 @@ impl SqlStore {
         if rows::user_by_id(&mut tx, &new.user).await?.is_none() {
             return Err(StoreError::NotFound(format!("user {}", new.user)));
         }
-        let key = insert_key(&mut tx, &new.user, &name, new.expires_at).await?;
+        let key = insert_key(&mut tx, &new.user, &name, new.expires_at, new.budget).await?;
         tx.commit().await?;
         Ok(key)
     }

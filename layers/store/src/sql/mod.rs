@@ -162,11 +162,19 @@ impl SqlStore {
         Ok(version)
     }
 
-    /// Keep `live` in step with the store, polling its version every `every` (changes made
-    /// by any process sharing the database are served within that), and write the keys'
-    /// `last_used_at` once a minute. Runs until dropped.
-    pub async fn watch(self, live: LiveDirectory, mut version: i64, every: Duration) {
-        let mut tick = tokio::time::interval(every);
+    /// Keep `live` in step with the store, polling its version every `poll` (changes made
+    /// by any process sharing the database are served within that), and write the
+    /// `last_used_at` of the keys looked up, batched, every `last_used` (rounded down to it).
+    /// Runs until dropped.
+    pub async fn watch(
+        self,
+        live: LiveDirectory,
+        mut version: i64,
+        poll: Duration,
+        last_used: Duration,
+    ) {
+        let last_used = i64::try_from(last_used.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_touch = now();
         let mut failing = false;
@@ -186,11 +194,11 @@ impl SqlStore {
                 Ok(_) => failing = false,
                 Err(e) => failing = warn_once(failing, &e),
             }
-            if at - last_touch >= 60 {
+            if at - last_touch >= last_used {
                 last_touch = at;
                 let used = live.take_used();
                 if !used.is_empty()
-                    && let Err(e) = self.touch_keys(&used, at - at % 60).await
+                    && let Err(e) = self.touch_keys(&used, at - at % last_used).await
                 {
                     failing = warn_once(failing, &e);
                 }

@@ -138,7 +138,7 @@ pub(crate) async fn models(conn: &mut AnyConnection) -> Result<Vec<ModelRecord>,
 }
 
 const KEY_COLUMNS: &str =
-    "id, user_id, prefix, name, created_at, expires_at, last_used_at, revoked";
+    "id, user_id, prefix, name, created_at, expires_at, last_used_at, revoked, budget";
 
 fn key_info(r: &AnyRow) -> Result<KeyInfo, sqlx::Error> {
     Ok(KeyInfo {
@@ -150,6 +150,7 @@ fn key_info(r: &AnyRow) -> Result<KeyInfo, sqlx::Error> {
         expires_at: r.try_get("expires_at")?,
         last_used_at: r.try_get("last_used_at")?,
         revoked: r.try_get::<i64, _>("revoked")? != 0,
+        budget: json(r.try_get("budget")?),
     })
 }
 
@@ -217,10 +218,11 @@ pub(crate) async fn audit(
 pub(crate) async fn directory(pool: &AnyPool) -> Result<Directory, StoreError> {
     let mut conn = pool.acquire().await?;
     let users = users(&mut conn).await?;
-    let rows =
-        sqlx::query("SELECT id, user_id, sha256, expires_at FROM api_keys WHERE revoked = 0")
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT id, user_id, sha256, expires_at, budget FROM api_keys WHERE revoked = 0",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut keys = Vec::with_capacity(rows.len());
     for r in rows {
         let digest: String = r.try_get("sha256")?;
@@ -235,6 +237,7 @@ pub(crate) async fn directory(pool: &AnyPool) -> Result<Directory, StoreError> {
                 id: id.into(),
                 user: user.into(),
                 expires_at: r.try_get("expires_at")?,
+                budget: json(r.try_get("budget")?),
             },
         ));
     }
