@@ -576,3 +576,56 @@ async fn a_database_that_went_away_refuses_admin_writes_and_serving_goes_on() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn an_expired_key_is_refused_on_a_kept_alive_connection_too() {
+    let mock = mock().await;
+    let gw = start(&mock, &[], None, None).await;
+    let admin = first_admin(&gw).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let a = answer(call(
+        Method::POST,
+        &format!("{}/admin/keys", root(&gw)),
+        Some(&admin),
+        Some(json!({"user": "root", "expires_at": now + 2})),
+    ))
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let key = a.json()["key"].as_str().unwrap().to_owned();
+    // One client, so one kept-alive connection: the gateway remembers the key on it.
+    let client = common::client();
+    let status = |client: &hyper_util::client::legacy::Client<_, Full<Bytes>>| {
+        let req = call(
+            Method::GET,
+            &format!("{}/models", gw.url()),
+            Some(&key),
+            None,
+        );
+        let sent = client.request(req);
+        async move { sent.await.unwrap().status() }
+    };
+    assert_eq!(status(&client).await, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while status(&client).await == StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired key was still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&client).await, StatusCode::UNAUTHORIZED);
+    let a = answer(call(
+        Method::POST,
+        &format!("{}/admin/keys", root(&gw)),
+        Some(&admin),
+        Some(json!({"user": "root", "expires_at": now - 1})),
+    ))
+    .await;
+    assert_eq!(
+        (a.status, error_code(&a).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_body")
+    );
+}

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
@@ -219,4 +220,55 @@ fn a_path_is_logged_once_escaped_and_cut_and_cannot_plant_fields() {
     let path = &cut.iter().find(|(k, _)| k == "path").unwrap().1;
     assert_eq!(path.len(), 256);
     assert!(logs.len() < 8 * 1024, "{} bytes of log", logs.len());
+}
+
+/// A key the admin API creates is in no log line, at the most verbose level, through its
+/// creation, its use and its revocation (GATEWAY.md: the key appears in the creating answer
+/// only).
+#[test]
+fn a_created_key_is_in_no_log() {
+    let (_rt, mock) = mock_upstream();
+    let gateway = Gateway::start("identity-logs", |cmd| {
+        cmd.env("OPENAI_API_BASE_URLS", mock.url())
+            .env("RUST_LOG", "trace")
+            .env_remove("LOG_FORMAT")
+            .stderr(Stdio::piped());
+    });
+    let answer = gateway.post("/admin/users", "", r#"{"id": "root", "role": "admin"}"#);
+    let (status, body) = support::status_and_body(&answer);
+    assert_eq!(status, 201, "{answer}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = created["key"]["key"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    let auth = format!("authorization: Bearer {key}\r\n");
+    assert_eq!(gateway.get("/v1/models", &auth).0, 200);
+    let answer = gateway.post(
+        "/admin/keys",
+        &auth,
+        r#"{"user": "root", "name": "second"}"#,
+    );
+    let (status, body) = support::status_and_body(&answer);
+    assert_eq!(status, 201, "{answer}");
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let second = second["key"].as_str().unwrap().to_owned();
+    let mut conn = gateway.connect();
+    write!(
+        conn,
+        "DELETE /admin/keys/{id} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    assert_eq!(gateway.get("/v1/models", &auth).0, 401);
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = gateway.stop();
+    assert!(
+        logs.contains("admin/users"),
+        "the logs were captured: {logs}"
+    );
+    // Neither key, nor the random part of either.
+    for key in [&key, &second] {
+        assert!(!logs.contains(&key[6..]), "a key is in the logs");
+    }
 }
