@@ -4,11 +4,13 @@
 //! [`Gateway::app`] assembles the one stack that `main`, the tests and the examples all
 //! serve. [`run`] is `main`'s whole body.
 
-/// The operator's guides: configuration, the security model, limits, observability, model
+/// The operator's guides: configuration, identity and keys, the security model, limits, observability, model
 /// groups, replicas, and how the gateway differs from Open WebUI.
 pub mod guide {
     #[doc = include_str!("../../docs/configuration.md")]
     pub mod configuration {}
+    #[doc = include_str!("../../docs/identity.md")]
+    pub mod identity {}
     #[doc = include_str!("../../docs/security.md")]
     pub mod security {}
     #[doc = include_str!("../../docs/limits.md")]

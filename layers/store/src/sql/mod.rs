@@ -3,6 +3,8 @@
 
 mod admin;
 mod rows;
+mod users;
+mod write;
 
 use std::borrow::Cow;
 use std::str::FromStr;
