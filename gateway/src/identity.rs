@@ -97,7 +97,7 @@ pub(crate) fn seed_users(users: &[UserRecord]) -> Vec<tower_openai_store::SeedUs
                     rpm: l.rpm,
                     tpm: l.tpm,
                 }),
-                key_sha256: *d,
+                keys: vec![*d],
             }
         })
         .collect()

@@ -312,8 +312,8 @@ pub struct SeedUser {
     pub groups: Vec<String>,
     /// Requests and tokens per minute.
     pub rate_limit: Option<RateLimit>,
-    /// Their key's SHA-256, stored as a key named `config`.
-    pub key_sha256: [u8; 32],
+    /// Their keys' SHA-256 digests, each stored as a key named `config`.
+    pub keys: Vec<[u8; 32]>,
 }
 
 /// `role` as the API spells it.

@@ -378,7 +378,7 @@ async fn seeding_inserts_what_is_missing_and_leaves_the_rest() {
             role: Role::Admin,
             groups: vec!["ops".into()],
             rate_limit: None,
-            key_sha256: digest(b"sk-alice"),
+            keys: vec![digest(b"sk-alice")],
         };
         let record = ModelRecord {
             id: "m".into(),

@@ -39,16 +39,22 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-const SQLITE: &[(i64, &str, &str)] = &[(
+/// The migrations, in SQLite's dialect.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "identity",
-    include_str!("../../migrations/sqlite/0001_identity.sql"),
+    include_str!("../../migrations/0001_identity.sql"),
 )];
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "identity",
-    include_str!("../../migrations/postgres/0001_identity.sql"),
-)];
+
+/// A migration in `backend`'s dialect: the one difference is an auto-incrementing id.
+fn dialect(backend: Backend, sql: &'static str) -> Cow<'static, str> {
+    match backend {
+        Backend::Sqlite => Cow::Borrowed(sql),
+        Backend::Postgres => {
+            Cow::Owned(sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"))
+        }
+    }
+}
 
 impl SqlStore {
     /// The backend a URL names, if it names one this build has.
@@ -105,18 +111,14 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let list = match self.backend {
-            Backend::Sqlite => SQLITE,
-            Backend::Postgres => POSTGRES,
-        };
-        let migrations = list
+        let migrations = MIGRATIONS
             .iter()
             .map(|(version, name, sql)| {
                 Migration::new(
                     *version,
                     Cow::Borrowed(*name),
                     MigrationType::Simple,
-                    Cow::Borrowed(*sql),
+                    dialect(self.backend, sql),
                     false,
                 )
             })

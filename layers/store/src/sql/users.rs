@@ -210,15 +210,18 @@ impl SqlStore {
                 }
             }
             set_groups(&mut tx, &u.id, &u.groups).await?;
-            let digest = hex(&u.key_sha256);
-            if count(
-                &mut tx,
-                "SELECT COUNT(*) FROM api_keys WHERE sha256 = $1",
-                Some(&digest),
-            )
-            .await?
-                == 0
-            {
+            for key in &u.keys {
+                let digest = hex(key);
+                if count(
+                    &mut tx,
+                    "SELECT COUNT(*) FROM api_keys WHERE sha256 = $1",
+                    Some(&digest),
+                )
+                .await?
+                    > 0
+                {
+                    continue;
+                }
                 let id: String = random::<12>()?.iter().map(|b| format!("{b:02x}")).collect();
                 sqlx::query(
                     "INSERT INTO api_keys (id, user_id, name, prefix, sha256, created_at, revoked) \

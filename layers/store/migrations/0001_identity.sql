@@ -1,4 +1,5 @@
--- Users, groups, keys, model access records and the admin audit log (SQLite).
+-- Users, groups, keys, model access records and the admin audit log. Written for SQLite;
+-- for Postgres the store swaps the one dialect difference (the audit id, see `sql/mod.rs`).
 -- `meta.version` moves with every write, in the write's transaction: the processes that
 -- share the database poll it and reload what changed.
 CREATE TABLE meta (
