@@ -13,6 +13,8 @@ struct Feature {
     toml: &'static str,
     /// A Redis the feature needs (started for its run).
     redis: bool,
+    /// An identity store of 10 000 users and 20 000 keys the feature needs (`{database}`).
+    database: bool,
 }
 
 fn features() -> Vec<Feature> {
@@ -21,8 +23,18 @@ fn features() -> Vec<Feature> {
         env: env.iter().map(|s| (*s).to_owned()).collect(),
         toml,
         redis,
+        database: false,
     };
     vec![
+        Feature {
+            database: true,
+            ..f(
+                "10 000 users and 20 000 keys in the identity store (against 10 users)",
+                &["DATABASE_URL={database}"],
+                "",
+                false,
+            )
+        },
         f(
             "access log at `info` (`RUST_LOG=info`)",
             &["RUST_LOG=info"],
@@ -77,7 +89,7 @@ struct Row {
 }
 
 /// Run every feature's A/B and write the table; whether it worked.
-pub(crate) fn run(quick: bool) -> bool {
+pub(crate) fn run(quick: bool, only: Option<&str>) -> bool {
     let Some(gateway) = super::gateway_exe() else {
         return false;
     };
@@ -86,7 +98,21 @@ pub(crate) fn run(quick: bool) -> bool {
     };
     let mut rows = Vec::new();
     for feature in features() {
+        if only.is_some_and(|only| !feature.name.contains(only)) {
+            continue;
+        }
         eprintln!("== {}", feature.name);
+        let database = if feature.database {
+            match big_directory() {
+                Some(db) => Some(db),
+                None => {
+                    eprintln!("   could not build the identity store");
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
         let redis = if feature.redis {
             match LocalRedis::start() {
                 Some(r) => Some(r),
@@ -110,10 +136,13 @@ pub(crate) fn run(quick: bool) -> bool {
             cmd.arg("--quick");
         }
         for kv in &feature.env {
-            let kv = match &redis {
+            let mut kv = match &redis {
                 Some(r) => kv.replace("{redis}", &r.url()),
                 None => kv.clone(),
             };
+            if let Some(db) = &database {
+                kv = kv.replace("{database}", &db.url);
+            }
             cmd.args(["--other-env", &kv]);
         }
         let ok = cmd
@@ -121,6 +150,7 @@ pub(crate) fn run(quick: bool) -> bool {
             .status()
             .is_ok_and(|s| s.success());
         drop(redis);
+        drop(database);
         let results: Option<Value> = std::fs::read_to_string(&json)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
@@ -137,7 +167,59 @@ pub(crate) fn run(quick: bool) -> bool {
         );
         rows.push(row);
     }
-    write_table(&rows, quick)
+    write_table(&rows, quick, only.is_some())
+}
+
+/// A SQLite identity store holding 10 000 users with two keys each, removed when dropped.
+struct BigDirectory {
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl Drop for BigDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn big_directory() -> Option<BigDirectory> {
+    use tower_openai::store::{SeedUser, SqlStore};
+    let dir = std::env::temp_dir().join(format!("tower-openai-costs-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    let url = format!("sqlite://{}", dir.join("gateway.db").display());
+    let users: Vec<SeedUser> = (0..10_000)
+        .map(|i| SeedUser {
+            id: format!("bench-user-{i}"),
+            name: format!("Bench user {i}"),
+            email: format!("user{i}@bench.invalid"),
+            role: tower_openai::core::Role::User,
+            groups: vec![format!("group-{}", i % 50)],
+            rate_limit: None,
+            keys: ["a", "b"]
+                .iter()
+                .map(|k| tower_openai::identity::digest(format!("sk-bench-{i}-{k}").as_bytes()))
+                .collect(),
+        })
+        .collect();
+    let seeded = {
+        let url = url.clone();
+        // Its own runtime: `--costs` runs inside the bench's.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let store = SqlStore::open(&url).await.ok()?;
+                store.seed(&users, &[]).await.ok()
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+    };
+    seeded.map(|_| BigDirectory { dir, url })
 }
 
 fn row(name: &'static str, results: &Value) -> Option<Row> {
@@ -158,7 +240,7 @@ fn row(name: &'static str, results: &Value) -> Option<Row> {
 }
 
 /// Replace the table between the marks of `bench/README.md`.
-fn write_table(rows: &[Row], quick: bool) -> bool {
+fn write_table(rows: &[Row], quick: bool, partial: bool) -> bool {
     let path = "bench/README.md";
     let Ok(text) = std::fs::read_to_string(path) else {
         eprintln!("cannot read {path}");
@@ -169,23 +251,59 @@ fn write_table(rows: &[Row], quick: bool) -> bool {
         eprintln!("{path} has no {begin} … {end} marks");
         return false;
     };
-    let mut table = format!(
-        "{begin}\n\n| feature, against the same build without it | added p50 | req/s (c=64) | CPU per request |\n|---|---|---|---|\n"
-    );
-    for r in rows {
-        table.push_str(&format!(
-            "| {} | {:+.0} µs | {:.0} % | {:.2} × |\n",
+    let line = |r: &Row| {
+        format!(
+            "| {} | {:+.0} µs | {:.0} % | {:.2} × |",
             r.name,
             r.p50_us,
             r.rps_ratio * 100.0,
             r.cpu_ratio
+        )
+    };
+    // A partial run replaces its own rows and keeps the others, in the features' order.
+    let kept: Vec<String> = if partial {
+        text[a..b]
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| feature,"))
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut table = format!(
+        "{begin}\n\n| feature, against the same build without it | added p50 | req/s (c=64) | CPU per request |\n|---|---|---|---|\n"
+    );
+    for feature in features() {
+        let new = rows.iter().find(|r| r.name == feature.name).map(line);
+        let old = kept
+            .iter()
+            .find(|l| l.starts_with(&format!("| {} |", feature.name)))
+            .cloned();
+        if let Some(l) = new.or(old) {
+            table.push_str(&l);
+            table.push('\n');
+        }
+    }
+    let run = if quick { "a quick run" } else { "a full run" };
+    if partial {
+        // The note of the last whole run stays; the rows measured alone are named.
+        let note = text[a..b]
+            .lines()
+            .filter(|l| l.starts_with('('))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let names: Vec<String> = rows.iter().map(|r| format!("\"{}\"", r.name)).collect();
+        table.push_str(&format!(
+            "\n{note}\n({} since, alone, in {run} of `--costs --costs-only`.)\n\n",
+            names.join(", ")
+        ));
+    } else {
+        table.push_str(&format!(
+            "\n({} of `cargo run --release -p tower-openai-bench -- --costs`; each row is its \
+             own A/B run, both processes in the same rounds.)\n\n",
+            run.replacen('a', "A", 1)
         ));
     }
-    table.push_str(&format!(
-        "\n({} run of `cargo run --release -p tower-openai-bench -- --costs`; each row is its \
-         own A/B run, both processes in the same rounds.)\n\n",
-        if quick { "A quick" } else { "A full" }
-    ));
     let out = format!("{}{table}{}", &text[..a], &text[b..]);
     if std::fs::write(path, out).is_err() {
         eprintln!("cannot write {path}");

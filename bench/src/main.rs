@@ -137,6 +137,10 @@ struct BenchArgs {
     /// per feature, written as the table in bench/README.md
     #[arg(long)]
     costs: bool,
+    /// With `--costs`: only the features whose name holds this text (their rows of the table
+    /// are replaced, the others kept)
+    #[arg(long, value_name = "TEXT")]
+    costs_only: Option<String>,
     /// (internal) serve the bare proxy in this process: UPSTREAM PORT
     #[arg(long, num_args = 2, value_names = ["UPSTREAM", "PORT"], hide = true)]
     serve_bare: Option<Vec<String>>,
@@ -172,7 +176,7 @@ async fn main() {
         std::process::exit(if ok { 0 } else { 1 });
     }
     if args.costs {
-        let ok = costs::run(args.quick);
+        let ok = costs::run(args.quick, args.costs_only.as_deref());
         std::process::exit(if ok { 0 } else { 1 });
     }
     if let Some(words) = &args.instructions {
