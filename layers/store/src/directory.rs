@@ -48,6 +48,8 @@ pub struct KeyEntry {
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     users: HashMap<Arc<str>, Member>,
+    /// Whether any user has a rate limit of their own (if not, none is looked up).
+    any_rate_limit: bool,
     keys: HashMap<[u8; 32], KeyEntry>,
     records: HashMap<String, Arc<ModelAccess>>,
 }
@@ -94,6 +96,7 @@ impl Directory {
             })
             .collect();
         Self {
+            any_rate_limit: users.values().any(|m| m.rate_limit.is_some()),
             users,
             keys,
             records,
@@ -225,7 +228,11 @@ impl LiveDirectory {
 
     /// The user `id`'s rate limit, if they have their own.
     pub fn rate_limit(&self, id: &str) -> Option<RateLimit> {
-        self.inner.current.load().member(id)?.rate_limit
+        let directory = self.inner.current.load();
+        if !directory.any_rate_limit {
+            return None;
+        }
+        directory.member(id)?.rate_limit
     }
 }
 
@@ -354,6 +361,20 @@ mod tests {
         live.replace(Directory::new([user("alice", "admin")], [], []));
         assert!(live.needs_key());
         assert!(live.user(&digest(b"")).is_none());
+    }
+
+    #[test]
+    fn a_users_own_rate_limit_is_found_and_others_have_none() {
+        let mut ann = user("ann", "user");
+        ann.rate_limit = Some(RateLimit {
+            rpm: Some(5),
+            tpm: None,
+        });
+        let live = LiveDirectory::new(Directory::new([ann, user("bob", "user")], [], []));
+        assert_eq!(live.rate_limit("ann").unwrap().rpm, Some(5));
+        assert_eq!(live.rate_limit("bob"), None);
+        live.replace(Directory::new([user("ann", "user")], [], []));
+        assert_eq!(live.rate_limit("ann"), None);
     }
 
     #[test]
