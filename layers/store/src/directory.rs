@@ -11,7 +11,7 @@ use tower_openai_acl::{AccessRecords, ModelAccess};
 use tower_openai_core::{Role, User};
 use tower_openai_identity::KeyStore;
 
-use crate::records::{Budget, ModelRecord, RateLimit, UserInfo};
+use crate::records::{Budget, ModelRecord, Price, RateLimit, UserInfo};
 
 /// Unix seconds now.
 pub(crate) fn now() -> i64 {
@@ -52,9 +52,38 @@ pub struct Directory {
     any_rate_limit: bool,
     keys: HashMap<[u8; 32], KeyEntry>,
     records: HashMap<String, Arc<ModelAccess>>,
+    /// Prices by exact model id.
+    prices: HashMap<String, Price>,
+    /// Prices by prefix (their `*` removed), longest prefix first.
+    price_prefixes: Vec<(String, Price)>,
 }
 
 impl Directory {
+    /// This snapshot with `prices` (a model id, or a prefix ending in `*`).
+    pub fn with_prices(mut self, prices: impl IntoIterator<Item = Price>) -> Self {
+        for price in prices {
+            match price.model.strip_suffix('*') {
+                Some(prefix) => self.price_prefixes.push((prefix.to_owned(), price)),
+                None => {
+                    self.prices.insert(price.model.clone(), price);
+                }
+            }
+        }
+        self.price_prefixes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        self
+    }
+
+    /// The price of `model`: its own, else the longest prefix that matches it.
+    pub fn price(&self, model: &str) -> Option<&Price> {
+        self.prices.get(model).or_else(|| {
+            self.price_prefixes
+                .iter()
+                .find(|(prefix, _)| model.starts_with(prefix.as_str()))
+                .map(|(_, price)| price)
+        })
+    }
+
     /// A snapshot of `users`, the usable `keys` (by SHA-256 digest) and `records`. A key of
     /// a user who is not among `users` identifies nobody.
     pub fn new(
@@ -100,6 +129,8 @@ impl Directory {
             users,
             keys,
             records,
+            prices: HashMap::new(),
+            price_prefixes: Vec::new(),
         }
     }
 
@@ -224,6 +255,11 @@ impl LiveDirectory {
     /// Whether every caller is the single user now (no users in the directory).
     pub fn is_single_user(&self) -> bool {
         self.inner.single_user.is_some() && self.inner.current.load().is_empty()
+    }
+
+    /// The price of `model` (its own, else the longest matching prefix).
+    pub fn price(&self, model: &str) -> Option<Price> {
+        self.inner.current.load().price(model).cloned()
     }
 
     /// The user `id`'s rate limit, if they have their own.
@@ -375,6 +411,49 @@ mod tests {
         assert_eq!(live.rate_limit("bob"), None);
         live.replace(Directory::new([user("ann", "user")], [], []));
         assert_eq!(live.rate_limit("ann"), None);
+    }
+
+    #[test]
+    fn a_model_has_its_own_price_or_the_longest_matching_prefix() {
+        let price = |model: &str, input: f64| Price {
+            model: model.into(),
+            input,
+            output: 2.0 * input,
+            cached_input: None,
+        };
+        let d = Directory::default().with_prices([
+            price("gpt-4o*", 2.5),
+            price("gpt-4o-mini*", 0.15),
+            price("gpt-4o-mini-2024", 0.1),
+            price("*", 9.0),
+        ]);
+        assert_eq!(d.price("gpt-4o-mini-2024").unwrap().input, 0.1);
+        assert_eq!(d.price("gpt-4o-mini-tts").unwrap().input, 0.15);
+        assert_eq!(d.price("gpt-4o").unwrap().input, 2.5);
+        assert_eq!(d.price("o3").unwrap().input, 9.0);
+        assert!(Directory::default().price("gpt-4o").is_none());
+    }
+
+    #[test]
+    fn an_answer_costs_its_tokens_at_their_prices() {
+        let p = Price {
+            model: "m".into(),
+            input: 2.5,
+            output: 10.0,
+            cached_input: Some(1.25),
+        };
+        // 1 000 000 prompt tokens of which 400 000 cached, 100 000 completion tokens.
+        let cost = p.cost(1_000_000, 100_000, 400_000);
+        assert!(
+            (cost - (0.6 * 2.5 + 0.4 * 1.25 + 0.1 * 10.0)).abs() < 1e-12,
+            "{cost}"
+        );
+        // No cached price: cached tokens cost the input price; more cached than prompt is all.
+        let p = Price {
+            cached_input: None,
+            ..p
+        };
+        assert!((p.cost(1000, 0, 5000) - 1000.0 * 2.5 / 1e6).abs() < 1e-12);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use crate::directory::{Directory, KeyEntry, LiveDirectory, Member};
 pub use crate::error::StoreError;
 pub use crate::records::{
     Access, AuditEntry, Budget, CreateKey, CreateUser, Group, KeyInfo, ModelRecord, NewKey, Period,
-    PutModel, RateLimit, SeedUser, UpdateUser, UserInfo,
+    Price, PutModel, PutPrice, RateLimit, SeedUser, UpdateUser, UserInfo,
 };
 #[cfg(feature = "sql")]
 pub use crate::sql::{Backend, SqlStore, UrlError};

@@ -282,6 +282,74 @@ impl<'de> Deserialize<'de> for Access {
     }
 }
 
+/// A model's price in USD per million tokens (`GET /admin/prices`, TOML `[[prices]]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Price {
+    /// The model id callers use; a trailing `*` matches every id with that prefix.
+    pub model: String,
+    /// USD per million input (prompt) tokens.
+    pub input: f64,
+    /// USD per million output (completion) tokens.
+    pub output: f64,
+    /// USD per million cached input tokens; `None`: the input price.
+    pub cached_input: Option<f64>,
+}
+
+impl Price {
+    /// What an answer costs in USD: (prompt − cached) × input + cached × cached input +
+    /// completion × output, prices per million tokens. `cached` counts within `prompt` (more
+    /// than `prompt` is taken as all of it).
+    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> f64 {
+        let cached = cached.min(prompt);
+        let per = |tokens: u64, usd: f64| tokens as f64 * usd / 1_000_000.0;
+        per(prompt - cached, self.input)
+            + per(cached, self.cached_input.unwrap_or(self.input))
+            + per(completion, self.output)
+    }
+
+    /// The prices and the model pattern, checked.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        let m = &self.model;
+        let star = m.find('*');
+        if m.is_empty()
+            || m.chars().count() > 256
+            || m.chars().any(char::is_control)
+            || star.is_some_and(|at| at != m.len() - 1)
+        {
+            return Err(StoreError::invalid(
+                "a price's model is 1 to 256 characters, without control characters, with `*` only at its end",
+            ));
+        }
+        for (name, usd) in [
+            ("input", Some(self.input)),
+            ("output", Some(self.output)),
+            ("cached_input", self.cached_input),
+        ] {
+            if let Some(usd) = usd
+                && !(usd.is_finite() && usd >= 0.0)
+            {
+                return Err(StoreError::invalid(format!(
+                    "{name} must be a number of USD per million tokens, 0 or more"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `PUT /admin/prices/{model}`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutPrice {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+    /// USD per million cached input tokens (default: the input price).
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+}
+
 /// One admin write (`GET /admin/audit`): never a secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {

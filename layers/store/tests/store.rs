@@ -11,8 +11,8 @@ use tower_openai_acl::{AccessControl, AccessRecords};
 use tower_openai_core::Role;
 use tower_openai_identity::{KeyStore, digest};
 use tower_openai_store::{
-    Access, Budget, CreateKey, CreateUser, Group, LiveDirectory, ModelRecord, Period, PutModel,
-    SeedUser, SqlStore, StoreError, UpdateUser,
+    Access, Budget, CreateKey, CreateUser, Group, LiveDirectory, ModelRecord, Period, Price,
+    PutModel, PutPrice, SeedUser, SqlStore, StoreError, UpdateUser,
 };
 use tower_openai_test_util::postgres::{Postgres, postgres_or_skip};
 
@@ -519,4 +519,78 @@ async fn a_database_that_went_away_refuses_writes_and_keeps_serving() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(live.user(&digest(key.key.as_bytes())).is_some());
     watch.abort();
+}
+
+#[tokio::test]
+async fn prices_are_set_served_seeded_and_removed() {
+    on_both(|store| async move {
+        let put = |input: f64| PutPrice {
+            input,
+            output: 4.0 * input,
+            cached_input: None,
+        };
+        store.put_price("op", "gpt-4o*", put(2.5)).await.unwrap();
+        store
+            .put_price(
+                "op",
+                "gpt-4o-mini",
+                PutPrice {
+                    cached_input: Some(0.075),
+                    ..put(0.15)
+                },
+            )
+            .await
+            .unwrap();
+        for bad in ["", "gpt*4o", "**"] {
+            assert_eq!(
+                code(store.put_price("op", bad, put(1.0)).await.unwrap_err()),
+                "400 invalid_body",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            code(store.put_price("op", "m", put(-1.0)).await.unwrap_err()),
+            "400 invalid_body"
+        );
+        assert_eq!(
+            code(store.put_price("op", "m", put(f64::NAN)).await.unwrap_err()),
+            "400 invalid_body"
+        );
+        let live = LiveDirectory::new(Default::default());
+        store.reload(&live).await.unwrap();
+        assert_eq!(live.price("gpt-4o-mini").unwrap().cached_input, Some(0.075));
+        assert_eq!(live.price("gpt-4o-2024-08-06").unwrap().input, 2.5);
+        assert!(live.price("o3").is_none());
+        // Seeding leaves a price the store has, and adds one it has not.
+        let kept = store
+            .seed_prices(&[
+                Price {
+                    model: "gpt-4o*".into(),
+                    input: 99.0,
+                    output: 99.0,
+                    cached_input: None,
+                },
+                Price {
+                    model: "o3".into(),
+                    input: 2.0,
+                    output: 8.0,
+                    cached_input: None,
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(kept, ["gpt-4o*"]);
+        store.reload(&live).await.unwrap();
+        assert_eq!(live.price("gpt-4o").unwrap().input, 2.5);
+        assert_eq!(live.price("o3").unwrap().output, 8.0);
+        assert_eq!(store.prices().await.unwrap().len(), 3);
+        store.delete_price("op", "o3").await.unwrap();
+        assert_eq!(
+            code(store.delete_price("op", "o3").await.unwrap_err()),
+            "404 not_found"
+        );
+        store.reload(&live).await.unwrap();
+        assert!(live.price("o3").is_none());
+    })
+    .await;
 }

@@ -2,6 +2,7 @@
 //! step with it.
 
 mod admin;
+mod prices;
 mod rows;
 mod users;
 mod write;
@@ -40,11 +41,18 @@ pub struct SqlStore {
 }
 
 /// The migrations, in SQLite's dialect.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "identity",
-    include_str!("../../migrations/0001_identity.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "identity",
+        include_str!("../../migrations/0001_identity.sql"),
+    ),
+    (
+        2,
+        "prices",
+        include_str!("../../migrations/0002_prices.sql"),
+    ),
+];
 
 /// A migration in `backend`'s dialect: the one difference is an auto-incrementing id.
 fn dialect(backend: Backend, sql: &'static str) -> Cow<'static, str> {

@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::StoreError;
 use crate::directory::{Directory, KeyEntry};
-use crate::records::{Access, AuditEntry, Group, KeyInfo, ModelRecord, UserInfo};
+use crate::records::{Access, AuditEntry, Group, KeyInfo, ModelRecord, Price, UserInfo};
 
 /// Hex of a digest, as stored.
 pub(crate) fn hex(digest: &[u8; 32]) -> String {
@@ -190,6 +190,24 @@ pub(crate) async fn key_by_id(
     Ok(row.as_ref().map(key_info).transpose()?)
 }
 
+/// Every price, by model.
+pub(crate) async fn prices(conn: &mut AnyConnection) -> Result<Vec<Price>, StoreError> {
+    let rows = sqlx::query("SELECT model, input, output, cached_input FROM prices ORDER BY model")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            Ok(Price {
+                model: r.try_get("model")?,
+                input: r.try_get("input")?,
+                output: r.try_get("output")?,
+                cached_input: r.try_get("cached_input")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
 /// The newest `limit` audit entries.
 pub(crate) async fn audit(
     conn: &mut AnyConnection,
@@ -242,7 +260,8 @@ pub(crate) async fn directory(pool: &AnyPool) -> Result<Directory, StoreError> {
         ));
     }
     let records = models(&mut conn).await?;
-    Ok(Directory::new(users, keys, records))
+    let prices = prices(&mut conn).await?;
+    Ok(Directory::new(users, keys, records).with_prices(prices))
 }
 
 #[cfg(test)]
