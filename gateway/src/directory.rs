@@ -1,5 +1,5 @@
 //! The identity store's admin routes (`/admin/users`, `/admin/groups`, `/admin/keys`,
-//! `/admin/models`, `/admin/audit`): typed bodies, one transaction a write, the change served
+//! `/admin/models`, `/admin/prices`, `/admin/audit`): typed bodies, one transaction a write, the change served
 //! here at once and by every other process within the store's poll.
 
 // The refusals are the answers themselves, on the admin path only: not worth a box.
@@ -13,7 +13,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use tower_openai_core::{BoxBody, User};
 use tower_openai_store::{
-    CreateKey, CreateUser, Group, LiveDirectory, PutModel, SqlStore, StoreError, UpdateUser,
+    CreateKey, CreateUser, Group, LiveDirectory, PutModel, PutPrice, SqlStore, StoreError,
+    UpdateUser,
 };
 
 use axum::extract::FromRequest;
@@ -272,6 +273,41 @@ async fn delete_model(
     no_content()
 }
 
+async fn prices(State(admin): State<Admin>) -> Answer {
+    let id = try_answer!(identity(&admin));
+    match id.store.prices().await {
+        Ok(prices) => list(&prices),
+        Err(e) => refused(e),
+    }
+}
+
+async fn put_price(
+    State(admin): State<Admin>,
+    Extension(actor): Extension<User>,
+    Path(model): Path<String>,
+    Json(price): Json<PutPrice>,
+) -> Answer {
+    let id = try_answer!(identity(&admin));
+    let price = try_answer!(
+        id.wrote(id.store.put_price(&actor.id, &model, price).await)
+            .await
+    );
+    one(StatusCode::OK, &price)
+}
+
+async fn delete_price(
+    State(admin): State<Admin>,
+    Extension(actor): Extension<User>,
+    Path(model): Path<String>,
+) -> Answer {
+    let id = try_answer!(identity(&admin));
+    try_answer!(
+        id.wrote(id.store.delete_price(&actor.id, &model).await)
+            .await
+    );
+    no_content()
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
@@ -305,5 +341,10 @@ pub(crate) fn routes() -> Router<Admin> {
         .route("/admin/models", get(models))
         // Model ids may hold a `/` (`org/model`).
         .route("/admin/models/{*id}", put(put_model).delete(delete_model))
+        .route("/admin/prices", get(prices))
+        .route(
+            "/admin/prices/{*model}",
+            put(put_price).delete(delete_price),
+        )
         .route("/admin/audit", get(audit))
 }

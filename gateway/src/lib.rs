@@ -351,8 +351,9 @@ async fn open_identity(
         )
         .await
         .map_err(failed)?;
-    if !kept.is_empty() {
-        tracing::info!(ids = ?kept, "the config file's users and models already in the identity store were left as the store has them");
+    let kept_prices = store.seed_prices(&config.prices).await.map_err(failed)?;
+    if !kept.is_empty() || !kept_prices.is_empty() {
+        tracing::info!(ids = ?kept, prices = ?kept_prices, "the config file's users, models and prices already in the identity store were left as the store has them");
     }
     let (version, directory) = store.load().await.map_err(failed)?;
     let callers = Callers::new(directory, config.allow_anonymous);

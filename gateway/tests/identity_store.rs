@@ -629,3 +629,98 @@ async fn an_expired_key_is_refused_on_a_kept_alive_connection_too() {
         (StatusCode::BAD_REQUEST, "invalid_body")
     );
 }
+
+#[tokio::test]
+async fn prices_come_from_the_file_and_the_admin_api() {
+    let mock = mock().await;
+    let file = "[[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n\n\
+                [[prices]]\nmodel = \"gpt-4o*\"\ninput = 2.5\noutput = 10.0\ncached_input = 1.25\n";
+    let gw = start(&mock, &[], None, Some(file)).await;
+    let go = |m: Method, path: &str, body: Option<Value>| {
+        call(m, &format!("{}{path}", root(&gw)), Some("sk-root"), body)
+    };
+    let a = answer(go(Method::GET, "/admin/prices", None)).await;
+    assert_eq!(
+        a.json()["data"],
+        json!([{"model": "gpt-4o*", "input": 2.5, "output": 10.0, "cached_input": 1.25}])
+    );
+    let a = answer(go(
+        Method::PUT,
+        "/admin/prices/openai/gpt-oss-120b",
+        Some(json!({"input": 0.1, "output": 0.5})),
+    ))
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["model"], "openai/gpt-oss-120b");
+    for body in [
+        json!({"input": -1, "output": 1}),
+        json!({"input": 1}),
+        json!({"input": 1, "output": 1, "currency": "EUR"}),
+    ] {
+        let a = answer(go(Method::PUT, "/admin/prices/m", Some(body.clone()))).await;
+        assert_eq!(
+            (a.status, error_code(&a).as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_body"),
+            "{body}"
+        );
+    }
+    let a = answer(go(
+        Method::PUT,
+        "/admin/prices/gpt*4o",
+        Some(json!({"input": 1, "output": 1})),
+    ))
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = answer(go(
+        Method::DELETE,
+        "/admin/prices/openai/gpt-oss-120b",
+        None,
+    ))
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let a = answer(go(
+        Method::DELETE,
+        "/admin/prices/openai/gpt-oss-120b",
+        None,
+    ))
+    .await;
+    assert_eq!(
+        (a.status, error_code(&a).as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let actions = answer(go(Method::GET, "/admin/audit?limit=2", None))
+        .await
+        .json();
+    assert_eq!(actions["data"][0]["action"], "price.delete");
+    assert_eq!(actions["data"][1]["action"], "price.put");
+}
+
+#[test]
+fn a_bad_price_in_the_file_stops_start_up_naming_it() {
+    for (text, field) in [
+        (
+            "[[prices]]\nmodel = \"a*b\"\ninput = 1\noutput = 1\n",
+            "prices[0].model",
+        ),
+        (
+            "[[prices]]\nmodel = \"m\"\ninput = -1\noutput = 1\n",
+            "prices[0].input",
+        ),
+        (
+            "[[prices]]\nmodel = \"m\"\ninput = 1\noutput = 1\n[[prices]]\nmodel = \"m\"\ninput = 1\noutput = 1\n",
+            "prices[1].model",
+        ),
+        ("[[prices]]\nmodel = \"m\"\ninput = 1\n", "output"),
+    ] {
+        let path = temp_dir().join("prices.toml");
+        std::fs::write(&path, text).unwrap();
+        let args = Args {
+            config: Some(path),
+            ..Args::default()
+        };
+        let err = openai_gateway::GatewayConfig::load(&args, &common::env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}

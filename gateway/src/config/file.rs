@@ -24,8 +24,64 @@ pub(super) struct FileConfig {
     pub(super) users: Vec<UserEntry>,
     #[serde(default)]
     pub(super) models: Vec<ModelEntry>,
+    /// Model prices, USD per million tokens (seed the identity store).
+    #[serde(default)]
+    pub(super) prices: Vec<PriceEntry>,
     /// Every user's limits, unless their `[[users]]` entry sets its own.
     pub(super) rate_limit: Option<LimitsEntry>,
+}
+
+/// A `[[prices]]` entry: `model` (a trailing `*` matches a prefix), USD per million tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PriceEntry {
+    model: String,
+    input: f64,
+    output: f64,
+    cached_input: Option<f64>,
+}
+
+pub(super) fn prices_from(
+    entries: Vec<PriceEntry>,
+    in_file: &dyn Fn(&str) -> String,
+) -> Result<Vec<tower_openai_store::Price>, ConfigError> {
+    let mut models = HashSet::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let field = |member: &str| in_file(&format!("prices[{i}].{member}"));
+        let model = e.model.trim().to_owned();
+        if model.is_empty() || model.find('*').is_some_and(|at| at != model.len() - 1) {
+            return Err(ConfigError::new(
+                field("model"),
+                "must be a model id, or a prefix ending in `*`",
+            ));
+        }
+        if !models.insert(model.clone()) {
+            return Err(ConfigError::new(
+                field("model"),
+                format!("{model:?} has another price"),
+            ));
+        }
+        for (name, usd) in [
+            ("input", Some(e.input)),
+            ("output", Some(e.output)),
+            ("cached_input", e.cached_input),
+        ] {
+            if usd.is_some_and(|usd| !(usd.is_finite() && usd >= 0.0)) {
+                return Err(ConfigError::new(
+                    field(name),
+                    "must be USD per million tokens, 0 or more",
+                ));
+            }
+        }
+        out.push(tower_openai_store::Price {
+            model,
+            input: e.input,
+            output: e.output,
+            cached_input: e.cached_input,
+        });
+    }
+    Ok(out)
 }
 
 /// `{ rpm = 60, tpm = 200000 }`: requests and tokens per minute.

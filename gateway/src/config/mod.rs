@@ -15,7 +15,7 @@ use super::cli::Args;
 pub(crate) mod file;
 pub(crate) mod openwebui;
 
-use self::file::{FileConfig, models_from, users_from};
+use self::file::{FileConfig, models_from, prices_from, users_from};
 
 /// Where the gateway listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -102,6 +102,8 @@ pub struct GatewayConfig {
     pub users: Vec<UserRecord>,
     /// Model access records.
     pub models: Vec<ModelRecord>,
+    /// Model prices (`[[prices]]`), seeding the identity store.
+    pub prices: Vec<tower_openai_store::Price>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
     /// The connection limits (`GATEWAY_MAX_CONNECTIONS`, the read timeouts, …).
@@ -374,6 +376,7 @@ impl GatewayConfig {
             settings,
             users: Vec::new(),
             models: Vec::new(),
+            prices: Vec::new(),
             // Built in code: an identity store in memory, nothing written to disk.
             database_url: Some("sqlite::memory:".to_owned()),
             shutdown_grace: Duration::from_secs(30),
@@ -475,6 +478,7 @@ impl GatewayConfig {
         let users = users_from(file.users, &in_file)?;
         let rate_limit = file.rate_limit.map(|l| l.limits()).unwrap_or_default();
         let models = models_from(file.models, &in_file)?;
+        let prices = prices_from(file.prices, &in_file)?;
 
         Ok(Self {
             listen,
@@ -486,6 +490,7 @@ impl GatewayConfig {
             settings,
             users,
             models,
+            prices,
             shutdown_grace: seconds_var(env, "GATEWAY_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             limits: Limits {
                 max_connections: match args.max_connections {
