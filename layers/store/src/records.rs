@@ -308,6 +308,7 @@ impl Price {
     }
 
     /// The prices and the model pattern, checked.
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))] // the SQL store's writes
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         let m = &self.model;
         let star = m.find('*');
