@@ -1,26 +1,28 @@
 //! The identity store's admin routes (`/admin/users`, `/admin/groups`, `/admin/keys`,
-//! `/admin/models`, `/admin/prices`, `/admin/audit`): typed bodies, one transaction a write, the change served
-//! here at once and by every other process within the store's poll.
+//! `/admin/models`, `/admin/prices`, `/admin/audit`): typed bodies, one transaction a write,
+//! the change served here at once and by every other process within the store's poll.
 
 // The refusals are the answers themselves, on the admin path only: not worth a box.
 #![allow(clippy::result_large_err)]
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use tower_openai_core::{BoxBody, User};
+use tower_openai_core::{BoxBody, ErrorResponse, User};
 use tower_openai_store::{
     CreateKey, CreateUser, Group, LiveDirectory, PutModel, PutPrice, SqlStore, StoreError,
     UpdateUser,
 };
 
-use axum::extract::FromRequest;
-use tower_openai_core::ErrorResponse;
-
 use crate::admin::{Admin, error, json_body, read_body};
+
+type Answer = Response<BoxBody>;
+/// A route's answer, or the refusal it was owed (both already responses).
+type Answered = Result<Answer, Answer>;
 
 /// A store route's JSON body as `T`: a member that is unknown, missing or of the wrong type
 /// is 400 `invalid_body`, its message naming the member.
@@ -44,15 +46,20 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Admin> for Json<T> {
 }
 
 /// A query string as `T`, or 400 `invalid_request`.
-fn query<T: serde::de::DeserializeOwned>(
-    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, Answer> {
-    q.map(|Query(q)| q).map_err(|e| {
-        error(
-            ErrorResponse::bad_request(format!("Bad query string: {}", e.body_text()))
-                .with_code("invalid_request"),
-        )
-    })
+struct Params<T>(T);
+
+impl<T: serde::de::DeserializeOwned> FromRequestParts<Admin> for Params<T> {
+    type Rejection = Answer;
+
+    async fn from_request_parts(parts: &mut Parts, admin: &Admin) -> Result<Self, Answer> {
+        match Query::<T>::from_request_parts(parts, admin).await {
+            Ok(Query(q)) => Ok(Params(q)),
+            Err(e) => Err(error(
+                ErrorResponse::bad_request(format!("Bad query string: {}", e.body_text()))
+                    .with_code("invalid_request"),
+            )),
+        }
+    }
 }
 
 /// The store, and the directory this process serves from it.
@@ -62,7 +69,32 @@ pub(crate) struct Identity {
     pub(crate) live: LiveDirectory,
 }
 
-type Answer = Response<BoxBody>;
+impl Identity {
+    /// After a write: serve it here now (the others see it at their next poll).
+    async fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, Answer> {
+        let value = result.map_err(refused)?;
+        if let Err(e) = self.store.reload(&self.live).await {
+            tracing::warn!(error = %e, "identity store: reload after a write failed; the poll will catch up");
+        }
+        Ok(value)
+    }
+}
+
+/// The gateway's identity store, or 503 `identity_store_unavailable` when it has none.
+struct Store(Identity);
+
+impl FromRequestParts<Admin> for Store {
+    type Rejection = Answer;
+
+    async fn from_request_parts(_: &mut Parts, admin: &Admin) -> Result<Self, Answer> {
+        match admin.identity() {
+            Some(identity) => Ok(Store(identity.clone())),
+            None => Err(refused(StoreError::Unavailable(
+                "no identity store is configured".into(),
+            ))),
+        }
+    }
+}
 
 fn refused(e: StoreError) -> Answer {
     error(e.to_response())
@@ -78,126 +110,81 @@ fn no_content() -> Answer {
     res
 }
 
-fn list<T: serde::Serialize>(data: &[T]) -> Answer {
-    json_body(StatusCode::OK, &serde_json::json!({ "data": data }))
+/// `{"data": [...]}`, or the refusal.
+fn list<T: serde::Serialize>(data: Result<Vec<T>, StoreError>) -> Answered {
+    Ok(json_body(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data.map_err(refused)? }),
+    ))
 }
 
-fn one<T: serde::Serialize>(status: StatusCode, value: &T) -> Answer {
-    json_body(status, value)
-}
-
-impl Identity {
-    /// After a write: serve it here now (the others see it at their next poll).
-    async fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, Answer> {
-        let value = result.map_err(refused)?;
-        if let Err(e) = self.store.reload(&self.live).await {
-            tracing::warn!(error = %e, "identity store: reload after a write failed; the poll will catch up");
-        }
-        Ok(value)
-    }
-}
-
-fn identity(admin: &Admin) -> Result<&Identity, Answer> {
-    admin.identity().ok_or_else(|| {
-        error(StoreError::Unavailable("no identity store is configured".into()).to_response())
-    })
-}
-
-macro_rules! try_answer {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(answer) => return answer,
-        }
-    };
-}
-
-async fn users(State(admin): State<Admin>) -> Answer {
-    let id = try_answer!(identity(&admin));
-    match id.store.users().await {
-        Ok(users) => list(&users),
-        Err(e) => refused(e),
-    }
+async fn users(Store(id): Store) -> Answered {
+    list(id.store.users().await)
 }
 
 async fn create_user(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Json(new): Json<CreateUser>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let (user, key) = try_answer!(id.wrote(id.store.create_user(&actor.id, new).await).await);
+) -> Answered {
+    let (user, key) = id.wrote(id.store.create_user(&actor.id, new).await).await?;
     let mut body = serde_json::to_value(&user).unwrap_or_default();
     if let (Some(key), Some(obj)) = (key, body.as_object_mut()) {
         obj.insert("key".into(), serde_json::to_value(key).unwrap_or_default());
     }
-    json_body(StatusCode::CREATED, &body)
+    Ok(json_body(StatusCode::CREATED, &body))
 }
 
-async fn user(State(admin): State<Admin>, Path(user): Path<String>) -> Answer {
-    let id = try_answer!(identity(&admin));
-    match id.store.user(&user).await {
-        Ok(user) => one(StatusCode::OK, &user),
-        Err(e) => refused(e),
-    }
+async fn user(Store(id): Store, Path(user): Path<String>) -> Answered {
+    let user = id.store.user(&user).await.map_err(refused)?;
+    Ok(json_body(StatusCode::OK, &user))
 }
 
 async fn update_user(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(user): Path<String>,
     Json(patch): Json<UpdateUser>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let user = try_answer!(
-        id.wrote(id.store.update_user(&actor.id, &user, patch).await)
-            .await
-    );
-    one(StatusCode::OK, &user)
+) -> Answered {
+    let user = id
+        .wrote(id.store.update_user(&actor.id, &user, patch).await)
+        .await?;
+    Ok(json_body(StatusCode::OK, &user))
 }
 
 async fn delete_user(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(user): Path<String>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    try_answer!(id.wrote(id.store.delete_user(&actor.id, &user).await).await);
-    no_content()
+) -> Answered {
+    id.wrote(id.store.delete_user(&actor.id, &user).await)
+        .await?;
+    Ok(no_content())
 }
 
-async fn groups(State(admin): State<Admin>) -> Answer {
-    let id = try_answer!(identity(&admin));
-    match id.store.groups().await {
-        Ok(groups) => list(&groups),
-        Err(e) => refused(e),
-    }
+async fn groups(Store(id): Store) -> Answered {
+    list(id.store.groups().await)
 }
 
 async fn create_group(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Json(group): Json<Group>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let group = try_answer!(
-        id.wrote(id.store.create_group(&actor.id, group).await)
-            .await
-    );
-    one(StatusCode::CREATED, &group)
+) -> Answered {
+    let group = id
+        .wrote(id.store.create_group(&actor.id, group).await)
+        .await?;
+    Ok(json_body(StatusCode::CREATED, &group))
 }
 
 async fn delete_group(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(group): Path<String>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    try_answer!(
-        id.wrote(id.store.delete_group(&actor.id, &group).await)
-            .await
-    );
-    no_content()
+) -> Answered {
+    id.wrote(id.store.delete_group(&actor.id, &group).await)
+        .await?;
+    Ok(no_content())
 }
 
 #[derive(serde::Deserialize)]
@@ -206,106 +193,78 @@ struct KeysQuery {
     user: Option<String>,
 }
 
-async fn keys(
-    State(admin): State<Admin>,
-    q: Result<Query<KeysQuery>, axum::extract::rejection::QueryRejection>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let q = try_answer!(query(q));
-    match id.store.keys(q.user.as_deref()).await {
-        Ok(keys) => list(&keys),
-        Err(e) => refused(e),
-    }
+async fn keys(Store(id): Store, Params(q): Params<KeysQuery>) -> Answered {
+    list(id.store.keys(q.user.as_deref()).await)
 }
 
 async fn create_key(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Json(new): Json<CreateKey>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let key = try_answer!(id.wrote(id.store.create_key(&actor.id, new).await).await);
-    one(StatusCode::CREATED, &key)
+) -> Answered {
+    let key = id.wrote(id.store.create_key(&actor.id, new).await).await?;
+    Ok(json_body(StatusCode::CREATED, &key))
 }
 
 async fn revoke_key(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(key): Path<String>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    try_answer!(id.wrote(id.store.revoke_key(&actor.id, &key).await).await);
-    no_content()
+) -> Answered {
+    id.wrote(id.store.revoke_key(&actor.id, &key).await).await?;
+    Ok(no_content())
 }
 
-async fn models(State(admin): State<Admin>) -> Answer {
-    let id = try_answer!(identity(&admin));
-    match id.store.models().await {
-        Ok(models) => list(&models),
-        Err(e) => refused(e),
-    }
+async fn models(Store(id): Store) -> Answered {
+    list(id.store.models().await)
 }
 
 async fn put_model(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(model): Path<String>,
     Json(record): Json<PutModel>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let record = try_answer!(
-        id.wrote(id.store.put_model(&actor.id, &model, record).await)
-            .await
-    );
-    one(StatusCode::OK, &record)
+) -> Answered {
+    let record = id
+        .wrote(id.store.put_model(&actor.id, &model, record).await)
+        .await?;
+    Ok(json_body(StatusCode::OK, &record))
 }
 
 async fn delete_model(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(model): Path<String>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    try_answer!(
-        id.wrote(id.store.delete_model(&actor.id, &model).await)
-            .await
-    );
-    no_content()
+) -> Answered {
+    id.wrote(id.store.delete_model(&actor.id, &model).await)
+        .await?;
+    Ok(no_content())
 }
 
-async fn prices(State(admin): State<Admin>) -> Answer {
-    let id = try_answer!(identity(&admin));
-    match id.store.prices().await {
-        Ok(prices) => list(&prices),
-        Err(e) => refused(e),
-    }
+async fn prices(Store(id): Store) -> Answered {
+    list(id.store.prices().await)
 }
 
 async fn put_price(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(model): Path<String>,
     Json(price): Json<PutPrice>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let price = try_answer!(
-        id.wrote(id.store.put_price(&actor.id, &model, price).await)
-            .await
-    );
-    one(StatusCode::OK, &price)
+) -> Answered {
+    let price = id
+        .wrote(id.store.put_price(&actor.id, &model, price).await)
+        .await?;
+    Ok(json_body(StatusCode::OK, &price))
 }
 
 async fn delete_price(
-    State(admin): State<Admin>,
+    Store(id): Store,
     Extension(actor): Extension<User>,
     Path(model): Path<String>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    try_answer!(
-        id.wrote(id.store.delete_price(&actor.id, &model).await)
-            .await
-    );
-    no_content()
+) -> Answered {
+    id.wrote(id.store.delete_price(&actor.id, &model).await)
+        .await?;
+    Ok(no_content())
 }
 
 #[derive(serde::Deserialize)]
@@ -314,16 +273,8 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
-async fn audit(
-    State(admin): State<Admin>,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Answer {
-    let id = try_answer!(identity(&admin));
-    let q = try_answer!(query(q));
-    match id.store.audit(q.limit.unwrap_or(100)).await {
-        Ok(entries) => list(&entries),
-        Err(e) => refused(e),
-    }
+async fn audit(Store(id): Store, Params(q): Params<AuditQuery>) -> Answered {
+    list(id.store.audit(q.limit.unwrap_or(100)).await)
 }
 
 /// The routes, for [`Admin::router`].
