@@ -196,6 +196,7 @@ fn big_directory() -> Option<BigDirectory> {
             role: tower_openai::core::Role::User,
             groups: vec![format!("group-{}", i % 50)],
             rate_limit: None,
+            budget: None,
             keys: ["a", "b"]
                 .iter()
                 .map(|k| tower_openai::identity::digest(format!("sk-bench-{i}-{k}").as_bytes()))

@@ -20,7 +20,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use tower_openai_ratelimit::{Admission, LimitStore, Limits, RedisStore, StoreFuture};
+use tower_openai_ratelimit::{
+    Admission, Budget, Charge, LimitStore, Limits, MemoryStore, RedisStore, StoreFuture,
+};
 
 use crate::persist::Persisted;
 
@@ -314,26 +316,69 @@ impl SharedRedis {
 
     /// The rate-limit store on this Redis.
     pub(crate) fn limit_store(&self) -> SharedLimits {
-        SharedLimits(self.clone())
+        SharedLimits {
+            redis: self.clone(),
+            local: std::sync::Arc::new(MemoryStore::new()),
+        }
     }
 }
 
-/// Rate-limit counts in Redis once it is connected; until then (and whenever it fails),
-/// requests are let through.
+/// Rate-limit counts and budget spend in Redis once it is connected. Until then (and whenever
+/// it fails) requests are let through, but for budgets: this process's own count of the
+/// spend (kept alongside, seeded from the database like Redis) still refuses a caller over
+/// budget, so an outage does not lift every budget.
 #[derive(Clone, Debug)]
-pub(crate) struct SharedLimits(SharedRedis);
+pub(crate) struct SharedLimits {
+    redis: SharedRedis,
+    local: std::sync::Arc<MemoryStore>,
+}
 
 impl LimitStore for SharedLimits {
-    fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission> {
-        match self.0.inner.limits.get() {
+    fn admit(&self, key: &str, limits: &Limits) -> StoreFuture<Admission> {
+        let shared = match self.redis.inner.limits.get() {
             Some(store) => store.admit(key, limits),
             None => Box::pin(std::future::ready(Err("Redis is not connected yet".into()))),
+        };
+        if limits.budgets.is_empty() {
+            return shared;
+        }
+        let (local, budgets) = (self.local.clone(), limits.budgets.clone());
+        Box::pin(async move {
+            match shared.await {
+                Ok(admission) => Ok(admission),
+                Err(e) => {
+                    let only_budgets = Limits {
+                        budgets,
+                        ..Limits::default()
+                    };
+                    match local.admit("", &only_budgets).await {
+                        Ok(Admission::OverBudget(budget)) => Ok(Admission::OverBudget(budget)),
+                        _ => Err(e),
+                    }
+                }
+            }
+        })
+    }
+
+    fn add(&self, key: &str, charge: Charge<'_>) {
+        if let Some(store) = self.redis.inner.limits.get() {
+            store.add(key, charge);
+        }
+        if charge.nanos > 0 {
+            self.local.add(
+                "",
+                Charge {
+                    tokens: 0,
+                    ..charge
+                },
+            );
         }
     }
 
-    fn add_tokens(&self, key: &str, tokens: u64) {
-        if let Some(store) = self.0.inner.limits.get() {
-            store.add_tokens(key, tokens);
+    fn seed_spend(&self, budget: &Budget, nanos: u64) {
+        if let Some(store) = self.redis.inner.limits.get() {
+            store.seed_spend(budget, nanos);
         }
+        self.local.seed_spend(budget, nanos);
     }
 }

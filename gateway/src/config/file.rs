@@ -97,6 +97,7 @@ impl LimitsEntry {
         tower_openai_ratelimit::Limits {
             rpm: self.rpm,
             tpm: self.tpm,
+            budgets: Vec::new(),
         }
     }
 }
@@ -197,6 +198,7 @@ pub(super) struct UserEntry {
     api_key: Option<String>,
     api_key_sha256: Option<String>,
     rate_limit: Option<LimitsEntry>,
+    budget: Option<tower_openai_store::Budget>,
 }
 
 fn default_role() -> String {
@@ -255,9 +257,19 @@ pub(super) fn users_from(
                 email: e.email.into(),
                 role,
                 groups: e.groups.into(),
+                key: None,
             },
             key: KeyDigest::Sha256(digest),
             rate_limit: e.rate_limit.map(LimitsEntry::limits),
+            budget: match e.budget {
+                Some(b) if !(b.usd.is_finite() && b.usd >= 0.0) => {
+                    return Err(ConfigError::new(
+                        field("budget"),
+                        "usd must be a number of dollars, 0 or more",
+                    ));
+                }
+                budget => budget,
+            },
         });
     }
     Ok(out)

@@ -65,6 +65,8 @@ pub struct UserRecord {
     /// Their requests and tokens per minute (`rate_limit = { rpm, tpm }`); `None`: the
     /// `[rate_limit]` default.
     pub rate_limit: Option<tower_openai_ratelimit::Limits>,
+    /// Their spend budget (`budget = { usd, period }`).
+    pub budget: Option<tower_openai_store::Budget>,
 }
 
 /// A `[[models]]` access record (rule AC-1 … AC-3).

@@ -93,6 +93,9 @@ pub struct User {
     pub role: Role,
     /// Group ids (access records name them).
     pub groups: Arc<[String]>,
+    /// The id of the API key the request came with, when the key store names its keys (spend
+    /// is recorded, and key budgets are kept, per key).
+    pub key: Option<Arc<str>>,
 }
 
 impl User {

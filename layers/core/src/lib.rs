@@ -33,7 +33,7 @@ pub use crate::extensions::{
     RouteKind, SelectedConnection, UpstreamHeaders, User,
 };
 pub use crate::payload::{Payload, PayloadError};
-pub use crate::report::{Ending, EndingReport, TokenUsage, UsageReport};
+pub use crate::report::{Ending, EndingReport, PriceList, TokenPrices, TokenUsage, UsageReport};
 
 /// Writes a service's `get_ref`, `get_mut` and `into_inner` for its `inner` field, as
 /// tower-http's own macro does, so that every service of every layer has the same surface.

@@ -19,6 +19,55 @@ pub struct TokenUsage {
     pub input_tokens: u64,
     /// `completion_tokens` or `output_tokens`; 0 when the answer has none (embeddings).
     pub output_tokens: u64,
+    /// The part of the input the upstream served from its prompt cache
+    /// (`prompt_tokens_details.cached_tokens` or `input_tokens_details.cached_tokens`; 0 when
+    /// the answer does not say). Counted within `input_tokens`.
+    pub cached_tokens: u64,
+}
+
+/// What tokens cost: USD per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TokenPrices {
+    /// Input (prompt) tokens.
+    pub input: f64,
+    /// Output (completion) tokens.
+    pub output: f64,
+    /// Cached input tokens (give the input price when there is no cheaper one).
+    pub cached_input: f64,
+}
+
+impl TokenPrices {
+    /// What an answer with `usage` costs, in USD:
+    /// (input − cached) × input price + cached × cached-input price + output × output price,
+    /// each per million tokens (cached tokens beyond the input are taken as all of it).
+    pub fn cost(&self, usage: &TokenUsage) -> f64 {
+        let cached = usage.cached_tokens.min(usage.input_tokens);
+        let per = |tokens: u64, usd: f64| tokens as f64 * usd / 1_000_000.0;
+        per(usage.input_tokens - cached, self.input)
+            + per(cached, self.cached_input)
+            + per(usage.output_tokens, self.output)
+    }
+}
+
+/// Where the usage layer finds a model's prices (the model as the caller named it).
+pub trait PriceList: Send + Sync + 'static {
+    /// The prices of `model`, if it has some.
+    fn prices(&self, model: &str) -> Option<TokenPrices>;
+
+    /// Whether there are any prices at all (when not, no model is looked up).
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl<P: PriceList + ?Sized> PriceList for Arc<P> {
+    fn prices(&self, model: &str) -> Option<TokenPrices> {
+        (**self).prices(model)
+    }
+
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
 }
 
 const NONE: u64 = u64::MAX;
@@ -33,8 +82,12 @@ pub struct UsageReport(Arc<UsageCell>);
 struct UsageCell {
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
     estimated: AtomicBool,
     response_model: OnceLock<Box<str>>,
+    prices: Option<TokenPrices>,
+    /// Prices are in use, and the answer's model has none.
+    unpriced: bool,
 }
 
 impl Default for UsageCell {
@@ -42,8 +95,11 @@ impl Default for UsageCell {
         Self {
             input_tokens: AtomicU64::new(NONE),
             output_tokens: AtomicU64::new(NONE),
+            cached_tokens: AtomicU64::new(0),
             estimated: AtomicBool::new(false),
             response_model: OnceLock::new(),
+            prices: None,
+            unpriced: false,
         }
     }
 }
@@ -54,6 +110,29 @@ impl UsageReport {
         Self::default()
     }
 
+    /// An empty report for an answer whose tokens cost `prices` (see [`cost`](Self::cost)).
+    pub fn priced(prices: TokenPrices) -> Self {
+        Self(Arc::new(UsageCell {
+            prices: Some(prices),
+            ..UsageCell::default()
+        }))
+    }
+
+    /// An empty report for an answer whose model has no price where prices are in use
+    /// ([`is_unpriced`](Self::is_unpriced)).
+    pub fn unpriced() -> Self {
+        Self(Arc::new(UsageCell {
+            unpriced: true,
+            ..UsageCell::default()
+        }))
+    }
+
+    /// Whether prices are in use and the answer's model has none (its tokens are counted as
+    /// unpriced).
+    pub fn is_unpriced(&self) -> bool {
+        self.0.unpriced
+    }
+
     /// Record the usage the upstream reported (a later report replaces an earlier one: a
     /// stream's final usage chunk is the total).
     pub fn set(&self, usage: TokenUsage) {
@@ -62,6 +141,8 @@ impl UsageReport {
             .store(usage.input_tokens.min(NONE - 1), Ordering::Relaxed);
         cell.output_tokens
             .store(usage.output_tokens.min(NONE - 1), Ordering::Relaxed);
+        cell.cached_tokens
+            .store(usage.cached_tokens, Ordering::Relaxed);
         cell.estimated.store(false, Ordering::Relaxed);
     }
 
@@ -82,7 +163,19 @@ impl UsageReport {
         (input != NONE).then_some(TokenUsage {
             input_tokens: input,
             output_tokens: output,
+            cached_tokens: self.0.cached_tokens.load(Ordering::Relaxed),
         })
+    }
+
+    /// What the answer cost in USD, when its model has prices and its usage is known (or
+    /// estimated).
+    pub fn cost(&self) -> Option<f64> {
+        Some(self.0.prices?.cost(&self.usage()?))
+    }
+
+    /// Whether the answer's model has prices.
+    pub fn is_priced(&self) -> bool {
+        self.0.prices.is_some()
     }
 
     /// Whether [`usage`](Self::usage) is an estimate.
@@ -153,17 +246,20 @@ mod tests {
         r.set_estimate(TokenUsage {
             input_tokens: 1,
             output_tokens: 2,
+            cached_tokens: 0,
         });
         assert!(r.is_estimate());
         r.set(TokenUsage {
             input_tokens: 3,
             output_tokens: u64::MAX,
+            cached_tokens: 1,
         });
         assert_eq!(
             r.usage(),
             Some(TokenUsage {
                 input_tokens: 3,
-                output_tokens: u64::MAX - 1
+                output_tokens: u64::MAX - 1,
+                cached_tokens: 1,
             })
         );
         assert!(!r.is_estimate());
@@ -172,6 +268,33 @@ mod tests {
         r.set_response_model("a");
         r.set_response_model("b");
         assert_eq!(r.response_model(), Some("a"));
+    }
+
+    #[test]
+    fn an_answer_costs_its_tokens_at_their_prices() {
+        let prices = TokenPrices {
+            input: 2.5,
+            output: 10.0,
+            cached_input: 1.25,
+        };
+        let usage = TokenUsage {
+            input_tokens: 1_000,
+            output_tokens: 200,
+            cached_tokens: 400,
+        };
+        // 600 × 2.5 + 400 × 1.25 + 200 × 10, per million.
+        assert!((prices.cost(&usage) - 0.0045).abs() < 1e-15);
+        // More cached tokens than input: all of the input, at the cached price.
+        let odd = TokenUsage {
+            cached_tokens: 5_000,
+            ..usage
+        };
+        assert!((prices.cost(&odd) - 0.00325).abs() < 1e-15);
+        let report = UsageReport::priced(prices);
+        assert_eq!(report.cost(), None);
+        report.set(usage);
+        assert_eq!(report.cost(), Some(prices.cost(&usage)));
+        assert_eq!(UsageReport::new().cost(), None);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(crate) const MAX_LABEL_SETS: usize = 4096;
 pub(crate) struct Handles {
     requests: Cache<RequestKey, RequestHandles>,
     tokens: Cache<TokenKey, (Counter, Counter)>,
+    /// By model and user (the connection left out).
+    spend: Cache<TokenKey, Gauge>,
+    unpriced: Cache<Box<str>, Counter>,
     streams_active: Gauge,
 }
 
@@ -105,6 +108,8 @@ impl Handles {
         Self {
             requests: Cache::new(MAX_LABEL_SETS),
             tokens: Cache::new(MAX_LABEL_SETS),
+            spend: Cache::new(MAX_LABEL_SETS),
+            unpriced: Cache::new(MAX_LABEL_SETS),
             streams_active: metrics::gauge!(names::STREAMS_ACTIVE),
         }
     }
@@ -156,6 +161,43 @@ impl Handles {
             handles.clone(),
         );
         handles
+    }
+
+    /// USD spent on `model` by `user`: a gauge that only goes up (the `metrics` facade
+    /// counts whole numbers only).
+    pub(crate) fn spend(&self, model: &str, user: &str) -> Gauge {
+        let key = TokenKeyRef {
+            model,
+            connection: None,
+            user,
+        };
+        if let Some(found) = self.spend.get(&key) {
+            return found;
+        }
+        let gauge = metrics::gauge!(
+            names::SPEND_USD_TOTAL,
+            "user" => user.to_owned(),
+            "model" => model.to_owned(),
+        );
+        self.spend.insert(
+            TokenKey {
+                model: model.into(),
+                connection: None,
+                user: user.into(),
+            },
+            gauge.clone(),
+        );
+        gauge
+    }
+
+    /// Tokens of answers whose model has no price.
+    pub(crate) fn unpriced(&self, model: &str) -> Counter {
+        if let Some(found) = self.unpriced.get(model) {
+            return found;
+        }
+        let counter = metrics::counter!(names::UNPRICED_TOKENS_TOTAL, "model" => model.to_owned());
+        self.unpriced.insert(model.into(), counter.clone());
+        counter
     }
 
     /// The input and output token counters.

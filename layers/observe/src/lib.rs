@@ -74,8 +74,8 @@ mod text;
 pub mod usage;
 
 pub use crate::report::{
-    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome, Report, ResponseBody,
-    ResponseFuture, logged_path,
+    ACCESS_LOG_TARGET, Ledger, LedgerEntry, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome,
+    Report, ResponseBody, ResponseFuture, logged_path,
 };
 pub use crate::usage::{Usage, UsageLayer};
 pub use tower_openai_core::{Ending, TokenUsage, UsageReport};

@@ -15,6 +15,13 @@ pub const TIME_TO_FIRST_BYTE_SECONDS: &str = "gateway_time_to_first_byte_seconds
 /// Counter `{direction = input | output, model, connection, user}`: tokens the upstreams
 /// reported in `usage`.
 pub const TOKENS_TOTAL: &str = "gateway_tokens_total";
+/// Gauge `{user, model}` that only goes up: USD the answers cost, at the prices in use (a
+/// gauge because the `metrics` facade's counters count whole numbers; read it with
+/// `increase()`/`rate()` as a counter).
+pub const SPEND_USD_TOTAL: &str = "gateway_spend_usd_total";
+/// Counter `{model}`: tokens (input + output) of answers whose model has no price, while
+/// prices are in use.
+pub const UNPRICED_TOKENS_TOTAL: &str = "gateway_unpriced_tokens_total";
 /// Gauge: event streams in flight.
 pub const STREAMS_ACTIVE: &str = "gateway_streams_active";
 /// Counter `{outcome}`: event streams by how they ended (`completed`, `upstream_broke`,
@@ -33,6 +40,8 @@ pub const ALL: &[&str] = &[
     REQUEST_DURATION_SECONDS,
     TIME_TO_FIRST_BYTE_SECONDS,
     TOKENS_TOTAL,
+    SPEND_USD_TOTAL,
+    UNPRICED_TOKENS_TOTAL,
     STREAMS_ACTIVE,
     STREAM_OUTCOMES_TOTAL,
     UPSTREAM_ERRORS_TOTAL,
@@ -57,6 +66,14 @@ pub fn describe() {
         "From the request to the first byte of its response body"
     );
     describe_counter!(TOKENS_TOTAL, "Tokens the upstreams reported in usage");
+    describe_gauge!(
+        SPEND_USD_TOTAL,
+        "USD the answers cost at the prices in use (only goes up)"
+    );
+    describe_counter!(
+        UNPRICED_TOKENS_TOTAL,
+        "Tokens of answers whose model has no price"
+    );
     describe_gauge!(STREAMS_ACTIVE, "Event streams in flight");
     describe_counter!(STREAM_OUTCOMES_TOTAL, "Event streams by how they ended");
     describe_counter!(

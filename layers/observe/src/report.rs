@@ -80,13 +80,49 @@ impl fmt::Display for Outcome {
 /// Stack it near the top (above `Rescue` (`tower-openai-rescue`): it reports responses,
 /// and the Rescue layer makes transport errors responses), below the layer that sets
 /// `x-request-id` (which it logs) and the one that identifies the caller.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ObserveLayer {
     metrics: bool,
     access_log: bool,
+    ledger: Option<Arc<dyn Ledger>>,
     /// The metric handles, made at first use (after the application installed its
     /// recorder) and kept per label set.
     handles: Arc<OnceLock<Handles>>,
+}
+
+impl fmt::Debug for ObserveLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveLayer")
+            .field("metrics", &self.metrics)
+            .field("access_log", &self.access_log)
+            .field("ledger", &self.ledger.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where [`ObserveLayer`] records what each answer of a model route used, when its body ends
+/// (the application's spend records: the gateway sums them per day, user, key and model and
+/// writes them to its database). Called on the thread that ends the body: it must not block.
+pub trait Ledger: Send + Sync + 'static {
+    /// Record one answer.
+    fn record(&self, entry: &LedgerEntry<'_>);
+}
+
+/// One answer, as [`Ledger::record`] is told it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LedgerEntry<'a> {
+    /// The caller's id.
+    pub user: &'a str,
+    /// The id of the key the caller used, when the key store names keys.
+    pub key: Option<&'a str>,
+    /// The model as the caller named it.
+    pub model: &'a str,
+    /// Its token usage (all zero when the answer reported none and was not estimated).
+    pub usage: tower_openai_core::TokenUsage,
+    /// Its cost in USD (0 when the model has no price).
+    pub cost_usd: f64,
+    /// Whether the usage is an estimate (a metered answer that ended without usage).
+    pub estimated: bool,
 }
 
 impl Default for ObserveLayer {
@@ -101,8 +137,16 @@ impl ObserveLayer {
         Self {
             metrics: true,
             access_log: true,
+            ledger: None,
             handles: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Record each answer of a model route (its caller, key, model, usage and cost) in
+    /// `ledger` when its body ends.
+    pub fn ledger(mut self, ledger: impl Ledger) -> Self {
+        self.ledger = Some(Arc::new(ledger));
+        self
     }
 
     /// Record metrics (default on).
@@ -177,6 +221,7 @@ where
             uri: req.uri().clone(),
             request_id: req.headers().get("x-request-id").cloned(),
             user: req.extensions().get::<User>().map(|u| u.id.clone()),
+            key: req.extensions().get::<User>().and_then(|u| u.key.clone()),
             route: None,
             model: None,
             connection: None,
@@ -272,6 +317,7 @@ struct Record {
     uri: Uri,
     request_id: Option<HeaderValue>,
     user: Option<Arc<str>>,
+    key: Option<Arc<str>>,
     route: Option<&'static str>,
     model: Option<Arc<str>>,
     connection: Option<Arc<Connection>>,
@@ -347,6 +393,7 @@ impl Drop for Record {
         let duration = end.duration_since(self.start);
         let ttfb = self.first_byte.unwrap_or(end).duration_since(self.start);
         let usage = self.usage();
+        let cost = self.usage.as_ref().and_then(UsageReport::cost);
         if self.config.access_log
             && tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
         {
@@ -373,11 +420,24 @@ impl Drop for Record {
                 duration_ms = millis(duration),
                 input_tokens = %OrDash(usage.map(|u| u.input_tokens)),
                 output_tokens = %OrDash(usage.map(|u| u.output_tokens)),
+                cost_usd = %OrDash(cost),
                 outcome = outcome.as_str(),
             );
         }
         if self.config.metrics {
-            record_metrics(self, status, outcome, duration, ttfb);
+            record_metrics(self, status, outcome, duration, ttfb, cost);
+        }
+        if let (Some(ledger), Some(user), Some(model)) =
+            (&self.config.ledger, &self.user, &self.model)
+        {
+            ledger.record(&LedgerEntry {
+                user,
+                key: self.key.as_deref(),
+                model,
+                usage: usage.unwrap_or_default(),
+                cost_usd: cost.unwrap_or(0.0),
+                estimated: self.usage.as_ref().is_some_and(UsageReport::is_estimate),
+            });
         }
         if let Some(span) = &self.span {
             record_span(span, self, status, outcome);
@@ -427,6 +487,7 @@ fn record_metrics(
     outcome: Outcome,
     duration: std::time::Duration,
     ttfb: std::time::Duration,
+    cost: Option<f64>,
 ) {
     let handles = r.config.handles();
     let route = r.route.unwrap_or("other");
@@ -440,6 +501,15 @@ fn record_metrics(
         let (input, output) = handles.tokens(model, connection, r.user.as_deref().unwrap_or(""));
         input.increment(usage.input_tokens);
         output.increment(usage.output_tokens);
+        if let Some(cost) = cost {
+            handles
+                .spend(model, r.user.as_deref().unwrap_or(""))
+                .increment(cost);
+        } else if r.usage.as_ref().is_some_and(UsageReport::is_unpriced) {
+            handles
+                .unpriced(model)
+                .increment(usage.input_tokens.saturating_add(usage.output_tokens));
+        }
     }
     // Rare events: recorded through the facade directly.
     if r.stream {
@@ -489,12 +559,12 @@ fn millis(d: std::time::Duration) -> f64 {
 }
 
 /// A number, or `-` when unknown.
-struct OrDash(Option<u64>);
+struct OrDash<T>(Option<T>);
 
-impl fmt::Display for OrDash {
+impl<T: fmt::Display> fmt::Display for OrDash<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
+        match &self.0 {
+            Some(n) => n.fmt(f),
             None => f.write_str("-"),
         }
     }

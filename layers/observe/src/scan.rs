@@ -138,6 +138,13 @@ struct Counts {
     completion_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    prompt_tokens_details: Option<Details>,
+    input_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
 }
 
 impl KeyScanner {
@@ -340,9 +347,15 @@ fn parse(object: &[u8]) -> Option<TokenUsage> {
         .completion_tokens
         .or(counts.output_tokens)
         .unwrap_or(0);
+    let cached = counts
+        .prompt_tokens_details
+        .or(counts.input_tokens_details)
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0);
     Some(TokenUsage {
         input_tokens: input,
         output_tokens: output,
+        cached_tokens: cached,
     })
 }
 
@@ -378,6 +391,7 @@ mod tests {
         Some(TokenUsage {
             input_tokens: input,
             output_tokens: output,
+            cached_tokens: 0,
         })
     }
 
@@ -389,6 +403,26 @@ mod tests {
         assert_eq!(scan(&[responses]), usage(3, 4));
         let embeddings = br#"{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}"#;
         assert_eq!(scan(&[embeddings]), usage(8, 0));
+    }
+
+    #[test]
+    fn reads_cached_tokens_of_chat_and_responses_usage() {
+        let cached = |input, output, cached| {
+            Some(TokenUsage {
+                input_tokens: input,
+                output_tokens: output,
+                cached_tokens: cached,
+            })
+        };
+        let chat = br#"{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}}}"#;
+        assert_eq!(scan(&[chat]), cached(2006, 300, 1920));
+        let responses = br#"{"usage":{"input_tokens":50,"output_tokens":4,"input_tokens_details":{"cached_tokens":32}}}"#;
+        assert_eq!(scan(&[responses]), cached(50, 4, 32));
+        let nulls =
+            br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":null}}"#;
+        assert_eq!(scan(&[nulls]), cached(5, 1, 0));
+        let null_count = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":null}}}"#;
+        assert_eq!(scan(&[null_count]), cached(5, 1, 0));
     }
 
     #[test]

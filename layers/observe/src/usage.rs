@@ -3,6 +3,7 @@
 //! reads the report when the body ends) and above the upstream.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
@@ -12,7 +13,9 @@ use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_openai_core::extensions::{ApiRoute, MeterUsage};
-use tower_openai_core::{Payload, RequestedModel, SelectedConnection, TokenUsage, UsageReport};
+use tower_openai_core::{
+    Payload, PriceList, RequestedModel, SelectedConnection, TokenPrices, TokenUsage, UsageReport,
+};
 use tower_service::Service;
 
 use crate::scan::UsageScanner;
@@ -42,10 +45,25 @@ pub const MAX_HELD_EVENT_BYTES: usize = 1 << 20;
 /// what the caller receives, so token counts exist for every stream. That re-frames the stream
 /// on event boundaries (an event is held until it is complete, at most
 /// [`MAX_HELD_EVENT_BYTES`]). Off by default: the payload stays what the caller sent.
-#[derive(Clone, Copy, Debug)]
+///
+/// With [`prices`](Self::prices), each report also knows what its answer's tokens cost
+/// ([`UsageReport::cost`]), the prices looked up once per request by the model the caller
+/// named.
+#[derive(Clone)]
 pub struct UsageLayer {
     ask_streams: bool,
     response_model: bool,
+    prices: Option<Arc<dyn PriceList>>,
+}
+
+impl std::fmt::Debug for UsageLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageLayer")
+            .field("ask_streams", &self.ask_streams)
+            .field("response_model", &self.response_model)
+            .field("prices", &self.prices.is_some())
+            .finish()
+    }
 }
 
 impl Default for UsageLayer {
@@ -60,7 +78,14 @@ impl UsageLayer {
         Self {
             ask_streams: false,
             response_model: true,
+            prices: None,
         }
+    }
+
+    /// Price each answer from `prices` ([`UsageReport::cost`]).
+    pub fn prices(mut self, prices: impl PriceList) -> Self {
+        self.prices = Some(Arc::new(prices));
+        self
     }
 
     /// Also read the model the answer names ([`UsageReport::response_model`], on by default),
@@ -86,16 +111,26 @@ impl<S> Layer<S> for UsageLayer {
             inner,
             ask_streams: self.ask_streams,
             response_model: self.response_model,
+            prices: self.prices.clone(),
         }
     }
 }
 
 /// The service of [`UsageLayer`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Usage<S> {
     inner: S,
     ask_streams: bool,
     response_model: bool,
+    prices: Option<Arc<dyn PriceList>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Usage<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Usage")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> Usage<S> {
@@ -142,10 +177,18 @@ where
                     .map(|p| p.original().clone())
                     .unwrap_or_default()
             });
+            // The prices of the model the caller named, looked up once.
+            let prices = match (&self.prices, &facts.model) {
+                (Some(list), Some(model)) if !list.is_empty() => {
+                    Some(list.prices(&model.requested))
+                }
+                _ => None,
+            };
             Pending {
                 strip,
                 response_model: self.response_model,
                 estimate: request,
+                prices,
             }
         });
         ResponseFuture {
@@ -173,6 +216,8 @@ struct Pending {
     response_model: bool,
     /// Estimate the usage if the answer has none: the request's body.
     estimate: Option<Bytes>,
+    /// What the answer's tokens cost, when prices are in use.
+    prices: Option<Option<TokenPrices>>,
 }
 
 /// Turn on `stream_options.include_usage` for a streamed chat that did not ask for usage;
@@ -219,7 +264,11 @@ where
         let kind = content_kind(&res);
         let watch = this.watch.take().and_then(|pending| {
             (kind != Kind::Other).then(|| {
-                let report = UsageReport::new();
+                let report = match pending.prices {
+                    None => UsageReport::new(),
+                    Some(Some(prices)) => UsageReport::priced(prices),
+                    Some(None) => UsageReport::unpriced(),
+                };
                 res.extensions_mut().insert(report.clone());
                 Box::new(Watch {
                     scanner: UsageScanner::new(pending.response_model),
@@ -302,6 +351,7 @@ impl Watch {
         self.report.set_estimate(TokenUsage {
             input_tokens: TextMeter::tokens(input.bytes()),
             output_tokens: TextMeter::tokens(estimate.output.bytes()),
+            cached_tokens: 0,
         });
     }
 }

@@ -25,7 +25,7 @@ where
 }
 
 /// Every [`User`] (by id) the same limits; a request without a user is not limited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PerUser(pub Limits);
 
 impl LimitKey for PerUser {
@@ -34,6 +34,6 @@ impl LimitKey for PerUser {
             return None;
         }
         let user = extensions.get::<User>()?;
-        Some((user.id.to_string(), self.0))
+        Some((user.id.to_string(), self.0.clone()))
     }
 }

@@ -51,7 +51,7 @@
 //! // Every user may make two requests a minute.
 //! let layer = RateLimitLayer::new(Arc::new(MemoryStore::new()), |ext: &http::Extensions| {
 //!     let user = ext.get::<User>()?;
-//!     Some((user.id.to_string(), Limits { rpm: Some(2), tpm: None }))
+//!     Some((user.id.to_string(), Limits { rpm: Some(2), ..Limits::default() }))
 //! });
 //! let svc = ServiceBuilder::new().layer(layer).service(upstream);
 //! let request = || {
@@ -85,20 +85,123 @@ use std::time::Duration;
 
 use tower_openai_core::BoxError;
 
-/// A caller's limits per minute; `None` is no limit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A caller's limits: per minute (`None` is no limit), and the budgets they are held to.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Limits {
     /// Requests per minute.
     pub rpm: Option<u64>,
     /// Tokens (input + output) per minute.
     pub tpm: Option<u64>,
+    /// Spend budgets (a user's, a key's): a request is refused once any is reached.
+    pub budgets: Vec<Budget>,
 }
 
 impl Limits {
-    /// Whether neither limit is set.
+    /// Whether no limit is set and no budget.
     pub fn is_unlimited(&self) -> bool {
-        self.rpm.is_none() && self.tpm.is_none()
+        self.rpm.is_none() && self.tpm.is_none() && self.budgets.is_empty()
     }
+
+    /// Whether the caller's tokens are counted (a token limit, or a budget).
+    pub fn counts_tokens(&self) -> bool {
+        self.tpm.is_some() || !self.budgets.is_empty()
+    }
+}
+
+/// A spend budget: at most `usd` of `account`'s spend in each `period` (UTC).
+///
+/// The account names whose spend it is (the gateway uses `user:{id}` and `key:{id}`); several
+/// callers' requests may count against one account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// Whose spend is counted.
+    pub account: std::sync::Arc<str>,
+    /// USD per period.
+    pub usd: f64,
+    /// The period spend is counted in.
+    pub period: Period,
+}
+
+impl Budget {
+    /// The budget in nano-dollars (what stores count in).
+    pub fn nanos(&self) -> u64 {
+        usd_nanos(self.usd)
+    }
+}
+
+/// USD as whole nano-dollars (rounded; negative and NaN are 0): how stores count spend, so a
+/// shared store adds integers atomically.
+pub fn usd_nanos(usd: f64) -> u64 {
+    if usd.is_nan() || usd <= 0.0 {
+        0
+    } else {
+        // `as` saturates at u64::MAX.
+        (usd * 1e9).round() as u64
+    }
+}
+
+/// A budget's period, in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Period {
+    /// From midnight UTC.
+    Day,
+    /// From the first of the month, UTC.
+    Month,
+    /// Since ever.
+    Total,
+}
+
+impl Period {
+    /// The period that holds `now` (since the Unix epoch), named: `2026-12-06`, `2026-12`, or
+    /// `total`.
+    pub fn id(self, now: Duration) -> String {
+        let (y, m, d) = civil_date(now.as_secs() / 86_400);
+        match self {
+            Self::Day => format!("{y:04}-{m:02}-{d:02}"),
+            Self::Month => format!("{y:04}-{m:02}"),
+            Self::Total => "total".to_owned(),
+        }
+    }
+
+    /// Time from `now` to the end of the period holding it (`None` for `Total`).
+    pub fn resets_in(self, now: Duration) -> Option<Duration> {
+        let day = now.as_secs() / 86_400;
+        let next_day = match self {
+            Self::Day => day + 1,
+            Self::Month => {
+                let (y, m, _) = civil_date(day);
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                days_from_civil(y, m, 1)
+            }
+            Self::Total => return None,
+        };
+        Some(Duration::from_secs(next_day * 86_400).saturating_sub(now))
+    }
+}
+
+/// The UTC date of day `days` since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub fn civil_date(days: u64) -> (u64, u32, u32) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 of a UTC date (the inverse of [`civil_date`]).
+fn days_from_civil(y: u64, m: u32, d: u32) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let m = u64::from(m);
+    let doy = (153 * if m > 2 { m - 3 } else { m + 9 } + 2) / 5 + u64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// A caller's counts in the current window.
@@ -113,12 +216,25 @@ pub struct Window {
 }
 
 /// A store's answer to "may this request go?".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Admission {
     /// Counted; the window's counts with it.
     Allowed(Window),
     /// Over a limit; the window's counts (not counting it).
     Refused(Window),
+    /// A budget is reached (the first of the caller's that is); nothing counted.
+    OverBudget(Budget),
+}
+
+/// What an answer that ended adds to its caller's counts.
+#[derive(Clone, Copy, Debug)]
+pub struct Charge<'a> {
+    /// Its tokens (input + output), for the minute's window.
+    pub tokens: u64,
+    /// Its cost in nano-dollars ([`usd_nanos`]), for each budget's period.
+    pub nanos: u64,
+    /// The caller's budgets.
+    pub budgets: &'a [Budget],
 }
 
 /// A boxed future of a store.
@@ -126,26 +242,38 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Sen
 
 /// Where the counts live: in the process ([`MemoryStore`]), or shared by several processes.
 pub trait LimitStore: Send + Sync + 'static {
-    /// Count one request for `key` in the current window, unless the window is already at
-    /// `limits.rpm` requests or over `limits.tpm` tokens. Atomic: two processes asking at
-    /// once cannot both take the last request.
-    fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission>;
+    /// Count one request for `key` in the current window, unless one of `limits.budgets`
+    /// has been reached in its current period, or the window is already at `limits.rpm`
+    /// requests or over `limits.tpm` tokens. Atomic: two processes asking at once cannot
+    /// both take the last request.
+    fn admit(&self, key: &str, limits: &Limits) -> StoreFuture<Admission>;
 
-    /// Add the tokens of an answer that ended to `key`'s current window. Called when a body
-    /// ends (or is dropped), so it must not block; a store that talks to a server sends it in
-    /// the background.
-    fn add_tokens(&self, key: &str, tokens: u64);
+    /// Add what an answer that ended used: its tokens to `key`'s current window, its cost to
+    /// each budget's current period. Called when a body ends (or is dropped), so it must not
+    /// block; a store that talks to a server sends it in the background.
+    fn add(&self, key: &str, charge: Charge<'_>);
+
+    /// Raise the spend counted for `budget`'s current period to at least `nanos` (what a
+    /// database recorded: a process that starts, or a store that lost its counts, is told
+    /// what was spent before). Nothing by default.
+    fn seed_spend(&self, budget: &Budget, nanos: u64) {
+        let _ = (budget, nanos);
+    }
 }
 
 /// A store shared behind an `Arc` (`Arc<MemoryStore>`, or `Arc<dyn LimitStore>` when the
 /// store is chosen at run time) is a store.
 impl<T: LimitStore + ?Sized> LimitStore for std::sync::Arc<T> {
-    fn admit(&self, key: &str, limits: Limits) -> StoreFuture<Admission> {
+    fn admit(&self, key: &str, limits: &Limits) -> StoreFuture<Admission> {
         (**self).admit(key, limits)
     }
 
-    fn add_tokens(&self, key: &str, tokens: u64) {
-        (**self).add_tokens(key, tokens);
+    fn add(&self, key: &str, charge: Charge<'_>) {
+        (**self).add(key, charge);
+    }
+
+    fn seed_spend(&self, budget: &Budget, nanos: u64) {
+        (**self).seed_spend(budget, nanos);
     }
 }
 
@@ -209,6 +337,48 @@ impl Clock for TokioClock {
 impl<F: Fn() -> Duration + Send + Sync + 'static> Clock for F {
     fn now(&self) -> Duration {
         self()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Period, civil_date, days_from_civil, usd_nanos};
+
+    #[test]
+    fn periods_are_utc_days_and_months() {
+        // 2026-12-06T12:00:00Z.
+        let now = Duration::from_secs(1_796_558_400);
+        assert_eq!(Period::Day.id(now), "2026-12-06");
+        assert_eq!(Period::Month.id(now), "2026-12");
+        assert_eq!(Period::Total.id(now), "total");
+        assert_eq!(
+            Period::Day.resets_in(now),
+            Some(Duration::from_secs(12 * 3600))
+        );
+        // To 2027-01-01: 25 days and 12 hours.
+        assert_eq!(
+            Period::Month.resets_in(now),
+            Some(Duration::from_secs(25 * 86_400 + 12 * 3600))
+        );
+        assert_eq!(Period::Total.resets_in(now), None);
+        // Leap years, and every day of four centuries both ways.
+        assert_eq!(civil_date(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        for day in (0..146_097 * 2).step_by(7) {
+            let (y, m, d) = civil_date(day);
+            assert_eq!(days_from_civil(y, m, d), day);
+        }
+    }
+
+    #[test]
+    fn dollars_are_counted_in_whole_nanos() {
+        assert_eq!(usd_nanos(0.0045), 4_500_000);
+        assert_eq!(usd_nanos(10.0), 10_000_000_000);
+        assert_eq!(usd_nanos(-1.0), 0);
+        assert_eq!(usd_nanos(f64::NAN), 0);
+        assert_eq!(usd_nanos(f64::INFINITY), u64::MAX);
     }
 }
 

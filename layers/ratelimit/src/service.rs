@@ -12,7 +12,9 @@ use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_openai_core::{ApiRoute, ErrorResponse, MeterUsage, UsageReport};
 use tower_service::Service;
 
-use crate::{Admission, LimitKey, LimitStore, Limits, Window};
+use crate::{
+    Admission, Budget, Charge, LimitKey, LimitStore, Limits, SystemClock, Window, usd_nanos,
+};
 
 /// Limits each caller's requests and tokens per minute. See the [crate docs](crate).
 ///
@@ -174,9 +176,9 @@ where
             // Not limited: no clone of the stack below, no store.
             return ResponseFuture::direct(self.inner.call(req));
         };
-        if limits.tpm.is_some() {
-            // Tokens are counted: no answer may go unmetered (streams are asked for usage,
-            // an answer without it is estimated).
+        if limits.counts_tokens() {
+            // Tokens (or their cost) are counted: no answer may go unmetered (streams are
+            // asked for usage, an answer without it is estimated).
             req.extensions_mut().insert(MeterUsage);
         }
         // Call the service `poll_ready` readied once admitted; leave a fresh clone here.
@@ -184,11 +186,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
         ResponseFuture::limited(Box::pin(async move {
-            let window = match store.admit(&key, limits).await {
+            let window = match store.admit(&key, &limits).await {
                 Ok(Admission::Allowed(window)) => Some(window),
                 Ok(Admission::Refused(window)) => {
                     let mut res = Answer::rejected(refusal(&limits, &window));
                     headers(res.headers_mut(), &limits, &window, true);
+                    return Ok(res.map(|b| ResponseBody::new(b, None)));
+                }
+                Ok(Admission::OverBudget(budget)) => {
+                    let res = Answer::rejected(over_budget(&budget));
                     return Ok(res.map(|b| ResponseBody::new(b, None)));
                 }
                 Err(e) => {
@@ -211,7 +217,12 @@ where
                 .extensions
                 .get::<UsageReport>()
                 .cloned()
-                .map(|report| Tally { store, key, report });
+                .map(|report| Tally {
+                    store,
+                    key,
+                    report,
+                    budgets: limits.budgets,
+                });
             Ok(Response::from_parts(
                 parts,
                 ResponseBody::new(Answer::Inner(body), tally),
@@ -250,6 +261,29 @@ fn refusal(limits: &Limits, window: &Window) -> ErrorResponse {
     .with_code("rate_limit_exceeded")
 }
 
+/// 429 `budget_exceeded` (type `insufficient_quota`), with `Retry-After` to the period's end.
+fn over_budget(budget: &Budget) -> ErrorResponse {
+    let period = match budget.period {
+        crate::Period::Day => "today (UTC)",
+        crate::Period::Month => "this month (UTC)",
+        crate::Period::Total => "in total",
+    };
+    let refusal = ErrorResponse::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "Budget reached: the spend allowed {period} (${}) has been used",
+            budget.usd
+        ),
+    )
+    .with_type("insufficient_quota")
+    .with_code("budget_exceeded");
+    use crate::Clock;
+    match budget.period.resets_in(SystemClock.now()) {
+        Some(left) => refusal.with_retry_after(left.as_secs() + u64::from(left.subsec_nanos() > 0)),
+        None => refusal,
+    }
+}
+
 fn retry_after(window: &Window) -> u64 {
     window.resets_in.as_secs() + u64::from(window.resets_in.subsec_nanos() > 0)
 }
@@ -276,11 +310,13 @@ fn headers(headers: &mut HeaderMap, limits: &Limits, window: &Window, refused: b
     }
 }
 
-/// Adds an answer's tokens to its caller's window when the body ends or is dropped.
+/// Adds an answer's tokens to its caller's window, and its cost to their budgets, when the
+/// body ends or is dropped.
 pub struct Tally<St> {
     store: St,
     key: String,
     report: UsageReport,
+    budgets: Vec<Budget>,
 }
 
 impl<St> std::fmt::Debug for Tally<St> {
@@ -293,7 +329,15 @@ impl<St: LimitStore> BodyWatch for Tally<St> {
     fn on_end(self, _: BodyEnd) {
         if let Some(usage) = self.report.usage() {
             let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-            self.store.add_tokens(&self.key, tokens);
+            let nanos = self.report.cost().map_or(0, usd_nanos);
+            self.store.add(
+                &self.key,
+                Charge {
+                    tokens,
+                    nanos,
+                    budgets: &self.budgets,
+                },
+            );
         }
     }
 }
@@ -334,7 +378,7 @@ mod tests {
                 store,
                 PerUser(Limits {
                     rpm: Some(1),
-                    tpm: None,
+                    ..Limits::default()
                 }),
             ))
             .service(service_fn(|_: Request<()>| async {
@@ -363,7 +407,7 @@ mod tests {
             Arc::new(MemoryStore::new()),
             PerUser(Limits {
                 rpm: Some(10),
-                tpm: None,
+                ..Limits::default()
             }),
         );
         let (mut svc, mut handle) =

@@ -51,6 +51,10 @@ pub struct Directory {
     /// Whether any user has a rate limit of their own (if not, none is looked up).
     any_rate_limit: bool,
     keys: HashMap<[u8; 32], KeyEntry>,
+    /// Whether any user or key has a budget (if not, none is looked up).
+    any_budget: bool,
+    /// The budgets of keys, by key id.
+    key_budgets: HashMap<Arc<str>, Budget>,
     records: HashMap<String, Arc<ModelAccess>>,
     /// Prices by exact model id.
     prices: HashMap<String, Price>,
@@ -103,6 +107,7 @@ impl Directory {
                         // Stored roles are checked on write; an unknown one is the least.
                         role: Role::parse(&u.role).unwrap_or(Role::Pending),
                         groups: u.groups.into(),
+                        key: None,
                     },
                     rate_limit: u.rate_limit,
                     budget: u.budget,
@@ -110,9 +115,13 @@ impl Directory {
                 (id, member)
             })
             .collect();
-        let keys = keys
+        let keys: HashMap<[u8; 32], KeyEntry> = keys
             .into_iter()
             .filter(|(_, k)| users.contains_key(&k.user))
+            .collect();
+        let key_budgets: HashMap<Arc<str>, Budget> = keys
+            .values()
+            .filter_map(|k| Some((k.id.clone(), k.budget?)))
             .collect();
         let records = records
             .into_iter()
@@ -126,8 +135,10 @@ impl Directory {
             .collect();
         Self {
             any_rate_limit: users.values().any(|m| m.rate_limit.is_some()),
+            any_budget: !key_budgets.is_empty() || users.values().any(|m| m.budget.is_some()),
             users,
             keys,
+            key_budgets,
             records,
             prices: HashMap::new(),
             price_prefixes: Vec::new(),
@@ -262,6 +273,18 @@ impl LiveDirectory {
         self.inner.current.load().price(model).cloned()
     }
 
+    /// The budgets of user `user` and of key `key`: what the rate-limit layer holds a
+    /// caller to (none when neither has one).
+    pub fn budgets(&self, user: &str, key: Option<&str>) -> (Option<Budget>, Option<Budget>) {
+        let directory = self.inner.current.load();
+        if !directory.any_budget {
+            return (None, None);
+        }
+        let of_user = directory.member(user).and_then(|m| m.budget);
+        let of_key = key.and_then(|k| directory.key_budgets.get(k).copied());
+        (of_user, of_key)
+    }
+
     /// The user `id`'s rate limit, if they have their own.
     pub fn rate_limit(&self, id: &str) -> Option<RateLimit> {
         let directory = self.inner.current.load();
@@ -269,6 +292,17 @@ impl LiveDirectory {
             return None;
         }
         directory.member(id)?.rate_limit
+    }
+}
+
+impl tower_openai_core::PriceList for LiveDirectory {
+    fn prices(&self, model: &str) -> Option<tower_openai_core::TokenPrices> {
+        self.inner.current.load().price(model).map(Price::prices)
+    }
+
+    fn is_empty(&self) -> bool {
+        let directory = self.inner.current.load();
+        directory.prices.is_empty() && directory.price_prefixes.is_empty()
     }
 }
 
@@ -282,7 +316,10 @@ impl KeyStore for LiveDirectory {
         let mut used = self.inner.used.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded by the number of keys: a set of their ids.
         used.insert(key.id.clone());
-        Some(member.user.clone())
+        Some(User {
+            key: Some(key.id.clone()),
+            ..member.user.clone()
+        })
     }
 
     fn needs_key(&self) -> bool {

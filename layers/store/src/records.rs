@@ -300,11 +300,20 @@ impl Price {
     /// completion × output, prices per million tokens. `cached` counts within `prompt` (more
     /// than `prompt` is taken as all of it).
     pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> f64 {
-        let cached = cached.min(prompt);
-        let per = |tokens: u64, usd: f64| tokens as f64 * usd / 1_000_000.0;
-        per(prompt - cached, self.input)
-            + per(cached, self.cached_input.unwrap_or(self.input))
-            + per(completion, self.output)
+        self.prices().cost(&tower_openai_core::TokenUsage {
+            input_tokens: prompt,
+            output_tokens: completion,
+            cached_tokens: cached,
+        })
+    }
+
+    /// The prices, the cached-input price filled in.
+    pub fn prices(&self) -> tower_openai_core::TokenPrices {
+        tower_openai_core::TokenPrices {
+            input: self.input,
+            output: self.output,
+            cached_input: self.cached_input.unwrap_or(self.input),
+        }
     }
 
     /// The prices and the model pattern, checked.
@@ -381,6 +390,8 @@ pub struct SeedUser {
     pub groups: Vec<String>,
     /// Requests and tokens per minute.
     pub rate_limit: Option<RateLimit>,
+    /// Their spend budget.
+    pub budget: Option<Budget>,
     /// Their keys' SHA-256 digests, each stored as a key named `config`.
     pub keys: Vec<[u8; 32]>,
 }

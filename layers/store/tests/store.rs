@@ -378,6 +378,7 @@ async fn seeding_inserts_what_is_missing_and_leaves_the_rest() {
             role: Role::Admin,
             groups: vec!["ops".into()],
             rate_limit: None,
+            budget: None,
             keys: vec![digest(b"sk-alice")],
         };
         let record = ModelRecord {
@@ -591,6 +592,102 @@ async fn prices_are_set_served_seeded_and_removed() {
         );
         store.reload(&live).await.unwrap();
         assert!(live.price("o3").is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn spend_batches_add_up_and_report_four_ways() {
+    use tower_openai_store::{SpendGroup, SpendRow, SpendTotals};
+    on_both(|store| async move {
+        let row = |day: &str, user: &str, key: &str, model: &str, cost: f64| SpendRow {
+            day: day.into(),
+            user: user.into(),
+            key: key.into(),
+            model: model.into(),
+            totals: SpendTotals {
+                requests: 1,
+                input_tokens: 100,
+                output_tokens: 10,
+                cached_tokens: 40,
+                estimated_requests: u64::from(model == "m2"),
+                cost_usd: cost,
+            },
+        };
+        store
+            .add_spend(&[
+                row("2026-12-05", "alice", "k1", "m1", 0.25),
+                row("2026-12-06", "alice", "k2", "m1", 0.5),
+                row("2026-12-06", "bob", "k3", "m2", 1.0),
+            ])
+            .await
+            .unwrap();
+        // A second batch adds to the row that is there.
+        store
+            .add_spend(&[row("2026-12-06", "alice", "k2", "m1", 0.125)])
+            .await
+            .unwrap();
+        let report = |group| {
+            let store = store.clone();
+            async move {
+                store
+                    .spend("2026-12-01", "2026-12-31", group)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|g| (g.group, g.totals.requests, g.totals.cost_usd))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            report(SpendGroup::User).await,
+            [("alice".into(), 3, 0.875), ("bob".into(), 1, 1.0)]
+        );
+        assert_eq!(
+            report(SpendGroup::Key).await,
+            [
+                ("k1".into(), 1, 0.25),
+                ("k2".into(), 2, 0.625),
+                ("k3".into(), 1, 1.0)
+            ]
+        );
+        assert_eq!(
+            report(SpendGroup::Model).await,
+            [("m1".into(), 3, 0.875), ("m2".into(), 1, 1.0)]
+        );
+        assert_eq!(
+            report(SpendGroup::Day).await,
+            [("2026-12-05".into(), 1, 0.25), ("2026-12-06".into(), 3, 1.625)]
+        );
+        let bob = store
+            .spend("2026-12-06", "2026-12-06", SpendGroup::User)
+            .await
+            .unwrap();
+        assert_eq!(
+            bob[1].totals,
+            SpendTotals {
+                requests: 1,
+                input_tokens: 100,
+                output_tokens: 10,
+                cached_tokens: 40,
+                estimated_requests: 1,
+                cost_usd: 1.0,
+            }
+        );
+        // `from` and `to` are inclusive; nothing outside them.
+        assert!(
+            store
+                .spend("2026-11-01", "2026-12-04", SpendGroup::Day)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let (users, keys) = store.spent_since("2026-12-06").await.unwrap();
+        assert_eq!(users["alice"], 0.625);
+        assert_eq!(keys["k3"], 1.0);
+        assert!(!keys.contains_key("k1"));
+        let (users, _) = store.spent_since("").await.unwrap();
+        assert_eq!(users["alice"], 0.875);
     })
     .await;
 }

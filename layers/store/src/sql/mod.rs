@@ -4,6 +4,7 @@
 mod admin;
 mod prices;
 mod rows;
+mod spend;
 mod users;
 mod write;
 
@@ -52,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "prices",
         include_str!("../../migrations/0002_prices.sql"),
     ),
+    (3, "spend", include_str!("../../migrations/0003_spend.sql")),
 ];
 
 /// A migration in `backend`'s dialect: the one difference is an auto-incrementing id.

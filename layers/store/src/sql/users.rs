@@ -183,13 +183,14 @@ impl SqlStore {
             }
             sqlx::query(
                 "INSERT INTO users (id, name, email, role, rate_limit, budget, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, NULL, $6, $6)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
             )
             .bind(u.id.clone())
             .bind(u.name.clone())
             .bind(u.email.clone())
             .bind(u.role.as_str().to_owned())
             .bind(to_json(&u.rate_limit))
+            .bind(to_json(&u.budget))
             .bind(at)
             .execute(&mut *tx)
             .await?;
