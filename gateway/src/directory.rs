@@ -14,8 +14,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use tower_openai_core::{BoxBody, ErrorResponse, User};
 use tower_openai_store::{
-    CreateKey, CreateUser, Group, LiveDirectory, PutModel, PutPrice, SqlStore, StoreError,
-    UpdateUser,
+    CreateKey, CreateUser, Group, LiveDirectory, PutModel, PutPrice, SpendGroup, SqlStore,
+    StoreError, UpdateUser,
 };
 
 use crate::admin::{Admin, error, json_body, read_body};
@@ -67,6 +67,8 @@ impl<T: serde::de::DeserializeOwned> FromRequestParts<Admin> for Params<T> {
 pub(crate) struct Identity {
     pub(crate) store: SqlStore,
     pub(crate) live: LiveDirectory,
+    /// This process's spend not yet written (a report writes it first).
+    pub(crate) spend: crate::spend::SpendLedger,
 }
 
 impl Identity {
@@ -269,6 +271,56 @@ async fn delete_price(
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SpendQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+/// `GET /admin/spend?from=&to=&group_by=`: this process's spend written first, so the report
+/// holds every answer it has seen end. Both days default to today (UTC); `group_by` to
+/// `user`.
+async fn spend(Store(id): Store, Params(q): Params<SpendQuery>) -> Answered {
+    use tower_openai_ratelimit::{Clock, Period, SystemClock};
+    let today = Period::Day.id(SystemClock.now());
+    let day = |d: Option<String>, name: &str| match d {
+        None => Ok(today.clone()),
+        Some(d) if tower_openai_store::is_day(&d) => Ok(d),
+        Some(_) => Err(error(
+            ErrorResponse::bad_request(format!("{name} must be a day, YYYY-MM-DD"))
+                .with_code("invalid_request"),
+        )),
+    };
+    let (from, to) = (day(q.from, "from")?, day(q.to, "to")?);
+    let group = match q.group_by.as_deref() {
+        None => SpendGroup::User,
+        Some(g) => SpendGroup::parse(g).ok_or_else(|| {
+            error(
+                ErrorResponse::bad_request("group_by must be user, key, model or day")
+                    .with_code("invalid_request"),
+            )
+        })?,
+    };
+    id.spend.flush().await.map_err(refused)?;
+    let rows = id.store.spend(&from, &to, group).await.map_err(refused)?;
+    let data: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|row| {
+            let mut value = serde_json::to_value(row.totals).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert(group.as_str().to_owned(), row.group.into());
+            }
+            value
+        })
+        .collect();
+    Ok(json_body(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
     limit: Option<u32>,
 }
@@ -298,4 +350,5 @@ pub(crate) fn routes() -> Router<Admin> {
             put(put_price).delete(delete_price),
         )
         .route("/admin/audit", get(audit))
+        .route("/admin/spend", get(spend))
 }

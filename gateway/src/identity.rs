@@ -94,10 +94,13 @@ pub(crate) fn seed_users(users: &[UserRecord]) -> Vec<tower_openai_store::SeedUs
                 email: u.user.email.to_string(),
                 role: u.user.role,
                 groups: u.user.groups.to_vec(),
-                rate_limit: u.rate_limit.as_ref().map(|l| tower_openai_store::RateLimit {
-                    rpm: l.rpm,
-                    tpm: l.tpm,
-                }),
+                rate_limit: u
+                    .rate_limit
+                    .as_ref()
+                    .map(|l| tower_openai_store::RateLimit {
+                        rpm: l.rpm,
+                        tpm: l.tpm,
+                    }),
                 budget: u.budget,
                 keys: vec![*d],
             }

@@ -40,6 +40,7 @@ mod security;
 mod server;
 pub mod serving;
 mod shared;
+mod spend;
 mod stack;
 pub mod telemetry;
 
@@ -86,6 +87,10 @@ pub struct Gateway {
     buffers: tower_openai_collect::BufferBudget,
     /// The identity store's poll, stopped with the gateway.
     _watch: AbortOnDrop,
+    /// Spend recorded and not written yet (written every 5 s and when serving ends).
+    spend: spend::SpendLedger,
+    /// Its writer, stopped with the gateway.
+    _spend_writer: AbortOnDrop,
     admin: admin::Admin,
     speech: SpeechStore,
     serve_options: server::ServeOptions,
@@ -195,6 +200,14 @@ impl Gateway {
             None => None,
         };
         let limits = UserLimits::new(&config, shared.as_ref(), callers.directory().clone());
+        let spend = admin.identity().map(|i| i.spend.clone()).ok_or_else(|| {
+            StartError::Other("DATABASE_URL: the identity store is not open".to_owned())
+        })?;
+        let spend_writer = AbortOnDrop(tokio::spawn(
+            spend
+                .clone()
+                .run(callers.directory().clone(), limits.store.clone()),
+        ));
         let buffers = tower_openai_collect::BufferBudget::new(
             config.limits.max_buffered_bytes,
             config.limits.max_buffered_bytes_per_user,
@@ -207,6 +220,8 @@ impl Gateway {
             limits,
             callers,
             _watch: watch,
+            spend,
+            _spend_writer: spend_writer,
             speech,
             serve_options,
             lower,
@@ -275,6 +290,12 @@ impl Gateway {
         server::serve(listener, app, shutdown, self.serve_options.clone()).await;
         drop(metrics);
         drop(follower);
+        // Every answer has ended: what they spent is written before the process exits.
+        match tokio::time::timeout(self.serve_options.grace, self.spend.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not write the last spend records"),
+            Err(_) => tracing::error!("the last spend records were not written in time"),
+        }
         // Speech the callers received is in the cache after a restart: wait for its writes.
         let grace = self.serve_options.grace;
         if tokio::time::timeout(grace, self.speech.flush())
@@ -367,7 +388,11 @@ async fn open_identity(
     ));
     Ok((
         callers,
-        directory::Identity { store, live },
+        directory::Identity {
+            spend: spend::SpendLedger::new(store.clone()),
+            store,
+            live,
+        },
         AbortOnDrop(watch),
     ))
 }
@@ -395,19 +420,22 @@ impl UserLimits {
         Self {
             store,
             by_user,
-            default: config.rate_limit,
+            default: config.rate_limit.clone(),
         }
     }
 
     /// The caller and their limits.
     fn of(&self, ext: &http::Extensions) -> Option<(String, tower_openai_ratelimit::Limits)> {
         let user = ext.get::<tower_openai_core::User>()?;
-        let limits = self.by_user.rate_limit(&user.id).map_or(self.default, |l| {
-            tower_openai_ratelimit::Limits {
+        let mut limits = match self.by_user.rate_limit(&user.id) {
+            Some(l) => tower_openai_ratelimit::Limits {
                 rpm: l.rpm,
                 tpm: l.tpm,
-            }
-        });
+                budgets: Vec::new(),
+            },
+            None => self.default.clone(),
+        };
+        limits.budgets = spend::budgets_of(&self.by_user, &user.id, user.key.as_deref());
         // Unlimited callers cost no key on the request path.
         (!limits.is_unlimited()).then(|| (user.id.to_string(), limits))
     }

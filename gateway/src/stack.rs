@@ -141,7 +141,7 @@ pub(crate) fn service(
         )
         // One access line and the metrics per request, when its body ends; below the request
         // id (it logs it) and inside the trace span.
-        .layer(ObserveLayer::new())
+        .layer(ObserveLayer::new().ledger(gateway.spend.clone()))
         // Browsers: a preflight is answered here (it carries no key, and the identity step
         // only marks an unknown caller; the router refuses one); without
         // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
@@ -204,7 +204,9 @@ pub(crate) fn service(
             UsageLayer::new()
                 .ask_streams(gateway.config.observability.stream_usage)
                 // The answer's model is reported in traces only.
-                .response_model(gateway.config.observability.otel),
+                .response_model(gateway.config.observability.otel)
+                // Each answer priced by the model the caller named (`[[prices]]`).
+                .prices(gateway.callers.directory().clone()),
         )
         // Text-to-speech answered from disk: below select and acl (the model is known and
         // allowed), above everything that costs work per request (a hit fetches no token).

@@ -87,6 +87,17 @@ impl Gateway {
         status_and_body(&answer)
     }
 
+    /// SIGTERM, then wait for it to exit: its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        child.wait().unwrap()
+    }
+
     /// Kill it; its stderr, if it was piped.
     pub fn stop(mut self) -> String {
         let Some(mut child) = self.child.take() else {

@@ -112,11 +112,11 @@ pub trait Ledger: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LedgerEntry<'a> {
     /// The caller's id.
-    pub user: &'a str,
+    pub user: &'a Arc<str>,
     /// The id of the key the caller used, when the key store names keys.
-    pub key: Option<&'a str>,
+    pub key: Option<&'a Arc<str>>,
     /// The model as the caller named it.
-    pub model: &'a str,
+    pub model: &'a Arc<str>,
     /// Its token usage (all zero when the answer reported none and was not estimated).
     pub usage: tower_openai_core::TokenUsage,
     /// Its cost in USD (0 when the model has no price).
@@ -432,7 +432,7 @@ impl Drop for Record {
         {
             ledger.record(&LedgerEntry {
                 user,
-                key: self.key.as_deref(),
+                key: self.key.as_ref(),
                 model,
                 usage: usage.unwrap_or_default(),
                 cost_usd: cost.unwrap_or(0.0),

@@ -470,6 +470,11 @@ where
                         }
                         Err(frame) => frame,
                     };
+                    // The layers above may end their watch on this frame (the inner body
+                    // says it is the last): charge the answer now.
+                    if this.inner.is_end_stream() {
+                        watch.settle();
+                    }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 None => {
@@ -477,7 +482,12 @@ where
                     let rest = watch.events.as_mut().and_then(Events::rest);
                     return Poll::Ready(rest.map(|r| Ok(Frame::data(r))));
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => {
+                    // The layers above account for the answer when they see this error: it
+                    // is charged now, not when the body is dropped.
+                    watch.settle();
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
         }
     }

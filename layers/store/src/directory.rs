@@ -31,6 +31,15 @@ pub struct Member {
     pub budget: Option<Budget>,
 }
 
+/// Whose spend a budget holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Account {
+    /// A user's (every key of theirs).
+    User,
+    /// One key's.
+    Key,
+}
+
 /// A usable key: revoked keys are not in a [`Directory`] at all.
 #[derive(Clone, Debug)]
 pub struct KeyEntry {
@@ -271,6 +280,23 @@ impl LiveDirectory {
     /// The price of `model` (its own, else the longest matching prefix).
     pub fn price(&self, model: &str) -> Option<Price> {
         self.inner.current.load().price(model).cloned()
+    }
+
+    /// Every budget: of users and of keys, by id.
+    pub fn budgeted(&self) -> Vec<((Account, Arc<str>), Budget)> {
+        let directory = self.inner.current.load();
+        if !directory.any_budget {
+            return Vec::new();
+        }
+        let users = directory
+            .users
+            .iter()
+            .filter_map(|(id, m)| Some(((Account::User, id.clone()), m.budget?)));
+        let keys = directory
+            .key_budgets
+            .iter()
+            .map(|(id, b)| ((Account::Key, id.clone()), *b));
+        users.chain(keys).collect()
     }
 
     /// The budgets of user `user` and of key `key`: what the rate-limit layer holds a

@@ -52,12 +52,12 @@ mod spend;
 #[cfg(feature = "sql")]
 mod sql;
 
-pub use crate::directory::{Directory, KeyEntry, LiveDirectory, Member};
+pub use crate::directory::{Account, Directory, KeyEntry, LiveDirectory, Member};
 pub use crate::error::StoreError;
-pub use crate::spend::{SpendGroup, SpendGroupTotal, SpendRow, SpendTotals, is_day};
 pub use crate::records::{
     Access, AuditEntry, Budget, CreateKey, CreateUser, Group, KeyInfo, ModelRecord, NewKey, Period,
     Price, PutModel, PutPrice, RateLimit, SeedUser, UpdateUser, UserInfo,
 };
+pub use crate::spend::{SpendGroup, SpendGroupTotal, SpendRow, SpendTotals, is_day};
 #[cfg(feature = "sql")]
 pub use crate::sql::{Backend, SqlStore, UrlError};

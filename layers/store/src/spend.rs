@@ -112,7 +112,9 @@ pub fn is_day(day: &str) -> bool {
     }
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
         let s = day.get(r)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
     matches!(
         (digits(0..4), digits(5..7), digits(8..10)),
@@ -127,7 +129,14 @@ mod tests {
     #[test]
     fn days_are_iso_dates() {
         assert!(is_day("2026-12-06"));
-        for bad in ["2026-13-01", "2026-1-01", "2026-12-00", "20261206", "2026-12-0a", "'; --"] {
+        for bad in [
+            "2026-13-01",
+            "2026-1-01",
+            "2026-12-00",
+            "20261206",
+            "2026-12-0a",
+            "'; --",
+        ] {
             assert!(!is_day(bad), "{bad}");
         }
     }

@@ -657,7 +657,10 @@ async fn spend_batches_add_up_and_report_four_ways() {
         );
         assert_eq!(
             report(SpendGroup::Day).await,
-            [("2026-12-05".into(), 1, 0.25), ("2026-12-06".into(), 3, 1.625)]
+            [
+                ("2026-12-05".into(), 1, 0.25),
+                ("2026-12-06".into(), 3, 1.625)
+            ]
         );
         let bob = store
             .spend("2026-12-06", "2026-12-06", SpendGroup::User)
