@@ -66,6 +66,12 @@ fn features() -> Vec<Feature> {
             false,
         ),
         f(
+            "prices and a budget on the caller that is never reached (memory)",
+            &[],
+            "budget = { usd = 1000000000.0, period = \"month\" }\n[[prices]]\nmodel = \"bench*\"\ninput = 2.5\noutput = 10.0",
+            false,
+        ),
+        f(
             "Redis configured (`REDIS_URL`)",
             &["REDIS_URL={redis}"],
             "",
@@ -75,6 +81,12 @@ fn features() -> Vec<Feature> {
             "a rate limit that never refuses (Redis)",
             &["REDIS_URL={redis}"],
             "[rate_limit]\\nrpm = 1000000000",
+            true,
+        ),
+        f(
+            "prices and a budget on the caller that is never reached (Redis)",
+            &["REDIS_URL={redis}"],
+            "budget = { usd = 1000000000.0, period = \"month\" }\n[[prices]]\nmodel = \"bench*\"\ninput = 2.5\noutput = 10.0",
             true,
         ),
     ]

@@ -234,9 +234,23 @@ pub(crate) async fn spawn_gateway(
     // One data directory per gateway process, named after its port.
     let (file, dir) = gateway_config(upstream, &format!("process-{port}"));
     if !extra_toml.is_empty() {
+        // Lines before the first table go into the bench user's own table (a budget, a
+        // rate limit of theirs); the rest is appended.
+        let split = extra_toml
+            .lines()
+            .position(|l| l.trim_start().starts_with('['))
+            .unwrap_or(extra_toml.lines().count());
+        let lines: Vec<&str> = extra_toml.lines().collect();
+        let (user, rest) = lines.split_at(split);
         let mut text = std::fs::read_to_string(&file).ok()?;
+        let key_line = "api_key = \"sk-alice\"\n";
+        let at = text.find(key_line)? + key_line.len();
+        text.insert_str(
+            at,
+            &user.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        );
         text.push('\n');
-        text.push_str(extra_toml);
+        text.push_str(&rest.join("\n"));
         text.push('\n');
         std::fs::write(&file, text).ok()?;
     }

@@ -15,6 +15,8 @@ pub mod guide {
     pub mod security {}
     #[doc = include_str!("../../docs/limits.md")]
     pub mod limits {}
+    #[doc = include_str!("../../docs/spend.md")]
+    pub mod spend {}
     #[doc = include_str!("../../docs/observability.md")]
     pub mod observability {}
     #[doc = include_str!("../../docs/groups.md")]

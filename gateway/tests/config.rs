@@ -270,8 +270,8 @@ fn rate_limits_load_from_the_file_and_unknown_keys_stop_start_up() {
     )
     .unwrap();
     assert_eq!(c.rate_limit.rpm, Some(60));
-    assert_eq!(c.users[0].rate_limit.unwrap().tpm, Some(5));
-    assert_eq!(c.users[0].rate_limit.unwrap().rpm, None);
+    assert_eq!(c.users[0].rate_limit.as_ref().unwrap().tpm, Some(5));
+    assert_eq!(c.users[0].rate_limit.as_ref().unwrap().rpm, None);
     let bad = write_toml("bad-limits.toml", "[rate_limit]\nrps = 1\n");
     let message = start_error(
         Args {
@@ -281,6 +281,25 @@ fn rate_limits_load_from_the_file_and_unknown_keys_stop_start_up() {
         &[],
     );
     assert!(message.contains("rps"), "{message}");
+    // Budgets: a period that does not exist, a negative or missing amount.
+    for (name, budget, named) in [
+        ("b1", "{ usd = 5.0, period = \"week\" }", "week"),
+        ("b2", "{ usd = -1.0, period = \"day\" }", "budget"),
+        ("b3", "{ period = \"day\" }", "usd"),
+    ] {
+        let bad = write_toml(
+            &format!("{name}.toml"),
+            &format!("[[users]]\nid = \"a\"\napi_key = \"sk-a\"\nbudget = {budget}\n"),
+        );
+        let message = start_error(
+            Args {
+                config: Some(bad),
+                ..Args::default()
+            },
+            &[],
+        );
+        assert!(message.contains(named), "{named}: {message}");
+    }
     // A Redis URL's password is never repeated.
     let message = start_error(Args::default(), &[("REDIS_URL", "redis//:hunter2@host")]);
     assert!(

@@ -387,3 +387,42 @@ fn spend_recorded_before_sigterm_is_there_after_a_restart() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_example_price_list_loads_and_the_longest_prefix_wins() {
+    let mock = MockUpstream::builder()
+        .models(["gpt-4o-mini-2024-07-18"])
+        .start()
+        .await;
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/prices-openai.toml"
+    ))
+    .unwrap();
+    let text = format!(
+        "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n{example}\n\
+         [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n",
+        mock.url()
+    );
+    let path = temp_dir().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        &[],
+    )
+    .await;
+    let root = gw.url().trim_end_matches("/v1").to_owned();
+    let prices = answer(authed(get(&format!("{root}/admin/prices")), "sk-root")).await;
+    assert_eq!(prices.json()["data"].as_array().unwrap().len(), 9);
+    // 5 × 0.15 + 6 × 0.60 per million: gpt-4o-mini*, not gpt-4o*.
+    let res = chat(&gw, "sk-root", json!({"model": "gpt-4o-mini-2024-07-18"})).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let by_model = spend(&gw, "model").await;
+    let cost = by_model["gpt-4o-mini-2024-07-18"]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!(close(cost, 0.00000435), "{cost}");
+}

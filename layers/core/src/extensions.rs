@@ -13,7 +13,7 @@
 //! | [`User`] | `identity`, or your own auth | `identity` (leaves a request a step above decided on), `policy`, `collect` (the per-user buffer budget), `ratelimit`, `acl`, `group`, `headers`, `observe` |
 //! | `Unidentified` (`tower-openai-identity`: the answer owed to a caller it could not identify) | `identity`, or a guard above it | `identity`; the application's router (refuses the routes that need a caller) |
 //! | [`ApiRoute`] | `policy` | `collect`, `ratelimit`, `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers` |
-//! | [`MeterUsage`] | `ratelimit` (a caller with a token limit) | `observe` (usage) |
+//! | [`MeterUsage`] | `ratelimit` (a caller with a token limit or a budget) | `observe` (usage) |
 //! | [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) | `settings`; `models`, for a list fetch | `acl`, `models`, `select`, `group`, `headers` |
 //! | [`Payload`](crate::Payload) | `collect`; edited by `select`, `group`, `observe` (usage), `reasoning`, `azure`, `headers` | `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `azure`, `headers`, `upstream` (sends it) |
 //! | [`Form`](crate::payload::Form) | `collect`; its `model` edited by `select` | `acl`, `select`, `azure`, `upstream` (sends it) |

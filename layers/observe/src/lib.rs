@@ -4,7 +4,9 @@
 //! - [`ObserveLayer`] (near the top), when each response body ends (completed, broken by the
 //!   upstream, left by the caller, cut by shutdown), writes one access log line and records
 //!   the metrics in [`names`] through the [`metrics`] facade: your application installs the
-//!   recorder (Prometheus, StatsD, …), or nothing is recorded.
+//!   recorder (Prometheus, StatsD, …), or nothing is recorded. With
+//!   [`ObserveLayer::ledger`], each answer of a model route is also told to a [`Ledger`]
+//!   (caller, key, model, usage, cost): the gateway's spend records.
 //! - [`UsageLayer`] (below select) reads the token usage of each answer into a
 //!   [`UsageReport`] in its response extensions: from a JSON answer's `usage`, or a stream's
 //!   usage chunk, as the bytes pass.
@@ -25,8 +27,8 @@
 //!   [`SelectedConnection`](tower_openai_core::SelectedConnection),
 //!   [`MeterUsage`](tower_openai_core::MeterUsage) and the
 //!   [`Payload`](tower_openai_core::Payload) from the request (it may add
-//!   `stream_options.include_usage` to the payload); it writes [`UsageReport`] and copies the
-//!   model and the connection into the response.
+//!   `stream_options.include_usage` to the payload); it writes [`UsageReport`] (priced, with
+//!   [`UsageLayer::prices`]) and copies the model and the connection into the response.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

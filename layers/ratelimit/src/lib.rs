@@ -1,4 +1,4 @@
-//! Per-caller rate limits: requests per minute and tokens per minute.
+//! Per-caller rate limits (requests and tokens per minute) and spend budgets.
 //!
 //! [`RateLimitLayer`] asks a [`LimitStore`] to admit each request of a caller. Who the caller
 //! is and their limits come from a [`LimitKey`] of the request's extensions: [`PerUser`]
@@ -15,6 +15,14 @@
 //!   passes and the third is refused. A caller with a `tpm` limit is marked
 //!   [`MeterUsage`](tower_openai_core::MeterUsage) for the usage layer: streams are asked for
 //!   usage, and an answer that ends without it is charged an estimate.
+//! - Budgets ([`Limits::budgets`]: at most so many USD of an account's spend per UTC day,
+//!   month or in total) share the same accounting: the same key, the same store (one call
+//!   checks the window and every budget; [`Admission::OverBudget`] is a `429` with code
+//!   `budget_exceeded`, type `insufficient_quota`), and the same tally when the body ends,
+//!   which adds the answer's cost ([`UsageReport::cost`](tower_openai_core::UsageReport::cost),
+//!   priced by the usage layer) to each budget's period. Stores count spend in whole
+//!   nano-dollars ([`usd_nanos`]); [`LimitStore::seed_spend`] tells a store what a database
+//!   recorded.
 //! - Model routes and the passthrough are limited; the model list is not (nor, without an
 //!   [`ApiRoute`](tower_openai_core::ApiRoute), is anything let through unlimited).
 //! - Refused: `429` with code `rate_limit_exceeded`, `Retry-After` (seconds to the next
@@ -32,7 +40,7 @@
 //!   [`ApiRoute`](tower_openai_core::ApiRoute) from the request, and the
 //!   [`UsageReport`](tower_openai_core::UsageReport) from the response;
 //! - writes [`MeterUsage`](tower_openai_core::MeterUsage) in the request of a caller with a
-//!   token limit.
+//!   token limit or a budget.
 //!
 //! # Example
 //! ```
