@@ -188,10 +188,12 @@ async fn seed_budgets(
             tower_openai_store::Account::User => budget(format!("user:{id}"), *b),
             tower_openai_store::Account::Key => budget(format!("key:{id}"), *b),
         };
-        if !sums.contains_key(&b.period) {
-            sums.insert(b.period, store.spent_since(&period_start(b.period)).await?);
-        }
-        let (users, keys) = &sums[&b.period];
+        let (users, keys) = match sums.entry(b.period) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(store.spent_since(&period_start(b.period)).await?)
+            }
+        };
         let spent = match kind {
             tower_openai_store::Account::User => users.get(&**id),
             tower_openai_store::Account::Key => keys.get(&**id),

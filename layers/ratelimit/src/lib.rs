@@ -348,6 +348,13 @@ impl<F: Fn() -> Duration + Send + Sync + 'static> Clock for F {
     }
 }
 
+/// The window at `now` (since the Unix epoch): its minute, and the time left in it.
+pub(crate) fn window_at(now: Duration) -> (u64, Duration) {
+    let minute = now.as_secs() / 60;
+    let next = Duration::from_secs((minute + 1) * 60);
+    (minute, next.saturating_sub(now))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -388,11 +395,4 @@ mod tests {
         assert_eq!(usd_nanos(f64::NAN), 0);
         assert_eq!(usd_nanos(f64::INFINITY), u64::MAX);
     }
-}
-
-/// The window at `now` (since the Unix epoch): its minute, and the time left in it.
-pub(crate) fn window_at(now: Duration) -> (u64, Duration) {
-    let minute = now.as_secs() / 60;
-    let next = Duration::from_secs((minute + 1) * 60);
-    (minute, next.saturating_sub(now))
 }
