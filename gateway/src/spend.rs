@@ -21,6 +21,9 @@ pub(crate) const MAX_PENDING: usize = 10_000;
 /// Day (since the Unix epoch), user, key, model.
 type SumKey = (u64, Arc<str>, Option<Arc<str>>, Arc<str>);
 
+/// The sums held (hashed with foldhash: one look-up per request, of keys the gateway chose).
+type Sums = HashMap<SumKey, SpendTotals, foldhash::fast::RandomState>;
+
 /// The spend recorded in this process and not written yet. Clones share it.
 #[derive(Clone)]
 pub(crate) struct SpendLedger {
@@ -29,7 +32,7 @@ pub(crate) struct SpendLedger {
 
 struct Inner {
     store: SqlStore,
-    pending: Mutex<HashMap<SumKey, SpendTotals>>,
+    pending: Mutex<Sums>,
     /// Wakes the writer early (too many sums held).
     full: Notify,
     /// One write at a time (the periodic one, a report's, the last one).
@@ -54,7 +57,7 @@ impl SpendLedger {
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<SumKey, SpendTotals>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Sums> {
         self.inner
             .pending
             .lock()
