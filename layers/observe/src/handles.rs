@@ -11,7 +11,9 @@ use metrics::{Counter, Gauge, Histogram};
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
+use crate::UsageReport;
 use crate::names;
+use crate::report::{Outcome, Record};
 
 /// The label sets kept per cache.
 pub(crate) const MAX_LABEL_SETS: usize = 4096;
@@ -235,6 +237,59 @@ impl Handles {
             handles.clone(),
         );
         handles
+    }
+}
+
+/// Record one request's metrics when its body ended.
+pub(crate) fn record_metrics(
+    r: &Record,
+    status: u16,
+    outcome: Outcome,
+    duration: std::time::Duration,
+    ttfb: std::time::Duration,
+    cost: Option<f64>,
+) {
+    let handles = r.config.handles();
+    let route = r.route.unwrap_or("other");
+    let model = r.model.as_deref().unwrap_or("");
+    let connection = r.connection_index();
+    let request = handles.request(route, model, connection, status);
+    request.requests.increment(1);
+    request.duration.record(duration.as_secs_f64());
+    request.ttfb.record(ttfb.as_secs_f64());
+    if let Some(usage) = r.usage() {
+        let (input, output) = handles.tokens(model, connection, r.user.as_deref().unwrap_or(""));
+        input.increment(usage.input_tokens);
+        output.increment(usage.output_tokens);
+        if let Some(cost) = cost {
+            handles
+                .spend(model, r.user.as_deref().unwrap_or(""))
+                .increment(cost);
+        } else if r.usage.as_ref().is_some_and(UsageReport::is_unpriced) {
+            handles
+                .unpriced(model)
+                .increment(usage.input_tokens.saturating_add(usage.output_tokens));
+        }
+    }
+    // Rare events: recorded through the facade directly.
+    if r.stream {
+        handles.streams_active().decrement(1.0);
+        metrics::counter!(names::STREAM_OUTCOMES_TOTAL, "outcome" => outcome.as_str()).increment(1);
+    }
+    if let Some(failure) = r.failure {
+        metrics::counter!(
+            names::UPSTREAM_ERRORS_TOTAL,
+            "connection" => failure.connection.to_string(),
+            "kind" => failure.kind.as_str(),
+        )
+        .increment(1);
+    } else if outcome == Outcome::UpstreamBroke {
+        metrics::counter!(
+            names::UPSTREAM_ERRORS_TOTAL,
+            "connection" => connection.map(|c| c.to_string()).unwrap_or_default(),
+            "kind" => "stream",
+        )
+        .increment(1);
     }
 }
 

@@ -68,16 +68,19 @@
 //! # }
 //! ```
 
+mod events;
 mod handles;
+mod ledger;
 pub mod names;
 mod report;
 mod scan;
 mod text;
 pub mod usage;
 
+pub use crate::ledger::{Ledger, LedgerEntry};
 pub use crate::report::{
-    ACCESS_LOG_TARGET, Ledger, LedgerEntry, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome,
-    Report, ResponseBody, ResponseFuture, logged_path,
+    ACCESS_LOG_TARGET, MAX_LOGGED_PATH, Observe, ObserveLayer, Outcome, Report, ResponseBody,
+    ResponseFuture, logged_path,
 };
 pub use crate::usage::{Usage, UsageLayer};
 pub use tower_openai_core::{Ending, TokenUsage, UsageReport};

@@ -19,8 +19,8 @@ use tower_openai_core::{
 use tower_openai_settings::Connection;
 use tower_service::Service;
 
-use crate::handles::Handles;
-use crate::names;
+use crate::handles::{Handles, record_metrics};
+use crate::ledger::{Ledger, LedgerEntry, record_span};
 
 /// The `tracing` target of the access log lines.
 pub const ACCESS_LOG_TARGET: &str = "tower_openai::access";
@@ -100,31 +100,6 @@ impl fmt::Debug for ObserveLayer {
     }
 }
 
-/// Where [`ObserveLayer`] records what each answer of a model route used, when its body ends
-/// (the application's spend records: the gateway sums them per day, user, key and model and
-/// writes them to its database). Called on the thread that ends the body: it must not block.
-pub trait Ledger: Send + Sync + 'static {
-    /// Record one answer.
-    fn record(&self, entry: &LedgerEntry<'_>);
-}
-
-/// One answer, as [`Ledger::record`] is told it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LedgerEntry<'a> {
-    /// The caller's id.
-    pub user: &'a Arc<str>,
-    /// The id of the key the caller used, when the key store names keys.
-    pub key: Option<&'a Arc<str>>,
-    /// The model as the caller named it.
-    pub model: &'a Arc<str>,
-    /// Its token usage (all zero when the answer reported none and was not estimated).
-    pub usage: tower_openai_core::TokenUsage,
-    /// Its cost in USD (0 when the model has no price).
-    pub cost_usd: f64,
-    /// Whether the usage is an estimate (a metered answer that ended without usage).
-    pub estimated: bool,
-}
-
 impl Default for ObserveLayer {
     fn default() -> Self {
         Self::new()
@@ -162,7 +137,7 @@ impl ObserveLayer {
         self
     }
 
-    fn handles(&self) -> &Handles {
+    pub(crate) fn handles(&self) -> &Handles {
         self.handles.get_or_init(Handles::new)
     }
 }
@@ -310,27 +285,27 @@ impl BodyWatch for Report {
     }
 }
 
-struct Record {
-    config: ObserveLayer,
-    start: Instant,
-    method: Method,
-    uri: Uri,
-    request_id: Option<HeaderValue>,
-    user: Option<Arc<str>>,
-    key: Option<Arc<str>>,
-    route: Option<&'static str>,
-    model: Option<Arc<str>>,
-    connection: Option<Arc<Connection>>,
-    usage: Option<UsageReport>,
-    ending: Option<EndingReport>,
-    status: Option<StatusCode>,
-    stream: bool,
-    failure: Option<UpstreamFailure>,
-    first_byte: Option<Instant>,
-    outcome: Option<Outcome>,
+pub(crate) struct Record {
+    pub(crate) config: ObserveLayer,
+    pub(crate) start: Instant,
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) request_id: Option<HeaderValue>,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) key: Option<Arc<str>>,
+    pub(crate) route: Option<&'static str>,
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) connection: Option<Arc<Connection>>,
+    pub(crate) usage: Option<UsageReport>,
+    pub(crate) ending: Option<EndingReport>,
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) stream: bool,
+    pub(crate) failure: Option<UpstreamFailure>,
+    pub(crate) first_byte: Option<Instant>,
+    pub(crate) outcome: Option<Outcome>,
     /// The span the request ran in, for the semantic-convention fields (see
     /// [`ObserveLayer`]).
-    span: Option<tracing::Span>,
+    pub(crate) span: Option<tracing::Span>,
 }
 
 impl Record {
@@ -375,11 +350,11 @@ impl Record {
         }
     }
 
-    fn connection_index(&self) -> Option<usize> {
+    pub(crate) fn connection_index(&self) -> Option<usize> {
         self.connection.as_ref().map(|c| c.index())
     }
 
-    fn usage(&self) -> Option<tower_openai_core::TokenUsage> {
+    pub(crate) fn usage(&self) -> Option<tower_openai_core::TokenUsage> {
         self.usage.as_ref().and_then(UsageReport::usage)
     }
 }
@@ -445,95 +420,7 @@ impl Drop for Record {
     }
 }
 
-/// Record the OpenTelemetry GenAI semantic-convention fields in `span` (a field the span did
-/// not declare is ignored by `tracing`).
-fn record_span(span: &tracing::Span, r: &Record, status: u16, outcome: Outcome) {
-    if let Some(route) = r.route {
-        let operation = match route {
-            "chat/completions" | "responses" => "chat",
-            "completions" => "text_completion",
-            "embeddings" => "embeddings",
-            other => other,
-        };
-        span.record("gen_ai.operation.name", operation);
-    }
-    if let Some(model) = &r.model {
-        span.record("gen_ai.request.model", &**model);
-    }
-    if let Some(model) = r.usage.as_ref().and_then(UsageReport::response_model) {
-        span.record("gen_ai.response.model", model);
-    }
-    if let Some(usage) = r.usage() {
-        // As i64: OpenTelemetry's integers are signed (a u64 would be exported as text).
-        span.record("gen_ai.usage.input_tokens", as_i64(usage.input_tokens));
-        span.record("gen_ai.usage.output_tokens", as_i64(usage.output_tokens));
-    }
-    if let Some(connection) = &r.connection
-        && let Ok(uri) = connection.url().parse::<Uri>()
-        && let Some(host) = uri.host()
-    {
-        span.record("server.address", host);
-    }
-    span.record("http.response.status_code", i64::from(status));
-    span.record("outcome", outcome.as_str());
-    if status >= 500 || outcome == Outcome::UpstreamBroke {
-        span.record("otel.status_code", "ERROR");
-    }
-}
-
-fn record_metrics(
-    r: &Record,
-    status: u16,
-    outcome: Outcome,
-    duration: std::time::Duration,
-    ttfb: std::time::Duration,
-    cost: Option<f64>,
-) {
-    let handles = r.config.handles();
-    let route = r.route.unwrap_or("other");
-    let model = r.model.as_deref().unwrap_or("");
-    let connection = r.connection_index();
-    let request = handles.request(route, model, connection, status);
-    request.requests.increment(1);
-    request.duration.record(duration.as_secs_f64());
-    request.ttfb.record(ttfb.as_secs_f64());
-    if let Some(usage) = r.usage() {
-        let (input, output) = handles.tokens(model, connection, r.user.as_deref().unwrap_or(""));
-        input.increment(usage.input_tokens);
-        output.increment(usage.output_tokens);
-        if let Some(cost) = cost {
-            handles
-                .spend(model, r.user.as_deref().unwrap_or(""))
-                .increment(cost);
-        } else if r.usage.as_ref().is_some_and(UsageReport::is_unpriced) {
-            handles
-                .unpriced(model)
-                .increment(usage.input_tokens.saturating_add(usage.output_tokens));
-        }
-    }
-    // Rare events: recorded through the facade directly.
-    if r.stream {
-        handles.streams_active().decrement(1.0);
-        metrics::counter!(names::STREAM_OUTCOMES_TOTAL, "outcome" => outcome.as_str()).increment(1);
-    }
-    if let Some(failure) = r.failure {
-        metrics::counter!(
-            names::UPSTREAM_ERRORS_TOTAL,
-            "connection" => failure.connection.to_string(),
-            "kind" => failure.kind.as_str(),
-        )
-        .increment(1);
-    } else if outcome == Outcome::UpstreamBroke {
-        metrics::counter!(
-            names::UPSTREAM_ERRORS_TOTAL,
-            "connection" => connection.map(|c| c.to_string()).unwrap_or_default(),
-            "kind" => "stream",
-        )
-        .increment(1);
-    }
-}
-
-fn as_i64(n: u64) -> i64 {
+pub(crate) fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
@@ -18,6 +18,7 @@ use tower_openai_core::{
 };
 use tower_service::Service;
 
+use crate::events::Events;
 use crate::scan::UsageScanner;
 use crate::text::{INPUT_KEYS, OUTPUT_KEYS, TextMeter};
 
@@ -362,64 +363,6 @@ impl Drop for Watch {
     }
 }
 
-/// Whole events, to drop the usage chunk the caller did not ask for.
-#[derive(Debug, Default)]
-struct Events {
-    held: BytesMut,
-}
-
-impl Events {
-    /// Add `data`; the complete events to pass on (the usage chunk left out), if any.
-    fn push(&mut self, data: Bytes) -> Option<Bytes> {
-        self.held.extend_from_slice(&data);
-        let mut out = BytesMut::new();
-        while let Some(end) = event_end(&self.held) {
-            let event = self.held.split_to(end);
-            if !is_usage_chunk(&event) {
-                out.extend_from_slice(&event);
-            }
-        }
-        if self.held.len() > MAX_HELD_EVENT_BYTES {
-            out.extend_from_slice(&self.held.split());
-        }
-        (!out.is_empty()).then(|| out.freeze())
-    }
-
-    fn rest(&mut self) -> Option<Bytes> {
-        (!self.held.is_empty()).then(|| self.held.split().freeze())
-    }
-}
-
-/// The end (exclusive) of the first complete event in `buf`: after a blank line.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = memchr::memchr(b'\n', &buf[from..]) {
-        let nl = from + at;
-        let rest = &buf[nl + 1..];
-        if rest.first() == Some(&b'\n') {
-            return Some(nl + 2);
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        from = nl + 1;
-    }
-    None
-}
-
-/// Whether `event` is a chat chunk with no choices and a usage object: the one that
-/// `include_usage` adds.
-fn is_usage_chunk(event: &[u8]) -> bool {
-    let Some(data) = event.strip_prefix(b"data:") else {
-        return false;
-    };
-    let Ok(chunk) = serde_json::from_slice::<Map<String, Value>>(data.trim_ascii()) else {
-        return false;
-    };
-    matches!(chunk.get("choices"), Some(Value::Array(c)) if c.is_empty())
-        && matches!(chunk.get("usage"), Some(Value::Object(_)))
-}
-
 /// The response body of [`Usage`]: the inner body, watched.
 #[pin_project]
 #[derive(Debug)]
@@ -513,7 +456,7 @@ where
 mod tests {
     use bytes::Bytes;
 
-    use super::{Events, event_end, is_usage_chunk};
+    use crate::events::{Events, event_end, is_usage_chunk};
 
     #[test]
     fn events_end_on_a_blank_line() {
