@@ -205,6 +205,8 @@ impl Gateway {
         let spend = admin.identity().map(|i| i.spend.clone()).ok_or_else(|| {
             StartError::Other("DATABASE_URL: the identity store is not open".to_owned())
         })?;
+        // Held to what was spent before this process started, from its first request.
+        spend.seed(callers.directory(), &*limits.store).await;
         let spend_writer = AbortOnDrop(tokio::spawn(
             spend
                 .clone()

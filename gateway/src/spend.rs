@@ -14,6 +14,10 @@ use tower_openai_store::{LiveDirectory, SpendRow, SpendTotals, SqlStore, StoreEr
 /// How often the sums are written (the contract: at most every 5 s).
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the budgets' counters are raised to the recorded spend (and whenever a budget
+/// changes).
+pub(crate) const SEED_EVERY: Duration = Duration::from_secs(30);
+
 /// The most (day, user, key, model) sums held between writes; reaching it writes at once.
 /// (Bounded anyway: models are the catalog's, users and keys the store's.)
 pub(crate) const MAX_PENDING: usize = 10_000;
@@ -92,22 +96,47 @@ impl SpendLedger {
         written
     }
 
-    /// Write every [`FLUSH_EVERY`] (sooner when [`MAX_PENDING`] sums are held), then raise
-    /// each budget's counter to what the store has recorded for its period (a process that
-    /// starts, or a Redis that lost its counts, is told what was spent before; other
-    /// processes' spend reaches a process without Redis this way too).
+    /// Write every [`FLUSH_EVERY`] (sooner when [`MAX_PENDING`] sums are held); at start,
+    /// whenever the budgets change, and every [`SEED_EVERY`], raise each budget's counter to
+    /// what the store has recorded for its period (a process that starts, or a Redis that
+    /// lost its counts, is told what was spent before; other processes' spend reaches a
+    /// process without Redis this way too). The sums are read at most that often: a `total`
+    /// budget's read covers the whole table.
     pub(crate) async fn run(self, directory: LiveDirectory, limits: Arc<dyn LimitStore>) {
+        let mut seeded: Option<(tokio::time::Instant, Vec<Budget>)> = None;
         loop {
             if let Err(e) = self.flush().await {
                 tracing::warn!(error = %e, "could not write the spend records; kept for the next try");
             }
-            if let Err(e) = seed_budgets(&self.inner.store, &directory, &*limits).await {
-                tracing::warn!(error = %e, "could not read the recorded spend for budgets");
+            let budgets = all_budgets(&directory);
+            let due = seeded
+                .as_ref()
+                .is_none_or(|(at, before)| at.elapsed() >= SEED_EVERY || *before != budgets);
+            if due && !budgets.is_empty() {
+                match seed_budgets(&self.inner.store, &budgets, &*limits).await {
+                    Ok(()) => seeded = Some((tokio::time::Instant::now(), budgets)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the recorded spend for budgets");
+                    }
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(FLUSH_EVERY) => {}
                 () = self.inner.full.notified() => {}
             }
+        }
+    }
+}
+
+impl SpendLedger {
+    /// Raise the budgets' counters to the recorded spend now (at start, before serving).
+    pub(crate) async fn seed(&self, directory: &LiveDirectory, limits: &dyn LimitStore) {
+        let budgets = all_budgets(directory);
+        if budgets.is_empty() {
+            return;
+        }
+        if let Err(e) = seed_budgets(&self.inner.store, &budgets, limits).await {
+            tracing::warn!(error = %e, "could not read the recorded spend for budgets");
         }
     }
 }
@@ -174,35 +203,41 @@ fn period_start(period: Period) -> String {
     }
 }
 
+/// Every budget of the directory, as the rate-limit layer counts them.
+fn all_budgets(directory: &LiveDirectory) -> Vec<Budget> {
+    let mut all: Vec<Budget> = directory
+        .budgeted()
+        .into_iter()
+        .map(|((kind, id), b)| match kind {
+            tower_openai_store::Account::User => budget(format!("user:{id}"), b),
+            tower_openai_store::Account::Key => budget(format!("key:{id}"), b),
+        })
+        .collect();
+    all.sort_by(|a, b| a.account.cmp(&b.account));
+    all
+}
+
 /// Raise every budget's counter to the spend the store recorded in its current period.
 async fn seed_budgets(
     store: &SqlStore,
-    directory: &LiveDirectory,
+    budgets: &[Budget],
     limits: &dyn LimitStore,
 ) -> Result<(), StoreError> {
-    let budgeted = directory.budgeted();
-    if budgeted.is_empty() {
-        return Ok(());
-    }
     let mut sums = HashMap::new();
-    for (account, b) in &budgeted {
-        let (kind, id) = account;
-        let b = match kind {
-            tower_openai_store::Account::User => budget(format!("user:{id}"), *b),
-            tower_openai_store::Account::Key => budget(format!("key:{id}"), *b),
-        };
+    for b in budgets {
         let (users, keys) = match sums.entry(b.period) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(store.spent_since(&period_start(b.period)).await?)
             }
         };
-        let spent = match kind {
-            tower_openai_store::Account::User => users.get(&**id),
-            tower_openai_store::Account::Key => keys.get(&**id),
+        let spent = match b.account.split_once(':') {
+            Some(("user", id)) => users.get(id),
+            Some(("key", id)) => keys.get(id),
+            _ => None,
         };
         if let Some(usd) = spent {
-            limits.seed_spend(&b, usd_nanos(*usd));
+            limits.seed_spend(b, usd_nanos(*usd));
         }
     }
     Ok(())

@@ -341,7 +341,7 @@ async fn a_budget_holds_across_two_gateways_on_one_redis() {
 }
 
 #[test]
-fn spend_recorded_before_sigterm_is_there_after_a_restart() {
+fn spend_recorded_before_sigterm_is_there_after_a_restart_and_still_counts() {
     let (_rt, mock) = support::mock_upstream();
     let dir = temp_dir();
     let config = dir.join("gateway.toml");
@@ -349,7 +349,9 @@ fn spend_recorded_before_sigterm_is_there_after_a_restart() {
         &config,
         format!(
             "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n{PRICES}\n\
-             [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n",
+             [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n\n\
+             [[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n\
+             budget = {{ usd = 0.0002, period = \"month\" }}\n",
             mock.url()
         ),
     )
@@ -363,29 +365,51 @@ fn spend_recorded_before_sigterm_is_there_after_a_restart() {
                 .env_remove("REDIS_URL");
         })
     };
+    let chat = |g: &support::Gateway, key: &str| {
+        support::status_and_body(&g.post(
+            "/v1/chat/completions",
+            &format!("authorization: Bearer {key}\r\n"),
+            r#"{"model": "m"}"#,
+        ))
+    };
     let g = start();
-    let auth = "authorization: Bearer sk-root\r\n";
-    for _ in 0..3 {
-        let (status, body) =
-            support::status_and_body(&g.post("/v1/chat/completions", auth, r#"{"model": "m"}"#));
+    // Bob's third chat is admitted (0.000145 < 0.0002) and reaches his budget.
+    for key in ["sk-root", "sk-bob", "sk-bob", "sk-bob"] {
+        let (status, body) = chat(&g, key);
         assert_eq!(status, 200, "{body}");
     }
     // Well within the 5 s between writes: only the shutdown's write can have kept them.
     assert!(g.terminate().success());
     let g = start();
-    let (status, body) = g.get("/admin/spend?group_by=model", auth);
+    let (status, body) = g.get(
+        "/admin/spend?group_by=user",
+        "authorization: Bearer sk-root\r\n",
+    );
     assert_eq!(status, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
-    let m = &report["data"][0];
+    let users: Vec<(Value, Value)> = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["user"].clone(), u["requests"].clone()))
+        .collect();
     assert_eq!(
-        (m["model"].clone(), m["requests"].clone()),
-        (json!("m"), json!(3)),
+        users,
+        [(json!("bob"), json!(3)), (json!("root"), json!(1))],
         "{report}"
     );
     assert!(
-        close(m["cost_usd"].as_f64().unwrap(), 3.0 * 0.0000725),
+        close(
+            report["data"][0]["cost_usd"].as_f64().unwrap(),
+            3.0 * 0.0000725
+        ),
         "{report}"
     );
+    // The restarted process holds bob to what he spent before it started.
+    let (status, body) = chat(&g, "sk-bob");
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("budget_exceeded"), "{body}");
+    assert_eq!(mock.count("/v1/chat/completions"), 4);
 }
 
 #[tokio::test]
@@ -399,24 +423,11 @@ async fn the_example_price_list_loads_and_the_longest_prefix_wins() {
         "/../examples/prices-openai.toml"
     ))
     .unwrap();
-    let text = format!(
-        "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n{example}\n\
-         [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n",
-        mock.url()
-    );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await;
+    // With the test's own two prices (`m`, `c*`): eleven in all.
+    let gw = gateway(&[mock.url()], &example, &[]).await;
     let root = gw.url().trim_end_matches("/v1").to_owned();
     let prices = answer(authed(get(&format!("{root}/admin/prices")), "sk-root")).await;
-    assert_eq!(prices.json()["data"].as_array().unwrap().len(), 9);
+    assert_eq!(prices.json()["data"].as_array().unwrap().len(), 11);
     // 5 × 0.15 + 6 × 0.60 per million: gpt-4o-mini*, not gpt-4o*.
     let res = chat(&gw, "sk-root", json!({"model": "gpt-4o-mini-2024-07-18"})).await;
     assert_eq!(res.status, StatusCode::OK);
