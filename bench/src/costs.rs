@@ -299,13 +299,26 @@ fn write_table(rows: &[Row], quick: bool, partial: bool) -> bool {
     }
     let run = if quick { "a quick run" } else { "a full run" };
     if partial {
-        // The note of the last whole run stays; the rows measured alone are named.
+        // The note of the last whole run stays; the rows measured alone are named, and an
+        // earlier note no longer names a row measured again now.
+        let names: Vec<String> = rows.iter().map(|r| format!("\"{}\"", r.name)).collect();
         let note = text[a..b]
             .lines()
             .filter(|l| l.starts_with('('))
+            .filter_map(|l| match l.split_once(" since, alone,") {
+                Some((named, rest)) => {
+                    let kept: Vec<&str> = named
+                        .trim_start_matches('(')
+                        .split(", ")
+                        .filter(|n| !names.iter().any(|now| now == n))
+                        .collect();
+                    (!kept.is_empty())
+                        .then(|| format!("({} since, alone,{rest}", kept.join(", ")))
+                }
+                None => Some(l.to_owned()),
+            })
             .collect::<Vec<_>>()
             .join("\n");
-        let names: Vec<String> = rows.iter().map(|r| format!("\"{}\"", r.name)).collect();
         table.push_str(&format!(
             "\n{note}\n({} since, alone, in {run} of `--costs --costs-only`.)\n\n",
             names.join(", ")
