@@ -312,8 +312,7 @@ fn write_table(rows: &[Row], quick: bool, partial: bool) -> bool {
                         .split(", ")
                         .filter(|n| !names.iter().any(|now| now == n))
                         .collect();
-                    (!kept.is_empty())
-                        .then(|| format!("({} since, alone,{rest}", kept.join(", ")))
+                    (!kept.is_empty()).then(|| format!("({} since, alone,{rest}", kept.join(", ")))
                 }
                 None => Some(l.to_owned()),
             })
