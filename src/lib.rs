@@ -20,6 +20,7 @@
 //! | [`headers`] | `headers` | OpenRouter attribution, user-info and custom upstream headers |
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
+//! | [`responses`] | `responses` | Chat Completions on a Responses-only upstream (`api_type: "responses"`), converted both ways |
 //! | [`identity`] | `identity` | who is calling: an API key to a user, through a key store |
 //! | [`store`] | `store` (`sqlite`, `postgres`) | users, groups, keys and access records from memory, kept in a database |
 //! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
@@ -50,6 +51,7 @@
 //! usage            token usage of the answer (JSON or stream), a response extension
 //! speech_cache     POST /audio/speech from disk; a hit costs nothing below
 //! reasoning        reasoning-model rewrites (needs the outgoing model and the URL)
+//! responses        chat sent to a Responses-only connection, its answer converted back
 //! azure            deployment URL, api-version, payload allowlist
 //! auth             the connection's credentials
 //! headers          attribution, user info, custom headers
@@ -227,6 +229,12 @@ pub mod reasoning {
 #[cfg(feature = "azure")]
 pub mod azure {
     pub use tower_openai_azure::*;
+}
+
+/// Chat Completions on a Responses-only upstream (`tower-openai-responses`).
+#[cfg(feature = "responses")]
+pub mod responses {
+    pub use tower_openai_responses::*;
 }
 
 /// The route policy (`tower-openai-policy`).

@@ -27,6 +27,7 @@ use tower_openai_policy::PolicyLayer;
 use tower_openai_ratelimit::RateLimitLayer;
 use tower_openai_reasoning::ReasoningLayer;
 use tower_openai_rescue::RescueLayer;
+use tower_openai_responses::ResponsesLayer;
 use tower_openai_select::SelectLayer;
 use tower_openai_settings::LoadSettingsLayer;
 use tower_openai_speech_cache::SpeechCacheLayer;
@@ -49,6 +50,7 @@ pub(crate) fn settings(source: SettingsSource) -> Result<Settings, ConfigError> 
     settings.check::<tower_openai_azure::AzureOptions>()?;
     settings.check::<tower_openai_headers::ConnectionHeaders>()?;
     settings.check::<tower_openai_group::GroupOptions>()?;
+    settings.check::<tower_openai_responses::ResponsesOptions>()?;
     Ok(settings)
 }
 
@@ -213,7 +215,11 @@ pub(crate) fn service(
         .layer(SpeechCacheLayer::new(gateway.speech.clone()))
         // Reasoning-model rewrites need the outgoing (stripped) model and the connection's
         // URL, so below select; above azure, which uses its decision.
-        .layer(ReasoningLayer::new());
+        .layer(ReasoningLayer::new())
+        // A chat routed to an `api_type: "responses"` connection goes out as a Responses
+        // request and comes back as Chat Completions: below the payload's last edit
+        // (reasoning), below usage (which reads the converted answer), above azure.
+        .layer(ResponsesLayer::new());
 
     // 5. The endpoint: azure → auth → headers → upstream, for the selected connection
     //    (`lower`, shared with the catalog's model-list fetches).
