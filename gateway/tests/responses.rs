@@ -228,3 +228,79 @@ fn an_api_type_that_does_not_exist_stops_start_up() {
     };
     assert!(message.contains("api_type"), "{message}");
 }
+
+/// The official OpenAI Python SDK (`pip install openai`) as the caller: skipped without it,
+/// unless `TOWER_OPENAI_REQUIRE_PYTHON` is set (as in CI), where it fails instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_sdk_drives_a_responses_connection_through_a_tool_round_trip() {
+    let have_sdk = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_sdk {
+        assert!(
+            std::env::var_os("TOWER_OPENAI_REQUIRE_PYTHON").is_none(),
+            "python3 with the openai package is needed (pip install openai)"
+        );
+        eprintln!("skipped: python3 with the openai package is not installed");
+        return;
+    }
+    let json_upstream = MockUpstream::builder()
+        .models(["r-model"])
+        .json("/v1/responses", response())
+        .start()
+        .await;
+    let stream_upstream = MockUpstream::builder()
+        .models(["r-stream"])
+        .sse("/v1/responses", events())
+        .start()
+        .await;
+    let plain = MockUpstream::builder().models(["c-model"]).start().await;
+    let gw = gateway(&json_upstream, &stream_upstream, &plain).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/openai_sdk_chat.py"
+    );
+    let url = gw.url();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([script, &url, "sk-none", "r-model", "s.r-stream"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(got["content"], "Checking.");
+    assert_eq!(
+        got["tool_calls"],
+        json!([{"id": "call_abc", "name": "weather", "arguments": "{\"city\":\"Paris\"}"}])
+    );
+    assert_eq!(got["finish_reason"], "tool_calls");
+    assert_eq!(got["prompt_tokens"], 20);
+    // The round trip: the SDK's assistant message and the tool's result reached the
+    // upstream as Responses items, with the call id kept.
+    let second = json_upstream.last_request().unwrap().json();
+    let input = second["input"].as_array().unwrap();
+    assert!(input.contains(&json!({"type": "function_call", "call_id": "call_abc", "name": "weather", "arguments": "{\"city\":\"Paris\"}"})), "{second}");
+    assert!(
+        input.contains(
+            &json!({"type": "function_call_output", "call_id": "call_abc", "output": "21 C"})
+        ),
+        "{second}"
+    );
+    assert_eq!(
+        got["stream"],
+        json!({
+            "content": "Checking.",
+            "tool_calls": [{"id": "call_abc", "name": "weather", "arguments": "{\"city\":\"Paris\"}"}],
+            "completion_tokens": 9,
+            "finish_reason": "tool_calls"
+        })
+    );
+}
