@@ -8,7 +8,7 @@ use tower_openai_core::UsageReport;
 
 use crate::report::{Outcome, Record, as_i64};
 
-/// Where [`ObserveLayer`] records what each answer of a model route used, when its body ends
+/// Where [`ObserveLayer`](crate::ObserveLayer) records what each answer of a model route used, when its body ends
 /// (the application's spend records: the gateway sums them per day, user, key and model and
 /// writes them to its database). Called on the thread that ends the body: it must not block.
 pub trait Ledger: Send + Sync + 'static {

@@ -59,7 +59,7 @@ impl fmt::Display for Outcome {
 
 /// Reports every request once, when its response body ends: an access log line (target
 /// [`ACCESS_LOG_TARGET`], level INFO) and metrics through the [`metrics`] facade (the
-/// application's recorder; nothing is recorded without one). Names and labels: [`names`].
+/// application's recorder; nothing is recorded without one). Names and labels: [`names`](crate::names).
 ///
 /// What it reports it reads from the request and the response, never from a shared object:
 /// the caller ([`User`], in the request), and from the answer's extensions the route

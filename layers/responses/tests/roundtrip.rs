@@ -13,7 +13,7 @@ use tower_openai_responses::{ChatStream, chat_to_responses, responses_to_chat};
 enum Step {
     User(String),
     Assistant(String),
-    Calls(Vec<(String, String, String)>),
+    Calls(Vec<Call>),
     Result(String, String),
 }
 
@@ -118,12 +118,23 @@ fn events(items: &[Item], usage: &Value) -> String {
         .collect()
 }
 
-/// A stream's chunks folded into one answer: content, reasoning, tool calls by index.
-fn fold(stream: &str) -> (String, String, Vec<(String, String, String)>, String, Value) {
-    let (mut content, mut reasoning, mut calls, mut finish, mut usage) = (
+/// A tool call: its id, name and arguments.
+type Call = (String, String, String);
+
+/// A stream's chunks folded into one answer.
+struct Folded {
+    content: String,
+    calls: Vec<Call>,
+    finish: String,
+    usage: Value,
+}
+
+/// A stream's chunks folded into one answer: content, tool calls by index, the finish
+/// reason, the usage.
+fn fold(stream: &str) -> Folded {
+    let (mut content, mut calls, mut finish, mut usage) = (
         String::new(),
-        String::new(),
-        Vec::<(String, String, String)>::new(),
+        Vec::<Call>::new(),
         String::new(),
         Value::Null,
     );
@@ -143,7 +154,6 @@ fn fold(stream: &str) -> (String, String, Vec<(String, String, String)>, String,
         };
         let delta = &choice["delta"];
         content.push_str(delta["content"].as_str().unwrap_or(""));
-        reasoning.push_str(delta["reasoning_content"].as_str().unwrap_or(""));
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
             let i = call["index"].as_u64().unwrap() as usize;
             if i == calls.len() {
@@ -161,7 +171,12 @@ fn fold(stream: &str) -> (String, String, Vec<(String, String, String)>, String,
             finish = f.to_owned();
         }
     }
-    (content, reasoning, calls, finish, usage)
+    Folded {
+        content,
+        calls,
+        finish,
+        usage,
+    }
 }
 
 proptest! {
@@ -190,11 +205,11 @@ proptest! {
         }).collect();
         let json_answer = responses_to_chat(&json!({"id": "resp_p", "status": "completed", "output": output, "usage": usage}));
         let message = &json_answer["choices"][0]["message"];
-        let calls: Vec<(String, String, String)> = message["tool_calls"].as_array().into_iter().flatten()
+        let calls: Vec<Call> = message["tool_calls"].as_array().into_iter().flatten()
             .map(|c| (c["id"].as_str().unwrap().into(), c["function"]["name"].as_str().unwrap().into(),
                       c["function"]["arguments"].as_str().unwrap().into()))
             .collect();
-        let expected_calls: Vec<(String, String, String)> = items.iter().filter_map(|i| match i {
+        let expected_calls: Vec<Call> = items.iter().filter_map(|i| match i {
             Item::Call(c, n, a) => Some((c.clone(), n.clone(), a.clone())),
             _ => None,
         }).collect();
@@ -212,10 +227,10 @@ proptest! {
         out.extend_from_slice(&stream.finish());
         let out = String::from_utf8(out).unwrap();
         prop_assert!(out.ends_with("data: [DONE]\n\n"));
-        let (content, _reasoning, streamed_calls, finish, streamed_usage) = fold(&out);
-        prop_assert_eq!(content, text);
-        prop_assert_eq!(&streamed_calls, &expected_calls);
-        prop_assert_eq!(finish.as_str(), json_answer["choices"][0]["finish_reason"].as_str().unwrap());
-        prop_assert_eq!(&streamed_usage, &json_answer["usage"]);
+        let folded = fold(&out);
+        prop_assert_eq!(folded.content, text);
+        prop_assert_eq!(&folded.calls, &expected_calls);
+        prop_assert_eq!(folded.finish.as_str(), json_answer["choices"][0]["finish_reason"].as_str().unwrap());
+        prop_assert_eq!(&folded.usage, &json_answer["usage"]);
     }
 }
