@@ -14,6 +14,8 @@
 //! - **`logit_bias`**: OpenAI's object form passes unchanged (Open WebUI crashes on it);
 //!   Open WebUI's string form `"token:bias,…"` is converted to an object with each bias
 //!   clamped to −100..100; a malformed string is 400 `invalid_value`.
+//! - **`stream_options`** is removed unless `stream` is `true`, and a **`tool` message**
+//!   whose content is a list of parts is sent as their text joined (Open WebUI 0.7+).
 //!
 //! A request these rules leave alone is forwarded byte for byte. Only the first message is
 //! parsed; the rest of the conversation is copied as raw JSON.

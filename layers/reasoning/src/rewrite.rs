@@ -34,6 +34,53 @@ pub(crate) fn logit_bias(payload: &mut Payload) -> Result<(), ErrorResponse> {
     payload.set("logit_bias", &map).map_err(|e| e.to_response())
 }
 
+/// Open WebUI 0.7+: `stream_options` is removed unless `stream` is `true` (upstreams refuse
+/// it on an unstreamed request).
+pub(crate) fn stream_options(payload: &mut Payload) -> Result<(), PayloadError> {
+    if payload.contains_key("stream_options")?
+        && !matches!(payload.get::<Value>("stream")?, Some(Value::Bool(true)))
+    {
+        payload.remove("stream_options")?;
+    }
+    Ok(())
+}
+
+/// Open WebUI 0.7+: a `tool` message whose content is a list of parts is sent as the parts'
+/// text joined (many chat servers take only a string there). Only a conversation whose raw
+/// text names the `tool` role is parsed.
+pub(crate) fn tool_messages(payload: &mut Payload) -> Result<(), PayloadError> {
+    let Some(raw) = payload.get_raw("messages")? else {
+        return Ok(());
+    };
+    if !raw.contains("\"tool\"") {
+        return Ok(());
+    }
+    let Ok(Value::Array(mut messages)) = serde_json::from_str::<Value>(raw) else {
+        return Ok(());
+    };
+    let mut changed = false;
+    for message in &mut messages {
+        let Some(object) = message.as_object_mut() else {
+            continue;
+        };
+        if object.get("role").and_then(Value::as_str) != Some("tool") {
+            continue;
+        }
+        if let Some(Value::Array(parts)) = object.get("content") {
+            let text: String = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            object.insert("content".into(), Value::String(text));
+            changed = true;
+        }
+    }
+    if changed {
+        payload.set("messages", &messages)?;
+    }
+    Ok(())
+}
+
 fn bad_bias(why: &str) -> ErrorResponse {
     ErrorResponse::bad_request(format!(
         "Invalid logit_bias: {why}; give an object or a string like \"50256:-100,1234:5\""
@@ -118,6 +165,45 @@ mod tests {
 
     fn json_of(p: &Payload) -> Value {
         serde_json::from_slice(&p.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn stream_options_go_unless_streaming_and_tool_parts_are_joined() {
+        for (body, kept) in [
+            (
+                json!({"stream": true, "stream_options": {"include_usage": true}}),
+                true,
+            ),
+            (
+                json!({"stream": false, "stream_options": {"include_usage": true}}),
+                false,
+            ),
+            (json!({"stream_options": {"include_usage": true}}), false),
+            (json!({"stream": "true", "stream_options": {}}), false),
+        ] {
+            let mut payload = p(body.clone());
+            stream_options(&mut payload).unwrap();
+            assert_eq!(
+                json_of(&payload).get("stream_options").is_some(),
+                kept,
+                "{body}"
+            );
+        }
+        let mut payload = p(json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "a"}]},
+            {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "x"}, {"type": "text", "text": "y"}]},
+            {"role": "tool", "tool_call_id": "d", "content": "z"}
+        ]}));
+        tool_messages(&mut payload).unwrap();
+        let out = json_of(&payload);
+        assert_eq!(out["messages"][1]["content"], "xy");
+        assert_eq!(out["messages"][2]["content"], "z");
+        // A user's parts are left as they are.
+        assert!(out["messages"][0]["content"].is_array());
+        // Nothing to do: not even parsed, never changed.
+        let mut plain = p(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        tool_messages(&mut plain).unwrap();
+        assert!(!plain.is_changed());
     }
 
     #[test]

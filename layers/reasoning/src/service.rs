@@ -10,7 +10,9 @@ use tower_openai_core::{ErrorResponse, Payload, ResponseBody, SelectedConnection
 use tower_service::Service;
 
 use crate::layer::ReasoningLayer;
-use crate::rewrite::{logit_bias, system_role_for, tokens_and_roles};
+use crate::rewrite::{
+    logit_bias, stream_options, system_role_for, tokens_and_roles, tool_messages,
+};
 use crate::strategy::{DefaultReasoningModels, ReasoningModels};
 
 /// Rewrites chat completions for reasoning models. See the [crate docs](crate).
@@ -90,6 +92,8 @@ where
             (reasoning, reasoning.then(|| system_role_for(&model)))
         };
         logit_bias(payload)?;
+        stream_options(payload).map_err(|e| e.to_response())?;
+        tool_messages(payload).map_err(|e| e.to_response())?;
         tokens_and_roles(payload, system_role, upstream_is_openai).map_err(|e| e.to_response())?;
         // Written only when it is one: an absent mark reads as "not a reasoning model"
         // below, and most requests then cost no extension.
