@@ -400,7 +400,13 @@ async fn a_disabled_openai_api_answers_503() {
     .await;
     let res = answer(post_json(&format!("{}/chat/completions", gw.url()), CHAT)).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(error_code(&res), "api_disabled");
+    assert_eq!(error_code(&res), "openai_api_disabled");
+    // The model lists too (Open WebUI 0.7+).
+    for path in ["models", "models/0", "models/m"] {
+        let res = answer(get(&format!("{}/{path}", gw.url()))).await;
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(error_code(&res), "openai_api_disabled", "{path}");
+    }
     assert!(mock.requests().is_empty());
 }
 

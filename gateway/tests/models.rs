@@ -395,7 +395,7 @@ async fn retrieving_one_model_by_id_works_like_openai() {
 }
 
 #[tokio::test]
-async fn m1_a_disabled_api_lists_nothing_and_routes_nothing() {
+async fn a_disabled_api_answers_503_on_the_list_and_routes_nothing() {
     let a = MockUpstream::builder().models(["m"]).start().await;
     let gw = start_with(
         Args::default(),
@@ -405,8 +405,10 @@ async fn m1_a_disabled_api_lists_nothing_and_routes_nothing() {
         ],
     )
     .await;
-    let list = answer(get(&format!("{}/models", gw.url()))).await.json();
-    assert_eq!(list, json!({"object": "list", "data": []}));
+    // Open WebUI 0.7+ (0.6 listed nothing, M-1).
+    let list = answer(get(&format!("{}/models", gw.url()))).await;
+    assert_eq!(list.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(list.json()["error"]["code"], "openai_api_disabled");
     let res = answer(post_json(
         &format!("{}/chat/completions", gw.url()),
         r#"{"model":"m"}"#,

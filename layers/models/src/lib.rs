@@ -21,8 +21,8 @@
 //! - `GET /models/{id}` otherwise: OpenAI's "retrieve model" from the merged list, or 404
 //!   `model_not_found`.
 //!
-//! Everything else goes to the inner service. With `ENABLE_OPENAI_API=false` the list is
-//! empty (M-1).
+//! Everything else goes to the inner service. With `ENABLE_OPENAI_API=false` every list answers
+//! 503 `openai_api_disabled` (Open WebUI 0.7+; 0.6 listed nothing, M-1).
 //!
 //! # Extensions
 //! - reads [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) (required, from

@@ -76,6 +76,10 @@ where
                     .into_response(),
             );
         };
+        if !settings.enable() {
+            // Open WebUI 0.7+: every model route, the lists included, says so.
+            return ResponseFuture::ready(api_disabled());
+        }
         let filter = req.extensions().get::<ListFilter>().cloned();
         match which {
             Which::List => match self.catalog.lookup(&settings) {
@@ -98,6 +102,16 @@ where
             }
         }
     }
+}
+
+/// 503 `openai_api_disabled` (`ENABLE_OPENAI_API=false`).
+fn api_disabled() -> Response<Full<Bytes>> {
+    ErrorResponse::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The OpenAI API is disabled",
+    )
+    .with_code("openai_api_disabled")
+    .into_response()
 }
 
 enum Which {
@@ -151,11 +165,6 @@ async fn connection_list(
     index: usize,
     filter: Option<&ListFilter>,
 ) -> Response<Full<Bytes>> {
-    if !settings.enable() {
-        return ErrorResponse::new(StatusCode::SERVICE_UNAVAILABLE, "OpenAI API is disabled")
-            .with_code("api_disabled")
-            .into_response();
-    }
     let Some(connection) = settings.connection(index) else {
         return ErrorResponse::not_found(format!(
             "There is no connection {index}; there are {}",

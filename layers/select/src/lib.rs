@@ -13,7 +13,7 @@
 //! - Any other request (the pass-through proxy) is routed by its body's `model` when it
 //!   has one, and goes to connection 0 otherwise (rule P-2), query string and all.
 //! - A model no connection serves is 404 `model_not_found`. With `ENABLE_OPENAI_API=false`
-//!   every request is 503 `api_disabled` (Open WebUI keeps routing with a stale map, CC-16).
+//!   every request is 503 `openai_api_disabled` (Open WebUI keeps routing with a stale map, CC-16).
 //! - A request that already carries a
 //!   [`SelectedConnection`](tower_openai_core::SelectedConnection) (the catalog's own
 //!   fetches, the admin connection check) passes through unchanged.

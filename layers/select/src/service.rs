@@ -68,7 +68,7 @@ pub(crate) fn decide<B>(req: &Request<B>) -> Decision {
     if !settings.enable() {
         return Decision::Reject(
             ErrorResponse::new(StatusCode::SERVICE_UNAVAILABLE, "OpenAI API is disabled")
-                .with_code("api_disabled"),
+                .with_code("openai_api_disabled"),
         );
     }
     let route = req.extensions().get::<ApiRoute>();

@@ -234,7 +234,7 @@ async fn a_disabled_api_is_503_for_every_request() {
     )
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(v["error"]["code"], "api_disabled");
+    assert_eq!(v["error"]["code"], "openai_api_disabled");
     let get = Request::get("/files").body(Body::empty()).unwrap();
     assert_eq!(
         call_with(routes(), false, get).await.0,
