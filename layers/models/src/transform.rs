@@ -85,6 +85,10 @@ pub(crate) fn enrich(raw: Value, connection: &Connection) -> Option<Enriched> {
         "connection_type".to_owned(),
         Value::String(config.connection_type.clone()),
     );
+    // Open WebUI 0.7+.
+    if let Some(provider) = &config.provider {
+        m.insert("provider".to_owned(), Value::String(provider.clone()));
+    }
 
     // M-7: the key is the id, falling back to the name.
     let key = m
@@ -181,7 +185,11 @@ mod tests {
         assert_eq!(m["name"], "loc.Llama 3");
         assert_eq!(m["tags"], json!([{"name": "t"}]));
         assert_eq!(m["connection_type"], "local");
+        assert!(m.get("provider").is_none());
         assert_eq!(m["openai"]["id"], "loc.llama3");
+        let p = connection("http://local/v1", json!({"provider": "vllm"}));
+        let e = enrich(json!({"id": "llama3"}), &p).unwrap();
+        assert_eq!(Value::Object(e.model)["provider"], "vllm");
         // No id: the prefixed name becomes the id.
         let e = enrich(json!({"name": "only-name"}), &c).unwrap();
         assert_eq!(e.key, "loc.only-name");

@@ -59,8 +59,11 @@ pub struct ConnectionConfig {
     pub tags: Vec<Value>,
     /// `connection_type` (default `external`).
     pub connection_type: String,
-    /// `azure`: Azure OpenAI mode (the model list, discovery and credentials depend on it).
+    /// `azure`: Azure OpenAI mode (the model list, discovery and credentials depend on it);
+    /// also on with `provider: "azure"` (Open WebUI 0.7+).
     pub azure: bool,
+    /// `provider` (Open WebUI 0.7+): copied onto the connection's listed models.
+    pub provider: Option<String>,
 }
 
 impl Default for ConnectionConfig {
@@ -72,6 +75,7 @@ impl Default for ConnectionConfig {
             tags: Vec::new(),
             connection_type: "external".to_owned(),
             azure: false,
+            provider: None,
         }
     }
 }
@@ -133,9 +137,16 @@ impl ConnectionConfig {
                         .as_bool()
                         .ok_or_else(|| err(key, "must be true or false"))?;
                 }
+                "provider" => {
+                    let provider = value.as_str().ok_or_else(|| err(key, "must be a string"))?;
+                    config.provider = (!provider.is_empty()).then(|| provider.to_owned());
+                }
                 // Another layer's section (`Connection::options`), or nobody's.
                 _ => {}
             }
+        }
+        if config.provider.as_deref() == Some("azure") {
+            config.azure = true;
         }
         Ok(config)
     }
@@ -347,5 +358,27 @@ impl Connection {
     /// Whether the URL contains `openrouter.ai` (OpenRouter's attribution headers are sent).
     pub fn is_openrouter(&self) -> bool {
         self.openrouter_host
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ConnectionConfig;
+
+    /// Open WebUI 0.7+: `provider` is kept for the model list, and `"azure"` means Azure.
+    #[test]
+    fn provider_is_kept_and_azure_turns_azure_on() {
+        let parse = |v| ConnectionConfig::from_json(&v);
+        let c = parse(json!({"provider": "vllm"})).unwrap();
+        assert_eq!((c.provider.as_deref(), c.azure), (Some("vllm"), false));
+        let c = parse(json!({"provider": "azure", "azure": false})).unwrap();
+        assert!(c.azure);
+        assert_eq!(parse(json!({"provider": ""})).unwrap().provider, None);
+        assert_eq!(
+            parse(json!({"provider": 3})).unwrap_err().member(),
+            "provider"
+        );
     }
 }
