@@ -460,3 +460,24 @@ async fn non_json_and_malformed_lists_contribute_nothing() {
         ["from-array"]
     );
 }
+
+/// Open WebUI 0.7+: a connection's `provider` is on each of its listed models.
+#[tokio::test]
+async fn a_connections_provider_is_on_its_listed_models() {
+    let a = MockUpstream::builder().models(["m"]).start().await;
+    let b = MockUpstream::builder().models(["n"]).start().await;
+    let urls = format!("{};{}", a.url(), b.url());
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &urls),
+            ("OPENAI_API_CONFIGS", r#"{"0": {"provider": "vllm"}}"#),
+        ],
+    )
+    .await;
+    let list = answer(get(&format!("{}/models", gw.url()))).await.json();
+    let models = list["data"].as_array().unwrap();
+    let of = |id: &str| models.iter().find(|m| m["id"] == id).unwrap().clone();
+    assert_eq!(of("m")["provider"], "vllm");
+    assert!(of("n").get("provider").is_none());
+}
