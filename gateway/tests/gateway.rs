@@ -497,3 +497,44 @@ async fn settings_built_in_code_serve_the_same_way() {
         StatusCode::OK
     );
 }
+
+/// Open WebUI 0.7+: an error status an upstream sends as an event stream reaches the caller
+/// as a JSON error with that status.
+#[tokio::test]
+async fn an_error_status_sent_as_an_event_stream_is_answered_as_json() {
+    let error =
+        json!({"error": {"message": "Slow down", "type": "rate_limit", "code": "rate_limited"}});
+    let json_error = MockUpstream::builder()
+        .models(["a"])
+        .sse(
+            "/v1/chat/completions",
+            Sse::events([error.to_string()])
+                .done(false)
+                .status(StatusCode::TOO_MANY_REQUESTS),
+        )
+        .start()
+        .await;
+    let text_error = MockUpstream::builder()
+        .models(["b"])
+        .sse(
+            "/v1/chat/completions",
+            Sse::events(["overloaded"])
+                .done(false)
+                .status(StatusCode::SERVICE_UNAVAILABLE),
+        )
+        .start()
+        .await;
+    let urls = format!("{};{}", json_error.url(), text_error.url());
+    let gw = start_with(Args::default(), &[("OPENAI_API_BASE_URLS", &urls)]).await;
+    let chat = format!("{}/chat/completions", gw.url());
+    let res = answer(post_json(&chat, r#"{"model":"a","stream":true}"#)).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers["content-type"], "application/json");
+    assert_eq!(res.json(), error);
+    let res = answer(post_json(&chat, r#"{"model":"b","stream":true}"#)).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.json(),
+        json!({"error": {"message": "data: overloaded", "code": 503}})
+    );
+}

@@ -47,7 +47,28 @@ pub struct ResponseBody {
     /// Told when an event stream ends on an error event of ours (the stream broke, or the
     /// shutdown cut it), which the caller sees as a clean end.
     ending: Option<EndingReport>,
+    /// An error status sent as an event stream: its body, read whole (at most
+    /// [`MAX_ERROR_BODY`]) and answered as JSON (Open WebUI 0.7+).
+    error_json: Option<(Vec<u8>, u16)>,
     done: bool,
+}
+
+/// The most of an error answer's event stream read to make its JSON error.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The JSON error for an error status's event-stream `body`: the body itself when it is a
+/// JSON object (also as one `data:` event), else `{"error": {"message": <body>, "code":
+/// <status>}}`.
+fn error_json(body: &[u8], status: u16) -> Bytes {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim();
+    let candidate = trimmed
+        .strip_prefix("data:")
+        .map_or(trimmed, |rest| rest.trim());
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(candidate) {
+        return Bytes::from(serde_json::Value::Object(object).to_string());
+    }
+    Bytes::from(serde_json::json!({"error": {"message": trimmed, "code": status}}).to_string())
 }
 
 /// What has been sent of an event stream, to end it on an event boundary.
@@ -108,8 +129,18 @@ impl ResponseBody {
             sse: sse.then(SseState::default),
             shutdown: shutdown.filter(|_| sse).map(|s| (s.clone(), None)),
             ending: None,
+            error_json: None,
             done: false,
         }
+    }
+
+    /// Read the body whole and answer it as a JSON error of `status` (an error status sent as
+    /// an event stream).
+    pub(crate) fn as_json_error(mut self, status: u16) -> Self {
+        self.sse = None;
+        self.shutdown = None;
+        self.error_json = Some((Vec::new(), status));
+        self
     }
 
     pub(crate) fn reporting_to(mut self, ending: Option<EndingReport>) -> Self {
@@ -144,6 +175,15 @@ impl http_body::Body for ResponseBody {
         let failure: UpstreamError = match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.active = true;
+                if let Some((held, _)) = this.error_json.as_mut() {
+                    if let Some(data) = frame.data_ref() {
+                        let room = MAX_ERROR_BODY.saturating_sub(held.len());
+                        held.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                    // Read on (the next poll comes at once).
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 if let (Some(sse), Some(data)) = (this.sse.as_mut(), frame.data_ref()) {
                     sse.record(data);
                 }
@@ -151,6 +191,9 @@ impl http_body::Body for ResponseBody {
             }
             Poll::Ready(None) => {
                 *this.done = true;
+                if let Some((held, status)) = this.error_json.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(error_json(&held, status)))));
+                }
                 return Poll::Ready(None);
             }
             Poll::Ready(Some(Err(e))) => UpstreamError::protocol(*this.connection, e),
@@ -232,7 +275,9 @@ impl http_body::Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
-            || (self.inner.is_end_stream() && self.sse.as_ref().is_none_or(|s| s.pending.is_none()))
+            || (self.inner.is_end_stream()
+                && self.error_json.is_none()
+                && self.sse.as_ref().is_none_or(|s| s.pending.is_none()))
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -121,6 +121,20 @@ fn relay_answer(
         Some(relay) => relay.allowlists.filter_response(&mut parts.headers, sse),
         None => scrub_response(&mut parts.headers, sse),
     }
+    // An error status sent as an event stream reaches the caller as a JSON error with that
+    // status (Open WebUI 0.7+).
+    if sse && parts.status.as_u16() >= 400 {
+        parts.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let status = parts.status.as_u16();
+        return Response::from_parts(
+            parts,
+            ResponseBody::new(body, timeout, connection, false, None).as_json_error(status),
+        );
+    }
     let shutdown = relay.and_then(|r| r.shutdown.as_ref());
     // An event stream that breaks (or that shutdown cuts) ends with a terminal event, not an
     // error: how it ended is told to the layers above in the response extensions.

@@ -82,7 +82,7 @@ mod proxy;
 mod resolve;
 mod service;
 
-pub use crate::body::ResponseBody;
+pub use crate::body::{MAX_ERROR_BODY, ResponseBody};
 pub use crate::future::ResponseFuture;
 pub use crate::headers::{HeaderNotAllowed, UPSTREAM_REQUEST_ID};
 pub use crate::service::{Upstream, UpstreamBuilder};
