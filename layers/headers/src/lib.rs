@@ -14,11 +14,18 @@
 //! - **The chat id** (H-4), under the same condition, from the body's `metadata.chat_id`:
 //!   `X-OpenWebUI-Chat-Id` (`FORWARD_SESSION_INFO_HEADER_CHAT_ID`). On chat completions the
 //!   `metadata` member is removed from the upstream body (CC-1).
+//! - **The user token** instead of the four user headers when [`HeadersConfig::jwt`] is set
+//!   ([`UserJwt`], `FORWARD_USER_INFO_HEADER_JWT_SECRET`, Open WebUI 0.9.6+): an HS256 JWT
+//!   minted per request; the chat id is still sent.
 //! - **The connection's custom `headers`** (H-5 step 6: they override the steps before them,
-//!   `Authorization` included). Values may use `{{USER_ID}}`, `{{USER_NAME}}`,
-//!   `{{USER_EMAIL}}`, `{{USER_ROLE}}`, `{{CHAT_ID}}` and `{{MODEL_ID}}` (the model as the
-//!   caller named it); a placeholder with nothing to fill becomes empty. Names and values
-//!   were validated when the settings were loaded.
+//!   `Authorization` included). Values may use Open WebUI 0.11's placeholders: `{{CHAT_ID}}`,
+//!   `{{MESSAGE_ID}}`, `{{USER_MESSAGE_ID}}`, `{{USER_MESSAGE_PARENT_ID}}`, `{{FILE_ID}}`,
+//!   `{{FILE_NAME}}`, `{{FILE_CONTENT_TYPE}}`, `{{TASK}}` (from a chat's `metadata`),
+//!   `{{USER_ID}}`, `{{USER_NAME}}`, `{{USER_EMAIL}}`, `{{USER_ROLE}}`, `{{USER_GROUP_IDS}}`,
+//!   `{{USER_AGENT}}` (the caller's `User-Agent`, else `metadata.user_agent`) and
+//!   `{{MODEL_ID}}` (the model as the caller named it); a placeholder with nothing to fill
+//!   becomes empty, and a filled-in value that is not a valid header value is sent
+//!   percent-encoded. Names and templates were validated when the settings were loaded.
 //!
 //! # Connection options
 //! [`ConnectionHeaders`]: `headers`, an object of header names to values (which may hold
@@ -65,7 +72,7 @@ mod layer;
 mod options;
 mod service;
 
-pub use crate::config::{HeaderNames, HeadersConfig};
+pub use crate::config::{HeaderNames, HeadersConfig, UserJwt};
 pub use crate::encode::encode_user_name;
 pub use crate::layer::HeadersLayer;
 pub use crate::options::ConnectionHeaders;

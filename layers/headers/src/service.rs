@@ -88,34 +88,74 @@ fn chat_id_of(metadata: &Value) -> Option<String> {
     }
 }
 
-/// Fill `{{…}}` placeholders; `None` when the value has none (the prepared value is used).
-fn fill(
-    template: &HeaderValue,
-    user: Option<&User>,
-    chat_id: Option<&str>,
-    model: Option<&str>,
-) -> Option<String> {
+/// What a custom header's `{{…}}` placeholders are filled from.
+struct Fill<'a> {
+    user: Option<&'a User>,
+    /// The chat's `metadata` (chat completions only; other calls have none).
+    metadata: Option<&'a Value>,
+    chat_id: Option<&'a str>,
+    model: Option<&'a str>,
+    user_agent: Option<&'a str>,
+}
+
+impl Fill<'_> {
+    fn meta(&self, pointer: &str) -> Cow<'_, str> {
+        match self.metadata.and_then(|m| m.pointer(pointer)) {
+            Some(Value::String(s)) => Cow::Borrowed(s),
+            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+            _ => Cow::Borrowed(""),
+        }
+    }
+}
+
+/// Fill `{{…}}` placeholders (Open WebUI's list, in its order; a missing value is empty);
+/// `None` when the value has none (the prepared value is used).
+fn fill(template: &HeaderValue, ctx: &Fill<'_>) -> Option<String> {
     let text = template.to_str().ok()?;
     if !text.contains("{{") {
         return None;
     }
+    let user = ctx.user;
     let mut out = text.to_owned();
-    let pairs: [(&str, Cow<'_, str>); 6] = [
+    let user_message_id = match ctx.meta("/user_message_id") {
+        id if !id.is_empty() => id,
+        _ => ctx.meta("/user_message/id"),
+    };
+    let user_agent = match ctx.user_agent {
+        Some(agent) => Cow::Borrowed(agent),
+        None => ctx.meta("/user_agent"),
+    };
+    let pairs: [(&str, Cow<'_, str>); 15] = [
+        ("{{CHAT_ID}}", ctx.chat_id.unwrap_or("").into()),
+        ("{{MESSAGE_ID}}", ctx.meta("/message_id")),
+        ("{{USER_MESSAGE_ID}}", user_message_id),
+        (
+            "{{USER_MESSAGE_PARENT_ID}}",
+            ctx.meta("/user_message/parentId"),
+        ),
+        ("{{FILE_ID}}", ctx.meta("/file_id")),
+        ("{{FILE_NAME}}", ctx.meta("/file_name")),
+        ("{{FILE_CONTENT_TYPE}}", ctx.meta("/file_content_type")),
+        ("{{TASK}}", ctx.meta("/task")),
         ("{{USER_ID}}", user.map_or("".into(), |u| (*u.id).into())),
         (
             "{{USER_NAME}}",
-            user.map_or("".into(), |u| encode_user_name(&u.name).into()),
+            user.map_or("".into(), |u| encode_user_name(u.name.trim()).into()),
         ),
         (
             "{{USER_EMAIL}}",
-            user.map_or("".into(), |u| (*u.email).into()),
+            user.map_or("".into(), |u| u.email.trim().into()),
         ),
         (
             "{{USER_ROLE}}",
             user.map_or("".into(), |u| u.role.as_str().into()),
         ),
-        ("{{CHAT_ID}}", chat_id.unwrap_or("").into()),
-        ("{{MODEL_ID}}", model.unwrap_or("").into()),
+        (
+            "{{USER_GROUP_IDS}}",
+            user.map_or("".into(), |u| u.groups.join(",").into()),
+        ),
+        ("{{USER_AGENT}}", user_agent),
+        ("{{MODEL_ID}}", ctx.model.unwrap_or("").into()),
     ];
     for (placeholder, value) in pairs {
         if out.contains(placeholder) {
@@ -123,6 +163,23 @@ fn fill(
         }
     }
     Some(out)
+}
+
+/// `value` as a header value: as it is when valid, else with every byte a header value
+/// cannot hold percent-encoded (never sent raw, never dropped).
+fn header_value(value: &str) -> Option<HeaderValue> {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        return Some(v);
+    }
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).ok()
 }
 
 impl<S> Headers<S> {
@@ -137,12 +194,15 @@ impl<S> Headers<S> {
         // CC-1: chat completions lose `metadata`, which is kept aside for the chat id.
         let is_chat = ApiRoute::of(req) == Some(ApiRoute::ChatCompletions);
         let mut chat_id = None;
+        // The chat's metadata, for the custom headers' placeholders (chat completions only).
+        let mut metadata = None;
         if let Some(payload) = req.extensions_mut().get_mut::<Payload>()
-            && let Ok(Some(metadata)) = payload.get::<Value>("metadata")
+            && let Ok(Some(found)) = payload.get::<Value>("metadata")
         {
-            chat_id = chat_id_of(&metadata);
+            chat_id = chat_id_of(&found);
             if is_chat {
                 let _ = payload.remove("metadata");
+                metadata = Some(found);
             }
         }
         // Gathered apart and added at the end (the extensions are borrowed meanwhile):
@@ -172,8 +232,20 @@ impl<S> Headers<S> {
                 self.config.openrouter_title.clone(),
             );
         }
+        let token = match (&self.config.jwt, user) {
+            (Some(jwt), Some(user)) if forward => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                jwt.mint(user, now).map(|t| (&jwt.header, t))
+            }
+            _ => None,
+        };
         if forward {
-            if let Some(user) = user {
+            if let Some((header, token)) = token {
+                // The four user headers, as one signed token.
+                headers.insert(HeaderStep::UserInfo, header, token);
+            } else if let Some(user) = user {
                 if !self.last_user.as_ref().is_some_and(|u| u.are_of(user)) {
                     self.last_user = Some(UserHeaders::of(user));
                 }
@@ -198,6 +270,7 @@ impl<S> Headers<S> {
                     HeaderValue::from_static(user.role.as_str()),
                 );
             }
+            // Sent with the token too.
             if let Some(id) = chat_id
                 .as_deref()
                 .and_then(|id| HeaderValue::from_str(id).ok())
@@ -214,12 +287,22 @@ impl<S> Headers<S> {
                 &[]
             }
         };
+        let ctx = Fill {
+            user,
+            metadata: metadata.as_ref(),
+            chat_id: chat_id.as_deref(),
+            model,
+            user_agent: req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        };
         for (name, value) in custom {
-            match fill(value, user, chat_id.as_deref(), model) {
+            match fill(value, &ctx) {
                 None => headers.insert(HeaderStep::Custom, name, value.clone()),
-                Some(filled) => match HeaderValue::from_str(&filled) {
-                    Ok(v) => headers.insert(HeaderStep::Custom, name, v),
-                    Err(_) => {
+                Some(filled) => match header_value(&filled) {
+                    Some(v) => headers.insert(HeaderStep::Custom, name, v),
+                    None => {
                         tracing::warn!(header = %name, "a filled-in custom header is not a valid header value; not sent")
                     }
                 },
