@@ -18,7 +18,7 @@ use tower_openai::endpoint::Endpoint;
 use tower_openai_acl::AclLayer;
 use tower_openai_auth::AuthLayer;
 use tower_openai_collect::CollectPayloadLayer;
-use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse};
+use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, RequestTimeout};
 use tower_openai_headers::HeadersConfig;
 use tower_openai_identity::IdentifyLayer;
 use tower_openai_models::ModelsLayer;
@@ -185,6 +185,10 @@ pub(crate) fn service(
                 .total_timeout(None)
                 .budget(gateway.buffers.clone()),
         )
+        // AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT: a streamed request's own idle-read timeout.
+        .option_layer(gateway.config.stream_idle_timeout.map(|timeout| {
+            tower::util::MapRequestLayer::new(move |req| stream_idle_timeout(req, timeout))
+        }))
         // Who may use which model: after the payload (it reads the model), before the list
         // (it hands models its per-user filter) and before routing (a refused model costs
         // no catalog look-up).
@@ -317,6 +321,19 @@ where
             .service(inner)
             .map_response(|res| res.map(http_body_util::Either::Left)),
     )
+}
+
+/// A request with `"stream": true` (and no timeout of its own) waits at most `timeout` for
+/// the upstream's head and between its body reads.
+fn stream_idle_timeout(mut req: Request<Body>, timeout: std::time::Duration) -> Request<Body> {
+    let streamed = req
+        .extensions()
+        .get::<tower_openai_core::Payload>()
+        .is_some_and(|p| matches!(p.get::<bool>("stream"), Ok(Some(true))));
+    if streamed && req.extensions().get::<RequestTimeout>().is_none() {
+        req.extensions_mut().insert(RequestTimeout(Some(timeout)));
+    }
+    req
 }
 
 /// Mark the credentials a request carries sensitive (never shown by `Debug`, so never

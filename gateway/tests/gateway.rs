@@ -538,3 +538,44 @@ async fn an_error_status_sent_as_an_event_stream_is_answered_as_json() {
         json!({"error": {"message": "data: overloaded", "code": 503}})
     );
 }
+
+/// Open WebUI 0.7+ `AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT`: a streamed request waits at most
+/// that long for the head (504) and between reads (the terminal error event); a request
+/// that does not stream keeps the connection's own timeout.
+#[tokio::test]
+async fn the_stream_idle_timeout_applies_to_streamed_requests_only() {
+    let stalls = MockUpstream::builder()
+        .models(["s"])
+        .sse(
+            "/v1/chat/completions",
+            Sse::chat("s", &["one", "two"], false).gap(Duration::from_secs(3)),
+        )
+        .start()
+        .await;
+    let slow = MockUpstream::builder()
+        .models(["d"])
+        .delay("/v1/chat/completions", Duration::from_secs(3))
+        .start()
+        .await;
+    let urls = format!("{};{}", stalls.url(), slow.url());
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &urls),
+            ("AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT", "1"),
+        ],
+    )
+    .await;
+    let chat = format!("{}/chat/completions", gw.url());
+    let res = answer(post_json(&chat, r#"{"model":"s","stream":true}"#)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let text = res.text();
+    assert!(text.contains("\"one\""), "{text}");
+    assert!(!text.contains("\"two\""), "{text}");
+    assert!(text.contains("upstream_stream_error"), "{text}");
+    let res = answer(post_json(&chat, r#"{"model":"d","stream":true}"#)).await;
+    assert_eq!(res.status, StatusCode::GATEWAY_TIMEOUT, "{}", res.text());
+    // Not streamed: the 3 s answer arrives.
+    let res = answer(post_json(&chat, r#"{"model":"d"}"#)).await;
+    assert_eq!(res.status, StatusCode::OK);
+}

@@ -108,6 +108,10 @@ pub struct GatewayConfig {
     pub prices: Vec<tower_openai_store::Price>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// `AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT` (Open WebUI 0.7+): for a request with
+    /// `"stream": true`, the longest wait for the response head and between body reads
+    /// (instead of the connection's idle-read timeout); `None`: as any request.
+    pub stream_idle_timeout: Option<Duration>,
     /// The connection limits (`GATEWAY_MAX_CONNECTIONS`, the read timeouts, …).
     pub limits: Limits,
     /// Hosts resolved to fixed addresses instead of through DNS (like curl's `--resolve`).
@@ -382,6 +386,7 @@ impl GatewayConfig {
             // Built in code: an identity store in memory, nothing written to disk.
             database_url: Some("sqlite::memory:".to_owned()),
             shutdown_grace: Duration::from_secs(30),
+            stream_idle_timeout: None,
             limits: Limits::default(),
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::default(),
@@ -494,6 +499,7 @@ impl GatewayConfig {
             models,
             prices,
             shutdown_grace: seconds_var(env, "GATEWAY_SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            stream_idle_timeout: openwebui::stream_idle_timeout(env)?,
             limits: Limits {
                 max_connections: match args.max_connections {
                     Some(n) => n,

@@ -66,6 +66,29 @@ fn seconds(var: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
     }
 }
 
+/// `AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT` (Open WebUI 0.7+): whole seconds; unset, empty, 0
+/// or negative: none; anything else is an error naming the variable.
+pub(crate) fn stream_idle_timeout(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    const VAR: &str = "AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT";
+    let Some(value) = lookup(VAR) else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<i64>() {
+        Ok(n) if n <= 0 => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_secs(n.unsigned_abs()))),
+        Err(_) => Err(ConfigError::new(
+            VAR,
+            format!("{value:?} is not a whole number of seconds"),
+        )),
+    }
+}
+
 /// M-12: `""` → no expiry; an integer → seconds (0: expire at once); else an error.
 fn ttl(value: &str) -> Result<Option<Duration>, ConfigError> {
     let value = value.trim();
