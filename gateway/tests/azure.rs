@@ -224,3 +224,36 @@ async fn cc7_reasoning_rewrites_on_a_plain_openai_compatible_upstream() {
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert_eq!(mock.count("/v1/chat/completions"), before);
 }
+
+/// Open WebUI 0.7+: a `…/openai/v1` URL is Azure's v1 API: OpenAI's own paths, the model
+/// in the payload, nothing filtered, no `api-version`; `provider: "azure"` is Azure too.
+#[tokio::test]
+async fn an_azure_v1_url_is_sent_as_openai_and_provider_azure_is_azure() {
+    let mock = MockUpstream::start().await;
+    let url = format!("{}/openai/v1", mock.root_url());
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &url),
+            ("OPENAI_API_KEYS", "az-key"),
+            (
+                "OPENAI_API_CONFIGS",
+                &json!({"0": {"provider": "azure", "model_ids": ["gpt-4o-dep"]}}).to_string(),
+            ),
+        ],
+    )
+    .await;
+    let body = r#"{"model":"gpt-4o-dep","messages":[],"store":true}"#;
+    for route in ["chat/completions", "embeddings"] {
+        let res = answer(post_json(&format!("{}/{route}", gw.url()), body)).await;
+        assert_eq!(res.status, StatusCode::OK, "{route}: {}", res.text());
+        let seen = mock.last_request().unwrap();
+        assert_eq!(seen.path, format!("/openai/v1/{route}"));
+        assert_eq!(seen.query, None);
+        assert!(seen.header("api-version").is_none());
+        assert_eq!(seen.header("api-key"), Some("az-key"));
+        let sent: Value = serde_json::from_slice(&seen.body).unwrap();
+        assert_eq!(sent["model"], "gpt-4o-dep");
+        assert_eq!(sent["store"], true);
+    }
+}

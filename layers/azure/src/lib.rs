@@ -1,6 +1,8 @@
 //! Azure OpenAI (rule CC-12, A-7, P-4, V-3).
 //!
-//! For a request whose selected connection has `azure: true`:
+//! For a request whose selected connection has `azure: true` (or `provider: "azure"`), unless
+//! its URL contains `/openai/v1` (Azure's v1 API, OpenAI's own shape: sent as to any OpenAI
+//! upstream, `{url}/chat/completions`, no `api-version`, nothing filtered; Open WebUI 0.7+):
 //!
 //! - **URL**: `{base}/openai/deployments/{deployment}/{path}?api-version={v}`, where the
 //!   deployment is the outgoing `model` (any `prefix_id` already stripped). A deployment
@@ -76,4 +78,4 @@ pub use crate::rewrite::{
     CHAT_ALLOWLIST, DEFAULT_API_VERSION, STREAM_OPTIONS_SINCE, api_version, chat_payload,
     compare_versions, deployment_segment,
 };
-pub use crate::service::{Azure, ResponseFuture};
+pub use crate::service::{Azure, ResponseFuture, is_azure_v1};

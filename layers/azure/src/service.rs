@@ -31,6 +31,11 @@ impl<S> Azure<S> {
     tower_openai_core::define_inner_service_accessors!();
 }
 
+/// Whether a connection URL is Azure's v1 API (it contains `/openai/v1`; Open WebUI 0.7+).
+pub fn is_azure_v1(url: &str) -> bool {
+    url.contains("/openai/v1")
+}
+
 /// `query` without any `api-version`, then `api-version=version`.
 fn with_version(query: Option<&str>, version: &str) -> String {
     let mut out: Vec<String> = query
@@ -59,7 +64,9 @@ pub(crate) fn rewrite<B>(req: &mut Request<B>) -> Result<(), ErrorResponse> {
         return Ok(());
     };
     let config = connection.config();
-    if !config.azure {
+    if !config.azure || is_azure_v1(connection.url()) {
+        // Azure's v1 API (`…/openai/v1`) is OpenAI's own shape: `{url}/chat/completions`,
+        // the model in the payload, no `api-version`, nothing filtered.
         return Ok(());
     }
     let options: &AzureOptions = connection.options().map_err(|e| {
