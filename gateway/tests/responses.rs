@@ -183,6 +183,18 @@ async fn a_chat_to_a_responses_connection_is_converted_both_ways() {
     assert_eq!(chunks[chunks.len() - 2]["usage"]["completion_tokens"], 9);
     assert_eq!(chunks.last().unwrap(), &json!("[DONE]"));
 
+    // `POST responses` is routed by its model, the connection's prefix stripped, and sent
+    // as it is.
+    let res = answer(post_json(
+        &format!("{}/responses", gw.url()),
+        &json!({"model": "s.r-stream", "input": "hi", "stream": true}).to_string(),
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let sent = stream_upstream.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/responses");
+    assert_eq!(sent.json(), json!({"model": "r-stream", "input": "hi", "stream": true}));
+
     // A chat connection is untouched.
     let res = answer(post_json(&chat_url, &conversation("c-model").to_string())).await;
     assert_eq!(res.status, StatusCode::OK);
