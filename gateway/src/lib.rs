@@ -146,7 +146,9 @@ impl Gateway {
         };
         let settings = SettingsHandle::new(stack::settings(config.settings.clone())?);
         let serve_options = server::ServeOptions::new(config.limits.clone(), config.shutdown_grace);
-        let mut upstream = Upstream::builder().shutdown(serve_options.cut.clone());
+        let mut upstream = Upstream::builder()
+            .shutdown(serve_options.cut.clone())
+            .extra_roots(read_ca_bundles(&config.ca_bundles)?);
         for (host, ip) in &config.resolve {
             upstream = upstream.resolve(host.clone(), *ip);
         }
@@ -443,6 +445,33 @@ impl UserLimits {
         // Unlimited callers cost no key on the request path.
         (!limits.is_unlimited()).then(|| (user.id.to_string(), limits))
     }
+}
+
+/// The certificates of each CA bundle; a bundle that cannot be read or holds none stops
+/// start-up, naming its variable.
+fn read_ca_bundles(
+    bundles: &[(&'static str, std::path::PathBuf)],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut out = Vec::new();
+    for (var, path) in bundles {
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                StartError::Other(format!(
+                    "{var}: cannot read the CA bundle {}: {e}",
+                    path.display()
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(StartError::Other(format!(
+                "{var}: {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        out.extend(certs);
+    }
+    Ok(out)
 }
 
 /// Aborts a background task when dropped.

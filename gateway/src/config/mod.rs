@@ -112,6 +112,10 @@ pub struct GatewayConfig {
     /// `"stream": true`, the longest wait for the response head and between body reads
     /// (instead of the connection's idle-read timeout); `None`: as any request.
     pub stream_idle_timeout: Option<Duration>,
+    /// PEM CA bundles trusted for upstream certificates besides the web roots
+    /// (`AIOHTTP_CLIENT_SSL_CERT_FILE`, a path in `AIOHTTP_CLIENT_SESSION_SSL`), with the
+    /// variable that named each.
+    pub ca_bundles: Vec<(&'static str, PathBuf)>,
     /// The connection limits (`GATEWAY_MAX_CONNECTIONS`, the read timeouts, …).
     pub limits: Limits,
     /// Hosts resolved to fixed addresses instead of through DNS (like curl's `--resolve`).
@@ -387,6 +391,7 @@ impl GatewayConfig {
             database_url: Some("sqlite::memory:".to_owned()),
             shutdown_grace: Duration::from_secs(30),
             stream_idle_timeout: None,
+            ca_bundles: Vec::new(),
             limits: Limits::default(),
             resolve: Vec::new(),
             headers: tower_openai_headers::HeadersConfig::default(),
@@ -500,6 +505,7 @@ impl GatewayConfig {
             prices,
             shutdown_grace: seconds_var(env, "GATEWAY_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             stream_idle_timeout: openwebui::stream_idle_timeout(env)?,
+            ca_bundles: openwebui::ca_bundles(env)?,
             limits: Limits {
                 max_connections: match args.max_connections {
                     Some(n) => n,

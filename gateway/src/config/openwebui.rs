@@ -66,6 +66,35 @@ fn seconds(var: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
     }
 }
 
+/// The CA bundles upstream certificates may chain to besides the web roots:
+/// `AIOHTTP_CLIENT_SSL_CERT_FILE`, and `AIOHTTP_CLIENT_SESSION_SSL` when it is a path (not
+/// `true` or `false`). A path that does not exist is an error naming its variable.
+pub(crate) fn ca_bundles(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(&'static str, std::path::PathBuf)>, ConfigError> {
+    let mut out = Vec::new();
+    for var in ["AIOHTTP_CLIENT_SSL_CERT_FILE", "AIOHTTP_CLIENT_SESSION_SSL"] {
+        let Some(value) = lookup(var).map(|v| v.trim().to_owned()) else {
+            continue;
+        };
+        if value.is_empty()
+            || (var == "AIOHTTP_CLIENT_SESSION_SSL"
+                && (value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")))
+        {
+            continue;
+        }
+        let path = std::path::PathBuf::from(&value);
+        if !path.is_file() {
+            return Err(ConfigError::new(
+                var,
+                format!("{value:?} is not a CA bundle file (true, false or a PEM file's path)"),
+            ));
+        }
+        out.push((var, path));
+    }
+    Ok(out)
+}
+
 /// `AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT` (Open WebUI 0.7+): whole seconds; unset, empty, 0
 /// or negative: none; anything else is an error naming the variable.
 pub(crate) fn stream_idle_timeout(
@@ -160,7 +189,11 @@ pub(crate) fn settings_from_env(
         configs,
         timeout,
         timeout_model_list,
-        ssl_verify: lookup("AIOHTTP_CLIENT_SESSION_SSL").map(|v| flag(&v)),
+        // Open WebUI 0.10+: only "false" turns verification off; any other value is a CA
+        // bundle's path (see `ca_bundles`), with verification on.
+        ssl_verify: lookup("AIOHTTP_CLIENT_SESSION_SSL")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| !v.trim().eq_ignore_ascii_case("false")),
         models_cache_ttl,
         bypass_model_access_control: lookup("BYPASS_MODEL_ACCESS_CONTROL").map(|v| flag(&v)),
         forward_user_info_headers: lookup("ENABLE_FORWARD_USER_INFO_HEADERS").map(|v| flag(&v)),

@@ -70,6 +70,8 @@ pub(crate) struct ClientOptions {
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
     pub(crate) shutdown: Option<tower_openai_time::ShutdownSignal>,
+    /// Certificate authorities trusted besides the bundled web roots.
+    pub(crate) extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for ClientOptions {
@@ -83,6 +85,7 @@ impl Default for ClientOptions {
             proxies: Proxies::default(),
             allowlists: Default::default(),
             shutdown: None,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -107,13 +110,31 @@ pub(crate) struct Relay {
 impl Clients {
     pub(crate) fn new(options: &ClientOptions) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verified = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider.clone())
-            // The ring provider supports the default protocol versions; this cannot fail.
-            .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(connector(options));
+        let verified = if options.extra_roots.is_empty() {
+            HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(provider.clone())
+                // The ring provider supports the default protocol versions; this cannot fail.
+                .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(connector(options))
+        } else {
+            // The web roots and the operator's own authorities (a CA bundle).
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let (_added, _ignored) = roots.add_parsable_certificates(options.extra_roots.clone());
+            let config = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(connector(options))
+        };
         let mut config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap_or_else(|e| panic!("rustls ring provider rejected default versions: {e}"))

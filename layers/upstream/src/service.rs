@@ -85,6 +85,17 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Trust these certificate authorities too (besides the bundled web roots) when
+    /// verifying upstream certificates: a company CA, a self-signed upstream
+    /// (`AIOHTTP_CLIENT_SSL_CERT_FILE`). Certificates that do not parse are ignored.
+    pub fn extra_roots(
+        mut self,
+        roots: impl IntoIterator<Item = rustls::pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.options.extra_roots.extend(roots);
+        self
+    }
+
     /// How long an idle pooled connection is kept (default 90 s).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.options.pool_idle_timeout = timeout;

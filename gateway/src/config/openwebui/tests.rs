@@ -346,14 +346,20 @@ fn x1_timeouts_ttl_and_flags() {
     // The older name of the model-list timeout still works.
     let s = build(&[("AIOHTTP_CLIENT_TIMEOUT_OPENAI_MODEL_LIST", "7")]).unwrap();
     assert_eq!(s.timeout_model_list(), Some(Duration::from_secs(7)));
-    // Any SSL value but "true" turns verification off.
+    // Open WebUI 0.10+: only "false" turns verification off (0.6 turned it off for any
+    // value but "true", X-2); another value is a CA bundle's path (`ca_bundles`).
     assert!(
         build(&[("AIOHTTP_CLIENT_SESSION_SSL", "TRUE")])
             .unwrap()
             .ssl_verify()
     );
     assert!(
-        !build(&[("AIOHTTP_CLIENT_SESSION_SSL", "1")])
+        !build(&[("AIOHTTP_CLIENT_SESSION_SSL", "False")])
+            .unwrap()
+            .ssl_verify()
+    );
+    assert!(
+        build(&[("AIOHTTP_CLIENT_SESSION_SSL", "/etc/ssl/corp.pem")])
             .unwrap()
             .ssl_verify()
     );
