@@ -193,7 +193,10 @@ async fn a_chat_to_a_responses_connection_is_converted_both_ways() {
     assert_eq!(res.status, StatusCode::OK);
     let sent = stream_upstream.last_request().unwrap();
     assert_eq!(sent.path, "/v1/responses");
-    assert_eq!(sent.json(), json!({"model": "r-stream", "input": "hi", "stream": true}));
+    assert_eq!(
+        sent.json(),
+        json!({"model": "r-stream", "input": "hi", "stream": true})
+    );
 
     // A chat connection is untouched.
     let res = answer(post_json(&chat_url, &conversation("c-model").to_string())).await;
