@@ -1074,3 +1074,50 @@ async fn custom_api_key_header_names_the_key_header() {
         assert!(err.to_string().contains(variable), "{pairs:?}: {err}");
     }
 }
+
+/// Redirects from an upstream are never followed (`AIOHTTP_CLIENT_ALLOW_REDIRECTS` is not
+/// read): the connection's key never reaches the place a redirect points to.
+#[tokio::test]
+async fn an_upstream_redirect_is_not_followed_and_the_key_stays_home() {
+    let elsewhere = MockUpstream::builder().models(["m"]).start().await;
+    let location = format!("{}/chat/completions", elsewhere.url());
+    let redirecting = MockUpstream::builder()
+        .models(["m"])
+        .route(
+            http::Method::POST,
+            "/v1/chat/completions",
+            tower_openai_test_util::Reply::status(StatusCode::FOUND, json!({}))
+                .with_header("location", &location),
+        )
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &redirecting.url()),
+            ("OPENAI_API_KEYS", "sk-upstream-secret"),
+        ],
+    )
+    .await;
+    let res = answer(post_json(
+        &format!("{}/chat/completions", gw.url()),
+        r#"{"model":"m","messages":[]}"#,
+    ))
+    .await;
+    assert_ne!(res.status, StatusCode::OK);
+    assert_eq!(redirecting.count("/v1/chat/completions"), 1);
+    assert!(
+        elsewhere
+            .requests()
+            .iter()
+            .all(|r| r.path != "/v1/chat/completions"),
+        "the redirect was followed"
+    );
+    assert!(
+        elsewhere
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") != Some("Bearer sk-upstream-secret")),
+        "the key reached the redirect's target"
+    );
+}
