@@ -437,3 +437,55 @@ async fn the_example_price_list_loads_and_the_longest_prefix_wins() {
         .unwrap();
     assert!(close(cost, 0.00000435), "{cost}");
 }
+
+/// The same across two `openai-gateway` processes (the binary, two OS processes), each with
+/// a database of its own: only Redis is shared.
+#[test]
+fn a_budget_holds_across_two_processes_on_one_redis() {
+    let Some(redis) = support::redis_or_skip() else {
+        return;
+    };
+    let (_rt, mock) = support::mock_upstream();
+    let dir = temp_dir();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[openai]\nbase_urls = [\"{}\"]\nbypass_model_access_control = true\n\n{PRICES}\n\
+             [[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n\
+             budget = {{ usd = 0.0001, period = \"day\" }}\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let start = |name: &str| {
+        let database = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+        support::Gateway::start("spend-redis", |cmd| {
+            cmd.arg("--config")
+                .arg(&config)
+                .env("DATABASE_URL", &database)
+                .env("REDIS_URL", redis.url());
+        })
+    };
+    let (a, b) = (start("a"), start("b"));
+    let chat = |g: &support::Gateway| {
+        support::status_and_body(&g.post(
+            "/v1/chat/completions",
+            "authorization: Bearer sk-bob\r\n",
+            r#"{"model": "m"}"#,
+        ))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(chat(&a).0, 200);
+    runtime.block_on(wait_for_spend(&redis, "user:bob", 72_500));
+    assert_eq!(chat(&b).0, 200);
+    runtime.block_on(wait_for_spend(&redis, "user:bob", 145_000));
+    for g in [&a, &b] {
+        let (status, body) = chat(g);
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("budget_exceeded"), "{body}");
+    }
+}
