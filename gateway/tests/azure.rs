@@ -35,7 +35,8 @@ fn query(seen: &tower_openai_test_util::RecordedRequest) -> String {
 async fn a_chat_goes_to_its_deployment_with_version_credentials_and_the_allowlisted_body() {
     let mock = MockUpstream::start().await;
     let gw = azure_gateway(&mock, json!({"azure": true, "api_version": "2024-10-21", "model_ids": ["gpt-4o-dep"], "prefix_id": "az"})).await;
-    let body = r#"{"model":"az.gpt-4o-dep","messages":[{"role":"user","content":"hi"}],"store":true,"parallel_tool_calls":false,"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0.3}"#;
+    // (Streamed: `stream_options` goes unless `stream` is true, Open WebUI 0.7+.)
+    let body = r#"{"model":"az.gpt-4o-dep","messages":[{"role":"user","content":"hi"}],"stream":true,"store":true,"parallel_tool_calls":false,"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0.3}"#;
     let res = answer(post_json(
         &format!("{}/chat/completions?foo=1", gw.url()),
         body,
@@ -51,7 +52,7 @@ async fn a_chat_goes_to_its_deployment_with_version_credentials_and_the_allowlis
     assert_eq!(seen.header("api-version"), Some("2024-10-21"));
     assert_eq!(
         std::str::from_utf8(&seen.body).unwrap(),
-        r#"{"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0.3}"#
+        r#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0.3}"#
     );
 }
 
@@ -121,7 +122,7 @@ async fn stream_options_follow_the_version_compared_as_a_date() {
         .await;
         answer(post_json(
             &format!("{}/chat/completions", gw.url()),
-            r#"{"model":"d","messages":[],"stream_options":{"include_usage":true}}"#,
+            r#"{"model":"d","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
         ))
         .await;
         let seen = mock.last_request().unwrap();
