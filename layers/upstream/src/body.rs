@@ -136,7 +136,7 @@ impl ResponseBody {
 
     /// Read the body whole and answer it as a JSON error of `status` (an error status sent as
     /// an event stream).
-    pub(crate) fn as_json_error(mut self, status: u16) -> Self {
+    pub(crate) fn answered_as_json(mut self, status: u16) -> Self {
         self.sse = None;
         self.shutdown = None;
         self.error_json = Some((Vec::new(), status));

@@ -132,7 +132,7 @@ fn relay_answer(
         let status = parts.status.as_u16();
         return Response::from_parts(
             parts,
-            ResponseBody::new(body, timeout, connection, false, None).as_json_error(status),
+            ResponseBody::new(body, timeout, connection, false, None).answered_as_json(status),
         );
     }
     let shutdown = relay.and_then(|r| r.shutdown.as_ref());
