@@ -35,21 +35,7 @@ impl Events {
 }
 
 /// The end (exclusive) of the first complete event in `buf`: after a blank line.
-pub(crate) fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = memchr::memchr(b'\n', &buf[from..]) {
-        let nl = from + at;
-        let rest = &buf[nl + 1..];
-        if rest.first() == Some(&b'\n') {
-            return Some(nl + 2);
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        from = nl + 1;
-    }
-    None
-}
+pub(crate) use tower_openai_core::body::sse_event_end as event_end;
 
 /// Whether `event` is a chat chunk with no choices and a usage object: the one that
 /// `include_usage` adds.

@@ -3,6 +3,8 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 
+use tower_openai_core::body::sse_event_end as event_end;
+
 use crate::answer::{finish_reason, usage};
 
 /// The longest Responses event held while it is incomplete; a longer one ends the stream
@@ -238,23 +240,6 @@ impl ChatStream {
         out.push_str(&format!("data: {error}\n\n"));
         self.finished = true;
     }
-}
-
-/// The end of the first complete event in `buf` (after its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = buf[from..].iter().position(|b| *b == b'\n') {
-        let nl = from + at;
-        let rest = &buf[nl + 1..];
-        if rest.first() == Some(&b'\n') {
-            return Some(nl + 2);
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        from = nl + 1;
-    }
-    None
 }
 
 #[cfg(test)]

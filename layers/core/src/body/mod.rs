@@ -231,6 +231,25 @@ impl http_body::Body for Body {
     }
 }
 
+/// The end (exclusive) of the first complete server-sent event in `buf` (after its blank
+/// line: `\n\n` or `\n\r\n`), if one is complete: how the layers that re-frame an event
+/// stream cut it.
+pub fn sse_event_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = buf[from..].iter().position(|b| *b == b'\n') {
+        let nl = from + at;
+        let rest = &buf[nl + 1..];
+        if rest.first() == Some(&b'\n') {
+            return Some(nl + 2);
+        }
+        if rest.starts_with(b"\r\n") {
+            return Some(nl + 3);
+        }
+        from = nl + 1;
+    }
+    None
+}
+
 /// A response body that is either the inner service's body or a rejection made by a layer.
 ///
 /// See the [module docs](self).
