@@ -21,6 +21,7 @@
 //! | [`reasoning`] | `reasoning` | payload rewrites for reasoning models, `logit_bias` |
 //! | [`azure`] | `azure` | Azure OpenAI deployment URLs, `api-version`, payload allowlist |
 //! | [`responses`] | `responses` | Chat Completions on a Responses-only upstream (`api_type: "responses"`), converted both ways |
+//! | [`anthropic`] | `anthropic` | Anthropic's Messages API: as it is to Anthropic connections, translated to Chat Completions for the others |
 //! | [`identity`] | `identity` | who is calling: an API key to a user, through a key store |
 //! | [`store`] | `store` (`sqlite`, `postgres`) | users, groups, keys and access records from memory, kept in a database |
 //! | [`policy`] | `policy` | model routes vs the passthrough (off by default), path rules |
@@ -48,6 +49,7 @@
 //! models           GET /models from the shared catalog (no connection needed)
 //! select           model → connection, prefix stripped; no model → connection 0
 //! group            a grouped model: each attempt's connection, failover, cooldown
+//! anthropic        Messages as they are to Anthropic connections, else as Chat Completions
 //! usage            token usage of the answer (JSON or stream), a response extension
 //! speech_cache     POST /audio/speech from disk; a hit costs nothing below
 //! reasoning        reasoning-model rewrites (needs the outgoing model and the URL)
@@ -235,6 +237,12 @@ pub mod azure {
 #[cfg(feature = "responses")]
 pub mod responses {
     pub use tower_openai_responses::*;
+}
+
+/// Anthropic's Messages API (`tower-openai-anthropic`).
+#[cfg(feature = "anthropic")]
+pub mod anthropic {
+    pub use tower_openai_anthropic::*;
 }
 
 /// The route policy (`tower-openai-policy`).

@@ -15,6 +15,10 @@
 //! | `azure_ad`, `microsoft_entra_id` | `Authorization: Bearer <Entra ID token>` from [`EntraTokens`] for the connection's `entra_scope`; when no token can be had, 502 `upstream_auth_failed` saying why — Open WebUI silently sends no credentials |
 //!
 //! Connections with `azure: true` also get `api-key: <key>`, unless they use Entra ID.
+//! Anthropic connections ([`Connection::is_anthropic`](tower_openai_settings::Connection::is_anthropic):
+//! `provider: "anthropic"` or `api.anthropic.com`) get the key as `x-api-key: <key>` instead of
+//! a bearer token, and, whatever their `auth_type`, `anthropic-version` (the caller's, else
+//! [`ANTHROPIC_VERSION`]) and the caller's `anthropic-beta`.
 //! The caller's own `Authorization` and cookies never reach an upstream otherwise: the
 //! upstream service drops them, and only this layer puts them back, for `session` and
 //! `system_oauth`.
@@ -86,7 +90,7 @@ tower_openai_core::deferred_response_future! {
 pub use crate::layer::AuthLayer;
 pub use crate::oauth::{InMemorySessions, OAuthSession, SessionTokens};
 pub use crate::options::{AuthOptions, AuthType};
-pub use crate::service::{Auth, OAUTH_SESSION_COOKIE};
+pub use crate::service::{ANTHROPIC_VERSION, Auth, OAUTH_SESSION_COOKIE};
 pub use crate::token::{
     AccessToken, DEFAULT_REFRESH_MARGIN, MAX_TOKEN_LIFETIME, TokenError, TokenFuture, TokenLookup,
 };

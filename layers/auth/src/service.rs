@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
 use tower_openai_core::future::Deferred;
 use tower_openai_core::{ErrorResponse, ResponseBody, SelectedConnection};
@@ -91,6 +91,30 @@ fn bearer_value(token: &str) -> Option<HeaderValue> {
     Some(v)
 }
 
+/// Anthropic's key header.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The version of Anthropic's API sent when the caller names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// An Anthropic connection's protocol headers: the caller's `anthropic-version` (or
+/// [`ANTHROPIC_VERSION`]) and `anthropic-beta`, each a single visible-ASCII value.
+fn anthropic_headers(request: &HeaderMap, headers: &mut UpstreamHeaders) {
+    let callers = |name: &'static str| {
+        let mut values = request.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) if v.to_str().is_ok_and(|s| !s.trim().is_empty()) => Some(v.clone()),
+            _ => None,
+        }
+    };
+    let version = callers("anthropic-version")
+        .unwrap_or_else(|| HeaderValue::from_static(ANTHROPIC_VERSION));
+    headers.insert(HeaderStep::Auth, "anthropic-version", version);
+    if let Some(beta) = callers("anthropic-beta") {
+        headers.insert(HeaderStep::Auth, "anthropic-beta", beta);
+    }
+}
+
 fn entra_failed(connection: &Connection, message: &str) -> ErrorResponse {
     ErrorResponse::bad_gateway(format!(
         "Could not get a Microsoft Entra ID token for upstream connection {}: {message}",
@@ -117,7 +141,13 @@ impl<S> Auth<S> {
         })?;
         let mut pending = None;
         match options.auth_type {
-            // the connection's key, when there is one.
+            // the connection's key, when there is one; Anthropic's API takes it as
+            // `x-api-key`.
+            AuthType::Bearer if connection.is_anthropic() => {
+                if let Some(v) = connection.api_key_header() {
+                    headers.insert(HeaderStep::Auth, X_API_KEY, v.clone());
+                }
+            }
             AuthType::Bearer => {
                 if let Some(v) = connection.bearer() {
                     headers.insert(HeaderStep::Auth, AUTHORIZATION, v.clone());
@@ -206,6 +236,9 @@ impl<S> Auth<S> {
                     }
                 }
             }
+        }
+        if connection.is_anthropic() {
+            anthropic_headers(request, headers);
         }
         // Azure connections also get `api-key`, unless they use Entra ID.
         if config.azure

@@ -110,6 +110,54 @@ async fn a1_bearer_sends_the_key_and_nothing_for_an_empty_key() {
 }
 
 #[tokio::test]
+async fn an_anthropic_connection_gets_its_key_as_x_api_key_and_a_version() {
+    // By provider: the key as `x-api-key`, never a bearer token; the default version.
+    let (_, h) = run(
+        AuthLayer::new(),
+        &connection("sk-ant", json!({"provider": "Anthropic"})),
+        &[("authorization", "Bearer caller")],
+    )
+    .await;
+    assert_eq!(
+        h,
+        json!({"x-api-key": "sk-ant", "anthropic-version": "2023-06-01"})
+    );
+    // By host: the caller's version and beta are kept; a repeated header is not forwarded.
+    let s = SettingsSource {
+        base_urls: Some(vec!["https://api.anthropic.com/v1".into()]),
+        keys: Some(vec![ApiKey::new("sk-ant")]),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let (_, h) = run(
+        AuthLayer::new(),
+        &s,
+        &[
+            ("anthropic-version", "2024-01-01"),
+            ("anthropic-beta", "a"),
+            ("anthropic-beta", "b"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        h,
+        json!({"x-api-key": "sk-ant", "anthropic-version": "2024-01-01"})
+    );
+    // Another auth type keeps its own credential, and still gets the version.
+    let (_, h) = run(
+        AuthLayer::new(),
+        &connection("sk-ant", json!({"provider": "anthropic", "auth_type": "none"})),
+        &[("anthropic-beta", "tools-2024")],
+    )
+    .await;
+    assert_eq!(
+        h,
+        json!({"anthropic-version": "2023-06-01", "anthropic-beta": "tools-2024"})
+    );
+}
+
+#[tokio::test]
 async fn a2_none_sends_nothing() {
     let (_, h) = run(
         AuthLayer::new(),

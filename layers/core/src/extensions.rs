@@ -311,6 +311,10 @@ pub enum ApiRoute {
     ImagesGenerations,
     /// `POST moderations`.
     Moderations,
+    /// `POST messages`: Anthropic's Messages API.
+    Messages,
+    /// `POST messages/count_tokens`: Anthropic's token count.
+    MessagesCountTokens,
     /// `POST audio/transcriptions` (a form).
     AudioTranscriptions,
     /// `POST audio/translations` (a form).
@@ -340,7 +344,7 @@ pub enum RouteKind {
 
 impl ApiRoute {
     /// The `POST` routes whose JSON body names the model.
-    pub const JSON_MODEL_ROUTES: [ApiRoute; 7] = [
+    pub const JSON_MODEL_ROUTES: [ApiRoute; 9] = [
         ApiRoute::ChatCompletions,
         ApiRoute::Completions,
         ApiRoute::Embeddings,
@@ -348,6 +352,8 @@ impl ApiRoute {
         ApiRoute::AudioSpeech,
         ApiRoute::ImagesGenerations,
         ApiRoute::Moderations,
+        ApiRoute::Messages,
+        ApiRoute::MessagesCountTokens,
     ];
 
     /// The `POST` routes whose multipart form names the model.
@@ -382,6 +388,8 @@ impl ApiRoute {
             ApiRoute::AudioSpeech => "audio/speech",
             ApiRoute::ImagesGenerations => "images/generations",
             ApiRoute::Moderations => "moderations",
+            ApiRoute::Messages => "messages",
+            ApiRoute::MessagesCountTokens => "messages/count_tokens",
             ApiRoute::AudioTranscriptions => "audio/transcriptions",
             ApiRoute::AudioTranslations => "audio/translations",
             ApiRoute::ImagesEdits => "images/edits",

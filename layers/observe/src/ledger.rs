@@ -38,7 +38,7 @@ pub struct LedgerEntry<'a> {
 pub(crate) fn record_span(span: &tracing::Span, r: &Record, status: u16, outcome: Outcome) {
     if let Some(route) = r.route {
         let operation = match route {
-            "chat/completions" | "responses" => "chat",
+            "chat/completions" | "responses" | "messages" => "chat",
             "completions" => "text_completion",
             "embeddings" => "embeddings",
             other => other,

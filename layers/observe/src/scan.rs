@@ -102,10 +102,16 @@ impl UsageScanner {
         }
         let mut found = false;
         for object in self.usage.feed(data) {
-            if let Some(usage) = parse(&object) {
-                self.found = Some(usage);
-                found = true;
+            match parse(&object) {
+                Some(Found::Full(usage)) => self.found = Some(usage),
+                // Anthropic's `message_delta`: the output so far, the input given before.
+                Some(Found::Output(output)) => {
+                    let usage = self.found.get_or_insert_with(TokenUsage::default);
+                    usage.output_tokens = output;
+                }
+                None => continue,
             }
+            found = true;
         }
         found
     }
@@ -140,6 +146,18 @@ struct Counts {
     output_tokens: Option<u64>,
     prompt_tokens_details: Option<Details>,
     input_tokens_details: Option<Details>,
+    /// Anthropic's: prompt tokens read from its cache, not counted in `input_tokens`.
+    cache_read_input_tokens: Option<u64>,
+    /// Anthropic's: prompt tokens written to its cache, not counted in `input_tokens`.
+    cache_creation_input_tokens: Option<u64>,
+}
+
+/// What one usage object says.
+enum Found {
+    /// The whole usage.
+    Full(TokenUsage),
+    /// Only the output tokens so far (Anthropic's `message_delta`).
+    Output(u64),
 }
 
 #[derive(Deserialize)]
@@ -340,23 +358,25 @@ impl KeyScanner {
     }
 }
 
-fn parse(object: &[u8]) -> Option<TokenUsage> {
+fn parse(object: &[u8]) -> Option<Found> {
     let counts: Counts = serde_json::from_slice(object).ok()?;
-    let input = counts.prompt_tokens.or(counts.input_tokens)?;
-    let output = counts
-        .completion_tokens
-        .or(counts.output_tokens)
-        .unwrap_or(0);
+    let output = counts.completion_tokens.or(counts.output_tokens);
+    let Some(input) = counts.prompt_tokens.or(counts.input_tokens) else {
+        return output.map(Found::Output);
+    };
+    // Anthropic counts cached prompt tokens apart from `input_tokens`.
+    let read = counts.cache_read_input_tokens.unwrap_or(0);
+    let written = counts.cache_creation_input_tokens.unwrap_or(0);
     let cached = counts
         .prompt_tokens_details
         .or(counts.input_tokens_details)
         .and_then(|d| d.cached_tokens)
-        .unwrap_or(0);
-    Some(TokenUsage {
-        input_tokens: input,
-        output_tokens: output,
+        .unwrap_or(read);
+    Some(Found::Full(TokenUsage {
+        input_tokens: input.saturating_add(read).saturating_add(written),
+        output_tokens: output.unwrap_or(0),
         cached_tokens: cached,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -423,6 +443,25 @@ mod tests {
         assert_eq!(scan(&[nulls]), cached(5, 1, 0));
         let null_count = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":null}}}"#;
         assert_eq!(scan(&[null_count]), cached(5, 1, 0));
+    }
+
+    #[test]
+    fn reads_anthropic_usage_the_delta_adding_the_output() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"cache_creation_input_tokens\":5,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+        );
+        assert_eq!(
+            scan(&[stream.as_bytes()]),
+            Some(TokenUsage {
+                input_tokens: 130,
+                output_tokens: 15,
+                cached_tokens: 100,
+            })
+        );
+        let json = br#"{"type":"message","usage":{"input_tokens":9,"output_tokens":3}}"#;
+        assert_eq!(scan(&[json]), usage(9, 3));
     }
 
     #[test]

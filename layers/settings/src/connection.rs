@@ -230,6 +230,9 @@ pub(super) const OPENAI_HOST: &str = "api.openai.com";
 /// The host whose URL marks OpenRouter.
 pub(super) const OPENROUTER_HOST: &str = "openrouter.ai";
 
+/// The host whose URL marks Anthropic's own API.
+pub(super) const ANTHROPIC_HOST: &str = "api.anthropic.com";
+
 /// One upstream connection of a settings snapshot: URL, key and config (C-6).
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -239,6 +242,9 @@ pub struct Connection {
     pub(super) openai_host: bool,
     /// Whether `url` contains [`OPENROUTER_HOST`].
     pub(super) openrouter_host: bool,
+    /// Whether the connection speaks Anthropic's API: `provider: "anthropic"` or a URL
+    /// containing [`ANTHROPIC_HOST`].
+    pub(super) anthropic: bool,
     pub(super) base: BaseUrl,
     pub(super) key: ApiKey,
     pub(super) config: ConnectionConfig,
@@ -358,6 +364,14 @@ impl Connection {
     /// Whether the URL contains `openrouter.ai` (OpenRouter's attribution headers are sent).
     pub fn is_openrouter(&self) -> bool {
         self.openrouter_host
+    }
+
+    /// Whether the connection is Anthropic's API (`provider: "anthropic"`, any case, or a URL
+    /// containing `api.anthropic.com`): it takes its key as `x-api-key` with an
+    /// `anthropic-version`, lists its models in Anthropic's paged shape, and is sent Messages
+    /// requests as they are.
+    pub fn is_anthropic(&self) -> bool {
+        self.anthropic
     }
 }
 

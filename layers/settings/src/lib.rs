@@ -213,6 +213,11 @@ impl SettingsSource {
                 index,
                 openai_host: url.contains(connection::OPENAI_HOST),
                 openrouter_host: url.contains(connection::OPENROUTER_HOST),
+                anthropic: url.contains(connection::ANTHROPIC_HOST)
+                    || config
+                        .provider
+                        .as_deref()
+                        .is_some_and(|p| p.eq_ignore_ascii_case("anthropic")),
                 url: url.clone(),
                 base,
                 key: key.clone(),
