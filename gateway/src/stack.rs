@@ -16,6 +16,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 use tower_openai::endpoint::Endpoint;
 use tower_openai_acl::AclLayer;
+use tower_openai_anthropic::{AnthropicErrorsLayer, AnthropicLayer};
 use tower_openai_auth::AuthLayer;
 use tower_openai_collect::CollectPayloadLayer;
 use tower_openai_core::{Body, BoxBody, BoxError, ErrorResponse, RequestTimeout};
@@ -148,6 +149,9 @@ pub(crate) fn service(
         // only marks an unknown caller; the router refuses one); without
         // GATEWAY_CORS_ORIGINS no CORS header is ever sent.
         .option_layer(cors)
+        // Every error answer of an Anthropic request (`/v1/messages`, its count_tokens) in
+        // Anthropic's shape, whoever refused it: identity, policy, limits, access, upstream.
+        .layer(AnthropicErrorsLayer::new().prefix("/openai"))
         // A bug below must cost one request a 500, not the connection.
         .layer(CatchPanicLayer::custom(|_| {
             ErrorResponse::internal("The gateway hit an internal error").into_response()
@@ -203,6 +207,11 @@ pub(crate) fn service(
         // weight and load, failed over before the head, cooled down. Everything below runs
         // once per attempt, for that connection.
         .layer(gateway.groups.layer())
+        // Anthropic's Messages API: sent as it is to an Anthropic connection, translated to
+        // Chat Completions for any other (count_tokens answered here): below select and the
+        // group (each attempt's connection decides), above usage (which reads the chat
+        // answer) and the per-connection layers (which see a chat request).
+        .layer(AnthropicLayer::new())
         // Token usage from answers and streams into the response's UsageReport (and, with
         // GATEWAY_STREAM_USAGE, usage asked of every streamed chat): below select and the
         // group, where the connection and the routed model are known.

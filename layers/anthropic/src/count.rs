@@ -33,7 +33,11 @@ pub fn estimate_input_tokens(request: &Map<String, Value>) -> u64 {
     }
     let text = count.ascii.div_ceil(4) + count.other;
     let total = count.tokens + text;
-    if total == 0 && count.ascii + count.other > 0 { 1 } else { total }
+    if total == 0 && count.ascii + count.other > 0 {
+        1
+    } else {
+        total
+    }
 }
 
 #[derive(Default)]
@@ -81,8 +85,10 @@ impl Count {
                                     self.text(t);
                                 }
                             }
-                            if let Some(data) = block.pointer("/source/data").and_then(Value::as_str)
-                                && block.pointer("/source/type").and_then(Value::as_str) == Some("text")
+                            if let Some(data) =
+                                block.pointer("/source/data").and_then(Value::as_str)
+                                && block.pointer("/source/type").and_then(Value::as_str)
+                                    == Some("text")
                             {
                                 self.text(data);
                             }
@@ -108,16 +114,29 @@ mod tests {
     #[test]
     fn text_images_tools_and_the_floor() {
         // 12 ASCII characters: 3 tokens, and 3 for the message.
-        assert_eq!(count(json!({"messages": [{"role": "user", "content": "Hello world!"}]})), 6);
-        // A CJK character is about a token.
-        assert_eq!(count(json!({"messages": [{"role": "user", "content": "你好"}]})), 5);
         assert_eq!(
-            count(json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]})),
+            count(json!({"messages": [{"role": "user", "content": "Hello world!"}]})),
+            6
+        );
+        // A CJK character is about a token.
+        assert_eq!(
+            count(json!({"messages": [{"role": "user", "content": "你好"}]})),
+            5
+        );
+        assert_eq!(
+            count(
+                json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]})
+            ),
             1_603
         );
-        let with_tools = count(json!({"system": "S", "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}));
-        assert!(with_tools > count(json!({"system": "S", "messages": [{"role": "user", "content": "hi"}]})));
+        let with_tools = count(
+            json!({"system": "S", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}),
+        );
+        assert!(
+            with_tools
+                > count(json!({"system": "S", "messages": [{"role": "user", "content": "hi"}]}))
+        );
         assert_eq!(count(json!({"system": "x"})), 1);
         assert_eq!(count(json!({})), 0);
     }

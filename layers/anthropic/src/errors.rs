@@ -223,6 +223,14 @@ pub enum ErrorsBody<B> {
     },
 }
 
+impl<B: Default> Default for ErrorsBody<B> {
+    fn default() -> Self {
+        Self::Passed {
+            inner: B::default(),
+        }
+    }
+}
+
 impl<B> Body for ErrorsBody<B>
 where
     B: Body<Data = Bytes>,
@@ -289,22 +297,45 @@ mod tests {
     use super::*;
 
     fn reshaped(status: u16, body: &str) -> Value {
-        serde_json::from_slice(&anthropic_error(StatusCode::from_u16(status).unwrap(), body.as_bytes())).unwrap()
+        serde_json::from_slice(&anthropic_error(
+            StatusCode::from_u16(status).unwrap(),
+            body.as_bytes(),
+        ))
+        .unwrap()
     }
 
     #[test]
     fn errors_take_anthropics_shape_and_its_type_by_status() {
         assert_eq!(
-            reshaped(403, r#"{"error":{"message":"no","type":"invalid_request_error","code":"model_not_found"}}"#),
+            reshaped(
+                403,
+                r#"{"error":{"message":"no","type":"invalid_request_error","code":"model_not_found"}}"#
+            ),
             json!({"type": "error", "error": {"type": "permission_error", "message": "no"}})
         );
-        assert_eq!(reshaped(429, r#"{"detail":"slow down"}"#)["error"]["type"], "rate_limit_error");
-        assert_eq!(reshaped(500, "")["error"], json!({"type": "api_error", "message": "Internal Server Error"}));
-        assert_eq!(reshaped(502, "bad gateway text")["error"]["message"], "bad gateway text");
+        assert_eq!(
+            reshaped(429, r#"{"detail":"slow down"}"#)["error"]["type"],
+            "rate_limit_error"
+        );
+        assert_eq!(
+            reshaped(500, "")["error"],
+            json!({"type": "api_error", "message": "Internal Server Error"})
+        );
+        assert_eq!(
+            reshaped(502, "bad gateway text")["error"]["message"],
+            "bad gateway text"
+        );
         assert_eq!(reshaped(503, "{}")["error"]["type"], "overloaded_error");
-        assert_eq!(reshaped(408, "{}")["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            reshaped(408, "{}")["error"]["type"],
+            "invalid_request_error"
+        );
         // Already Anthropic's: byte for byte.
-        let native = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-        assert_eq!(anthropic_error(StatusCode::from_u16(529).unwrap(), native.as_bytes()), native);
+        let native =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            anthropic_error(StatusCode::from_u16(529).unwrap(), native.as_bytes()),
+            native
+        );
     }
 }

@@ -98,5 +98,7 @@ pub use crate::errors::{
     anthropic_error, error_type,
 };
 pub use crate::request::{ConvertError, messages_to_chat};
-pub use crate::service::{Anthropic, AnthropicLayer, MAX_ANSWER_BYTES, ResponseBody, ResponseFuture};
+pub use crate::service::{
+    Anthropic, AnthropicLayer, MAX_ANSWER_BYTES, ResponseBody, ResponseFuture,
+};
 pub use crate::stream::{MAX_EVENT_BYTES, MessagesStream};

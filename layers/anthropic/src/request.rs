@@ -104,7 +104,10 @@ pub fn messages_to_chat(messages: &Map<String, Value>) -> Result<Map<String, Val
             }
         }
         Some(_) => {
-            return Err(ConvertError::new("stop_sequences", "must be a list of strings"));
+            return Err(ConvertError::new(
+                "stop_sequences",
+                "must be a list of strings",
+            ));
         }
     }
     if let Some(user) = messages
@@ -147,7 +150,8 @@ pub fn messages_to_chat(messages: &Map<String, Value>) -> Result<Map<String, Val
             }
         };
         out.insert("tool_choice".into(), converted);
-        if choice.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) && kind != Some("none")
+        if choice.get("disable_parallel_tool_use") == Some(&Value::Bool(true))
+            && kind != Some("none")
         {
             out.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
@@ -178,7 +182,12 @@ fn convert_message(message: &Value, i: usize, chat: &mut Vec<Value>) -> Result<(
         Some(Value::String(s)) => {
             let role = match role {
                 Some(r @ ("user" | "assistant")) => r,
-                _ => return Err(ConvertError::new(format!("{at}.role"), "must be user or assistant")),
+                _ => {
+                    return Err(ConvertError::new(
+                        format!("{at}.role"),
+                        "must be user or assistant",
+                    ));
+                }
             };
             chat.push(json!({"role": role, "content": s}));
             return Ok(());
@@ -194,7 +203,10 @@ fn convert_message(message: &Value, i: usize, chat: &mut Vec<Value>) -> Result<(
     match role {
         Some("user") => convert_user(&blocks, &at, chat),
         Some("assistant") => convert_assistant(&blocks, &at, chat),
-        _ => Err(ConvertError::new(format!("{at}.role"), "must be user or assistant")),
+        _ => Err(ConvertError::new(
+            format!("{at}.role"),
+            "must be user or assistant",
+        )),
     }
 }
 
@@ -207,7 +219,10 @@ fn convert_user(blocks: &[Value], at: &str, chat: &mut Vec<Value>) -> Result<(),
         match block_type(block, &at)? {
             "tool_result" => {
                 let Some(id) = block.get("tool_use_id").and_then(Value::as_str) else {
-                    return Err(ConvertError::new(format!("{}.tool_use_id", at()), "must be a string"));
+                    return Err(ConvertError::new(
+                        format!("{}.tool_use_id", at()),
+                        "must be a string",
+                    ));
                 };
                 let mut text = String::new();
                 match block.get("content") {
@@ -256,7 +271,11 @@ fn convert_user(blocks: &[Value], at: &str, chat: &mut Vec<Value>) -> Result<(),
     Ok(())
 }
 
-fn convert_assistant(blocks: &[Value], at: &str, chat: &mut Vec<Value>) -> Result<(), ConvertError> {
+fn convert_assistant(
+    blocks: &[Value],
+    at: &str,
+    chat: &mut Vec<Value>,
+) -> Result<(), ConvertError> {
     let mut texts = Vec::new();
     let mut calls = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
@@ -270,7 +289,10 @@ fn convert_assistant(blocks: &[Value], at: &str, chat: &mut Vec<Value>) -> Resul
                     block.get("id").and_then(Value::as_str),
                     block.get("name").and_then(Value::as_str),
                 ) else {
-                    return Err(ConvertError::new(at(), "must have a string `id` and `name`"));
+                    return Err(ConvertError::new(
+                        at(),
+                        "must have a string `id` and `name`",
+                    ));
                 };
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(json!({
@@ -282,7 +304,9 @@ fn convert_assistant(blocks: &[Value], at: &str, chat: &mut Vec<Value>) -> Resul
             other => {
                 return Err(ConvertError::new(
                     at(),
-                    format!("is a `{other}` block, which an assistant turn cannot carry to a Chat Completions upstream"),
+                    format!(
+                        "is a `{other}` block, which an assistant turn cannot carry to a Chat Completions upstream"
+                    ),
                 ));
             }
         }
@@ -320,14 +344,20 @@ fn part_of(block: &Value, at: &dyn Fn() -> String) -> Result<Part, ConvertError>
                         .unwrap_or("image/png");
                     let Some(data) = source.and_then(|s| s.get("data")).and_then(Value::as_str)
                     else {
-                        return Err(ConvertError::new(format!("{}.source.data", at()), "must be a string"));
+                        return Err(ConvertError::new(
+                            format!("{}.source.data", at()),
+                            "must be a string",
+                        ));
                     };
                     format!("data:{media};base64,{data}")
                 }
                 Some("url") => match source.and_then(|s| s.get("url")).and_then(Value::as_str) {
                     Some(url) => url.to_owned(),
                     None => {
-                        return Err(ConvertError::new(format!("{}.source.url", at()), "must be a string"));
+                        return Err(ConvertError::new(
+                            format!("{}.source.url", at()),
+                            "must be a string",
+                        ));
                     }
                 },
                 _ => {
@@ -337,7 +367,9 @@ fn part_of(block: &Value, at: &dyn Fn() -> String) -> Result<Part, ConvertError>
                     ));
                 }
             };
-            Ok(Part::Image(json!({"type": "image_url", "image_url": {"url": url}})))
+            Ok(Part::Image(
+                json!({"type": "image_url", "image_url": {"url": url}}),
+            ))
         }
         "document" => {
             let source = block.get("source");
@@ -372,7 +404,9 @@ fn convert_tool(tool: &Value, i: usize) -> Result<Value, ConvertError> {
     {
         return Err(ConvertError::new(
             format!("{at}.type"),
-            format!("is `{kind}`, a tool Anthropic runs itself; only custom tools can be sent to a Chat Completions upstream"),
+            format!(
+                "is `{kind}`, a tool Anthropic runs itself; only custom tools can be sent to a Chat Completions upstream"
+            ),
         ));
     }
     let Some(name) = tool.get("name").and_then(Value::as_str) else {
@@ -455,8 +489,14 @@ mod tests {
             base(json!({"type": "tool", "name": "f"})),
             json!({"type": "function", "function": {"name": "f"}})
         );
-        let chat = convert(json!({"model": "m", "system": "S", "messages": [{"role": "user", "content": "hi"}]})).unwrap();
-        assert_eq!(chat["messages"], json!([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}]));
+        let chat = convert(
+            json!({"model": "m", "system": "S", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            chat["messages"],
+            json!([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}])
+        );
         assert!(chat.get("stream_options").is_none());
     }
 
@@ -464,20 +504,33 @@ mod tests {
     fn what_has_no_chat_form_is_refused_naming_where() {
         let err = |v: Value| convert(v).unwrap_err().member;
         assert_eq!(err(json!({"model": "m"})), "messages");
-        assert_eq!(err(json!({"messages": [{"role": "system", "content": "x"}]})), "messages[0].role");
+        assert_eq!(
+            err(json!({"messages": [{"role": "system", "content": "x"}]})),
+            "messages[0].role"
+        );
         assert_eq!(
             err(json!({"messages": [{"role": "user", "content": [{"type": "search_result"}]}]})),
             "messages[0].content[0]"
         );
         assert_eq!(
-            err(json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]})),
+            err(
+                json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+            ),
             "tools[0].type"
         );
         assert_eq!(
-            err(json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]})),
+            err(
+                json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]})
+            ),
             "messages[0].content[0].source.type"
         );
-        assert_eq!(err(json!({"messages": [], "tool_choice": {"type": "x"}})), "tool_choice.type");
-        assert_eq!(err(json!({"messages": [], "stop_sequences": "x"})), "stop_sequences");
+        assert_eq!(
+            err(json!({"messages": [], "tool_choice": {"type": "x"}})),
+            "tool_choice.type"
+        );
+        assert_eq!(
+            err(json!({"messages": [], "stop_sequences": "x"})),
+            "stop_sequences"
+        );
     }
 }

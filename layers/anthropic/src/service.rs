@@ -85,11 +85,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let plan = match plan(&mut req) {
-            Ok(plan) => plan,
-            Err(refusal) => Plan::Answer(refusal),
-        };
-        match plan {
+        match plan(&mut req).unwrap_or_else(|answer| Plan::Answer(*answer)) {
             Plan::Answer(res) => ResponseFuture {
                 kind: Kind::Answer(Some(res)),
             },
@@ -109,20 +105,23 @@ where
     }
 }
 
-fn refusal(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+fn refusal(status: StatusCode, message: String) -> Box<Response<Full<Bytes>>> {
     let mut res = Response::new(Full::new(anthropic_error(
         status,
-        json!({"error": {"message": message}}).to_string().as_bytes(),
+        json!({"error": {"message": message}})
+            .to_string()
+            .as_bytes(),
     )));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    res
+    Box::new(res)
 }
 
-fn plan<B>(req: &mut Request<B>) -> Result<Plan, Response<Full<Bytes>>> {
+/// What to do with `req`; `Err` is an answer made here (boxed: it is the rare case).
+fn plan<B>(req: &mut Request<B>) -> Result<Plan, Box<Response<Full<Bytes>>>> {
     let route = req.extensions().get::<ApiRoute>().copied();
     if !matches!(
         route,
@@ -141,12 +140,13 @@ fn plan<B>(req: &mut Request<B>) -> Result<Plan, Response<Full<Bytes>>> {
             "A Messages request needs a JSON body".into(),
         ));
     };
-    let request: Map<String, Value> = serde_json::from_slice(&payload.to_bytes()).map_err(|_| {
-        refusal(
-            StatusCode::BAD_REQUEST,
-            "The body is not a JSON object".into(),
-        )
-    })?;
+    let request: Map<String, Value> =
+        serde_json::from_slice(&payload.to_bytes()).map_err(|_| {
+            refusal(
+                StatusCode::BAD_REQUEST,
+                "The body is not a JSON object".into(),
+            )
+        })?;
     let input_estimate = estimate_input_tokens(&request);
     if route == Some(ApiRoute::MessagesCountTokens) {
         let mut res = Response::new(Full::new(Bytes::from(
@@ -156,7 +156,7 @@ fn plan<B>(req: &mut Request<B>) -> Result<Plan, Response<Full<Bytes>>> {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        return Err(res);
+        return Err(Box::new(res));
     }
     let chat = messages_to_chat(&request).map_err(|e| {
         refusal(
@@ -179,9 +179,8 @@ fn plan<B>(req: &mut Request<B>) -> Result<Plan, Response<Full<Bytes>>> {
     };
     let mut parts = req.uri().clone().into_parts();
     parts.path_and_query = new_path.parse().ok();
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| {
-        refusal(StatusCode::BAD_REQUEST, "Bad path".into())
-    })?;
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|_| refusal(StatusCode::BAD_REQUEST, "Bad path".into()))?;
     Ok(Plan::Translated { input_estimate })
 }
 
@@ -214,7 +213,10 @@ where
         let (future, translated) = match self.project().kind.project() {
             KindProj::Answer(res) => {
                 let res = res.take().unwrap_or_else(|| {
-                    refusal(StatusCode::INTERNAL_SERVER_ERROR, "polled after completion".into())
+                    *refusal(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "polled after completion".into(),
+                    )
                 });
                 return Poll::Ready(Ok(res.map(|body| ResponseBody::Local { body })));
             }
@@ -242,11 +244,11 @@ where
                     HeaderValue::from_static("application/json"),
                 );
                 res.map(|inner| ResponseBody::Json {
-                inner,
-                held: BytesMut::new(),
-                input_estimate,
-                done: false,
-            })
+                    inner,
+                    held: BytesMut::new(),
+                    input_estimate,
+                    done: false,
+                })
             }
         }))
     }

@@ -157,8 +157,12 @@ impl MessagesStream {
             if let Some(thinking) = reasoning_of(delta) {
                 self.open_block(Open::Thinking, out);
                 let idx = self.blocks - 1;
-                emit(out, "content_block_delta", &json!({"type": "content_block_delta", "index": idx,
-                    "delta": {"type": "thinking_delta", "thinking": thinking}}));
+                emit(
+                    out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": idx,
+                    "delta": {"type": "thinking_delta", "thinking": thinking}}),
+                );
             }
             if let Some(text) = delta
                 .get("content")
@@ -167,8 +171,12 @@ impl MessagesStream {
             {
                 self.open_block(Open::Text, out);
                 let idx = self.blocks - 1;
-                emit(out, "content_block_delta", &json!({"type": "content_block_delta", "index": idx,
-                    "delta": {"type": "text_delta", "text": text}}));
+                emit(
+                    out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": idx,
+                    "delta": {"type": "text_delta", "text": text}}),
+                );
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for (position, call) in calls.iter().enumerate() {
@@ -193,7 +201,11 @@ impl MessagesStream {
             "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": self.input_estimate, "output_tokens": 0},
         });
-        emit(out, "message_start", &json!({"type": "message_start", "message": message}));
+        emit(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        );
     }
 
     /// Make `kind` the open block (closing the one open before).
@@ -215,20 +227,34 @@ impl MessagesStream {
         if let Open::Tool(t) = kind {
             self.tools[t].block = Some(index);
         }
-        emit(out, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": block}));
+        emit(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
         self.open = Some(kind);
     }
 
     fn close_block(&mut self, out: &mut String) {
         if self.open.take().is_some() {
             let index = self.blocks - 1;
-            emit(out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}));
+            emit(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
         }
     }
 
     fn tool_delta(&mut self, call: &Value, position: u64, out: &mut String) {
-        let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(position);
-        let id = call.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let chat_index = call
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position);
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
         let name = call
             .pointer("/function/name")
             .and_then(Value::as_str)
@@ -275,8 +301,12 @@ impl MessagesStream {
         let Some(index) = self.tools[t].block.filter(|_| !arguments.is_empty()) else {
             return;
         };
-        emit(out, "content_block_delta", &json!({"type": "content_block_delta", "index": index,
-            "delta": {"type": "input_json_delta", "partial_json": arguments}}));
+        emit(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+        );
     }
 
     fn done(&mut self, out: &mut String) {
@@ -299,15 +329,23 @@ impl MessagesStream {
             // Unknown: the estimate went out in `message_start`.
             usage.as_object_mut().map(|u| u.remove("input_tokens"));
         }
-        emit(out, "message_delta", &json!({"type": "message_delta",
+        emit(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
             "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null},
-            "usage": usage}));
+            "usage": usage}),
+        );
         emit(out, "message_stop", &json!({"type": "message_stop"}));
         self.finished = true;
     }
 
     fn fail(&mut self, message: &str, out: &mut String) {
-        emit(out, "error", &json!({"type": "error", "error": {"type": "api_error", "message": message}}));
+        emit(
+            out,
+            "error",
+            &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        );
         self.finished = true;
     }
 }
@@ -347,13 +385,26 @@ mod tests {
         let mut s = MessagesStream::new(11);
         let mut out = Vec::new();
         for part in [
-            chunk(json!({"role": "assistant", "reasoning_content": "hm"}), None),
+            chunk(
+                json!({"role": "assistant", "reasoning_content": "hm"}),
+                None,
+            ),
             chunk(json!({"content": "Hi"}), None),
-            chunk(json!({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{\"a\""}}]}), None),
-            chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}), None),
-            chunk(json!({"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "g", "arguments": "{}"}}]}), None),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{\"a\""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "g", "arguments": "{}"}}]}),
+                None,
+            ),
             chunk(json!({"content": "after"}), Some("tool_calls")),
-            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":9}}\n\n".to_owned(),
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":9}}\n\n"
+                .to_owned(),
             "data: [DONE]\n\n".to_owned(),
         ] {
             // Cut each chunk in two: framing must not matter.
@@ -368,23 +419,41 @@ mod tests {
             names,
             [
                 "message_start",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "message_delta", "message_stop"
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
             ]
         );
         assert_eq!(got[0].1["message"]["id"], "msg_chatcmpl-9");
         assert_eq!(got[0].1["message"]["usage"]["input_tokens"], 11);
         assert_eq!(got[1].1["content_block"]["type"], "thinking");
-        assert_eq!(got[7].1["content_block"], json!({"type": "tool_use", "id": "call_1", "name": "f", "input": {}}));
+        assert_eq!(
+            got[7].1["content_block"],
+            json!({"type": "tool_use", "id": "call_1", "name": "f", "input": {}})
+        );
         assert_eq!(got[8].1["delta"]["partial_json"], "{\"a\"");
         assert_eq!(got[9].1["delta"]["partial_json"], ":1}");
         assert_eq!(got[11].1["content_block"]["id"], "call_2");
         assert_eq!(got[11].1["index"], 3);
-        assert_eq!(got[15].1["delta"], json!({"type": "text_delta", "text": "after"}));
+        assert_eq!(
+            got[15].1["delta"],
+            json!({"type": "text_delta", "text": "after"})
+        );
         assert_eq!(got[15].1["index"], 4);
         assert_eq!(
             got[17].1,
@@ -396,13 +465,20 @@ mod tests {
     #[test]
     fn an_error_chunk_or_a_cut_stream_ends_with_an_error_event() {
         let mut s = MessagesStream::new(1);
-        let mut out = s.push(chunk(json!({"content": "a"}), None).as_bytes()).to_vec();
-        out.extend_from_slice(&s.push(b"data: {\"error\":{\"message\":\"upstream broke\",\"type\":\"x\"}}\n\n"));
+        let mut out = s
+            .push(chunk(json!({"content": "a"}), None).as_bytes())
+            .to_vec();
+        out.extend_from_slice(
+            &s.push(b"data: {\"error\":{\"message\":\"upstream broke\",\"type\":\"x\"}}\n\n"),
+        );
         assert!(s.is_finished());
         let got = events(&out);
         assert_eq!(
             got.last().unwrap(),
-            &("error".to_owned(), json!({"type": "error", "error": {"type": "api_error", "message": "upstream broke"}}))
+            &(
+                "error".to_owned(),
+                json!({"type": "error", "error": {"type": "api_error", "message": "upstream broke"}})
+            )
         );
         let mut s = MessagesStream::new(1);
         s.push(chunk(json!({"content": "a"}), None).as_bytes());

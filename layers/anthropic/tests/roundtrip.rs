@@ -20,11 +20,15 @@ fn id() -> impl Strategy<Value = String> {
 
 /// A tool input: any small JSON object.
 fn input() -> impl Strategy<Value = Value> {
-    prop::collection::btree_map("[a-z]{1,6}", prop_oneof![
-        text().prop_map(Value::from),
-        any::<i32>().prop_map(Value::from),
-        any::<bool>().prop_map(Value::from),
-    ], 0..4)
+    prop::collection::btree_map(
+        "[a-z]{1,6}",
+        prop_oneof![
+            text().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+        ],
+        0..4,
+    )
     .prop_map(|m| Value::Object(m.into_iter().collect()))
 }
 
@@ -40,17 +44,25 @@ enum Turn {
     User(Vec<Block>),
     /// An assistant turn: text, then tool calls; the next turn returns each call's result
     /// (in order), then adds text.
-    Tools(Option<String>, Vec<(String, String, Value)>, Vec<String>, Option<String>),
+    Tools(
+        Option<String>,
+        Vec<(String, String, Value)>,
+        Vec<String>,
+        Option<String>,
+    ),
     /// A plain assistant answer.
     Assistant(String),
 }
 
 fn turn() -> impl Strategy<Value = Turn> {
     prop_oneof![
-        prop::collection::vec(prop_oneof![
-            text().prop_map(Block::Text),
-            "[A-Za-z0-9+/]{4,16}".prop_map(Block::Image),
-        ], 1..4)
+        prop::collection::vec(
+            prop_oneof![
+                text().prop_map(Block::Text),
+                "[A-Za-z0-9+/]{4,16}".prop_map(Block::Image),
+            ],
+            1..4
+        )
         .prop_map(Turn::User),
         (
             prop::option::of(text()),
@@ -78,7 +90,9 @@ fn messages_of(turns: &[Turn]) -> (Vec<Value>, Vec<Value>) {
                     Block::Image(d) => json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{d}")}}),
                 }).collect();
                 match parts.as_slice() {
-                    [only] if only["type"] == "text" => chat.push(json!({"role": "user", "content": only["text"]})),
+                    [only] if only["type"] == "text" => {
+                        chat.push(json!({"role": "user", "content": only["text"]}))
+                    }
                     _ => chat.push(json!({"role": "user", "content": parts})),
                 }
             }
@@ -88,7 +102,8 @@ fn messages_of(turns: &[Turn]) -> (Vec<Value>, Vec<Value>) {
                     content.push(json!({"type": "text", "text": t}));
                 }
                 for (id, name, input) in calls {
-                    content.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+                    content
+                        .push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
                 }
                 anthropic.push(json!({"role": "assistant", "content": content}));
                 let mut user = Vec::new();
@@ -110,7 +125,8 @@ fn messages_of(turns: &[Turn]) -> (Vec<Value>, Vec<Value>) {
                 }
             }
             Turn::Assistant(t) => {
-                anthropic.push(json!({"role": "assistant", "content": [{"type": "text", "text": t}]}));
+                anthropic
+                    .push(json!({"role": "assistant", "content": [{"type": "text", "text": t}]}));
                 chat.push(json!({"role": "assistant", "content": t}));
             }
         }
@@ -118,8 +134,11 @@ fn messages_of(turns: &[Turn]) -> (Vec<Value>, Vec<Value>) {
     (anthropic, chat)
 }
 
+/// A tool call: id, name, input.
+type Call = (String, String, Value);
+
 /// A chat answer's parts: reasoning, text, tool calls.
-fn answer() -> impl Strategy<Value = (Option<String>, Option<String>, Vec<(String, String, Value)>)> {
+fn answer() -> impl Strategy<Value = (Option<String>, Option<String>, Vec<Call>)> {
     (
         prop::option::of(text()),
         prop::option::of(text()),
@@ -137,7 +156,10 @@ fn fold(bytes: &[u8]) -> Value {
         match data["type"].as_str().unwrap() {
             "message_start" => message = data["message"].clone(),
             "content_block_start" => {
-                message["content"].as_array_mut().unwrap().push(data["content_block"].clone());
+                message["content"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(data["content_block"].clone());
                 json_parts.push(String::new());
             }
             "content_block_delta" => {
@@ -145,16 +167,34 @@ fn fold(bytes: &[u8]) -> Value {
                 let block = &mut message["content"][i];
                 let delta = &data["delta"];
                 match delta["type"].as_str().unwrap() {
-                    "text_delta" => block["text"] = json!(format!("{}{}", block["text"].as_str().unwrap(), delta["text"].as_str().unwrap())),
-                    "thinking_delta" => block["thinking"] = json!(format!("{}{}", block["thinking"].as_str().unwrap(), delta["thinking"].as_str().unwrap())),
-                    "input_json_delta" => json_parts[i].push_str(delta["partial_json"].as_str().unwrap()),
+                    "text_delta" => {
+                        block["text"] = json!(format!(
+                            "{}{}",
+                            block["text"].as_str().unwrap(),
+                            delta["text"].as_str().unwrap()
+                        ))
+                    }
+                    "thinking_delta" => {
+                        block["thinking"] = json!(format!(
+                            "{}{}",
+                            block["thinking"].as_str().unwrap(),
+                            delta["thinking"].as_str().unwrap()
+                        ))
+                    }
+                    "input_json_delta" => {
+                        json_parts[i].push_str(delta["partial_json"].as_str().unwrap())
+                    }
                     other => panic!("unexpected delta {other}"),
                 }
             }
             "content_block_stop" => {
                 let i = data["index"].as_u64().unwrap() as usize;
                 if message["content"][i]["type"] == "tool_use" {
-                    message["content"][i]["input"] = if json_parts[i].is_empty() { json!({}) } else { serde_json::from_str(&json_parts[i]).unwrap() };
+                    message["content"][i]["input"] = if json_parts[i].is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&json_parts[i]).unwrap()
+                    };
                 }
             }
             "message_delta" => {

@@ -107,8 +107,8 @@ fn anthropic_headers(request: &HeaderMap, headers: &mut UpstreamHeaders) {
             _ => None,
         }
     };
-    let version = callers("anthropic-version")
-        .unwrap_or_else(|| HeaderValue::from_static(ANTHROPIC_VERSION));
+    let version =
+        callers("anthropic-version").unwrap_or_else(|| HeaderValue::from_static(ANTHROPIC_VERSION));
     headers.insert(HeaderStep::Auth, "anthropic-version", version);
     if let Some(beta) = callers("anthropic-beta") {
         headers.insert(HeaderStep::Auth, "anthropic-beta", beta);

@@ -147,7 +147,10 @@ async fn an_anthropic_connection_gets_its_key_as_x_api_key_and_a_version() {
     // Another auth type keeps its own credential, and still gets the version.
     let (_, h) = run(
         AuthLayer::new(),
-        &connection("sk-ant", json!({"provider": "anthropic", "auth_type": "none"})),
+        &connection(
+            "sk-ant",
+            json!({"provider": "anthropic", "auth_type": "none"}),
+        ),
         &[("anthropic-beta", "tools-2024")],
     )
     .await;

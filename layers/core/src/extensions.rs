@@ -12,13 +12,13 @@
 //! |---|---|---|
 //! | [`User`] | `identity`, or your own auth | `identity` (leaves a request a step above decided on), `policy`, `collect` (the per-user buffer budget), `ratelimit`, `acl`, `group`, `headers`, `observe` |
 //! | `Unidentified` (`tower-openai-identity`: the answer owed to a caller it could not identify) | `identity`, or a guard above it | `identity`; the application's router (refuses the routes that need a caller) |
-//! | [`ApiRoute`] | `policy` | `collect`, `ratelimit`, `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `responses`, `azure`, `headers` |
+//! | [`ApiRoute`] | `policy`; `anthropic` (a translated Messages request becomes `ChatCompletions`) | `collect`, `ratelimit`, `acl`, `select`, `group`, `anthropic`, `observe` (usage), `speech-cache`, `reasoning`, `responses`, `azure`, `headers`, `upstream` (the terminal event's shape) |
 //! | [`MeterUsage`] | `ratelimit` (a caller with a token limit or a budget) | `observe` (usage) |
 //! | [`SettingsSnapshot`](tower_openai_settings::SettingsSnapshot) | `settings`; `models`, for a list fetch | `acl`, `models`, `select`, `group`, `headers` |
-//! | [`Payload`](crate::Payload) | `collect`; edited by `select`, `group`, `observe` (usage), `reasoning`, `azure`, `headers`; replaced by `responses` (converted) | `acl`, `select`, `group`, `observe` (usage), `speech-cache`, `reasoning`, `responses`, `azure`, `headers`, `upstream` (sends it) |
+//! | [`Payload`](crate::Payload) | `collect`; edited by `select`, `group`, `observe` (usage), `reasoning`, `azure`, `headers`; replaced by `anthropic` and `responses` (converted) | `acl`, `select`, `group`, `anthropic`, `observe` (usage), `speech-cache`, `reasoning`, `responses`, `azure`, `headers`, `upstream` (sends it) |
 //! | [`Form`](crate::payload::Form) | `collect`; its `model` edited by `select` | `acl`, `select`, `azure`, `upstream` (sends it) |
 //! | [`ListFilter`] | `acl` | `models` (filters the listed models per request) |
-//! | [`SelectedConnection`] | `select`; `group`, per attempt; `models`, for a list fetch | `select`, `observe` (usage), `reasoning`, `responses`, `azure`, `auth`, `headers`, `upstream` |
+//! | [`SelectedConnection`] | `select`; `group`, per attempt; `models`, for a list fetch | `select`, `anthropic`, `observe` (usage), `reasoning`, `responses`, `azure`, `auth`, `headers`, `upstream` |
 //! | [`RequestedModel`] | `select`; `group`, per attempt | `observe` (usage), `headers` |
 //! | [`ConnectionGroup`] | `select` (a grouped model, instead of a connection) | `group` (binds each attempt) |
 //! | [`ReasoningModel`] | `reasoning` (only for a reasoning model) | `azure` |

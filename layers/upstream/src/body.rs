@@ -78,6 +78,8 @@ struct SseState {
     tail: Vec<u8>,
     /// The final error event, once a failure happened.
     pending: Option<Bytes>,
+    /// The stream is Anthropic's: the error event is `event: error` in its shape.
+    anthropic: bool,
 }
 
 impl SseState {
@@ -104,8 +106,18 @@ impl SseState {
             // Close the event the upstream left open, so the error is an event of its own.
             event.extend_from_slice(b"\n\n");
         }
-        event.extend_from_slice(b"data: ");
-        event.extend_from_slice(&error.to_bytes());
+        if self.anthropic {
+            let kind = if error.status() == http::StatusCode::GATEWAY_TIMEOUT {
+                "timeout_error"
+            } else {
+                "api_error"
+            };
+            let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": error.message()}});
+            event.extend_from_slice(format!("event: error\ndata: {data}").as_bytes());
+        } else {
+            event.extend_from_slice(b"data: ");
+            event.extend_from_slice(&error.to_bytes());
+        }
         event.extend_from_slice(b"\n\n");
         self.pending = Some(Bytes::from(event));
     }
@@ -132,6 +144,15 @@ impl ResponseBody {
             error_json: None,
             done: false,
         }
+    }
+
+    /// End a broken event stream with Anthropic's `event: error` instead of OpenAI's
+    /// `data: {"error": …}`.
+    pub(crate) fn anthropic_events(mut self, on: bool) -> Self {
+        if let Some(sse) = &mut self.sse {
+            sse.anthropic = on;
+        }
+        self
     }
 
     /// Read the body whole and answer it as a JSON error of `status` (an error status sent as

@@ -37,6 +37,8 @@ enum State {
         connection: usize,
         /// The allowlists for a connection's answer; `None` for a direct request.
         relay: Option<Arc<Relay>>,
+        /// A broken stream ends with an error event in Anthropic's shape.
+        anthropic: bool,
     },
     Failed {
         error: Option<BoxError>,
@@ -59,8 +61,17 @@ impl ResponseFuture {
                 timeout,
                 connection,
                 relay,
+                anthropic: false,
             },
         }
+    }
+
+    /// End a broken stream with Anthropic's `event: error` (a Messages request).
+    pub(crate) fn anthropic_events(mut self, on: bool) -> Self {
+        if let State::Waiting { anthropic, .. } = &mut self.state {
+            *anthropic = on;
+        }
+        self
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {
@@ -84,10 +95,17 @@ impl Future for ResponseFuture {
                 timeout,
                 connection,
                 relay,
+                anthropic,
             } => {
                 if let Poll::Ready(result) = response.poll(cx) {
                     return Poll::Ready(match result {
-                        Ok(res) => Ok(relay_answer(res, *timeout, *connection, relay.as_deref())),
+                        Ok(res) => Ok(relay_answer(
+                            res,
+                            *timeout,
+                            *connection,
+                            relay.as_deref(),
+                            *anthropic,
+                        )),
                         Err(e) if e.is_connect() => {
                             Err(UpstreamError::connect(*connection, e).into())
                         }
@@ -114,6 +132,7 @@ fn relay_answer(
     timeout: Option<Duration>,
     connection: usize,
     relay: Option<&Relay>,
+    anthropic: bool,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     let sse = is_event_stream(&parts.headers);
@@ -144,6 +163,8 @@ fn relay_answer(
     }
     Response::from_parts(
         parts,
-        ResponseBody::new(body, timeout, connection, sse, shutdown).reporting_to(ending),
+        ResponseBody::new(body, timeout, connection, sse, shutdown)
+            .reporting_to(ending)
+            .anthropic_events(anthropic),
     )
 }

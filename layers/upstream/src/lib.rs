@@ -44,7 +44,9 @@
 //!   [`Payload`](tower_openai_core::Payload),
 //!   [`Form`](tower_openai_core::payload::Form),
 //!   [`UpstreamHeaders`](tower_openai_core::UpstreamHeaders),
-//!   [`RequestTimeout`](tower_openai_core::RequestTimeout);
+//!   [`RequestTimeout`](tower_openai_core::RequestTimeout),
+//!   [`ApiRoute`](tower_openai_core::ApiRoute) (a broken `Messages` stream ends with
+//!   Anthropic's `event: error`, any other with `data: {"error": …}`);
 //! - writes [`EndingReport`](tower_openai_core::EndingReport) in the response of an event
 //!   stream (how it ended, for the layers above).
 //!

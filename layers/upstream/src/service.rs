@@ -7,7 +7,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use tower_openai_core::payload::Form;
 use tower_openai_core::{
-    Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
+    ApiRoute, Body, BoxError, Payload, RequestTimeout, SelectedConnection, UpstreamHeaders,
 };
 use tower_openai_time::SleepSlot;
 use tower_service::Service;
@@ -328,6 +328,7 @@ where
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
         *out.headers_mut() = parts.headers;
+        let anthropic = parts.extensions.get::<ApiRoute>() == Some(&ApiRoute::Messages);
         let client = if connection.ssl_verify() {
             &self.clients.verified
         } else {
@@ -340,6 +341,7 @@ where
             &self.sleeps,
             Some(self.relay.clone()),
         )
+        .anthropic_events(anthropic)
     }
 }
 

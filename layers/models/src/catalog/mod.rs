@@ -9,28 +9,30 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use http::{Request, Response, header};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tower_openai_core::body::ReadError;
 use tower_openai_core::endpoint::ConnectionEndpoint;
 use tower_openai_core::routing::{ModelRoutes, Route};
-use tower_openai_core::{Body, BoxBody, BoxError, RequestTimeout, SelectedConnection};
-use tower_openai_settings::{Connection, Settings, SettingsSnapshot};
+use tower_openai_core::{Body, BoxBody, BoxError};
+use tower_openai_settings::{Connection, Settings};
 
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 
+mod anthropic;
 mod builder;
+mod fetch;
 mod health;
 mod lookup;
 pub use self::builder::CatalogBuilder;
+pub(crate) use self::fetch::read_body;
 pub use self::health::ConnectionHealth;
-use self::health::{Health, describe};
+use self::health::Health;
 pub use self::lookup::Lookup;
-use crate::transform::{enrich, models_of, static_models};
+use crate::transform::{enrich, static_models};
 
 /// The service the catalog sends `GET /models` through: the lower part of a stack (azure,
 /// auth, headers, upstream), so discovery uses each connection's own auth and headers.
@@ -386,78 +388,4 @@ impl Inner {
             }
         }
     }
-
-    async fn fetch_models(
-        &self,
-        settings: &Arc<Settings>,
-        connection: &Arc<Connection>,
-    ) -> Result<Response<BoxBody>, BoxError> {
-        let mut req = Request::new(Body::empty());
-        *req.uri_mut() = http::Uri::from_static("/models");
-        let ext = req.extensions_mut();
-        ext.insert(SettingsSnapshot(settings.clone()));
-        ext.insert(SelectedConnection(connection.clone()));
-        ext.insert(RequestTimeout(connection.timeout_model_list()));
-        self.fetch.clone().oneshot(req).await
-    }
-
-    /// M-3: a usable list, or why not.
-    async fn fetch_list(
-        &self,
-        settings: &Arc<Settings>,
-        connection: &Arc<Connection>,
-    ) -> Result<Vec<Value>, String> {
-        let res = self
-            .fetch_models(settings, connection)
-            .await
-            .map_err(|e| describe(&*e))?;
-        let status = res.status();
-        if !status.is_success() {
-            // The upstream's own reason (a wrong key says so), not just its status.
-            let body = read_body(res.into_body(), 64 * 1024)
-                .await
-                .unwrap_or_default();
-            let reason = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v.pointer("/error/message")
-                        .or_else(|| v.get("message"))
-                        .or_else(|| v.get("detail"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .or_else(|| {
-                    let text = String::from_utf8_lossy(&body).trim().to_owned();
-                    (!text.is_empty()).then(|| text.chars().take(300).collect())
-                });
-            return Err(match reason {
-                Some(reason) => format!("the upstream answered {status}: {reason}"),
-                None => format!("the upstream answered {status}"),
-            });
-        }
-        let json = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        if !json {
-            return Err("the upstream's answer is not JSON".to_owned());
-        }
-        let body = read_body(res.into_body(), self.max_list_bytes)
-            .await
-            .map_err(|e| format!("reading the list failed: {}", describe(&*e)))?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("the list is not valid JSON: {e}"))?;
-        Ok(models_of(value))
-    }
-}
-
-/// Read a whole body of at most `max` bytes.
-pub(crate) async fn read_body(body: BoxBody, max: usize) -> Result<Bytes, BoxError> {
-    tower_openai_core::body::read_capped(body, max)
-        .await
-        .map_err(|e| match e {
-            ReadError::Body(e) => e,
-            too_large => too_large.into(),
-        })
 }
