@@ -114,6 +114,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     #[cfg(feature = "reasoning")]
     fn reasoning(self) -> ServiceBuilder<Stack<tower_openai_reasoning::ReasoningLayer, L>>;
 
+    /// Anthropic's Messages API on every connection ([`anthropic`](crate::anthropic)): below
+    /// select, above usage and the per-connection layers.
+    #[cfg(feature = "anthropic")]
+    fn anthropic(self) -> ServiceBuilder<Stack<tower_openai_anthropic::AnthropicLayer, L>>;
+
+    /// Errors of Anthropic requests in Anthropic's shape ([`anthropic`](crate::anthropic)):
+    /// above everything that can refuse a request.
+    #[cfg(feature = "anthropic")]
+    fn anthropic_errors(
+        self,
+    ) -> ServiceBuilder<Stack<tower_openai_anthropic::AnthropicErrorsLayer, L>>;
+
     /// Azure OpenAI ([`azure`](crate::azure)).
     #[cfg(feature = "azure")]
     fn azure(self) -> ServiceBuilder<Stack<tower_openai_azure::AzureLayer, L>>;
@@ -233,6 +245,18 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "reasoning")]
     fn reasoning(self) -> ServiceBuilder<Stack<tower_openai_reasoning::ReasoningLayer, L>> {
         self.layer(tower_openai_reasoning::ReasoningLayer::new())
+    }
+
+    #[cfg(feature = "anthropic")]
+    fn anthropic(self) -> ServiceBuilder<Stack<tower_openai_anthropic::AnthropicLayer, L>> {
+        self.layer(tower_openai_anthropic::AnthropicLayer::new())
+    }
+
+    #[cfg(feature = "anthropic")]
+    fn anthropic_errors(
+        self,
+    ) -> ServiceBuilder<Stack<tower_openai_anthropic::AnthropicErrorsLayer, L>> {
+        self.layer(tower_openai_anthropic::AnthropicErrorsLayer::new())
     }
 
     #[cfg(feature = "azure")]

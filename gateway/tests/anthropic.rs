@@ -712,3 +712,58 @@ async fn the_anthropic_sdk_drives_both_kinds_of_connection() {
         })
     );
 }
+
+/// The translation composes with the per-connection layers: a Messages request to an
+/// `api_type: "responses"` connection goes out as a Responses request and its answer comes
+/// back as a Message.
+#[tokio::test]
+async fn messages_to_a_responses_connection_go_through_both_conversions() {
+    let upstream = MockUpstream::builder()
+        .models(["r-model"])
+        .json(
+            "/v1/responses",
+            json!({"id": "resp_1", "object": "response", "model": "r-model", "status": "completed",
+                "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Via Responses."}]},
+                           {"type": "function_call", "call_id": "call_r", "name": "weather", "arguments": "{\"city\":\"Rome\"}"}],
+                "usage": {"input_tokens": 11, "output_tokens": 4}}),
+        )
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &upstream.url()),
+            ("OPENAI_API_CONFIGS", r#"{"0": {"api_type": "responses"}}"#),
+        ],
+    )
+    .await;
+    let res = answer(messages(
+        &gw,
+        "/v1/messages",
+        None,
+        &conversation("r-model"),
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let message = res.json();
+    assert_eq!(
+        message["content"],
+        json!([{"type": "text", "text": "Via Responses."},
+               {"type": "tool_use", "id": "call_r", "name": "weather", "input": {"city": "Rome"}}])
+    );
+    assert_eq!(message["stop_reason"], "tool_use");
+    assert_eq!(
+        message["usage"],
+        json!({"input_tokens": 11, "output_tokens": 4})
+    );
+    let sent = upstream.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/responses");
+    let sent = sent.json();
+    assert_eq!(sent["instructions"], "You report weather.");
+    assert!(
+        sent["input"].as_array().unwrap().contains(
+            &json!({"type": "function_call_output", "call_id": "toolu_0", "output": "12 C"})
+        ),
+        "{sent}"
+    );
+}
