@@ -34,6 +34,7 @@ impl Callers {
             email: "".into(),
             role,
             groups: Vec::new().into(),
+            group_names: Vec::new().into(),
             key: None,
         };
         Self {

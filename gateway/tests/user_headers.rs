@@ -105,3 +105,71 @@ async fn the_user_token_and_every_placeholder_reach_the_upstream() {
     let wrong = jsonwebtoken::DecodingKey::from_secret(b"not-it").unwrap();
     assert!(jsonwebtoken::decode::<Value>(token, &wrong, &validation).is_err());
 }
+
+/// `{{USER_GROUPS}}` is the group names, as an admin named them in the database; a group
+/// from the file is named by its id.
+#[tokio::test]
+async fn user_groups_are_the_group_names() {
+    let mock = MockUpstream::builder().models(["m"]).start().await;
+    let path = temp_dir().join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\ngroups = [\"ops\"]\n",
+    )
+    .unwrap();
+    let headers = json!({"0": {"headers": {"X-Groups": "{{USER_GROUPS}}|{{USER_GROUP_IDS}}"}}});
+    let gw = start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        &[
+            ("OPENAI_API_BASE_URLS", &mock.url()),
+            ("OPENAI_API_CONFIGS", &headers.to_string()),
+            ("BYPASS_MODEL_ACCESS_CONTROL", "true"),
+        ],
+    )
+    .await;
+    let root = format!("http://{}", gw.addr());
+    let admin = |method: &str, path: &str, body: Value| {
+        let mut req = post_json(&format!("{root}{path}"), &body.to_string());
+        *req.method_mut() = method.parse().unwrap();
+        req.headers_mut()
+            .insert("authorization", "Bearer sk-root".parse().unwrap());
+        req
+    };
+    for (id, name) in [("lab", " Lab One "), ("qa", "Quality, Assurance")] {
+        let res = answer(admin(
+            "POST",
+            "/admin/groups",
+            json!({"id": id, "name": name}),
+        ))
+        .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    }
+    let res = answer(admin(
+        "POST",
+        "/admin/users",
+        json!({"id": "ann", "role": "user", "groups": ["lab", "qa"], "create_key": true}),
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let key = res.json()["key"]["key"].as_str().unwrap().to_owned();
+    for (key, expected) in [
+        (key.as_str(), "Lab One,Quality, Assurance|lab,qa"),
+        ("sk-root", "ops|ops"),
+    ] {
+        let mut req = post_json(
+            &format!("{}/chat/completions", gw.url()),
+            &json!({"model": "m", "messages": []}).to_string(),
+        );
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        let res = answer(req).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert_eq!(
+            mock.last_request().unwrap().header("x-groups"),
+            Some(expected)
+        );
+    }
+}

@@ -256,6 +256,7 @@ pub(super) fn users_from(
                 id: e.id.into(),
                 email: e.email.into(),
                 role,
+                group_names: e.groups.clone().into(),
                 groups: e.groups.into(),
                 key: None,
             },

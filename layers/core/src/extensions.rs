@@ -93,6 +93,9 @@ pub struct User {
     pub role: Role,
     /// Group ids (access records name them).
     pub groups: Arc<[String]>,
+    /// The groups' display names, in the order of `groups` (a group whose name is not known
+    /// is named by its id): the `{{USER_GROUPS}}` header placeholder. Empty when not given.
+    pub group_names: Arc<[String]>,
     /// The id of the API key the request came with, when the key store names its keys (spend
     /// is recorded, and key budgets are kept, per key).
     pub key: Option<Arc<str>>,

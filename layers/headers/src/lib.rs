@@ -21,7 +21,8 @@
 //!   `Authorization` included). Values may use Open WebUI 0.11's placeholders: `{{CHAT_ID}}`,
 //!   `{{MESSAGE_ID}}`, `{{USER_MESSAGE_ID}}`, `{{USER_MESSAGE_PARENT_ID}}`, `{{FILE_ID}}`,
 //!   `{{FILE_NAME}}`, `{{FILE_CONTENT_TYPE}}`, `{{TASK}}` (from a chat's `metadata`),
-//!   `{{USER_ID}}`, `{{USER_NAME}}`, `{{USER_EMAIL}}`, `{{USER_ROLE}}`, `{{USER_GROUP_IDS}}`,
+//!   `{{USER_ID}}`, `{{USER_NAME}}`, `{{USER_EMAIL}}`, `{{USER_ROLE}}`, `{{USER_GROUPS}}` (the
+//!   group names, comma-joined), `{{USER_GROUP_IDS}}`,
 //!   `{{USER_AGENT}}` (the caller's `User-Agent`, else `metadata.user_agent`) and
 //!   `{{MODEL_ID}}` (the model as the caller named it); a placeholder with nothing to fill
 //!   becomes empty, and a filled-in value that is not a valid header value is sent

@@ -125,7 +125,7 @@ fn fill(template: &HeaderValue, ctx: &Fill<'_>) -> Option<String> {
         Some(agent) => Cow::Borrowed(agent),
         None => ctx.meta("/user_agent"),
     };
-    let pairs: [(&str, Cow<'_, str>); 15] = [
+    let pairs: [(&str, Cow<'_, str>); 16] = [
         ("{{CHAT_ID}}", ctx.chat_id.unwrap_or("").into()),
         ("{{MESSAGE_ID}}", ctx.meta("/message_id")),
         ("{{USER_MESSAGE_ID}}", user_message_id),
@@ -149,6 +149,13 @@ fn fill(template: &HeaderValue, ctx: &Fill<'_>) -> Option<String> {
         (
             "{{USER_ROLE}}",
             user.map_or("".into(), |u| u.role.as_str().into()),
+        ),
+        (
+            "{{USER_GROUPS}}",
+            user.map_or("".into(), |u| {
+                let names: Vec<&str> = u.group_names.iter().map(|n| n.trim()).collect();
+                names.join(",").into()
+            }),
         ),
         (
             "{{USER_GROUP_IDS}}",

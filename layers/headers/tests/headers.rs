@@ -36,6 +36,7 @@ fn jose() -> User {
         email: "jose@example.com".into(),
         role: Role::Admin,
         groups: Default::default(),
+        group_names: Default::default(),
         key: None,
     }
 }

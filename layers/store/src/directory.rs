@@ -72,6 +72,20 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// This snapshot with its users' groups named by `names` (group id → display name, as
+    /// the `groups` table holds them); a group not in `names` keeps its id as its name.
+    pub fn with_group_names(mut self, names: &HashMap<String, String>) -> Self {
+        for member in self.users.values_mut() {
+            member.user.group_names = member
+                .user
+                .groups
+                .iter()
+                .map(|id| names.get(id).unwrap_or(id).clone())
+                .collect();
+        }
+        self
+    }
+
     /// This snapshot with `prices` (a model id, or a prefix ending in `*`).
     pub fn with_prices(mut self, prices: impl IntoIterator<Item = Price>) -> Self {
         for price in prices {
@@ -115,6 +129,8 @@ impl Directory {
                         email: u.email.into(),
                         // Stored roles are checked on write; an unknown one is the least.
                         role: Role::parse(&u.role).unwrap_or(Role::Pending),
+                        // Named by their ids until `with_group_names` says otherwise.
+                        group_names: u.groups.clone().into(),
                         groups: u.groups.into(),
                         key: None,
                     },

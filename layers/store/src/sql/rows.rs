@@ -261,7 +261,15 @@ pub(crate) async fn directory(pool: &AnyPool) -> Result<Directory, StoreError> {
     }
     let records = models(&mut conn).await?;
     let prices = prices(&mut conn).await?;
-    Ok(Directory::new(users, keys, records).with_prices(prices))
+    let names = sqlx::query("SELECT id, name FROM groups")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect::<Result<HashMap<String, String>, sqlx::Error>>()?;
+    Ok(Directory::new(users, keys, records)
+        .with_prices(prices)
+        .with_group_names(&names))
 }
 
 #[cfg(test)]
