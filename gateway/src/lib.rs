@@ -148,9 +148,13 @@ impl Gateway {
         let serve_options = server::ServeOptions::new(config.limits.clone(), config.shutdown_grace);
         let mut upstream = Upstream::builder()
             .shutdown(serve_options.cut.clone())
+            .dns_ttl(config.dns_ttl)
             .extra_roots(read_ca_bundles(&config.ca_bundles)?);
         for (host, ip) in &config.resolve {
             upstream = upstream.resolve(host.clone(), *ip);
+        }
+        if let Some(max) = config.max_per_host {
+            upstream = upstream.max_in_flight_per_host(max);
         }
         let proxy_env = &config.proxy_env;
         let upstream = upstream

@@ -196,6 +196,24 @@ fn defaults_apply_when_nothing_is_given() {
     assert_eq!(c.max_body_bytes, 64 * 1024 * 1024);
     assert!(c.persistent_config);
     assert!(c.single_user());
+    assert_eq!(c.max_per_host, None);
+    assert_eq!(c.dns_ttl, std::time::Duration::from_secs(300));
+    let c = load(
+        &Args::default(),
+        &[
+            ("AIOHTTP_POOL_CONNECTIONS_PER_HOST", "8"),
+            ("AIOHTTP_POOL_DNS_TTL", "0"),
+        ],
+    )
+    .unwrap();
+    assert_eq!((c.max_per_host, c.dns_ttl.as_secs()), (Some(8), 0));
+    // aiohttp's 0 is no limit.
+    let c = load(
+        &Args::default(),
+        &[("AIOHTTP_POOL_CONNECTIONS_PER_HOST", "0")],
+    )
+    .unwrap();
+    assert_eq!(c.max_per_host, None);
     assert_eq!(
         c.settings.clone().build().unwrap().base_urls(),
         ["https://api.openai.com/v1"]
@@ -241,6 +259,8 @@ fn bad_environment_values_stop_start_up_naming_the_variable() {
         ("GATEWAY_BODY_TOTAL_TIMEOUT", "forever"),
         ("GATEWAY_MAX_BUFFERED_BYTES", "0"),
         ("GATEWAY_MAX_BUFFERED_BYTES_PER_USER", "-1"),
+        ("AIOHTTP_POOL_CONNECTIONS_PER_HOST", "many"),
+        ("AIOHTTP_POOL_DNS_TTL", "-5"),
     ] {
         let message = start_error(Args::default(), &[(var, value)]);
         assert!(message.contains(var), "{var}: {message}");

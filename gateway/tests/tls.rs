@@ -22,6 +22,17 @@ use tokio_rustls::rustls;
 /// An HTTPS upstream on 127.0.0.1 with a certificate signed by a CA of its own: its URL,
 /// the CA's PEM, and how many requests it answered.
 async fn tls_upstream() -> (String, String, Arc<AtomicUsize>) {
+    let (url, pem, served, _) = tls_upstream_with(std::time::Duration::ZERO).await;
+    (url, pem, served)
+}
+
+/// The same, a chat answered after `delay`; also the most chats it had in flight at once.
+async fn tls_upstream_with(
+    delay: std::time::Duration,
+) -> (String, String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let most_seen = most.clone();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -54,6 +65,7 @@ async fn tls_upstream() -> (String, String, Arc<AtomicUsize>) {
                 return;
             };
             let (acceptor, count) = (acceptor.clone(), count.clone());
+            let (in_flight, most) = (in_flight.clone(), most.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
@@ -61,12 +73,20 @@ async fn tls_upstream() -> (String, String, Arc<AtomicUsize>) {
                 let service = hyper::service::service_fn(
                     move |req: http::Request<hyper::body::Incoming>| {
                         count.fetch_add(1, Ordering::SeqCst);
-                        let body = if req.uri().path().ends_with("/models") {
+                        let chat = !req.uri().path().ends_with("/models");
+                        let (in_flight, most) = (in_flight.clone(), most.clone());
+                        let body = if !chat {
                             r#"{"object":"list","data":[{"id":"m","object":"model"}]}"#
                         } else {
                             r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"over tls"},"finish_reason":"stop"}]}"#
                         };
                         async move {
+                            if chat {
+                                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                                most.fetch_max(now, Ordering::SeqCst);
+                                tokio::time::sleep(delay).await;
+                                in_flight.fetch_sub(1, Ordering::SeqCst);
+                            }
                             Ok::<_, std::convert::Infallible>(
                                 Response::builder()
                                     .header("content-type", "application/json")
@@ -82,7 +102,42 @@ async fn tls_upstream() -> (String, String, Arc<AtomicUsize>) {
             });
         }
     });
-    (format!("https://{addr}/v1"), ca_cert.pem(), served)
+    (
+        format!("https://{addr}/v1"),
+        ca_cert.pem(),
+        served,
+        most_seen,
+    )
+}
+
+/// `AIOHTTP_POOL_CONNECTIONS_PER_HOST`: however many callers, at most that many chats reach
+/// the (TLS) upstream at once; all are answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_to_one_host_are_capped() {
+    let (url, ca_pem, served, most) =
+        tls_upstream_with(std::time::Duration::from_millis(200)).await;
+    let bundle = temp_dir().join("ca.pem");
+    std::fs::write(&bundle, &ca_pem).unwrap();
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &url),
+            ("OPENAI_API_CONFIGS", r#"{"0": {"model_ids": ["m"]}}"#),
+            ("AIOHTTP_CLIENT_SSL_CERT_FILE", bundle.to_str().unwrap()),
+            ("AIOHTTP_POOL_CONNECTIONS_PER_HOST", "2"),
+        ],
+    )
+    .await;
+    let chats = (0..6).map(|_| {
+        let url = format!("{}/chat/completions", gw.url());
+        tokio::spawn(async move { answer(post_json(&url, r#"{"model":"m","messages":[]}"#)).await })
+    });
+    for chat in chats.collect::<Vec<_>>() {
+        let res = chat.await.unwrap();
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 6);
+    assert_eq!(most.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -112,6 +112,12 @@ pub struct GatewayConfig {
     /// `"stream": true`, the longest wait for the response head and between body reads
     /// (instead of the connection's idle-read timeout); `None`: as any request.
     pub stream_idle_timeout: Option<Duration>,
+    /// `AIOHTTP_POOL_CONNECTIONS_PER_HOST`: the most requests in flight to one upstream host
+    /// (`None`, the default: no limit).
+    pub max_per_host: Option<usize>,
+    /// `AIOHTTP_POOL_DNS_TTL`: how long a host's DNS answer is reused (default 300 s; zero:
+    /// resolved for every new connection).
+    pub dns_ttl: Duration,
     /// PEM CA bundles trusted for upstream certificates besides the web roots
     /// (`AIOHTTP_CLIENT_SSL_CERT_FILE`, a path in `AIOHTTP_CLIENT_SESSION_SSL`), with the
     /// variable that named each.
@@ -254,6 +260,9 @@ impl Default for Limits {
 }
 
 /// Seconds from `name` (a positive number, fractions allowed, at most a day), or `default`.
+/// `AIOHTTP_POOL_DNS_TTL`'s default (Open WebUI's).
+pub(crate) const DEFAULT_DNS_TTL: Duration = Duration::from_secs(300);
+
 fn seconds_var(
     env: &dyn Fn(&str) -> Option<String>,
     name: &str,
@@ -391,6 +400,8 @@ impl GatewayConfig {
             database_url: Some("sqlite::memory:".to_owned()),
             shutdown_grace: Duration::from_secs(30),
             stream_idle_timeout: None,
+            max_per_host: None,
+            dns_ttl: DEFAULT_DNS_TTL,
             ca_bundles: Vec::new(),
             limits: Limits::default(),
             resolve: Vec::new(),
@@ -505,6 +516,14 @@ impl GatewayConfig {
             prices,
             shutdown_grace: seconds_var(env, "GATEWAY_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             stream_idle_timeout: openwebui::stream_idle_timeout(env)?,
+            // 0 is aiohttp's "no limit".
+            max_per_host: Some(whole_var(env, "AIOHTTP_POOL_CONNECTIONS_PER_HOST", 0)?)
+                .filter(|n| *n > 0),
+            dns_ttl: Duration::from_secs(whole_var(
+                env,
+                "AIOHTTP_POOL_DNS_TTL",
+                DEFAULT_DNS_TTL.as_secs() as usize,
+            )? as u64),
             ca_bundles: openwebui::ca_bundles(env)?,
             limits: Limits {
                 max_connections: match args.max_connections {

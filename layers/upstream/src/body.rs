@@ -51,6 +51,8 @@ pub struct ResponseBody {
     /// [`MAX_ERROR_BODY`]) and answered as JSON (Open WebUI 0.7+).
     error_json: Option<(Vec<u8>, u16)>,
     done: bool,
+    /// The request's place among its host's requests in flight, held until the body drops.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The most of an error answer's event stream read to make its JSON error.
@@ -143,7 +145,14 @@ impl ResponseBody {
             ending: None,
             error_json: None,
             done: false,
+            _permit: None,
         }
+    }
+
+    /// Hold `permit` (a place among the host's requests in flight) until the body drops.
+    pub(crate) fn holding(mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self._permit = permit;
+        self
     }
 
     /// End a broken event stream with Anthropic's `event: error` instead of OpenAI's

@@ -72,6 +72,10 @@ pub(crate) struct ClientOptions {
     pub(crate) shutdown: Option<tower_openai_time::ShutdownSignal>,
     /// Certificate authorities trusted besides the bundled web roots.
     pub(crate) extra_roots: Vec<CertificateDer<'static>>,
+    /// The most requests in flight per upstream host (`None`: no limit).
+    pub(crate) max_per_host: Option<usize>,
+    /// How long a DNS answer is reused (`None`: resolved anew for each new connection).
+    pub(crate) dns_ttl: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -86,6 +90,8 @@ impl Default for ClientOptions {
             allowlists: Default::default(),
             shutdown: None,
             extra_roots: Vec::new(),
+            max_per_host: None,
+            dns_ttl: None,
         }
     }
 }
@@ -98,6 +104,7 @@ pub(crate) struct Clients {
     pub(crate) unverified: HttpClient,
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
+    pub(crate) host_limits: Option<Arc<crate::limit::HostLimits>>,
 }
 
 /// What relaying an upstream's answer needs.
@@ -155,6 +162,9 @@ impl Clients {
             unverified: build(options, unverified),
             proxies: options.proxies.clone(),
             allowlists: options.allowlists.clone(),
+            host_limits: options
+                .max_per_host
+                .map(|n| Arc::new(crate::limit::HostLimits::new(n))),
         }
     }
 }
@@ -164,7 +174,8 @@ fn connector(options: &ClientOptions) -> ProxyConnector {
 }
 
 fn http_connector(options: &ClientOptions) -> HttpConnector<Resolver> {
-    let mut http = HttpConnector::new_with_resolver(Resolver::new(options.resolve.clone()));
+    let mut http =
+        HttpConnector::new_with_resolver(Resolver::new(options.resolve.clone(), options.dns_ttl));
     http.enforce_http(false);
     // Small SSE frames must leave as soon as they are written.
     http.set_nodelay(true);

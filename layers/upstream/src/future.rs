@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::Response;
 use hyper::body::Incoming;
 use pin_project::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower_openai_core::error::UpstreamError;
 use tower_openai_core::{BoxError, EndingReport};
@@ -17,6 +18,35 @@ use crate::client::Relay;
 use crate::headers::{is_event_stream, scrub_response};
 
 type ClientFuture = hyper_util::client::legacy::ResponseFuture;
+
+type ClientResult = Result<Response<Incoming>, hyper_util::client::legacy::Error>;
+
+/// The client's answer, after a place among the host's requests in flight when they are
+/// limited (the place is then held by the answer's body).
+pub(crate) enum Pending {
+    /// Sent at once.
+    Sent(ClientFuture),
+    /// Waiting for a place, then sent.
+    Limited(Pin<Box<dyn Future<Output = (ClientResult, Option<OwnedSemaphorePermit>)> + Send>>),
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sent(_) => "Sent",
+            Self::Limited(_) => "Limited",
+        })
+    }
+}
+
+impl Pending {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<(ClientResult, Option<OwnedSemaphorePermit>)> {
+        match self {
+            Self::Sent(f) => Pin::new(f).poll(cx).map(|r| (r, None)),
+            Self::Limited(f) => f.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Response future of [`Upstream`](crate::Upstream).
 #[pin_project]
@@ -30,8 +60,7 @@ pub struct ResponseFuture {
 #[derive(Debug)]
 enum State {
     Waiting {
-        #[pin]
-        response: ClientFuture,
+        response: Pending,
         idle: Option<SlotSleep>,
         timeout: Option<Duration>,
         connection: usize,
@@ -48,7 +77,7 @@ enum State {
 impl ResponseFuture {
     /// `response`, failing after `timeout` without an answer (a sleep from `sleeps`).
     pub(crate) fn new(
-        response: ClientFuture,
+        response: Pending,
         timeout: Option<Duration>,
         connection: usize,
         sleeps: &SleepSlot,
@@ -97,7 +126,7 @@ impl Future for ResponseFuture {
                 relay,
                 anthropic,
             } => {
-                if let Poll::Ready(result) = response.poll(cx) {
+                if let Poll::Ready((result, permit)) = response.poll(cx) {
                     return Poll::Ready(match result {
                         Ok(res) => Ok(relay_answer(
                             res,
@@ -105,7 +134,8 @@ impl Future for ResponseFuture {
                             *connection,
                             relay.as_deref(),
                             *anthropic,
-                        )),
+                        )
+                        .map(|body| body.holding(permit))),
                         Err(e) if e.is_connect() => {
                             Err(UpstreamError::connect(*connection, e).into())
                         }

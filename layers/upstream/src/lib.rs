@@ -33,7 +33,11 @@
 //!   [`RequestTimeout`](tower_openai_core::RequestTimeout).
 //! - **Streaming**: body frames are passed on as they arrive ([`ResponseBody`]). When the
 //!   caller goes away the response body is dropped and so is the upstream request. A failure
-//!   in the middle of an SSE stream ends it with a final `data: {"error": …}` event.
+//!   in the middle of an SSE stream ends it with a final `data: {"error": …}` event
+//!   (Anthropic's `event: error` for a Messages request).
+//! - **Limits** (off by default): [`UpstreamBuilder::max_in_flight_per_host`] caps the
+//!   requests in flight to one host, each holding its place until its answer's body is
+//!   dropped; [`UpstreamBuilder::dns_ttl`] reuses a host's DNS answer for new connections.
 //! - **Errors**: transport failures are returned as `Err` holding an
 //!   [`UpstreamError`](tower_openai_core::error::UpstreamError) (connect → 502, timeout →
 //!   504 once `Rescue` (`tower-openai-rescue`) turns them into responses). Upstream
@@ -80,6 +84,7 @@ mod body;
 mod client;
 mod future;
 mod headers;
+mod limit;
 mod proxy;
 mod resolve;
 mod service;

@@ -13,7 +13,7 @@ use tower_openai_time::SleepSlot;
 use tower_service::Service;
 
 use crate::client::{ClientOptions, Clients, Relay};
-use crate::future::ResponseFuture;
+use crate::future::{Pending, ResponseFuture};
 use crate::headers::HeaderNotAllowed;
 use crate::{NoConnectionSelected, ResponseBody};
 
@@ -170,6 +170,22 @@ impl UpstreamBuilder {
         self
     }
 
+    /// At most `max` requests in flight to one upstream host (scheme, host and port) at a
+    /// time, each holding its place until its answer's body is dropped; the others wait their
+    /// turn, within their timeout (`AIOHTTP_POOL_CONNECTIONS_PER_HOST`). Default: no limit.
+    pub fn max_in_flight_per_host(mut self, max: usize) -> Self {
+        self.options.max_per_host = Some(max.max(1));
+        self
+    }
+
+    /// Reuse a host's DNS answer for `ttl` when opening new connections
+    /// (`AIOHTTP_POOL_DNS_TTL`); failures are never kept. Default (and a zero `ttl`): each
+    /// new connection resolves anew.
+    pub fn dns_ttl(mut self, ttl: Duration) -> Self {
+        self.options.dns_ttl = Some(ttl);
+        self
+    }
+
     /// Build the service. Its clients (and their connection pools) are shared by clones.
     pub fn build(self) -> Upstream {
         Upstream {
@@ -204,7 +220,7 @@ impl Upstream {
         *out.uri_mut() = parts.uri;
         *out.headers_mut() = parts.headers;
         ResponseFuture::new(
-            self.clients.verified.request(out),
+            Pending::Sent(self.clients.verified.request(out)),
             timeout,
             usize::MAX,
             &self.sleeps,
@@ -334,8 +350,20 @@ where
         } else {
             &self.clients.unverified
         };
+        let pending = match &self.clients.host_limits {
+            None => Pending::Sent(client.request(out)),
+            Some(limits) => {
+                let host = limits.of(out.uri());
+                let client = client.clone();
+                Pending::Limited(Box::pin(async move {
+                    // The semaphore is never closed; a place is always given eventually.
+                    let permit = host.acquire_owned().await.ok();
+                    (client.request(out).await, permit)
+                }))
+            }
+        };
         ResponseFuture::new(
-            client.request(out),
+            pending,
             timeout,
             connection.index(),
             &self.sleeps,

@@ -500,3 +500,56 @@ async fn a_request_with_an_absolute_uri_and_no_connection_goes_to_that_uri() {
         Some("Basic kept-in-direct-mode")
     );
 }
+
+/// `AIOHTTP_POOL_CONNECTIONS_PER_HOST`: at most that many requests reach one host at a time;
+/// the next waits until an answer's body is done with, and a host apart is not held up.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_per_host_are_limited() {
+    let mock = MockUpstream::builder()
+        .never_answer("/v1/chat/completions")
+        .sse("/v1/stream", Sse::chunks("m", 3).hang_after(1))
+        .start()
+        .await;
+    let other = MockUpstream::builder().start().await;
+    let upstream = Upstream::builder().max_in_flight_per_host(2).build();
+    let s = settings(&mock.url());
+    let call = |path: &str, settings: &Settings| {
+        let mut req = Request::post(path).body(Full::new(Bytes::new())).unwrap();
+        select(&mut req, settings);
+        upstream.clone().oneshot(req)
+    };
+    let wait_for = |n: usize, path: &'static str| {
+        let mock = &mock;
+        async move {
+            for _ in 0..500 {
+                if mock.count(path) >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{path} never had {n} requests");
+        }
+    };
+    // A stream whose body stays open holds its place; one request that never answers holds
+    // the other.
+    let streaming = tokio::spawn(call("/stream", &s));
+    wait_for(1, "/v1/stream").await;
+    let stuck = tokio::spawn(call("/chat/completions", &s));
+    wait_for(1, "/v1/chat/completions").await;
+    let third = tokio::spawn(call("/chat/completions", &s));
+    // Another host is not held up.
+    call("/models", &settings(&other.url())).await.unwrap();
+    assert_eq!(other.count("/v1/models"), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        mock.count("/v1/chat/completions"),
+        1,
+        "the third went out early"
+    );
+    // The stream's body is dropped: its place goes to the third.
+    let body = streaming.await.unwrap().unwrap();
+    drop(body);
+    wait_for(2, "/v1/chat/completions").await;
+    stuck.abort();
+    third.abort();
+}
