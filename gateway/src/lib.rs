@@ -156,6 +156,9 @@ impl Gateway {
         if let Some(max) = config.max_per_host {
             upstream = upstream.max_in_flight_per_host(max);
         }
+        if config.allow_redirects {
+            upstream = upstream.follow_redirects(config::MAX_REDIRECTS);
+        }
         let proxy_env = &config.proxy_env;
         let upstream = upstream
             .proxies_from(|k| proxy_env.get(k))

@@ -1075,8 +1075,8 @@ async fn custom_api_key_header_names_the_key_header() {
     }
 }
 
-/// Redirects from an upstream are never followed (`AIOHTTP_CLIENT_ALLOW_REDIRECTS` is not
-/// read): the connection's key never reaches the place a redirect points to.
+/// Redirects from an upstream are not followed unless `AIOHTTP_CLIENT_ALLOW_REDIRECTS=true`:
+/// the connection's key never reaches the place a redirect points to.
 #[tokio::test]
 async fn an_upstream_redirect_is_not_followed_and_the_key_stays_home() {
     let elsewhere = MockUpstream::builder().models(["m"]).start().await;
@@ -1120,4 +1120,96 @@ async fn an_upstream_redirect_is_not_followed_and_the_key_stays_home() {
             .all(|r| r.header("authorization") != Some("Bearer sk-upstream-secret")),
         "the key reached the redirect's target"
     );
+}
+
+/// `AIOHTTP_CLIENT_ALLOW_REDIRECTS=true`: a redirect is followed with the same request (307),
+/// the key kept on the same origin and dropped on a hop to another; a loop stops after 5.
+#[tokio::test]
+async fn allowed_redirects_are_followed_without_the_key_across_origins() {
+    use tower_openai_test_util::Reply;
+    let elsewhere = MockUpstream::builder()
+        .models(["m"])
+        .json("/v1/landed", json!({"answered_by": "elsewhere"}))
+        .start()
+        .await;
+    let to_elsewhere = format!("{}/landed", elsewhere.url());
+    let redirecting = MockUpstream::builder()
+        .models(["m", "same", "loop"])
+        .route(
+            http::Method::POST,
+            "/v1/chat/completions",
+            Reply::status(StatusCode::TEMPORARY_REDIRECT, json!({}))
+                .with_header("location", &to_elsewhere),
+        )
+        .route(
+            http::Method::POST,
+            "/v1/embeddings",
+            Reply::status(StatusCode::TEMPORARY_REDIRECT, json!({}))
+                .with_header("location", "/v1/moved"),
+        )
+        .json("/v1/moved", json!({"answered_by": "same origin"}))
+        .route(
+            http::Method::POST,
+            "/v1/moderations",
+            Reply::status(StatusCode::PERMANENT_REDIRECT, json!({}))
+                .with_header("location", "/v1/moderations"),
+        )
+        .start()
+        .await;
+    let gw = start_with(
+        Args::default(),
+        &[
+            ("OPENAI_API_BASE_URLS", &redirecting.url()),
+            ("OPENAI_API_KEYS", "sk-upstream-secret"),
+            (
+                "OPENAI_API_CONFIGS",
+                r#"{"0": {"headers": {"X-Team-Token": "team-secret"}}}"#,
+            ),
+            ("AIOHTTP_CLIENT_ALLOW_REDIRECTS", "true"),
+        ],
+    )
+    .await;
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let res = answer(post_json(&format!("{}/chat/completions", gw.url()), body)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["answered_by"], "elsewhere");
+    let landed = elsewhere.requests_to("/v1/landed").pop().expect("followed");
+    assert_eq!(landed.method, http::Method::POST);
+    assert_eq!(landed.json()["messages"][0]["content"], "hi");
+    assert_eq!(
+        landed.header("authorization"),
+        None,
+        "the key crossed origins"
+    );
+    assert_eq!(
+        landed.header("x-team-token"),
+        None,
+        "a custom header crossed origins"
+    );
+    assert_eq!(
+        landed.header("host"),
+        Some(elsewhere.addr().to_string().as_str())
+    );
+
+    // The same origin keeps the credentials.
+    let res = answer(post_json(
+        &format!("{}/embeddings", gw.url()),
+        r#"{"model":"m","input":"x"}"#,
+    ))
+    .await;
+    assert_eq!(res.json()["answered_by"], "same origin", "{}", res.text());
+    let moved = redirecting.requests_to("/v1/moved").pop().unwrap();
+    assert_eq!(
+        moved.header("authorization"),
+        Some("Bearer sk-upstream-secret")
+    );
+
+    // A loop: 1 request and 5 hops, then the redirect is the answer.
+    let res = answer(post_json(
+        &format!("{}/moderations", gw.url()),
+        r#"{"model":"m","input":"x"}"#,
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirecting.count("/v1/moderations"), 6);
 }

@@ -118,6 +118,10 @@ pub struct GatewayConfig {
     /// `AIOHTTP_POOL_DNS_TTL`: how long a host's DNS answer is reused (default 300 s; zero:
     /// resolved for every new connection).
     pub dns_ttl: Duration,
+    /// `AIOHTTP_CLIENT_ALLOW_REDIRECTS=true`: upstream redirects are followed (at most
+    /// [`MAX_REDIRECTS`], credentials never carried to another origin); otherwise a redirect
+    /// is the answer.
+    pub allow_redirects: bool,
     /// PEM CA bundles trusted for upstream certificates besides the web roots
     /// (`AIOHTTP_CLIENT_SSL_CERT_FILE`, a path in `AIOHTTP_CLIENT_SESSION_SSL`), with the
     /// variable that named each.
@@ -260,6 +264,9 @@ impl Default for Limits {
 }
 
 /// Seconds from `name` (a positive number, fractions allowed, at most a day), or `default`.
+/// The most upstream redirects followed with `AIOHTTP_CLIENT_ALLOW_REDIRECTS=true`.
+pub(crate) const MAX_REDIRECTS: usize = 5;
+
 /// `AIOHTTP_POOL_DNS_TTL`'s default (Open WebUI's).
 pub(crate) const DEFAULT_DNS_TTL: Duration = Duration::from_secs(300);
 
@@ -402,6 +409,7 @@ impl GatewayConfig {
             stream_idle_timeout: None,
             max_per_host: None,
             dns_ttl: DEFAULT_DNS_TTL,
+            allow_redirects: false,
             ca_bundles: Vec::new(),
             limits: Limits::default(),
             resolve: Vec::new(),
@@ -524,6 +532,8 @@ impl GatewayConfig {
                 "AIOHTTP_POOL_DNS_TTL",
                 DEFAULT_DNS_TTL.as_secs() as usize,
             )? as u64),
+            allow_redirects: env("AIOHTTP_CLIENT_ALLOW_REDIRECTS")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             ca_bundles: openwebui::ca_bundles(env)?,
             limits: Limits {
                 max_connections: match args.max_connections {

@@ -76,6 +76,8 @@ pub(crate) struct ClientOptions {
     pub(crate) max_per_host: Option<usize>,
     /// How long a DNS answer is reused (`None`: resolved anew for each new connection).
     pub(crate) dns_ttl: Option<Duration>,
+    /// The most redirects followed (`None`: none; the redirect is the answer).
+    pub(crate) max_redirects: Option<usize>,
 }
 
 impl Default for ClientOptions {
@@ -92,6 +94,7 @@ impl Default for ClientOptions {
             extra_roots: Vec::new(),
             max_per_host: None,
             dns_ttl: None,
+            max_redirects: None,
         }
     }
 }
@@ -105,6 +108,7 @@ pub(crate) struct Clients {
     pub(crate) proxies: Proxies,
     pub(crate) allowlists: crate::headers::Allowlists,
     pub(crate) host_limits: Option<Arc<crate::limit::HostLimits>>,
+    pub(crate) max_redirects: Option<usize>,
 }
 
 /// What relaying an upstream's answer needs.
@@ -165,6 +169,7 @@ impl Clients {
             host_limits: options
                 .max_per_host
                 .map(|n| Arc::new(crate::limit::HostLimits::new(n))),
+            max_redirects: options.max_redirects,
         }
     }
 }

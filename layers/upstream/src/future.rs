@@ -26,15 +26,15 @@ type ClientResult = Result<Response<Incoming>, hyper_util::client::legacy::Error
 pub(crate) enum Pending {
     /// Sent at once.
     Sent(ClientFuture),
-    /// Waiting for a place, then sent.
-    Limited(Pin<Box<dyn Future<Output = (ClientResult, Option<OwnedSemaphorePermit>)> + Send>>),
+    /// Waiting for a place among the host's requests, or following redirects.
+    Boxed(Pin<Box<dyn Future<Output = (ClientResult, Option<OwnedSemaphorePermit>)> + Send>>),
 }
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Sent(_) => "Sent",
-            Self::Limited(_) => "Limited",
+            Self::Boxed(_) => "Boxed",
         })
     }
 }
@@ -43,7 +43,7 @@ impl Pending {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<(ClientResult, Option<OwnedSemaphorePermit>)> {
         match self {
             Self::Sent(f) => Pin::new(f).poll(cx).map(|r| (r, None)),
-            Self::Limited(f) => f.as_mut().poll(cx),
+            Self::Boxed(f) => f.as_mut().poll(cx),
         }
     }
 }

@@ -86,6 +86,7 @@ mod future;
 mod headers;
 mod limit;
 mod proxy;
+mod redirect;
 mod resolve;
 mod service;
 

@@ -186,6 +186,16 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Follow at most `max` redirects of an upstream's (`AIOHTTP_CLIENT_ALLOW_REDIRECTS`):
+    /// 301/302 turn a `POST` into a `GET`, 303 too, 307/308 send the same request again; a
+    /// hop to another origin (scheme, host or port) carries no credentials, user
+    /// information or custom headers — only the content and tracing headers. Default: none
+    /// followed, the redirect is the answer.
+    pub fn follow_redirects(mut self, max: usize) -> Self {
+        self.options.max_redirects = Some(max);
+        self
+    }
+
     /// Build the service. Its clients (and their connection pools) are shared by clones.
     pub fn build(self) -> Upstream {
         Upstream {
@@ -285,9 +295,14 @@ where
         parts
             .headers
             .insert(header::HOST, connection.base().host_header().clone());
+        // The bytes sent, kept to send again when a 307/308 redirect is followed.
+        let mut resend = None;
         let body = match parts.extensions.remove::<Payload>() {
             Some(payload) => {
                 let bytes = payload.to_bytes();
+                if self.clients.max_redirects.is_some() {
+                    resend = Some(bytes.clone());
+                }
                 parts
                     .headers
                     .insert(header::CONTENT_LENGTH, length_value(bytes.len()));
@@ -304,6 +319,9 @@ where
                 // the `model` value routing chose.
                 Some(form) => {
                     let bytes = form.to_bytes();
+                    if self.clients.max_redirects.is_some() {
+                        resend = Some(bytes.clone());
+                    }
                     parts
                         .headers
                         .insert(header::CONTENT_LENGTH, length_value(bytes.len()));
@@ -350,15 +368,28 @@ where
         } else {
             &self.clients.unverified
         };
-        let pending = match &self.clients.host_limits {
-            None => Pending::Sent(client.request(out)),
-            Some(limits) => {
-                let host = limits.of(out.uri());
+        let pending = match (&self.clients.host_limits, self.clients.max_redirects) {
+            (None, None) => Pending::Sent(client.request(out)),
+            (limits, redirects) => {
+                let host = limits.as_ref().map(|l| l.of(out.uri()));
                 let client = client.clone();
-                Pending::Limited(Box::pin(async move {
-                    // The semaphore is never closed; a place is always given eventually.
-                    let permit = host.acquire_owned().await.ok();
-                    (client.request(out).await, permit)
+                Pending::Boxed(Box::pin(async move {
+                    let permit = match host {
+                        // The semaphore is never closed; a place is always given eventually.
+                        Some(host) => host.acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let answer = match redirects {
+                        Some(max) => {
+                            let hops = crate::redirect::Hops::new(max, resend);
+                            let follow = tower_http::follow_redirect::FollowRedirect::with_policy(
+                                client, hops,
+                            );
+                            tower::ServiceExt::oneshot(follow, out).await
+                        }
+                        None => client.request(out).await,
+                    };
+                    (answer, permit)
                 }))
             }
         };
