@@ -101,4 +101,4 @@ pub use crate::request::{ConvertError, messages_to_chat};
 pub use crate::service::{
     Anthropic, AnthropicLayer, MAX_ANSWER_BYTES, ResponseBody, ResponseFuture,
 };
-pub use crate::stream::{MAX_EVENT_BYTES, MessagesStream};
+pub use crate::stream::{MAX_EVENT_BYTES, MAX_TOOL_CALLS, MessagesStream};

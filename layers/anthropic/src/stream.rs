@@ -12,6 +12,9 @@ use crate::answer::{message_id, random_hex, reasoning_of, stop_reason, usage_of}
 /// error event.
 pub const MAX_EVENT_BYTES: usize = 4 << 20;
 
+/// The most tool calls one answer may hold (a stream with more ends with an error event).
+pub const MAX_TOOL_CALLS: usize = 1_024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Open {
     Thinking,
@@ -269,6 +272,10 @@ impl MessagesStream {
         let found = self.tools.iter().rposition(|t| t.chat_index == chat_index);
         let t = match found {
             Some(t) if id.is_none_or(|id| self.tools[t].id == id) => t,
+            _ if self.tools.len() >= MAX_TOOL_CALLS => {
+                self.fail("The upstream's answer holds too many tool calls", out);
+                return;
+            }
             _ => {
                 self.tools.push(Tool {
                     chat_index,
@@ -287,6 +294,13 @@ impl MessagesStream {
         }
         if self.tools[t].block.is_none() {
             if self.tools[t].name.is_empty() {
+                if self.tools[t].pending.len() + arguments.len() > MAX_EVENT_BYTES {
+                    self.fail(
+                        "The upstream sent a tool call's arguments without its name",
+                        out,
+                    );
+                    return;
+                }
                 self.tools[t].pending.push_str(&arguments);
                 return;
             }
@@ -460,6 +474,19 @@ mod tests {
             json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
                 "usage": {"input_tokens": 30, "output_tokens": 9}})
         );
+    }
+
+    #[test]
+    fn too_many_tool_calls_end_the_stream_with_an_error() {
+        let mut s = MessagesStream::new(1);
+        let mut out = Vec::new();
+        for i in 0..=MAX_TOOL_CALLS {
+            let call = json!({"index": i, "id": format!("c{i}"), "function": {"name": "f", "arguments": "{}"}});
+            out.extend_from_slice(&s.push(chunk(json!({"tool_calls": [call]}), None).as_bytes()));
+        }
+        assert!(s.is_finished());
+        assert_eq!(events(&out).last().unwrap().0, "error");
+        assert!(s.tools.len() <= MAX_TOOL_CALLS);
     }
 
     #[test]
