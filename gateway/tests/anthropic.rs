@@ -593,6 +593,25 @@ async fn messages_count_in_usage_and_spend_both_ways() {
         ),
         (json!(30), json!(7))
     );
+    // The metrics name the route and count the tokens of both kinds of connection.
+    let mut req = get(&format!("{}/metrics", root(&gw)));
+    req.headers_mut()
+        .insert("authorization", "Bearer sk-root".parse().unwrap());
+    let metrics = answer(req).await.text();
+    let requests = metrics
+        .lines()
+        .filter(|l| l.starts_with("gateway_requests_total") && l.contains("route=\"messages\""))
+        .count();
+    assert!(requests >= 1, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_tokens_total")
+                && l.contains("model=\"a.claude-x\"")
+                && l.contains("direction=\"output\"")
+                && l.ends_with(" 7")),
+        "{metrics}"
+    );
 }
 
 /// The official Anthropic Python SDK (`pip install anthropic`) as the caller, against both
