@@ -42,7 +42,19 @@ out["stream"] = {"text": text, "stop_reason": final.stop_reason, "output_tokens"
 
 out["count_openai"] = bob.messages.count_tokens(model="gpt-x", messages=messages, tools=tools).input_tokens
 out["count_anthropic"] = bob.messages.count_tokens(model="a.claude-x", messages=messages).input_tokens
-out["native"] = summary(bob.messages.create(model="a.claude-x", max_tokens=100, messages=messages[:1]))
+# The native connection: a tool-use round trip, a stream, an error of Anthropic's own.
+native = bob.messages.create(model="a.claude-x", max_tokens=100, tools=tools, messages=messages[:1])
+out["native"] = summary(native)
+bob.messages.create(model="a.claude-x", max_tokens=100, tools=tools, messages=[
+    messages[0],
+    {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in native.content]},
+    {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": b.id, "content": "3 C"} for b in native.content if b.type == "tool_use"]},
+])
+with bob.messages.stream(model="b.claude-x", max_tokens=100, messages=[{"role": "user", "content": "Hi"}]) as stream:
+    text = "".join(stream.text_stream)
+    final = stream.get_final_message()
+out["native_stream"] = {"text": text, "stop_reason": final.stop_reason, "output_tokens": final.usage.output_tokens}
 
 
 def failure(client, model, **extra):
@@ -58,8 +70,9 @@ errors = {
     "permission": failure(bob, "secret"),
     "not_found": failure(root, "no-such-model"),
     "invalid_request": failure(bob, "gpt-x", tools=[{"type": "web_search_20250305", "name": "web_search"}]),
+    "native_overloaded": failure(bob, "c.claude-x"),
 }
-# Bob may make 9 requests a minute; he has made 8 (count_tokens counts too).
+# Bob may make 12 requests a minute; he has made 11 (count_tokens counts too).
 for _ in range(3):
     limited = failure(bob, "gpt-x")
     if limited:
