@@ -218,6 +218,25 @@ async fn messages_to_an_openai_connection_are_translated_both_ways() {
     ))
     .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // Claude Code's `?beta=true`: served, and (as on every model route) not forwarded.
+    let res = answer(messages(
+        &gw,
+        "/v1/messages?beta=true",
+        Some("sk-bob"),
+        &conversation("gpt-x"),
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(openai.last_request().unwrap().query, None);
+    // Its errors keep Anthropic's shape.
+    let res = answer(messages(
+        &gw,
+        "/v1/messages?beta=true",
+        Some("sk-bob"),
+        &conversation("secret"),
+    ))
+    .await;
+    assert_eq!(anthropic_error(&res), (403, "permission_error".to_owned()));
 }
 
 #[tokio::test]
