@@ -2,32 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-/// Why a Messages request cannot be sent as Chat Completions (a 400 `invalid_request_error`
-/// for the caller).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConvertError {
-    /// The member at fault (`messages[2].content[0]`).
-    pub member: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConvertError {
-    fn new(member: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            member: member.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ConvertError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` {}", self.member, self.message)
-    }
-}
-
-impl std::error::Error for ConvertError {}
+pub use tower_openai_core::error::ConvertError;
 
 /// Members copied as they are.
 const KEPT: &[&str] = &["model", "max_tokens", "temperature", "top_p", "stream"];

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{Value, json};
-use tower_openai_core::body::sse_event_end as event_end;
+use tower_openai_core::body::{SseEvents, sse_data};
 
 use crate::answer::{message_id, random_hex, reasoning_of, stop_reason, usage_of};
 
@@ -44,7 +44,7 @@ struct Tool {
 /// ends with `event: error` (`api_error`).
 #[derive(Debug)]
 pub struct MessagesStream {
-    held: BytesMut,
+    events: SseEvents,
     input_estimate: u64,
     started: bool,
     blocks: usize,
@@ -60,7 +60,7 @@ impl MessagesStream {
     /// reports the real count at the end, in `message_delta`).
     pub fn new(input_estimate: u64) -> Self {
         Self {
-            held: BytesMut::new(),
+            events: SseEvents::new(MAX_EVENT_BYTES),
             input_estimate,
             started: false,
             blocks: 0,
@@ -83,16 +83,15 @@ impl MessagesStream {
         if self.finished {
             return Bytes::new();
         }
-        self.held.extend_from_slice(data);
-        while let Some(end) = event_end(&self.held) {
-            let event = self.held.split_to(end);
+        self.events.extend(data);
+        while let Some(event) = self.events.next_event() {
             self.event(&event, &mut out);
             if self.finished {
-                self.held.clear();
+                self.events.take_rest();
                 break;
             }
         }
-        if !self.finished && self.held.len() > MAX_EVENT_BYTES {
+        if !self.finished && self.events.is_over() {
             self.fail("The upstream sent an event too large to read", &mut out);
         }
         Bytes::from(out)
@@ -103,7 +102,7 @@ impl MessagesStream {
     pub fn finish(&mut self) -> Bytes {
         let mut out = String::new();
         if !self.finished {
-            let rest = std::mem::take(&mut self.held);
+            let rest = self.events.take_rest();
             if !rest.is_empty() {
                 self.event(&rest, &mut out);
             }
@@ -122,16 +121,7 @@ impl MessagesStream {
     }
 
     fn event(&mut self, event: &[u8], out: &mut String) {
-        let mut data = Vec::new();
-        for line in event.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(rest) = line.strip_prefix(b"data:") {
-                if !data.is_empty() {
-                    data.push(b'\n');
-                }
-                data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
-            }
-        }
+        let data = sse_data(event);
         if data.trim_ascii() == b"[DONE]" {
             self.done(out);
             return;

@@ -393,6 +393,34 @@ pub fn is_caused_by<E: StdError + 'static>(err: &(dyn StdError + 'static)) -> bo
     find_cause::<E>(err).is_some()
 }
 
+/// Why a request cannot be converted for another API (the Responses and Anthropic
+/// conversions): the member at fault and what is wrong with it; a 400 for the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvertError {
+    /// The member at fault (`messages[2].content[0]`).
+    pub member: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConvertError {
+    /// `member` and what is wrong with it.
+    pub fn new(member: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            member: member.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}", self.member, self.message)
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,31 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-/// Why a chat request cannot be sent to a Responses upstream (a 400 for the caller).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConvertError {
-    /// The member at fault.
-    pub member: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConvertError {
-    fn new(member: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            member: member.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ConvertError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` {}", self.member, self.message)
-    }
-}
-
-impl std::error::Error for ConvertError {}
+pub use tower_openai_core::error::ConvertError;
 
 /// Members a Responses request takes as they are.
 const KEPT: &[&str] = &[

@@ -1,9 +1,9 @@
 //! A Responses event stream as a Chat Completions event stream.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{Value, json};
 
-use tower_openai_core::body::sse_event_end as event_end;
+use tower_openai_core::body::{SseEvents, sse_data};
 
 use crate::answer::{finish_reason, usage};
 
@@ -21,7 +21,7 @@ pub const MAX_EVENT_BYTES: usize = 4 << 20;
 /// `data: {"error": {…}}`. Events it does not need are left out.
 #[derive(Debug)]
 pub struct ChatStream {
-    held: BytesMut,
+    events: SseEvents,
     include_usage: bool,
     id: Value,
     created: Value,
@@ -37,7 +37,7 @@ impl ChatStream {
     /// (`stream_options.include_usage`).
     pub fn new(include_usage: bool) -> Self {
         Self {
-            held: BytesMut::new(),
+            events: SseEvents::new(MAX_EVENT_BYTES),
             include_usage,
             id: Value::String(String::new()),
             created: Value::from(0),
@@ -59,16 +59,15 @@ impl ChatStream {
         if self.finished {
             return Bytes::new();
         }
-        self.held.extend_from_slice(data);
-        while let Some(end) = event_end(&self.held) {
-            let event = self.held.split_to(end);
+        self.events.extend(data);
+        while let Some(event) = self.events.next_event() {
             self.event(&event, &mut out);
             if self.finished {
-                self.held.clear();
+                self.events.take_rest();
                 break;
             }
         }
-        if !self.finished && self.held.len() > MAX_EVENT_BYTES {
+        if !self.finished && self.events.is_over() {
             self.fail(
                 "upstream_error",
                 "The upstream sent an event too large to read",
@@ -83,7 +82,7 @@ impl ChatStream {
     pub fn finish(&mut self) -> Bytes {
         let mut out = String::new();
         if !self.finished {
-            let rest = std::mem::take(&mut self.held);
+            let rest = self.events.take_rest();
             if !rest.is_empty() {
                 self.event(&rest, &mut out);
             }
@@ -99,17 +98,7 @@ impl ChatStream {
     }
 
     fn event(&mut self, event: &[u8], out: &mut String) {
-        let mut data = Vec::new();
-        for line in event.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(rest) = line.strip_prefix(b"data:") {
-                if !data.is_empty() {
-                    data.push(b'\n');
-                }
-                data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
-            }
-        }
-        let Ok(value) = serde_json::from_slice::<Value>(&data) else {
+        let Ok(value) = serde_json::from_slice::<Value>(&sse_data(event)) else {
             return;
         };
         let kind = value.get("type").and_then(Value::as_str).unwrap_or("");

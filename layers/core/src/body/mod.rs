@@ -8,8 +8,10 @@
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
 
+mod sse;
 mod watch;
 
+pub use self::sse::{SseEvents, sse_data};
 pub use self::watch::{BodyEnd, BodyWatch, WatchedBody};
 
 use std::any::Any;
