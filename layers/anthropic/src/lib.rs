@@ -99,6 +99,9 @@ pub use crate::errors::{
 };
 pub use crate::request::{ConvertError, messages_to_chat};
 pub use crate::service::{
-    Anthropic, AnthropicLayer, MAX_ANSWER_BYTES, ResponseBody, ResponseFuture,
+    Anthropic, AnthropicLayer, Conversion, JsonAnswer, MAX_ANSWER_BYTES, ResponseBody,
+    ResponseFuture,
 };
 pub use crate::stream::{MAX_EVENT_BYTES, MAX_TOOL_CALLS, MessagesStream};
+/// The trait [`MessagesStream`] converts through (`push`, `finish`, `is_finished`).
+pub use tower_openai_core::body::Reframe;

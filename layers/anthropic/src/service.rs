@@ -3,13 +3,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project::pin_project;
 use serde_json::{Map, Value, json};
 use tower_layer::Layer;
+use tower_openai_core::body::{ConvertWhole, Converted, ReframedBody, Whole};
 use tower_openai_core::{ApiRoute, Payload, SelectedConnection};
 use tower_service::Service;
 
@@ -234,20 +235,22 @@ where
             .map(|e| e.trim().to_ascii_lowercase());
         res.headers_mut().remove(header::CONTENT_LENGTH);
         Poll::Ready(Ok(match essence.as_deref() {
-            Some("text/event-stream") => res.map(|inner| ResponseBody::Events {
-                inner,
-                stream: MessagesStream::new(input_estimate),
+            Some("text/event-stream") => res.map(|inner| {
+                let stream = MessagesStream::new(input_estimate);
+                ResponseBody::Converted {
+                    inner: ReframedBody::new(inner, Converted::Events(stream)),
+                }
             }),
             _ => {
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                res.map(|inner| ResponseBody::Json {
-                    inner,
-                    held: BytesMut::new(),
-                    input_estimate,
-                    done: false,
+                res.map(|inner| {
+                    let json = Whole::new(MAX_ANSWER_BYTES, JsonAnswer { input_estimate });
+                    ResponseBody::Converted {
+                        inner: ReframedBody::new(inner, Converted::Json(json)),
+                    }
                 })
             }
         }))
@@ -270,26 +273,42 @@ pub enum ResponseBody<B> {
         #[pin]
         body: Full<Bytes>,
     },
-    /// A JSON answer, read whole (at most [`MAX_ANSWER_BYTES`]) and converted.
-    Json {
-        /// The upstream's body.
+    /// Converted back to Messages.
+    Converted {
+        /// The upstream's body, converted.
         #[pin]
-        inner: B,
-        /// What was read of it.
-        held: BytesMut,
-        /// The input tokens counted here, for an answer without usage.
-        input_estimate: u64,
-        /// The converted answer went out.
-        done: bool,
+        inner: ReframedBody<B, Conversion>,
     },
-    /// An event stream, converted event by event.
-    Events {
-        /// The upstream's body.
-        #[pin]
-        inner: B,
-        /// The converter.
-        stream: MessagesStream,
-    },
+}
+
+/// How an answer is converted back to Messages.
+pub type Conversion = Converted<JsonAnswer, MessagesStream>;
+
+/// A whole chat completion as a Message.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonAnswer {
+    /// The input tokens counted here, for an answer without usage.
+    pub input_estimate: u64,
+}
+
+impl ConvertWhole for JsonAnswer {
+    fn convert(&mut self, body: Option<&[u8]>) -> Bytes {
+        let Some(body) = body else {
+            return anthropic_error(
+                StatusCode::BAD_GATEWAY,
+                b"The upstream's answer is too large to translate",
+            );
+        };
+        match serde_json::from_slice::<Value>(body) {
+            Ok(chat) if chat.get("choices").is_some() => {
+                Bytes::from(chat_to_message(&chat, self.input_estimate).to_string())
+            }
+            _ => anthropic_error(
+                StatusCode::BAD_GATEWAY,
+                b"The upstream's answer is not a Chat Completions object",
+            ),
+        }
+    }
 }
 
 impl<B> Body for ResponseBody<B>
@@ -308,69 +327,7 @@ where
             BodyProj::Local { body } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(|never| match never {}))),
-            BodyProj::Json {
-                mut inner,
-                held,
-                input_estimate,
-                done,
-            } => loop {
-                if *done {
-                    return Poll::Ready(None);
-                }
-                match ready!(inner.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            if held.len() + data.len() > MAX_ANSWER_BYTES {
-                                *done = true;
-                                return Poll::Ready(Some(Ok(Frame::data(anthropic_error(
-                                    StatusCode::BAD_GATEWAY,
-                                    b"The upstream's answer is too large to translate",
-                                )))));
-                            }
-                            held.extend_from_slice(&data);
-                        }
-                    }
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    None => {
-                        *done = true;
-                        let answer = match serde_json::from_slice::<Value>(held) {
-                            Ok(chat) if chat.get("choices").is_some() => {
-                                Bytes::from(chat_to_message(&chat, *input_estimate).to_string())
-                            }
-                            _ => anthropic_error(
-                                StatusCode::BAD_GATEWAY,
-                                b"The upstream's answer is not a Chat Completions object",
-                            ),
-                        };
-                        return Poll::Ready(Some(Ok(Frame::data(answer))));
-                    }
-                }
-            },
-            BodyProj::Events { mut inner, stream } => loop {
-                if stream.is_finished() {
-                    return Poll::Ready(None);
-                }
-                match ready!(inner.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        let Ok(data) = frame.into_data() else {
-                            continue;
-                        };
-                        let out = stream.push(&data);
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
-                    // A body that fails (the gateway's upstream service ends a broken stream
-                    // with an error event instead, converted above) fails here too.
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    None => {
-                        let out = stream.finish();
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
-                }
-            },
+            BodyProj::Converted { inner } => inner.poll_frame(cx),
         }
     }
 
@@ -378,8 +335,7 @@ where
         match self {
             Self::Passed { inner } => inner.is_end_stream(),
             Self::Local { body } => body.is_end_stream(),
-            Self::Json { done, .. } => *done,
-            Self::Events { stream, .. } => stream.is_finished(),
+            Self::Converted { inner } => inner.is_end_stream(),
         }
     }
 
@@ -387,7 +343,7 @@ where
         match self {
             Self::Passed { inner } => inner.size_hint(),
             Self::Local { body } => body.size_hint(),
-            _ => SizeHint::default(),
+            Self::Converted { inner } => inner.size_hint(),
         }
     }
 }

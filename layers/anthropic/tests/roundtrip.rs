@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use tower_openai_anthropic::{MessagesStream, chat_to_message, messages_to_chat};
+use tower_openai_anthropic::{MessagesStream, Reframe, chat_to_message, messages_to_chat};
 
 fn text() -> impl Strategy<Value = String> {
     // Any text, quotes, escapes and non-ASCII included.

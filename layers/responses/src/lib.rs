@@ -88,6 +88,9 @@ pub use crate::answer::responses_to_chat;
 pub use crate::options::{ApiType, ResponsesOptions};
 pub use crate::request::{ConvertError, chat_to_responses};
 pub use crate::service::{
-    MAX_ANSWER_BYTES, ResponseBody, ResponseFuture, Responses, ResponsesLayer,
+    Conversion, JsonAnswer, MAX_ANSWER_BYTES, ResponseBody, ResponseFuture, Responses,
+    ResponsesLayer,
 };
 pub use crate::stream::{ChatStream, MAX_EVENT_BYTES};
+/// The trait [`ChatStream`] converts through (`push`, `finish`, `is_finished`).
+pub use tower_openai_core::body::Reframe;

@@ -3,12 +3,13 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Request, Response, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
+use tower_openai_core::body::{self, ConvertWhole, ReframedBody, Whole};
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ApiRoute, ErrorResponse, Payload, SelectedConnection};
 use tower_service::Service;
@@ -179,15 +180,13 @@ where
         // The answer's length changes.
         res.headers_mut().remove(header::CONTENT_LENGTH);
         Poll::Ready(Ok(match essence.as_deref() {
-            Some("text/event-stream") => res.map(|inner| ResponseBody::Events {
-                inner,
-                stream: ChatStream::new(converted.include_usage),
-                done: false,
+            Some("text/event-stream") => res.map(|inner| {
+                let stream = ChatStream::new(converted.include_usage);
+                ResponseBody::Converted(ReframedBody::new(inner, body::Converted::Events(stream)))
             }),
-            Some("application/json") => res.map(|inner| ResponseBody::Json {
-                inner,
-                held: BytesMut::new(),
-                done: false,
+            Some("application/json") => res.map(|inner| {
+                let json = Whole::new(MAX_ANSWER_BYTES, JsonAnswer);
+                ResponseBody::Converted(ReframedBody::new(inner, body::Converted::Json(json)))
             }),
             _ => res.map(ResponseBody::Passed),
         }))
@@ -200,26 +199,25 @@ where
 pub enum ResponseBody<B> {
     /// Not converted.
     Passed(#[pin] B),
-    /// A JSON answer, read whole (at most [`MAX_ANSWER_BYTES`]) and converted.
-    Json {
-        /// The upstream's body.
-        #[pin]
-        inner: B,
-        /// What was read of it.
-        held: BytesMut,
-        /// The converted answer went out.
-        done: bool,
-    },
-    /// An event stream, converted event by event.
-    Events {
-        /// The upstream's body.
-        #[pin]
-        inner: B,
-        /// The converter.
-        stream: ChatStream,
-        /// The stream ended.
-        done: bool,
-    },
+    /// Converted.
+    Converted(#[pin] ReframedBody<B, Conversion>),
+}
+
+/// How an answer is converted back to Chat Completions.
+pub type Conversion = body::Converted<JsonAnswer, ChatStream>;
+
+/// A whole Responses JSON answer as a chat completion.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonAnswer;
+
+impl ConvertWhole for JsonAnswer {
+    fn convert(&mut self, body: Option<&[u8]>) -> Bytes {
+        match body.and_then(|b| serde_json::from_slice::<Value>(b).ok()) {
+            Some(response) => Bytes::from(responses_to_chat(&response).to_string()),
+            None => ErrorResponse::bad_gateway("The upstream's answer is not a Responses object")
+                .to_bytes(),
+        }
+    }
 }
 
 impl<B> Body for ResponseBody<B>
@@ -235,79 +233,21 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
             BodyProj::Passed(inner) => inner.poll_frame(cx),
-            BodyProj::Json {
-                mut inner,
-                held,
-                done,
-            } => loop {
-                if *done {
-                    return Poll::Ready(None);
-                }
-                match ready!(inner.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data()
-                            && held.len() + data.len() <= MAX_ANSWER_BYTES
-                        {
-                            held.extend_from_slice(&data);
-                        }
-                    }
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    None => {
-                        *done = true;
-                        let answer = match serde_json::from_slice::<Value>(held) {
-                            Ok(response) => responses_to_chat(&response).to_string(),
-                            Err(_) => ErrorResponse::bad_gateway(
-                                "The upstream's answer is not a Responses object",
-                            )
-                            .to_json(),
-                        };
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(answer)))));
-                    }
-                }
-            },
-            BodyProj::Events {
-                mut inner,
-                stream,
-                done,
-            } => loop {
-                if *done {
-                    return Poll::Ready(None);
-                }
-                match ready!(inner.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        let Ok(data) = frame.into_data() else {
-                            continue;
-                        };
-                        let out = stream.push(&data);
-                        *done = stream.is_finished();
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    None => {
-                        *done = true;
-                        let out = stream.finish();
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
-                }
-            },
+            BodyProj::Converted(inner) => inner.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Passed(inner) => inner.is_end_stream(),
-            Self::Json { done, .. } | Self::Events { done, .. } => *done,
+            Self::Converted(inner) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Passed(inner) => inner.size_hint(),
-            _ => SizeHint::default(),
+            Self::Converted(inner) => inner.size_hint(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use tower_openai_core::body::{SseEvents, sse_data};
+use tower_openai_core::body::{Reframe, SseEvents, sse_data};
 
 use crate::answer::{finish_reason, usage};
 
@@ -46,55 +46,6 @@ impl ChatStream {
             calls: Vec::new(),
             finished: false,
         }
-    }
-
-    /// Whether the stream has ended (a final event, an error, or too long an event).
-    pub fn is_finished(&self) -> bool {
-        self.finished
-    }
-
-    /// Add bytes of the Responses stream; the chat events they complete.
-    pub fn push(&mut self, data: &[u8]) -> Bytes {
-        let mut out = String::new();
-        if self.finished {
-            return Bytes::new();
-        }
-        self.events.extend(data);
-        while let Some(event) = self.events.next_event() {
-            self.event(&event, &mut out);
-            if self.finished {
-                self.events.take_rest();
-                break;
-            }
-        }
-        if !self.finished && self.events.is_over() {
-            self.fail(
-                "upstream_error",
-                "The upstream sent an event too large to read",
-                &mut out,
-            );
-        }
-        Bytes::from(out)
-    }
-
-    /// The upstream's stream ended: what is still owed (an error event when it ended before
-    /// its final event).
-    pub fn finish(&mut self) -> Bytes {
-        let mut out = String::new();
-        if !self.finished {
-            let rest = self.events.take_rest();
-            if !rest.is_empty() {
-                self.event(&rest, &mut out);
-            }
-            if !self.finished {
-                self.fail(
-                    "upstream_error",
-                    "The upstream's stream ended before the response was complete",
-                    &mut out,
-                );
-            }
-        }
-        Bytes::from(out)
     }
 
     fn event(&mut self, event: &[u8], out: &mut String) {
@@ -231,11 +182,62 @@ impl ChatStream {
     }
 }
 
+impl Reframe for ChatStream {
+    /// Add bytes of the Responses stream; the chat events they complete.
+    fn push(&mut self, data: &[u8]) -> Bytes {
+        let mut out = String::new();
+        if self.finished {
+            return Bytes::new();
+        }
+        self.events.extend(data);
+        while let Some(event) = self.events.next_event() {
+            self.event(&event, &mut out);
+            if self.finished {
+                self.events.take_rest();
+                break;
+            }
+        }
+        if !self.finished && self.events.is_over() {
+            self.fail(
+                "upstream_error",
+                "The upstream sent an event too large to read",
+                &mut out,
+            );
+        }
+        Bytes::from(out)
+    }
+
+    /// The upstream's stream ended: what is still owed (an error event when it ended before
+    /// its final event).
+    fn finish(&mut self) -> Bytes {
+        let mut out = String::new();
+        if !self.finished {
+            let rest = self.events.take_rest();
+            if !rest.is_empty() {
+                self.event(&rest, &mut out);
+            }
+            if !self.finished {
+                self.fail(
+                    "upstream_error",
+                    "The upstream's stream ended before the response was complete",
+                    &mut out,
+                );
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// Whether the stream has ended (a final event, an error, or too long an event).
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
 
-    use super::ChatStream;
+    use super::{ChatStream, Reframe};
 
     fn sse(events: &[Value]) -> String {
         events

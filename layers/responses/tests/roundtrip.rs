@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tower_openai_responses::{ChatStream, chat_to_responses, responses_to_chat};
+use tower_openai_responses::{ChatStream, Reframe, chat_to_responses, responses_to_chat};
 
 #[derive(Clone, Debug)]
 enum Step {

@@ -8,9 +8,11 @@
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
 
+mod reframe;
 mod sse;
 mod watch;
 
+pub use self::reframe::{ConvertWhole, Converted, Reframe, ReframedBody, Whole};
 pub use self::sse::{SseEvents, sse_data};
 pub use self::watch::{BodyEnd, BodyWatch, WatchedBody};
 
