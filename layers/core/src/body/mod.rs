@@ -7,6 +7,11 @@
 //! - [`ResponseBody`]: a response body that is either the inner service's or one a layer
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
+//! - [`ReframedBody`]: a response body turned into other bytes as it passes, through a
+//!   [`Reframe`] (an event stream converted event by event, or a JSON answer read [`Whole`]
+//!   and converted at its end): what the conversion layers (Responses, Anthropic) send back.
+//! - [`SseEvents`] and [`sse_data`]: an event stream cut into whole events, and an event's
+//!   data.
 
 mod reframe;
 mod sse;
