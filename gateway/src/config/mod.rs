@@ -119,7 +119,7 @@ pub struct GatewayConfig {
     /// resolved for every new connection).
     pub dns_ttl: Duration,
     /// `AIOHTTP_CLIENT_ALLOW_REDIRECTS=true`: upstream redirects are followed (at most
-    /// [`MAX_REDIRECTS`], credentials never carried to another origin); otherwise a redirect
+    /// 5, credentials never carried to another origin); otherwise a redirect
     /// is the answer.
     pub allow_redirects: bool,
     /// PEM CA bundles trusted for upstream certificates besides the web roots
