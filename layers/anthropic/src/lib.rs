@@ -87,6 +87,7 @@
 mod answer;
 mod count;
 mod errors;
+mod output;
 mod request;
 mod service;
 mod stream;

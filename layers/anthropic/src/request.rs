@@ -20,7 +20,9 @@ const KEPT: &[&str] = &["model", "max_tokens", "temperature", "top_p", "stream"]
 ///   (`stream_options.include_usage`); `stop_sequences` → `stop`; `metadata.user_id` →
 ///   `user`; `tools` → functions with `input_schema` as `parameters`; `tool_choice`
 ///   `auto`/`any`/`tool`/`none` → `auto`/`required`/the function/`none`, and its
-///   `disable_parallel_tool_use` → `parallel_tool_calls: false`;
+///   `disable_parallel_tool_use` → `parallel_tool_calls: false`; `reasoning_effort` (else
+///   `output_config.effort`) → `reasoning_effort`; `output_config.format` (`json_schema` or
+///   `json_object`) → `response_format`;
 /// - anything else (`top_k`, `thinking`, `service_tier`, …) is dropped.
 ///
 /// A block or tool that has no Chat Completions form (server tools, `search_result`,
@@ -131,6 +133,7 @@ pub fn messages_to_chat(messages: &Map<String, Value>) -> Result<Map<String, Val
             out.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
+    crate::output::output_config(messages, &mut out)?;
     Ok(out)
 }
 
