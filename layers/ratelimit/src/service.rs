@@ -217,11 +217,13 @@ where
                 .extensions
                 .get::<UsageReport>()
                 .cloned()
-                .map(|report| Tally {
-                    store,
-                    key,
-                    report,
-                    budgets: limits.budgets,
+                .map(|report| {
+                    Tally(Box::new(TallyParts {
+                        store,
+                        key,
+                        report,
+                        budgets: limits.budgets,
+                    }))
                 });
             Ok(Response::from_parts(
                 parts,
@@ -311,8 +313,11 @@ fn headers(headers: &mut HeaderMap, limits: &Limits, window: &Window, refused: b
 }
 
 /// Adds an answer's tokens to its caller's window, and its cost to their budgets, when the
-/// body ends or is dropped.
-pub struct Tally<St> {
+/// body ends or is dropped. (Boxed: every answer's body, limited or not, has room for it, and
+/// is moved by each layer above.)
+pub struct Tally<St>(Box<TallyParts<St>>);
+
+struct TallyParts<St> {
     store: St,
     key: String,
     report: UsageReport,
@@ -327,15 +332,16 @@ impl<St> std::fmt::Debug for Tally<St> {
 
 impl<St: LimitStore> BodyWatch for Tally<St> {
     fn on_end(self, _: BodyEnd) {
-        if let Some(usage) = self.report.usage() {
+        let this = *self.0;
+        if let Some(usage) = this.report.usage() {
             let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-            let nanos = self.report.cost().map_or(0, usd_nanos);
-            self.store.add(
-                &self.key,
+            let nanos = this.report.cost().map_or(0, usd_nanos);
+            this.store.add(
+                &this.key,
                 Charge {
                     tokens,
                     nanos,
-                    budgets: &self.budgets,
+                    budgets: &this.budgets,
                 },
             );
         }

@@ -40,16 +40,18 @@ pub struct ResponseBody {
     active: bool,
     timeout: Option<Duration>,
     connection: usize,
-    sse: Option<SseState>,
+    /// Boxed, as the two below: only event streams and error answers use them, and every
+    /// answer's body is moved by each layer above.
+    sse: Option<Box<SseState>>,
     /// On an event stream: the server's shutdown, and the wait for it (made when the stream
     /// first has to wait).
-    shutdown: Option<(ShutdownSignal, Option<Cut>)>,
+    shutdown: Option<Box<(ShutdownSignal, Option<Cut>)>>,
     /// Told when an event stream ends on an error event of ours (the stream broke, or the
     /// shutdown cut it), which the caller sees as a clean end.
     ending: Option<EndingReport>,
     /// An error status sent as an event stream: its body, read whole (at most
     /// [`MAX_ERROR_BODY`]) and answered as JSON (Open WebUI 0.7+).
-    error_json: Option<(Vec<u8>, u16)>,
+    error_json: Option<Box<(Vec<u8>, u16)>>,
     done: bool,
     /// The request's place among its host's requests in flight, held until the body drops.
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -140,8 +142,10 @@ impl ResponseBody {
             active: true,
             timeout,
             connection,
-            sse: sse.then(SseState::default),
-            shutdown: shutdown.filter(|_| sse).map(|s| (s.clone(), None)),
+            sse: sse.then(Box::default),
+            shutdown: shutdown
+                .filter(|_| sse)
+                .map(|s| Box::new((s.clone(), None))),
             ending: None,
             error_json: None,
             done: false,
@@ -169,7 +173,7 @@ impl ResponseBody {
     pub(crate) fn answered_as_json(mut self, status: u16) -> Self {
         self.sse = None;
         self.shutdown = None;
-        self.error_json = Some((Vec::new(), status));
+        self.error_json = Some(Box::new((Vec::new(), status)));
         self
     }
 
@@ -205,7 +209,7 @@ impl http_body::Body for ResponseBody {
         let failure: UpstreamError = match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.active = true;
-                if let Some((held, _)) = this.error_json.as_mut() {
+                if let Some((held, _)) = this.error_json.as_deref_mut() {
                     if let Some(data) = frame.data_ref() {
                         let room = MAX_ERROR_BODY.saturating_sub(held.len());
                         held.extend_from_slice(&data[..data.len().min(room)]);
@@ -221,7 +225,8 @@ impl http_body::Body for ResponseBody {
             }
             Poll::Ready(None) => {
                 *this.done = true;
-                if let Some((held, status)) = this.error_json.take() {
+                if let Some(held) = this.error_json.take() {
+                    let (held, status) = *held;
                     return Poll::Ready(Some(Ok(Frame::data(error_json(&held, status)))));
                 }
                 return Poll::Ready(None);
@@ -229,7 +234,7 @@ impl http_body::Body for ResponseBody {
             Poll::Ready(Some(Err(e))) => UpstreamError::protocol(*this.connection, e),
             Poll::Pending => {
                 if let (Some((signal, wait)), Some(sse)) =
-                    (this.shutdown.as_mut(), this.sse.as_mut())
+                    (this.shutdown.as_deref_mut(), this.sse.as_mut())
                 {
                     let wait = wait.get_or_insert_with(|| signal.wait());
                     if Pin::new(wait).poll(cx).is_ready() {

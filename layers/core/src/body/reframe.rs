@@ -20,12 +20,16 @@ pub trait Reframe {
 }
 
 /// `inner`'s bytes through a [`Reframe`]. An error of `inner` is passed on as it is.
+///
+/// The reframe's state is boxed: a converting body is one variant of a layer's response body,
+/// and every answer through that layer, converted or not, would otherwise carry (and move, at
+/// each layer above) room for a stream converter's state.
 #[pin_project]
 #[derive(Debug)]
 pub struct ReframedBody<B, R> {
     #[pin]
     inner: B,
-    reframe: R,
+    reframe: Box<R>,
     ended: bool,
 }
 
@@ -34,7 +38,7 @@ impl<B, R> ReframedBody<B, R> {
     pub fn new(inner: B, reframe: R) -> Self {
         Self {
             inner,
-            reframe,
+            reframe: Box::new(reframe),
             ended: false,
         }
     }
