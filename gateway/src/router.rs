@@ -91,12 +91,8 @@ fn check_admin_write(req: &Request<Body>, security: &SecurityConfig) -> Result<(
     if *req.method() == Method::DELETE {
         return Ok(());
     }
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    let json = tower_openai_core::body::media_type(req.headers())
+        .is_some_and(|t| t.eq_ignore_ascii_case("application/json"));
     if !json {
         return Err(ErrorResponse::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

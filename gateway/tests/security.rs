@@ -308,6 +308,54 @@ async fn odd_paths_are_refused_before_routing() {
     assert_eq!(res.status, StatusCode::NOT_FOUND);
 }
 
+/// Anthropic's routes (`/v1/messages`, its `count_tokens`) in every other spelling are
+/// refused as odd paths, never routed, translated or passed through (SPEC-0.11 Anthropic;
+/// GATEWAY.md, refused input): only the exact paths are Messages requests.
+#[tokio::test]
+async fn odd_spellings_of_the_messages_routes_are_refused_before_routing() {
+    let mock = mock().await;
+    let gw = gateway(&mock, &[("ENABLE_OPENAI_API_PASSTHROUGH", "true")]).await;
+    let addr = gw.addr();
+    for path in [
+        "/v1//messages",
+        "/v1/./messages",
+        "/v1/%2e/messages",
+        "/v1/x/../messages",
+        "/v1/messages/",
+        "/v1/Messages",
+        "/v1/messag%65s",
+        "/v1/messages;x=1",
+        "/v1/messages%2Fcount_tokens",
+        "/v1/messages/count_tokens/",
+        "/v1/messages//count_tokens",
+        "/openai//messages",
+    ] {
+        let res = answer(authed(
+            post_json(
+                &format!("http://{addr}{path}"),
+                r#"{"model":"up.secret","max_tokens":1,"messages":[]}"#,
+            ),
+            "sk-alice",
+        ))
+        .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(error_code(&res), "invalid_path", "{path}");
+    }
+    assert_eq!(forwarded(&mock), Vec::<String>::new());
+    // The exact route is a model route: the caller's access applies (alice may not use
+    // up.secret), whichever way the key is presented.
+    let res = answer(authed(
+        post_json(
+            &format!("http://{addr}/v1/messages"),
+            r#"{"model":"up.secret","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        "sk-alice",
+    ))
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(forwarded(&mock), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_model_route_body_that_cannot_be_read_is_refused() {
     let mock = mock().await;

@@ -10,7 +10,7 @@ use http_body_util::Full;
 use pin_project::pin_project;
 use serde_json::{Map, Value, json};
 use tower_layer::Layer;
-use tower_openai_core::body::{ConvertWhole, Converted, ReframedBody, Whole};
+use tower_openai_core::body::{ConvertWhole, Converted, ReframedBody, Whole, media_type};
 use tower_openai_core::{ApiRoute, Payload, SelectedConnection};
 use tower_service::Service;
 
@@ -227,12 +227,7 @@ where
         let Some(input_estimate) = translated.take().filter(|_| res.status().is_success()) else {
             return Poll::Ready(Ok(res.map(|inner| ResponseBody::Passed { inner })));
         };
-        let essence = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ct| ct.split(';').next())
-            .map(|e| e.trim().to_ascii_lowercase());
+        let essence = media_type(res.headers()).map(str::to_ascii_lowercase);
         res.headers_mut().remove(header::CONTENT_LENGTH);
         Poll::Ready(Ok(match essence.as_deref() {
             Some("text/event-stream") => res.map(|inner| {

@@ -160,7 +160,7 @@ fn read_error(err: &BoxError, limit: usize) -> ErrorResponse {
 
 /// Call the inner service with `parts` and `body`, handing the service back for the next
 /// request once called.
-fn call<S>(pending: Box<Pending<S>>, body: Body) -> S::Future
+fn call<S>(pending: Pending<S>, body: Body) -> S::Future
 where
     S: Service<Request<Body>>,
 {
@@ -169,7 +169,7 @@ where
         mut inner,
         spare,
         ..
-    } = *pending;
+    } = pending;
     let future = inner.call(Request::from_parts(parts, body));
     // Its future owns what it needs: the service can serve the next request.
     spare.give_back(inner);
@@ -177,7 +177,7 @@ where
 }
 
 /// Admit the collected `bytes` and call the inner service, or reject.
-fn admit_and_call<S, B>(mut pending: Box<Pending<S>>, reading: Reading, bytes: Bytes) -> State<S, B>
+fn admit_and_call<S, B>(mut pending: Pending<S>, reading: Reading, bytes: Bytes) -> State<S, B>
 where
     S: Service<Request<Body>>,
     B: http_body::Body,
@@ -189,8 +189,7 @@ where
         },
         Err(error) => {
             // Handed back unused: it was readied, and it is the next one's.
-            let Pending { inner, spare, .. } = *pending;
-            spare.give_back(inner);
+            pending.spare.give_back(pending.inner);
             State::Rejected { error: Some(error) }
         }
     }
@@ -234,7 +233,7 @@ where
                         return gone();
                     };
                     match collected {
-                        Ok(collected) => admit_and_call(pending, *reading, collected.to_bytes()),
+                        Ok(collected) => admit_and_call(*pending, *reading, collected.to_bytes()),
                         Err(err) => State::Rejected {
                             error: Some(read_error(&err, pending.limit)),
                         },
@@ -289,7 +288,7 @@ where
                                 let first = VecDeque::from([Frame::data(read.split().freeze())]);
                                 let body = Body::new(Prefixed::new(first, rest, ended));
                                 this.state.set(State::Called {
-                                    future: call(pending, body),
+                                    future: call(*pending, body),
                                 });
                                 continue;
                             }
@@ -304,7 +303,7 @@ where
                     let Some(pending) = pending.take() else {
                         return gone();
                     };
-                    admit_and_call(pending, Reading::Sniffed, read.split().freeze())
+                    admit_and_call(*pending, Reading::Sniffed, read.split().freeze())
                 }
             };
             this.state.set(next);

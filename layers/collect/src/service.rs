@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::budget::{Budgeted, BufferBudget};
 use crate::{CollectPayloadLayer, ResponseFuture};
-use tower_openai_core::body::{Body, ResponseBody};
+use tower_openai_core::body::{Body, ResponseBody, media_type};
 use tower_openai_core::error::{BoxError, ErrorResponse};
 use tower_openai_core::extensions::{ApiRoute, RouteKind, User};
 use tower_openai_core::payload::{Form, Payload};
@@ -218,11 +218,7 @@ fn identity_encoded(headers: &HeaderMap) -> bool {
 }
 
 fn is_multipart_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+    media_type(headers).is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
 }
 
 /// Admit a collected body as `reading` says: the extension the layers below read (or, for
@@ -339,13 +335,11 @@ fn carries_json(method: &Method, headers: &HeaderMap) -> bool {
     if !has_body(method) {
         return false;
     }
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+    if !headers.contains_key(header::CONTENT_TYPE) {
         // SDKs always say; curl users often do not. Try it as JSON.
         return true;
-    };
-    let Ok(ct) = ct.to_str() else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    let Some((kind, sub)) = essence.split_once('/') else {
+    }
+    let Some((kind, sub)) = media_type(headers).and_then(|t| t.split_once('/')) else {
         return false;
     };
     kind.eq_ignore_ascii_case("application")

@@ -6,12 +6,12 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
-use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
+use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody, media_type};
 use tower_openai_core::error::UpstreamFailure;
 use tower_openai_core::{
     ApiRoute, Ending, EndingReport, RequestedModel, SelectedConnection, UsageReport, User,
@@ -328,15 +328,8 @@ impl Record {
         if self.user.is_none() {
             self.user = ext.get::<User>().map(|u| u.id.clone());
         }
-        self.stream = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.split(';')
-                    .next()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("text/event-stream"))
-            });
+        self.stream =
+            media_type(res.headers()).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"));
         if self.stream && self.config.metrics {
             self.config.handles().streams_active().increment(1.0);
         }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
+use tower_openai_core::body::media_type;
 use tower_openai_core::extensions::{ApiRoute, MeterUsage};
 use tower_openai_core::{
     Payload, PriceList, RequestedModel, SelectedConnection, TokenPrices, TokenUsage, UsageReport,
@@ -303,14 +304,9 @@ enum Kind {
 }
 
 fn content_kind<B>(res: &Response<B>) -> Kind {
-    let Some(ct) = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(essence) = media_type(res.headers()) else {
         return Kind::Other;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim();
     if essence.eq_ignore_ascii_case("text/event-stream") {
         Kind::Events
     } else if essence.eq_ignore_ascii_case("application/json") {

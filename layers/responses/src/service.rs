@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
-use tower_openai_core::body::{self, ConvertWhole, ReframedBody, Whole};
+use tower_openai_core::body::{self, ConvertWhole, ReframedBody, Whole, media_type};
 use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ApiRoute, ErrorResponse, Payload, SelectedConnection};
 use tower_service::Service;
@@ -171,12 +171,7 @@ where
         let Some(converted) = this.converted.take().filter(|_| res.status().is_success()) else {
             return Poll::Ready(Ok(res.map(ResponseBody::Passed)));
         };
-        let essence = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ct| ct.split(';').next())
-            .map(|e| e.trim().to_ascii_lowercase());
+        let essence = media_type(res.headers()).map(str::to_ascii_lowercase);
         // The answer's length changes.
         res.headers_mut().remove(header::CONTENT_LENGTH);
         Poll::Ready(Ok(match essence.as_deref() {

@@ -1,6 +1,7 @@
 //! Which headers cross the proxy (Open WebUI rule X-4, made an allowlist).
 
 use http::header::{self, HeaderMap, HeaderName};
+use tower_openai_core::body::media_type;
 
 /// RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies strip, and
 /// `Upgrade`.
@@ -228,17 +229,7 @@ pub(crate) fn scrub_response(headers: &mut HeaderMap, streaming: bool) {
 
 /// Whether a response is a server-sent-events stream.
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            const SSE: &str = "text/event-stream";
-            // Compared in place: no lower-case copy of every response's content type.
-            ct.trim_start()
-                .as_bytes()
-                .get(..SSE.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(SSE.as_bytes()))
-        })
+    media_type(headers).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
 }
 
 #[cfg(test)]

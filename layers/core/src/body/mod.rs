@@ -12,6 +12,7 @@
 //!   and converted at its end): what the conversion layers (Responses, Anthropic) send back.
 //! - [`SseEvents`] and [`sse_data`]: an event stream cut into whole events, and an event's
 //!   data.
+//! - [`media_type`]: what a `Content-Type` header says a body is.
 
 mod reframe;
 mod sse;
@@ -33,6 +34,25 @@ use pin_project::pin_project;
 
 use crate::error::{BoxError, ErrorResponse};
 use tower_openai_time::{BodyTimeouts, SleepSlot, TimeoutBody};
+
+/// The media type a message's `Content-Type` names, without its parameters and trimmed
+/// (`text/event-stream` for `text/event-stream; charset=utf-8`); `None` without a header or
+/// when it is not visible ASCII. Media types are case-insensitive: compare with
+/// `eq_ignore_ascii_case`.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
+/// use tower_openai_core::body::media_type;
+///
+/// let mut headers = HeaderMap::new();
+/// assert_eq!(media_type(&headers), None);
+/// headers.insert(CONTENT_TYPE, HeaderValue::from_static(" Text/Event-Stream ; charset=utf-8"));
+/// assert!(media_type(&headers).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream")));
+/// ```
+pub fn media_type(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or_default().trim())
+}
 
 /// A type-erased body, as used at the gateway boundary (linkerd's `BoxBody`).
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
