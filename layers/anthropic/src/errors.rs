@@ -3,13 +3,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Value, json};
 use tower_layer::Layer;
 use tower_openai_core::ApiRoute;
+use tower_openai_core::body::{ConvertWhole, ReframedBody, Whole};
 use tower_service::Service;
 
 /// The largest error body read to be reshaped; a larger one is replaced by a message naming
@@ -180,53 +181,68 @@ where
         let mut res = ready!(this.inner.poll(cx))?;
         let status = res.status();
         if !*this.anthropic || !(status.is_client_error() || status.is_server_error()) {
-            return Poll::Ready(Ok(res.map(|inner| ErrorsBody::Passed { inner })));
+            return Poll::Ready(Ok(res.map(|inner| ErrorsBody {
+                kind: Kind::Passed { inner },
+            })));
         }
         res.headers_mut().remove(header::CONTENT_LENGTH);
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        Poll::Ready(Ok(res.map(|inner| ErrorsBody::Reshaped {
-            inner,
-            status,
-            held: BytesMut::new(),
-            over: false,
-            done: false,
+        Poll::Ready(Ok(res.map(|inner| ErrorsBody {
+            kind: Kind::Reshaped {
+                inner: ReframedBody::new(
+                    inner,
+                    // A broken error body: what was read stands for it.
+                    Whole::new(MAX_ERROR_BYTES, Reshape { status }).ending_on_error(),
+                ),
+            },
         })))
     }
 }
 
-/// The response body of [`AnthropicErrors`].
-#[pin_project(project = ErrorsProj)]
+/// The response body of [`AnthropicErrors`]: the answer untouched, or an error answer read
+/// whole (up to [`MAX_ERROR_BYTES`]) and sent in Anthropic's shape.
+#[pin_project]
 #[derive(Debug)]
-pub enum ErrorsBody<B> {
-    /// Untouched.
+pub struct ErrorsBody<B> {
+    #[pin]
+    kind: Kind<B>,
+}
+
+#[pin_project(project = KindProj)]
+#[derive(Debug)]
+enum Kind<B> {
     Passed {
-        /// The inner body.
         #[pin]
         inner: B,
     },
-    /// An error answer, read (up to [`MAX_ERROR_BYTES`]) and reshaped.
     Reshaped {
-        /// The inner body.
         #[pin]
-        inner: B,
-        /// Its status.
-        status: StatusCode,
-        /// What was read.
-        held: BytesMut,
-        /// It was larger than [`MAX_ERROR_BYTES`].
-        over: bool,
-        /// The reshaped error went out.
-        done: bool,
+        inner: ReframedBody<B, Whole<Reshape>>,
     },
+}
+
+/// An error answer's body as Anthropic's error ([`anthropic_error`]); one past the bound as
+/// the status's own message.
+#[derive(Debug)]
+struct Reshape {
+    status: StatusCode,
+}
+
+impl ConvertWhole for Reshape {
+    fn convert(&mut self, body: Option<&[u8]>) -> Bytes {
+        anthropic_error(self.status, body.unwrap_or_default())
+    }
 }
 
 impl<B: Default> Default for ErrorsBody<B> {
     fn default() -> Self {
-        Self::Passed {
-            inner: B::default(),
+        Self {
+            kind: Kind::Passed {
+                inner: B::default(),
+            },
         }
     }
 }
@@ -242,52 +258,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project() {
-            ErrorsProj::Passed { inner } => inner.poll_frame(cx),
-            ErrorsProj::Reshaped {
-                mut inner,
-                status,
-                held,
-                over,
-                done,
-            } => loop {
-                if *done {
-                    return Poll::Ready(None);
-                }
-                let ended = match ready!(inner.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            if held.len() + data.len() <= MAX_ERROR_BYTES {
-                                held.extend_from_slice(&data);
-                            } else {
-                                *over = true;
-                            }
-                        }
-                        false
-                    }
-                    // A broken error body: what was read stands for it.
-                    Some(Err(_)) | None => true,
-                };
-                if ended || *over {
-                    *done = true;
-                    let body: &[u8] = if *over { b"" } else { held };
-                    return Poll::Ready(Some(Ok(Frame::data(anthropic_error(*status, body)))));
-                }
-            },
+        match self.project().kind.project() {
+            KindProj::Passed { inner } => inner.poll_frame(cx),
+            KindProj::Reshaped { inner } => inner.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Passed { inner } => inner.is_end_stream(),
-            Self::Reshaped { done, .. } => *done,
+        match &self.kind {
+            Kind::Passed { inner } => inner.is_end_stream(),
+            Kind::Reshaped { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Passed { inner } => inner.size_hint(),
-            Self::Reshaped { .. } => SizeHint::default(),
+        match &self.kind {
+            Kind::Passed { inner } => inner.size_hint(),
+            Kind::Reshaped { inner } => inner.size_hint(),
         }
     }
 }
@@ -337,5 +324,76 @@ mod tests {
             anthropic_error(StatusCode::from_u16(529).unwrap(), native.as_bytes()),
             native
         );
+    }
+
+    /// The body of `status` with `frames` (an `Err` frame breaks it) through the layer, for a
+    /// Messages request.
+    async fn through(status: u16, frames: Vec<Result<Bytes, &'static str>>) -> (u16, Bytes) {
+        use http_body_util::{BodyExt, StreamBody};
+        use tower::ServiceExt;
+        let inner = tower::service_fn(move |_req: Request<()>| {
+            let frames = frames.clone();
+            async move {
+                let stream = futures_util::stream::iter(frames.into_iter().map(|f| {
+                    f.map(Frame::data)
+                        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+                }));
+                let mut res = Response::new(StreamBody::new(stream));
+                *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        });
+        let res = AnthropicErrorsLayer::new()
+            .layer(inner)
+            .oneshot(Request::post("/v1/messages").body(()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = match res.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => Bytes::from(format!("error: {e}")),
+        };
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_read_whole_bounded_and_a_broken_one_stands_as_read() {
+        // Read whole across frames, then reshaped.
+        let (status, body) = through(
+            429,
+            vec![
+                Ok(Bytes::from_static(b"{\"error\":{\"mess")),
+                Ok(Bytes::from_static(b"age\":\"later\"}}")),
+            ],
+        )
+        .await;
+        assert_eq!(status, 429);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["error"],
+            json!({"type": "rate_limit_error", "message": "later"})
+        );
+        // Past the bound: the status's own message, not the body.
+        let big = Bytes::from(vec![b'x'; MAX_ERROR_BYTES + 1]);
+        let (_, body) = through(500, vec![Ok(big)]).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["error"],
+            json!({"type": "api_error", "message": "Internal Server Error"})
+        );
+        // Broken after some text: what was read stands for it, and the body ends cleanly.
+        let (_, body) = through(
+            502,
+            vec![Ok(Bytes::from_static(b"upstream fell over")), Err("reset")],
+        )
+        .await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["error"],
+            json!({"type": "api_error", "message": "upstream fell over"})
+        );
+        // A success passes untouched, byte for byte.
+        let (status, body) = through(200, vec![Ok(Bytes::from_static(b"{\"id\":1}"))]).await;
+        assert_eq!((status, &body[..]), (200, &b"{\"id\":1}"[..]));
     }
 }

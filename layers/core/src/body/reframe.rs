@@ -17,9 +17,16 @@ pub trait Reframe {
     fn finish(&mut self) -> Bytes;
     /// Whether the output is complete (the inner body is not read further).
     fn is_finished(&self) -> bool;
+
+    /// The inner body failed: `Some` ends the body with these bytes in place of the error;
+    /// `None` (the default) passes the error on.
+    fn on_error(&mut self) -> Option<Bytes> {
+        None
+    }
 }
 
-/// `inner`'s bytes through a [`Reframe`]. An error of `inner` is passed on as it is.
+/// `inner`'s bytes through a [`Reframe`]. An error of `inner` is passed on as it is, unless
+/// the reframe answers it ([`Reframe::on_error`]).
 ///
 /// The reframe's state is boxed: a converting body is one variant of a layer's response body,
 /// and every answer through that layer, converted or not, would otherwise carry (and move, at
@@ -67,7 +74,13 @@ where
                     // Trailers: not part of what is converted.
                     Err(_) => continue,
                 },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => match this.reframe.on_error() {
+                    Some(out) => {
+                        *this.ended = true;
+                        out
+                    }
+                    None => return Poll::Ready(Some(Err(e))),
+                },
                 None => {
                     *this.ended = true;
                     this.reframe.finish()
@@ -102,6 +115,7 @@ pub struct Whole<C> {
     max: usize,
     convert: C,
     done: bool,
+    ending_on_error: bool,
 }
 
 impl<C> Whole<C> {
@@ -112,7 +126,15 @@ impl<C> Whole<C> {
             max,
             convert,
             done: false,
+            ending_on_error: false,
         }
+    }
+
+    /// When the inner body fails, convert what was read as if it had ended there (instead
+    /// of passing the error on).
+    pub fn ending_on_error(mut self) -> Self {
+        self.ending_on_error = true;
+        self
     }
 }
 
@@ -141,6 +163,10 @@ impl<C: ConvertWhole> Reframe for Whole<C> {
 
     fn is_finished(&self) -> bool {
         self.done
+    }
+
+    fn on_error(&mut self) -> Option<Bytes> {
+        self.ending_on_error.then(|| self.finish())
     }
 }
 
@@ -172,6 +198,13 @@ impl<J: ConvertWhole, S: Reframe> Reframe for Converted<J, S> {
         match self {
             Self::Json(json) => json.is_finished(),
             Self::Events(stream) => stream.is_finished(),
+        }
+    }
+
+    fn on_error(&mut self) -> Option<Bytes> {
+        match self {
+            Self::Json(json) => json.on_error(),
+            Self::Events(stream) => stream.on_error(),
         }
     }
 }
@@ -215,5 +248,25 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert_eq!(out, "TOO LARGE");
+    }
+
+    #[tokio::test]
+    async fn an_inner_error_is_passed_on_unless_the_reframe_ends_on_it() {
+        fn broken() -> impl Body<Data = Bytes, Error = &'static str> {
+            let frames: Vec<Result<Frame<Bytes>, &'static str>> =
+                vec![Ok(Frame::data(Bytes::from_static(b"ab"))), Err("reset")];
+            StreamBody::new(futures_util::stream::iter(frames))
+        }
+        let err = ReframedBody::new(broken(), Whole::new(8, Upper))
+            .collect()
+            .await
+            .unwrap_err();
+        assert_eq!(err, "reset");
+        let out = ReframedBody::new(broken(), Whole::new(8, Upper).ending_on_error())
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(out, "AB");
     }
 }
