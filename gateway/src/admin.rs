@@ -555,13 +555,15 @@ impl Admin {
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, exchange).await {
                 Ok(r) => r,
+                // The same answer as the upstream's own timeout, which races this one
+                // (both run out at `limit`): which of them fires first must not change it.
                 Err(_) => {
                     return error(
-                        ErrorResponse::bad_gateway(format!(
+                        ErrorResponse::gateway_timeout(format!(
                             "The connection did not answer within {} s",
                             limit.as_secs_f64()
                         ))
-                        .with_code("upstream_error"),
+                        .with_code("upstream_timeout"),
                     );
                 }
             },

@@ -183,9 +183,19 @@ impl UpstreamHeaders {
 
     /// Set every header `other` sets, at the step it sets it.
     pub fn append(&mut self, other: UpstreamHeaders) {
-        for (step, name, value) in other.entries {
-            self.insert(step, name, value);
+        if self.entries.is_empty() {
+            self.entries = other.entries;
+            return;
         }
+        // `other` holds each (step, name) once (its `insert` saw to it): drop what it
+        // replaces here, then add its entries in their order.
+        self.entries.retain(|(s, n, _)| {
+            !other
+                .entries
+                .iter()
+                .any(|(step, name, _)| step == s && name == n)
+        });
+        self.entries.extend(other.entries);
     }
 
     /// The headers in step order, to be set one after the other with `HeaderMap::insert`

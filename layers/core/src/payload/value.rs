@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -38,8 +37,9 @@ pub const MAX_MEMBERS: usize = 4096;
 pub struct Payload {
     original: Bytes,
     index: OnceLock<Result<Vec<Field>, PayloadError>>,
-    /// `model`, read once: several layers need it.
-    model: OnceLock<Result<Option<Text>, PayloadError>>,
+    /// `model`, read once and kept as text (several layers ask for it, and a span of the
+    /// original would be checked as UTF-8 at each asking).
+    model: OnceLock<Result<Option<Box<str>>, PayloadError>>,
     changed: bool,
 }
 
@@ -121,21 +121,6 @@ impl Payload {
         }
     }
 
-    /// `s` as a span of the original bytes when it lies in them, else copied.
-    fn text(&self, s: Cow<'_, str>) -> Text {
-        let base = self.original.as_ptr() as usize;
-        match s {
-            Cow::Borrowed(s)
-                if s.as_ptr() as usize >= base
-                    && s.as_ptr() as usize + s.len() <= base + self.original.len() =>
-            {
-                let start = s.as_ptr() as usize - base;
-                Text::Span(start..start + s.len())
-            }
-            s => Text::Owned(s.into()),
-        }
-    }
-
     fn raw_of<'a>(&'a self, field: &'a Field) -> &'a str {
         match &field.value {
             // The index only holds spans that serde_json validated as a JSON value of a
@@ -188,10 +173,10 @@ impl Payload {
                     key: "model".to_owned(),
                     message: "must be a string".to_owned(),
                 })?;
-            Ok(text.map(|text| self.text(text)))
+            Ok(text.map(|text| Box::from(&*text)))
         });
         match cached {
-            Ok(m) => Ok(m.as_ref().map(|m| m.as_str(&self.original))),
+            Ok(m) => Ok(m.as_deref()),
             Err(e) => Err(e.clone()),
         }
     }
