@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tower_openai_core::body::{Reframe, SseEvents, sse_data};
+use tower_openai_core::body::{ConvertEvents, Reframe, SseEvents, sse_data};
 
 use crate::answer::{message_id, random_hex, reasoning_of, stop_reason, usage_of};
 
@@ -306,37 +306,35 @@ impl MessagesStream {
     }
 }
 
+impl ConvertEvents for MessagesStream {
+    fn events(&mut self) -> &mut SseEvents {
+        &mut self.events
+    }
+
+    fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    fn on_event(&mut self, event: &[u8], out: &mut String) {
+        self.event(event, out);
+    }
+
+    fn too_large(&mut self, out: &mut String) {
+        self.fail("The upstream sent an event too large to read", out);
+    }
+}
+
 impl Reframe for MessagesStream {
     /// Add bytes of the chat stream; the Messages events they complete.
     fn push(&mut self, data: &[u8]) -> Bytes {
-        let mut out = String::new();
-        if self.finished {
-            return Bytes::new();
-        }
-        self.events.extend(data);
-        while let Some(event) = self.events.next_event() {
-            self.event(&event, &mut out);
-            if self.finished {
-                self.events.take_rest();
-                break;
-            }
-        }
-        if !self.finished && self.events.is_over() {
-            self.fail("The upstream sent an event too large to read", &mut out);
-        }
-        Bytes::from(out)
+        self.feed(data)
     }
 
     /// The chat stream ended: what is still owed. A stream that gave its `finish_reason` is
     /// closed as if `[DONE]` had come; one that did not ends with an error event.
     fn finish(&mut self) -> Bytes {
         let mut out = String::new();
-        if !self.finished {
-            let rest = self.events.take_rest();
-            if !rest.is_empty() {
-                self.event(&rest, &mut out);
-            }
-        }
+        self.feed_rest(&mut out);
         if !self.finished {
             if self.finish.is_some() {
                 self.done(&mut out);

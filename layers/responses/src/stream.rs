@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use tower_openai_core::body::{Reframe, SseEvents, sse_data};
+use tower_openai_core::body::{ConvertEvents, Reframe, SseEvents, sse_data};
 
 use crate::answer::{finish_reason, usage};
 
@@ -182,47 +182,45 @@ impl ChatStream {
     }
 }
 
+impl ConvertEvents for ChatStream {
+    fn events(&mut self) -> &mut SseEvents {
+        &mut self.events
+    }
+
+    fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    fn on_event(&mut self, event: &[u8], out: &mut String) {
+        self.event(event, out);
+    }
+
+    fn too_large(&mut self, out: &mut String) {
+        self.fail(
+            "upstream_error",
+            "The upstream sent an event too large to read",
+            out,
+        );
+    }
+}
+
 impl Reframe for ChatStream {
     /// Add bytes of the Responses stream; the chat events they complete.
     fn push(&mut self, data: &[u8]) -> Bytes {
-        let mut out = String::new();
-        if self.finished {
-            return Bytes::new();
-        }
-        self.events.extend(data);
-        while let Some(event) = self.events.next_event() {
-            self.event(&event, &mut out);
-            if self.finished {
-                self.events.take_rest();
-                break;
-            }
-        }
-        if !self.finished && self.events.is_over() {
-            self.fail(
-                "upstream_error",
-                "The upstream sent an event too large to read",
-                &mut out,
-            );
-        }
-        Bytes::from(out)
+        self.feed(data)
     }
 
     /// The upstream's stream ended: what is still owed (an error event when it ended before
     /// its final event).
     fn finish(&mut self) -> Bytes {
         let mut out = String::new();
+        self.feed_rest(&mut out);
         if !self.finished {
-            let rest = self.events.take_rest();
-            if !rest.is_empty() {
-                self.event(&rest, &mut out);
-            }
-            if !self.finished {
-                self.fail(
-                    "upstream_error",
-                    "The upstream's stream ended before the response was complete",
-                    &mut out,
-                );
-            }
+            self.fail(
+                "upstream_error",
+                "The upstream's stream ended before the response was complete",
+                &mut out,
+            );
         }
         Bytes::from(out)
     }

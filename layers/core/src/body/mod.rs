@@ -19,7 +19,7 @@ mod sse;
 mod watch;
 
 pub use self::reframe::{ConvertWhole, Converted, Reframe, ReframedBody, Whole};
-pub use self::sse::{SseEvents, sse_data};
+pub use self::sse::{ConvertEvents, SseEvents, sse_data};
 pub use self::watch::{BodyEnd, BodyWatch, WatchedBody};
 
 use std::any::Any;

@@ -1,7 +1,7 @@
 //! Cutting an event stream into events, for the layers that re-frame one (the Responses and
 //! Anthropic conversions).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::sse_event_end;
 
@@ -41,6 +41,51 @@ impl SseEvents {
     /// What is held (of an event the stream never finished), leaving nothing.
     pub fn take_rest(&mut self) -> BytesMut {
         std::mem::take(&mut self.held)
+    }
+}
+
+/// A converter of an event stream, event by event: it says what each whole event becomes,
+/// and [`feed`](Self::feed) and [`feed_rest`](Self::feed_rest) drive it (the loop the
+/// Responses and Anthropic streams share). Its [`Reframe`](super::Reframe) calls them.
+pub trait ConvertEvents {
+    /// The splitter holding what came of an unfinished event.
+    fn events(&mut self) -> &mut SseEvents;
+    /// Whether the output is complete: nothing more is read.
+    fn is_done(&self) -> bool;
+    /// Write what one whole event becomes.
+    fn on_event(&mut self, event: &[u8], out: &mut String);
+    /// An event grew past the splitter's bound: write the error that ends the output.
+    fn too_large(&mut self, out: &mut String);
+
+    /// Bytes of the stream; what the events they complete become.
+    fn feed(&mut self, data: &[u8]) -> Bytes {
+        let mut out = String::new();
+        if self.is_done() {
+            return Bytes::new();
+        }
+        self.events().extend(data);
+        while let Some(event) = self.events().next_event() {
+            self.on_event(&event, &mut out);
+            if self.is_done() {
+                self.events().take_rest();
+                break;
+            }
+        }
+        if !self.is_done() && self.events().is_over() {
+            self.too_large(&mut out);
+        }
+        Bytes::from(out)
+    }
+
+    /// The stream ended: what an unfinished last event (one without its blank line) becomes.
+    fn feed_rest(&mut self, out: &mut String) {
+        if self.is_done() {
+            return;
+        }
+        let rest = self.events().take_rest();
+        if !rest.is_empty() {
+            self.on_event(&rest, out);
+        }
     }
 }
 
