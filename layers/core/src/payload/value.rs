@@ -229,7 +229,13 @@ impl Payload {
             key: key.to_owned(),
             message: e.to_string(),
         })?;
-        self.set_raw(key, raw)
+        self.set_raw(key, raw)?;
+        if key == "model" {
+            // Known without reading it back: routing sets the model on most requests, and
+            // the layers below ask for it again.
+            self.model = OnceLock::from(Ok(Some(Box::from(value))));
+        }
+        Ok(())
     }
 
     /// Set member `key` to `value`, in place if present (earlier repeats are dropped), at the
@@ -605,7 +611,21 @@ mod tests {
             b.set("model", value).unwrap();
             assert_eq!(a.to_bytes(), b.to_bytes(), "{value:?}");
             assert_eq!(a.model().unwrap(), Some(value));
+            assert_eq!(b.model().unwrap(), Some(value));
         }
+    }
+
+    #[test]
+    fn the_model_set_is_the_model_read() {
+        // A repeated `model` is refused when read; setting it leaves one member, which is
+        // what is read after (from the value set, not from the bytes).
+        let mut p = p(r#"{"model":"a","n":1,"model":"b"}"#);
+        assert!(p.model().is_err());
+        p.set_str("model", "c").unwrap();
+        assert_eq!(p.model().unwrap(), Some("c"));
+        assert_eq!(&p.to_bytes()[..], br#"{"n":1,"model":"c"}"#);
+        p.remove("model").unwrap();
+        assert_eq!(p.model().unwrap(), None);
     }
 
     #[test]
