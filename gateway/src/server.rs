@@ -23,7 +23,7 @@ use tower_openai_time::{BodyTimeouts, SleepSlot};
 use super::admission::{Activity, Admission, Refused};
 use super::config::Limits;
 use super::drain::Drain;
-use super::serving::{ConnectionTimer, RepollSelfWakes};
+use super::serving::{ConnectionTimer, RepollSelfWakes, SpareExtensions};
 
 /// How the server bounds what callers can make it hold, and how it shuts down.
 #[derive(Clone, Debug)]
@@ -140,6 +140,7 @@ pub(crate) async fn serve<S, B>(
             activity: activity.clone(),
             body_timeouts,
             sleeps: SleepSlot::new(),
+            spare: SpareExtensions::new(),
         };
         // A timer per connection: the head timeout of each request reuses one sleep.
         let mut per_connection = builder.clone();
@@ -244,6 +245,8 @@ struct PerConnection<S> {
     body_timeouts: BodyTimeouts,
     /// The timer the request bodies of this connection borrow.
     sleeps: SleepSlot,
+    /// The extension map this connection's requests reuse.
+    spare: SpareExtensions,
 }
 
 /// The response future of [`PerConnection`]: counts the request in flight until its body
@@ -253,6 +256,7 @@ struct Counted<F> {
     #[pin]
     inner: F,
     activity: Option<Arc<Activity>>,
+    spare: SpareExtensions,
 }
 
 impl<F, B> Future for Counted<F>
@@ -263,7 +267,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Ok(res) = ready!(this.inner.poll(cx));
+        let Ok(mut res) = ready!(this.inner.poll(cx));
+        this.spare.keep(res.extensions_mut());
         // Handed to the body: its drop ends the request.
         let activity = this.activity.take();
         Poll::Ready(Ok(res.map(|inner| Tracked { inner, activity })))
@@ -293,7 +298,8 @@ where
     type Future = Counted<Either<S::Future, Oneshot<S, http::Request<Body>>>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let req = req.map(|body| Body::incoming(body, self.body_timeouts, &self.sleeps));
+        let mut req = req.map(|body| Body::incoming(body, self.body_timeouts, &self.sleeps));
+        self.spare.give(req.extensions_mut());
         self.activity.begin();
         let mut app = self.app.borrow_mut();
         // hyper's `call` has no task context to wait with, so this is a probe, not a wait:
@@ -311,6 +317,7 @@ where
         Counted {
             inner,
             activity: Some(self.activity.clone()),
+            spare: self.spare.clone(),
         }
     }
 }

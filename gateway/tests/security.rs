@@ -1261,3 +1261,55 @@ async fn allowed_redirects_are_followed_without_the_key_across_origins() {
     assert_eq!(res.status, StatusCode::PERMANENT_REDIRECT);
     assert_eq!(redirecting.count("/v1/moderations"), 6);
 }
+
+/// The requests of one keep-alive connection share an extension map (reused, emptied):
+/// nothing one request's layers learned (the caller, the model, the connection) reaches the
+/// next. Alternating callers on one connection each get their own identity, and a request
+/// without a key is refused although the one before it was let in.
+#[tokio::test]
+async fn requests_on_one_connection_share_nothing_but_the_connection() {
+    let mock = mock().await;
+    let gw = gateway(&mock, &[("ENABLE_FORWARD_USER_INFO_HEADERS", "true")]).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let chat = |key: Option<&str>| {
+        let req = Request::post("/v1/chat/completions")
+            .header("host", "gateway")
+            .header("content-type", "application/json");
+        let req = match key {
+            Some(key) => req.header("authorization", format!("Bearer {key}")),
+            None => req,
+        };
+        req.body(Full::from(r#"{"model":"up.allowed"}"#)).unwrap()
+    };
+    let mut forwarded_before = 0;
+    for (key, status, user) in [
+        (Some("sk-alice"), StatusCode::OK, Some("alice")),
+        (None, StatusCode::UNAUTHORIZED, None),
+        (Some("sk-root"), StatusCode::OK, Some("root")),
+        (Some("sk-wrong"), StatusCode::UNAUTHORIZED, None),
+        (Some("sk-alice"), StatusCode::OK, Some("alice")),
+        (None, StatusCode::UNAUTHORIZED, None),
+    ] {
+        sender.ready().await.unwrap();
+        let res = sender.send_request(chat(key)).await.unwrap();
+        assert_eq!(res.status(), status, "{key:?}");
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+        let now = forwarded(&mock);
+        match user {
+            Some(user) => {
+                assert_eq!(now.len(), forwarded_before + 1, "{key:?}");
+                let seen = mock.last_request().unwrap();
+                assert_eq!(seen.header("x-openwebui-user-id"), Some(user));
+            }
+            None => assert_eq!(now.len(), forwarded_before, "{key:?} reached the upstream"),
+        }
+        forwarded_before = now.len();
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Response;
+use http::{Extensions, Response};
 use hyper::body::Incoming;
 use pin_project::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
@@ -68,6 +68,9 @@ enum State {
         relay: Option<Arc<Relay>>,
         /// A broken stream ends with an error event in Anthropic's shape.
         anthropic: bool,
+        /// The request's extension map, emptied: the answer's extensions go into it (the
+        /// layers above add theirs to a map already grown to hold them).
+        extensions: Extensions,
     },
     Failed {
         error: Option<BoxError>,
@@ -91,8 +94,19 @@ impl ResponseFuture {
                 connection,
                 relay,
                 anthropic: false,
+                extensions: Extensions::new(),
             },
         }
+    }
+
+    /// Give the answer the request's extension map, emptied (no values carry over; the
+    /// allocation does).
+    pub(crate) fn reusing(mut self, mut map: Extensions) -> Self {
+        if let State::Waiting { extensions, .. } = &mut self.state {
+            map.clear();
+            *extensions = map;
+        }
+        self
     }
 
     /// End a broken stream with Anthropic's `event: error` (a Messages request).
@@ -125,6 +139,7 @@ impl Future for ResponseFuture {
                 connection,
                 relay,
                 anthropic,
+                extensions,
             } => {
                 if let Poll::Ready((result, permit)) = response.poll(cx) {
                     return Poll::Ready(match result {
@@ -134,6 +149,7 @@ impl Future for ResponseFuture {
                             *connection,
                             relay.as_deref(),
                             *anthropic,
+                            std::mem::take(extensions),
                         )
                         .map(|body| body.holding(permit))),
                         Err(e) if e.is_connect() => {
@@ -163,8 +179,11 @@ fn relay_answer(
     connection: usize,
     relay: Option<&Relay>,
     anthropic: bool,
+    reused: Extensions,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
+    let answered = std::mem::replace(&mut parts.extensions, reused);
+    parts.extensions.extend(answered);
     let sse = is_event_stream(&parts.headers);
     match relay {
         Some(relay) => relay.allowlists.filter_response(&mut parts.headers, sse),

@@ -401,6 +401,7 @@ where
             Some(self.relay.clone()),
         )
         .anthropic_events(anthropic)
+        .reusing(parts.extensions)
     }
 }
 

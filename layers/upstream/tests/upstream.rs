@@ -553,3 +553,21 @@ async fn requests_in_flight_per_host_are_limited() {
     stuck.abort();
     third.abort();
 }
+
+#[tokio::test]
+async fn the_answer_carries_none_of_the_requests_extensions() {
+    // The answer reuses the request's extension map, emptied: what the layers below put on
+    // the request (the caller, the payload, a marker here) is not on the answer.
+    #[derive(Clone, Debug)]
+    struct Marker;
+    let mock = MockUpstream::start().await;
+    let mut req = json_post("/chat/completions", r#"{"model":"m"}"#);
+    req.extensions_mut().insert(Marker);
+    req.extensions_mut()
+        .insert(Payload::new(Bytes::from_static(br#"{"model":"m"}"#)));
+    let res = send(&settings(&mock.url()), req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.extensions().get::<Marker>().is_none());
+    assert!(res.extensions().get::<Payload>().is_none());
+    assert!(res.extensions().get::<SelectedConnection>().is_none());
+}
