@@ -413,7 +413,12 @@ impl MakeRequestId for NextRequestId {
             let shift = 60 - 4 * (i % 16);
             *digit = HEX[((word >> shift) & 0xf) as usize];
         }
-        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
+        // Shared from the start: the id is cloned into the request's header, its extensions
+        // and the answer's header, and bytes copied into a plain buffer would be moved into
+        // a shared one (another allocation) at the first clone.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
