@@ -10,7 +10,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Answer, answer, get, post_json, start_with, temp_dir};
+use common::{Answer, answer, get, post_json, start_toml, start_with};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use openai_gateway::{Args, RunningGateway};
@@ -96,16 +96,7 @@ async fn gateway(openai: &MockUpstream, anthropic: &MockUpstream, extra: &str) -
         openai.url(),
         anthropic.url()
     );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await
+    start_toml(&text, &[]).await
 }
 
 /// `http://ADDR`: the Anthropic SDKs add `/v1/messages` themselves.
@@ -669,16 +660,7 @@ async fn the_anthropic_sdk_drives_both_kinds_of_connection() {
         native_stream.url(),
         overloaded.url(),
     );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await;
+    let gw = start_toml(&text, &[]).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/anthropic_sdk.py");
     let url = root(&gw);
     let output = tokio::task::spawn_blocking(move || {

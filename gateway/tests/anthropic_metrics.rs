@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{answer, get, post_json, start_with, temp_dir};
+use common::{answer, get, post_json, start_toml};
 use http::StatusCode;
-use openai_gateway::Args;
 use serde_json::json;
 use tower_openai_test_util::{MockUpstream, Reply};
 
@@ -29,27 +28,15 @@ async fn messages_requests_and_their_tokens_are_in_the_metrics() {
         )
         .start()
         .await;
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[openai]\nbase_urls = [\"{}\", \"{}\"]\nkeys = [\"\", \"sk-ant\"]\n\
-             bypass_model_access_control = true\n\n\
-             [openai.configs.\"1\"]\nprovider = \"anthropic\"\n\n\
-             [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n",
-            openai.url(),
-            anthropic.url()
-        ),
-    )
-    .unwrap();
-    let gw = start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await;
+    let toml = format!(
+        "[openai]\nbase_urls = [\"{}\", \"{}\"]\nkeys = [\"\", \"sk-ant\"]\n\
+         bypass_model_access_control = true\n\n\
+         [openai.configs.\"1\"]\nprovider = \"anthropic\"\n\n\
+         [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n",
+        openai.url(),
+        anthropic.url()
+    );
+    let gw = start_toml(&toml, &[]).await;
     for model in ["gpt-x", "claude-x"] {
         let body = json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
         let mut req = post_json(

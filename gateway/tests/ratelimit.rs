@@ -9,10 +9,10 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::{answer, error_code, get, post_json, start_with, temp_dir};
+use common::{answer, error_code, get, post_json, start_toml};
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use openai_gateway::{Args, RunningGateway};
+use openai_gateway::RunningGateway;
 use tower_openai_test_util::{MockUpstream, Sse};
 
 fn authed(mut req: Request<Full<Bytes>>, key: &str) -> Request<Full<Bytes>> {
@@ -39,16 +39,7 @@ async fn gateway(mock: &MockUpstream, limits: &str) -> RunningGateway {
          [[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\n\n[[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n",
         mock.url(),
     );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await
+    start_toml(&text, &[]).await
 }
 
 #[tokio::test]
@@ -93,16 +84,7 @@ async fn tokens_reported_by_answers_and_streams_count_against_the_token_limit() 
          [[users]]\nid = \"bob\"\napi_key = \"sk-bob\"\n",
         mock.url()
     );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await;
+    let gw = start_toml(&text, &[]).await;
     let chat = format!("{}/chat/completions", gw.url());
     // 0 tokens so far: passes (11 counted at its end).
     let first = answer(authed(post_json(&chat, r#"{"model":"m"}"#), "sk-alice")).await;
@@ -145,16 +127,7 @@ async fn limited(mock: &MockUpstream, limit: &str, extra: &[(&str, &str)]) -> Ru
          [[users]]\nid = \"alice\"\napi_key = \"sk-alice\"\nrate_limit = {limit}\n",
         mock.url()
     );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        extra,
-    )
-    .await
+    start_toml(&text, extra).await
 }
 
 /// Sends alice's chat until one is refused (the tokens of an answer are added when its body

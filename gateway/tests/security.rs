@@ -77,16 +77,7 @@ async fn gateway_with_users(
         "[openai]\nbase_urls = [\"{}\"]\n[openai.configs.\"0\"]\nprefix_id = \"up\"\n{USERS}\n{more_users}",
         mock.url()
     );
-    let path = temp_dir().join("security.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        extra,
-    )
-    .await
+    start_toml(&text, extra).await
 }
 
 fn authed(mut req: Request<Full<Bytes>>, key: &str) -> Request<Full<Bytes>> {
@@ -698,16 +689,7 @@ async fn azure_deployments_come_from_the_checked_model_only() {
         "[openai]\nbase_urls = [\"{}\"]\n[openai.configs.\"0\"]\nazure = true\nmodel_ids = [\"allowed\", \"secret\"]\nprefix_id = \"up\"\n{USERS}",
         mock.root_url()
     );
-    let path = temp_dir().join("security-azure.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[("ENABLE_OPENAI_API_PASSTHROUGH", "true")],
-    )
-    .await;
+    let gw = start_toml(&text, &[("ENABLE_OPENAI_API_PASSTHROUGH", "true")]).await;
     // A caller's own deployment path, with an allowed model in the body, in any spelling.
     for path in [
         "/openai/deployments/secret/chat/completions",

@@ -9,10 +9,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::{answer, error_code, get, post_json, start_with, temp_dir};
+use common::{answer, error_code, get, post_json, start_toml, temp_dir};
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use openai_gateway::{Args, RunningGateway};
+use openai_gateway::RunningGateway;
 use serde_json::{Value, json};
 use tower_openai_test_util::{MockUpstream, Sse};
 
@@ -34,16 +34,7 @@ async fn gateway(urls: &[String], extra: &str, env: &[(&str, &str)]) -> RunningG
          [[users]]\nid = \"root\"\nrole = \"admin\"\napi_key = \"sk-root\"\n\n{extra}",
         urls.join(", ")
     );
-    let path = temp_dir().join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        env,
-    )
-    .await
+    start_toml(&text, env).await
 }
 
 async fn chat(gw: &RunningGateway, key: &str, body: Value) -> common::Answer {

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use openai_gateway::{Args, RunningGateway};
+use openai_gateway::RunningGateway;
 use serde_json::Value;
 
 use common::*;
@@ -102,16 +102,7 @@ access = "public"
 "#,
         upstream.url()
     );
-    let path = temp_dir().join("starlette.toml");
-    std::fs::write(&path, text).unwrap();
-    start_with(
-        Args {
-            config: Some(path),
-            ..Args::default()
-        },
-        &[],
-    )
-    .await
+    start_toml(&text, &[]).await
 }
 
 fn as_alice(req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {

@@ -57,6 +57,21 @@ pub async fn start_with(args: Args, pairs: &[(&str, &str)]) -> RunningGateway {
         .expect("gateway binds")
 }
 
+/// Start a gateway configured by this TOML file's text (written to a fresh folder) and the
+/// variables in `pairs`.
+pub async fn start_toml(toml: &str, pairs: &[(&str, &str)]) -> RunningGateway {
+    let path = temp_dir().join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    start_with(
+        Args {
+            config: Some(path),
+            ..Args::default()
+        },
+        pairs,
+    )
+    .await
+}
+
 /// Start a gateway whose only connection is `upstream_url`.
 pub async fn start(upstream_url: &str) -> RunningGateway {
     start_with(Args::default(), &[("OPENAI_API_BASE_URLS", upstream_url)]).await
