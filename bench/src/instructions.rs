@@ -77,6 +77,23 @@ async fn counted_run_keeping(
     requests: usize,
     keep: Option<&std::path::Path>,
 ) -> Result<u64, String> {
+    let events = counted_events(what, up, requests, keep, false).await?;
+    events
+        .iter()
+        .find(|(name, _)| name == "Ir")
+        .map(|(_, n)| *n)
+        .ok_or_else(|| "no instruction total in the callgrind output".into())
+}
+
+/// Every event callgrind counted in one run, by name (`Ir`; with `cache_sim`, also the
+/// simulated caches' misses: `I1mr`, `D1mr`, `D1mw`, `ILmr`, `DLmr`, `DLmw`).
+async fn counted_events(
+    what: Counted<'_>,
+    up: SocketAddr,
+    requests: usize,
+    keep: Option<&std::path::Path>,
+    cache_sim: bool,
+) -> Result<Vec<(String, u64)>, String> {
     let port = free_port();
     let (file, dir) = gateway_config(up, &format!("instructions-{port}"));
     let out = dir.join("callgrind.out");
@@ -88,6 +105,9 @@ async fn counted_run_keeping(
         // run: the metrics recorder calibrates its clock for as long as it takes).
         .arg("--instr-atstart=no")
         .arg(format!("--callgrind-out-file={}", out.display()));
+    if cache_sim {
+        command.arg("--cache-sim=yes");
+    }
     let (model, key) = match what {
         Counted::Gateway(exe) => {
             command
@@ -176,18 +196,88 @@ async fn counted_run_keeping(
         let _ = std::fs::copy(&out, keep);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    text.lines()
+    let names = text
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))
+        .ok_or("no event names in the callgrind output")?;
+    let totals = text
+        .lines()
         .find_map(|l| {
             l.strip_prefix("totals:")
                 .or_else(|| l.strip_prefix("summary:"))
         })
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| "no instruction total in the callgrind output".into())
+        .ok_or("no totals in the callgrind output")?;
+    Ok(names
+        .split_whitespace()
+        .zip(totals.split_whitespace())
+        .filter_map(|(name, n)| Some((name.to_owned(), n.parse().ok()?)))
+        .collect())
 }
 
-/// `--instructions [record|check|profile] [FILE]`: print the count; `record` writes it as
-/// the baseline, `check` fails when it is more than the baseline's tolerance above it,
-/// `profile` keeps one run's callgrind output in FILE (default `callgrind.out`).
+/// `--instructions cache`: instructions and simulated cache misses per request (callgrind's
+/// `--cache-sim`, the host's cache sizes), the gateway against the bare proxy. A proxy whose
+/// hot code or data outgrows the first-level caches runs fewer instructions a nanosecond;
+/// the instruction count alone does not show it.
+async fn cache_report(exe: &std::path::Path) -> bool {
+    let up = upstream::start(
+        Instant::now(),
+        upstream::Stream {
+            chunks: 1,
+            gap: Duration::ZERO,
+        },
+        upstream::Stream {
+            chunks: 1,
+            gap: Duration::ZERO,
+        },
+    )
+    .await;
+    const SHOWN: [(&str, &str); 5] = [
+        ("Ir", "instructions"),
+        ("I1mr", "L1 instruction misses"),
+        ("D1mr", "L1 data read misses"),
+        ("D1mw", "L1 data write misses"),
+        ("ILmr", "last-level instruction misses"),
+    ];
+    let mut columns = Vec::new();
+    for what in [Counted::Gateway(exe), Counted::Bare] {
+        let few = counted_events(what, up, FEW, None, true).await;
+        let many = counted_events(what, up, MANY, None, true).await;
+        let (few, many) = match (few, many) {
+            (Ok(few), Ok(many)) => (few, many),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("{e}");
+                return false;
+            }
+        };
+        let per = |name: &str| {
+            let of = |events: &[(String, u64)]| {
+                events
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0.0, |(_, v)| *v as f64)
+            };
+            (of(&many) - of(&few)) / (MANY - FEW) as f64
+        };
+        columns.push(SHOWN.map(|(name, _)| per(name)));
+    }
+    println!(
+        "{:<32} {:>12} {:>12} {:>8}",
+        "per request", "gateway", "bare", "×"
+    );
+    for (i, (_, label)) in SHOWN.iter().enumerate() {
+        let (gateway, bare) = (columns[0][i], columns[1][i]);
+        println!(
+            "{label:<32} {gateway:>12.0} {bare:>12.0} {:>8.2}",
+            gateway / bare.max(1.0)
+        );
+    }
+    true
+}
+
+/// `--instructions [record|check|profile|compare|cache] [FILE]`: print the count; `record`
+/// writes it as the baseline, `check` fails when it is more than the baseline's tolerance
+/// above it, `profile` keeps one run's callgrind output in FILE (default `callgrind.out`),
+/// `compare PATH…` counts other builds too, `cache` adds simulated cache misses.
 pub(crate) async fn run(words: &[String]) -> bool {
     let mode = words.first().map_or("print", String::as_str);
     let file = words
@@ -218,6 +308,9 @@ pub(crate) async fn run(words: &[String]) -> bool {
             );
         }
         return true;
+    }
+    if mode == "cache" {
+        return cache_report(&exe).await;
     }
     if mode == "profile" {
         // One run of MANY requests, its callgrind output kept for `callgrind_annotate`.

@@ -25,7 +25,9 @@
 //!   profiler attached to it. It prints how busy each side's cores were;
 //! - `--instructions [record|check] [FILE]`: the CPU instructions one small chat costs the
 //!   `openai-gateway` process, counted by valgrind's callgrind (stable on shared machines);
-//!   `check` compares them with the recorded baseline (CI runs it);
+//!   `check` compares them with the recorded baseline (CI runs it); `compare PATH…` counts
+//!   other builds in the same run, `profile FILE` keeps a callgrind profile, and `cache`
+//!   adds simulated first-level cache misses, the gateway against the bare proxy;
 //! - `--costs`: an A/B run per optional feature (the same build with and without it),
 //!   written as the cost table of `bench/README.md`;
 //! - `--soak [N]` (default 100 000): N streamed requests through the `openai-gateway`
@@ -129,7 +131,8 @@ struct BenchArgs {
     /// The CPU instructions of one small chat in the `openai-gateway` process, counted by
     /// valgrind's callgrind: `--instructions` prints it, `--instructions record [FILE]`
     /// records it as the baseline, `--instructions check [FILE]` fails when it is more than
-    /// the baseline's tolerance (10 %) above it (default FILE: bench/instructions.json)
+    /// the baseline's tolerance (10 %) above it (default FILE: bench/instructions.json);
+    /// `compare PATH…`, `profile [FILE] [bare]` and `cache` as in bench/README.md
     #[arg(long, num_args = 0.., value_names = ["MODE", "FILE"])]
     instructions: Option<Vec<String>>,
     /// What each optional feature costs (access log, OpenTelemetry, stream usage, groups,
