@@ -43,18 +43,7 @@ pub(crate) enum Counted<'a> {
 
 /// The instructions `what` spends per small chat request, or why it could not be counted.
 pub(crate) async fn per_request(what: Counted<'_>) -> Result<f64, String> {
-    let up = upstream::start(
-        Instant::now(),
-        upstream::Stream {
-            chunks: 1,
-            gap: Duration::ZERO,
-        },
-        upstream::Stream {
-            chunks: 1,
-            gap: Duration::ZERO,
-        },
-    )
-    .await;
+    let up = upstream_of_one_chunk().await;
     let few = counted_run(what, up, FEW).await?;
     let many = counted_run(what, up, MANY).await?;
     if many <= few {
@@ -63,6 +52,15 @@ pub(crate) async fn per_request(what: Counted<'_>) -> Result<f64, String> {
         ));
     }
     Ok((many - few) as f64 / (MANY - FEW) as f64)
+}
+
+/// The mock upstream the counted runs send to: answers in one chunk, at once.
+async fn upstream_of_one_chunk() -> SocketAddr {
+    let one = || upstream::Stream {
+        chunks: 1,
+        gap: Duration::ZERO,
+    };
+    upstream::start(Instant::now(), one(), one()).await
 }
 
 /// One run under callgrind: its instruction total.
@@ -219,18 +217,7 @@ async fn counted_events(
 /// hot code or data outgrows the first-level caches runs fewer instructions a nanosecond;
 /// the instruction count alone does not show it.
 async fn cache_report(exe: &std::path::Path) -> bool {
-    let up = upstream::start(
-        Instant::now(),
-        upstream::Stream {
-            chunks: 1,
-            gap: Duration::ZERO,
-        },
-        upstream::Stream {
-            chunks: 1,
-            gap: Duration::ZERO,
-        },
-    )
-    .await;
+    let up = upstream_of_one_chunk().await;
     const SHOWN: [(&str, &str); 5] = [
         ("Ir", "instructions"),
         ("I1mr", "L1 instruction misses"),
@@ -315,18 +302,7 @@ pub(crate) async fn run(words: &[String]) -> bool {
     if mode == "profile" {
         // One run of MANY requests, its callgrind output kept for `callgrind_annotate`.
         let keep = std::path::Path::new(words.get(1).map_or("callgrind.out", String::as_str));
-        let up = upstream::start(
-            Instant::now(),
-            upstream::Stream {
-                chunks: 1,
-                gap: Duration::ZERO,
-            },
-            upstream::Stream {
-                chunks: 1,
-                gap: Duration::ZERO,
-            },
-        )
-        .await;
+        let up = upstream_of_one_chunk().await;
         let what = if words.iter().any(|w| w == "bare") {
             Counted::Bare
         } else {
