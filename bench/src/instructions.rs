@@ -261,10 +261,16 @@ async fn cache_report(exe: &std::path::Path) -> bool {
     true
 }
 
-/// `--instructions [record|check|profile|compare|cache] [FILE]`: print the count; `record`
+/// What a profile-guided build may count at most, against the plain release build (it
+/// counted 0.79 × when this was set).
+const PGO_AT_MOST: f64 = 0.9;
+
+/// `--instructions [record|check|profile|compare|cache|pgo] [FILE]`: print the count; `record`
 /// writes it as the baseline, `check` fails when it is more than the baseline's tolerance
 /// above it, `profile` keeps one run's callgrind output in FILE (default `callgrind.out`),
-/// `compare PATH…` counts other builds too, `cache` adds simulated cache misses.
+/// `compare PATH…` counts other builds too, `cache [PATH]` adds simulated cache misses (of
+/// this build or the one at PATH), `pgo PATH` fails unless the profile-guided build at PATH
+/// counts at most 0.9 × this build's instructions.
 pub(crate) async fn run(words: &[String]) -> bool {
     let mode = words.first().map_or("print", String::as_str);
     let file = words
@@ -296,7 +302,34 @@ pub(crate) async fn run(words: &[String]) -> bool {
         }
         return true;
     }
+    if mode == "pgo" {
+        // `pgo PATH`: the profile-guided build at PATH must count at most PGO_AT_MOST × this
+        // build's instructions (a training run that stopped counting, or a profile that was
+        // not applied, leaves the two alike).
+        let Some(pgo) = words.get(1).map(std::path::PathBuf::from) else {
+            eprintln!("--instructions pgo PATH: the profile-guided build's path is missing");
+            return false;
+        };
+        let (plain, guided) = match (
+            per_request(Counted::Gateway(&exe)).await,
+            per_request(Counted::Gateway(&pgo)).await,
+        ) {
+            (Ok(plain), Ok(guided)) => (plain, guided),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("{e}");
+                return false;
+            }
+        };
+        let ratio = guided / plain;
+        println!(
+            "{plain:.0} instructions per request in this build, {guided:.0} in the profile-guided \
+             build ({ratio:.3} ×; at most {PGO_AT_MOST} × allowed)"
+        );
+        return ratio <= PGO_AT_MOST;
+    }
     if mode == "cache" {
+        // `cache [PATH]`: this build, or another build of openai-gateway.
+        let exe = words.get(1).map_or(exe, std::path::PathBuf::from);
         return cache_report(&exe).await;
     }
     if mode == "profile" {

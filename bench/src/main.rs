@@ -26,10 +26,13 @@
 //! - `--instructions [record|check] [FILE]`: the CPU instructions one small chat costs the
 //!   `openai-gateway` process, counted by valgrind's callgrind (stable on shared machines);
 //!   `check` compares them with the recorded baseline (CI runs it); `compare PATH…` counts
-//!   other builds in the same run, `profile FILE` keeps a callgrind profile, and `cache`
-//!   adds simulated first-level cache misses, the gateway against the bare proxy;
+//!   other builds in the same run, `profile FILE` keeps a callgrind profile, `cache [PATH]`
+//!   adds simulated first-level cache misses, the gateway against the bare proxy, and
+//!   `pgo PATH` checks that a profile-guided build counts at most 0.9 × this one (CI runs it);
 //! - `--costs`: an A/B run per optional feature (the same build with and without it),
 //!   written as the cost table of `bench/README.md`;
+//! - `--train PATH`: the training run of a profile-guided build (`bench/pgo-build`) through
+//!   the instrumented `openai-gateway` at PATH;
 //! - `--soak [N]` (default 100 000): N streamed requests through the `openai-gateway`
 //!   process with random caller hang-ups and upstream faults (reset, stall, error status,
 //!   refused connection); checks the RSS after warm-up against the end, that no upstream
@@ -45,6 +48,7 @@ mod measure;
 mod proxy;
 mod soak;
 mod systems;
+mod train;
 mod upstream;
 
 use crate::ablation::*;
@@ -132,7 +136,8 @@ struct BenchArgs {
     /// valgrind's callgrind: `--instructions` prints it, `--instructions record [FILE]`
     /// records it as the baseline, `--instructions check [FILE]` fails when it is more than
     /// the baseline's tolerance (10 %) above it (default FILE: bench/instructions.json);
-    /// `compare PATH…`, `profile [FILE] [bare]` and `cache` as in bench/README.md
+    /// `compare PATH…`, `profile [FILE] [bare]`, `cache [PATH]` and `pgo PATH` as in
+    /// bench/README.md
     #[arg(long, num_args = 0.., value_names = ["MODE", "FILE"])]
     instructions: Option<Vec<String>>,
     /// What each optional feature costs (access log, OpenTelemetry, stream usage, groups,
@@ -144,6 +149,11 @@ struct BenchArgs {
     /// are replaced, the others kept)
     #[arg(long, value_name = "TEXT")]
     costs_only: Option<String>,
+    /// The training run of a profile-guided build (`bench/pgo-build`): chats, streams, the
+    /// model list, a large body and refusals through the instrumented `openai-gateway` at
+    /// PATH, stopped with SIGTERM so it writes its profile
+    #[arg(long, value_name = "PATH")]
+    train: Option<String>,
     /// (internal) serve the bare proxy in this process: UPSTREAM PORT
     #[arg(long, num_args = 2, value_names = ["UPSTREAM", "PORT"], hide = true)]
     serve_bare: Option<Vec<String>>,
@@ -184,6 +194,10 @@ async fn main() {
     }
     if let Some(words) = &args.instructions {
         let ok = instructions::run(words).await;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if let Some(exe) = &args.train {
+        let ok = train::run(std::path::Path::new(exe)).await;
         std::process::exit(if ok { 0 } else { 1 });
     }
     if let Some(total) = args.soak {
