@@ -43,6 +43,15 @@ fn the_image_runs_as_a_non_root_user_with_the_healthcheck() {
     );
     assert!(dockerfile.contains("\nUSER nonroot\n"), "{dockerfile}");
     assert!(dockerfile.contains(r#"CMD ["/usr/local/bin/openai-gateway", "--healthcheck"]"#));
+    // Profile-guided by default, through the script CI runs (PGO=0: the plain build).
+    assert!(dockerfile.contains("ARG PGO=1\n"), "{dockerfile}");
+    assert!(
+        dockerfile.contains("&& bench/pgo-build \\\n"),
+        "{dockerfile}"
+    );
+    let script = std::path::Path::new(root).join("bench/pgo-build");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&script.metadata().unwrap().permissions());
+    assert_ne!(mode & 0o111, 0, "bench/pgo-build is executable");
     let compose = std::fs::read_to_string(format!("{root}/examples/compose/compose.yaml")).unwrap();
     assert!(compose.contains("build: ../.."), "{compose}");
     // The config the compose example mounts loads.
