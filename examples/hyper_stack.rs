@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_openai::ServiceBuilderExt;
 use tower_openai::core::Body;
-use tower_openai::core::routing::StaticRoutes;
+use tower_openai::select::StaticRoutes;
 use tower_openai::settings::ApiKey;
 use tower_openai::settings::{SettingsHandle, SettingsSource};
 use tower_openai::upstream::Upstream;

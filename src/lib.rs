@@ -156,6 +156,12 @@ pub mod core {
     pub use tower_openai_core::*;
 }
 
+/// What the layers are written with (`tower-openai-util`): the request-step futures, the
+/// end-of-body hook, the converting body, the event-stream splitter. For a layer of your own.
+pub mod util {
+    pub use tower_openai_util::*;
+}
+
 /// Connection settings, their snapshots and the step that loads one per request
 /// (`tower-openai-settings`).
 pub mod settings {

@@ -72,7 +72,7 @@ impl<S, R: AccessRecords> Acl<S, R> {
 }
 
 impl<S, R> Acl<S, R> {
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S: Clone, R> Clone for Acl<S, R> {
@@ -179,7 +179,7 @@ where
     }
 }
 
-tower_openai_core::check_response_future!(
+tower_openai_util::check_response_future!(
     /// Response future of [`Acl`]: the inner service's, or the layer's own refusal.
 );
 

@@ -10,7 +10,7 @@ use pin_project::pin_project;
 use serde_json::{Value, json};
 use tower_layer::Layer;
 use tower_openai_core::ApiRoute;
-use tower_openai_core::body::{ConvertWhole, ReframedBody, Whole};
+use tower_openai_util::body::{ConvertWhole, ReframedBody, Whole};
 use tower_service::Service;
 
 /// The largest error body read to be reshaped; a larger one is replaced by a message naming
@@ -125,7 +125,7 @@ pub struct AnthropicErrors<S> {
 }
 
 impl<S> AnthropicErrors<S> {
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 
     fn is_anthropic<B>(&self, req: &Request<B>) -> bool {
         if let Some(route) = req.extensions().get::<ApiRoute>() {

@@ -105,4 +105,4 @@ pub use crate::service::{
 };
 pub use crate::stream::{MAX_EVENT_BYTES, MAX_TOOL_CALLS, MessagesStream};
 /// The trait [`MessagesStream`] converts through (`push`, `finish`, `is_finished`).
-pub use tower_openai_core::body::Reframe;
+pub use tower_openai_util::body::Reframe;

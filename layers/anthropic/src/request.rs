@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-pub use tower_openai_core::error::ConvertError;
+pub use tower_openai_util::body::ConvertError;
 
 /// Members copied as they are.
 const KEPT: &[&str] = &["model", "max_tokens", "temperature", "top_p", "stream"];

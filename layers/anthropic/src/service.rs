@@ -10,8 +10,9 @@ use http_body_util::Full;
 use pin_project::pin_project;
 use serde_json::{Map, Value, json};
 use tower_layer::Layer;
-use tower_openai_core::body::{ConvertWhole, Converted, ReframedBody, Whole, media_type};
+use tower_openai_core::body::media_type;
 use tower_openai_core::{ApiRoute, Payload, SelectedConnection};
+use tower_openai_util::body::{ConvertWhole, Converted, ReframedBody, Whole};
 use tower_service::Service;
 
 use crate::errors::anthropic_error;
@@ -59,7 +60,7 @@ impl<S> Anthropic<S> {
         AnthropicLayer
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 /// What a request became.

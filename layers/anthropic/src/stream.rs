@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tower_openai_core::body::{ConvertEvents, Reframe, SseEvents, sse_data};
+use tower_openai_util::body::{ConvertEvents, Reframe, SseEvents, sse_data};
 
 use crate::answer::{message_id, random_hex, reasoning_of, stop_reason, usage_of};
 

@@ -84,7 +84,7 @@ mod service;
 mod token;
 
 pub use crate::entra::EntraTokens;
-tower_openai_core::deferred_response_future! {
+tower_openai_util::deferred_response_future! {
     /// Response future of [`Auth`].
 }
 pub use crate::layer::AuthLayer;

@@ -6,9 +6,9 @@ use futures_util::future::{BoxFuture, FutureExt};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower_openai_core::extensions::{HeaderStep, UpstreamHeaders};
-use tower_openai_core::future::Deferred;
 use tower_openai_core::{ErrorResponse, ResponseBody, SelectedConnection};
 use tower_openai_settings::Connection;
+use tower_openai_util::future::Deferred;
 use tower_service::Service;
 
 use crate::entra::{COGNITIVE_SERVICES_SCOPE, EntraTokens};
@@ -46,7 +46,7 @@ impl<S> Auth<S> {
         AuthLayer::new()
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for Auth<S> {

@@ -28,7 +28,7 @@ impl<S> Azure<S> {
         AzureLayer::new()
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 /// Whether a connection URL is Azure's v1 API (it contains `/openai/v1`; Open WebUI 0.7+).
@@ -145,7 +145,7 @@ where
     }
 }
 
-tower_openai_core::check_response_future!(
+tower_openai_util::check_response_future!(
     /// Response future of [`Azure`]: the inner service's, or the layer's own refusal.
 );
 

@@ -87,7 +87,7 @@ impl<S> CollectPayload<S> {
         CollectPayloadLayer::new(limit)
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, B, ResBody> Service<Request<B>> for CollectPayload<S>

@@ -300,7 +300,7 @@ impl UpstreamError {
     }
 
     /// Attach the underlying cause.
-    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+    fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -388,39 +388,6 @@ pub fn find_cause<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) 
     None
 }
 
-/// Whether `err` or any of its sources is an `E`.
-pub fn is_caused_by<E: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
-    find_cause::<E>(err).is_some()
-}
-
-/// Why a request cannot be converted for another API (the Responses and Anthropic
-/// conversions): the member at fault and what is wrong with it; a 400 for the caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConvertError {
-    /// The member at fault (`messages[2].content[0]`).
-    pub member: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConvertError {
-    /// `member` and what is wrong with it.
-    pub fn new(member: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            member: member.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ConvertError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` {}", self.member, self.message)
-    }
-}
-
-impl std::error::Error for ConvertError {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,7 +440,7 @@ mod tests {
             }
         }
         let err = Wrap(UpstreamError::timeout(2, Duration::from_secs(1)));
-        assert!(is_caused_by::<UpstreamError>(&err));
-        assert!(!is_caused_by::<std::io::Error>(&err));
+        assert!(find_cause::<UpstreamError>(&err).is_some());
+        assert!(find_cause::<std::io::Error>(&err).is_none());
     }
 }

@@ -7,7 +7,7 @@
 //! and an early end that the body hides from the layers above ([`EndingReport`], written by
 //! the upstream's body when it turns a broken stream into a terminal error event). The
 //! layers above read them when their own watch of the body ends, which is after the inner
-//! body's (see [`WatchedBody`](crate::body::WatchedBody)).
+//! body's (see `tower_openai_util::body::WatchedBody`).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -171,11 +171,6 @@ impl UsageReport {
     /// estimated).
     pub fn cost(&self) -> Option<f64> {
         Some(self.0.prices?.cost(&self.usage()?))
-    }
-
-    /// Whether the answer's model has prices.
-    pub fn is_priced(&self) -> bool {
-        self.0.prices.is_some()
     }
 
     /// Whether [`usage`](Self::usage) is an estimate.

@@ -149,7 +149,7 @@ impl<S> Group<S> {
         GroupLayer::new(groups.clone())
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, B, R> Service<Request<B>> for Group<S>

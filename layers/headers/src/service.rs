@@ -76,7 +76,7 @@ impl<S> Headers<S> {
         HeadersLayer::new(config)
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 /// H-4: a truthy `metadata.chat_id` (a non-empty string, or a number).

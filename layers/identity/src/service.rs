@@ -95,7 +95,7 @@ impl<S, K> Identify<S, K> {
         IdentifyLayer::new(store)
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, K: KeyStore> Identify<S, K> {

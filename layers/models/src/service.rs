@@ -38,7 +38,7 @@ impl<S> Models<S> {
         &self.catalog
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Models<S>

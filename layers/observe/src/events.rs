@@ -35,7 +35,7 @@ impl Events {
 }
 
 /// The end (exclusive) of the first complete event in `buf`: after a blank line.
-pub(crate) use tower_openai_core::body::sse_event_end as event_end;
+pub(crate) use tower_openai_util::body::sse_event_end as event_end;
 
 /// Whether `event` is a chat chunk with no choices and a usage object: the one that
 /// `include_usage` adds.

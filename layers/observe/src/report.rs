@@ -11,12 +11,13 @@ use http_body::Body;
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
-use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody, media_type};
+use tower_openai_core::body::media_type;
 use tower_openai_core::error::UpstreamFailure;
 use tower_openai_core::{
     ApiRoute, Ending, EndingReport, RequestedModel, SelectedConnection, UsageReport, User,
 };
 use tower_openai_settings::Connection;
+use tower_openai_util::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_service::Service;
 
 use crate::handles::{Handles, record_metrics};
@@ -171,7 +172,7 @@ impl<S> Observe<S> {
         ObserveLayer::new()
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Observe<S>

@@ -136,7 +136,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Usage<S> {
 }
 
 impl<S> Usage<S> {
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Usage<S>

@@ -2,8 +2,8 @@ use std::task::{Context, Poll};
 
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
-use tower_openai_core::future::Rejectable;
 use tower_openai_core::{ApiRoute, ErrorResponse, ResponseBody, User};
+use tower_openai_util::future::Rejectable;
 use tower_service::Service;
 
 use crate::layer::PolicyLayer;
@@ -37,7 +37,7 @@ impl<S> Policy<S> {
         self
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 
     fn admit<B>(&self, req: &Request<B>) -> Result<ApiRoute, ErrorResponse> {
         let path = req.uri().path();

@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_openai_core::ResponseBody as Answer;
-use tower_openai_core::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_openai_core::{ApiRoute, ErrorResponse, MeterUsage, UsageReport};
+use tower_openai_util::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_service::Service;
 
 use crate::{
@@ -81,7 +81,7 @@ impl<S, St, K> RateLimit<S, St, K> {
         RateLimitLayer { store, key }
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -38,7 +38,7 @@ impl<S, R> Reasoning<S, R> {
         Self { inner, rule }
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S: Clone, R> Clone for Reasoning<S, R> {
@@ -126,6 +126,6 @@ where
     }
 }
 
-tower_openai_core::check_response_future!(
+tower_openai_util::check_response_future!(
     /// Response future of [`Reasoning`]: the inner service's, or the layer's own refusal.
 );

@@ -96,7 +96,7 @@ impl<S> Rescue<S> {
         RescueLayer::new()
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 impl<S, Req, ResBody> Service<Req> for Rescue<S>

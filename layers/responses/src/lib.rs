@@ -93,4 +93,4 @@ pub use crate::service::{
 };
 pub use crate::stream::{ChatStream, MAX_EVENT_BYTES};
 /// The trait [`ChatStream`] converts through (`push`, `finish`, `is_finished`).
-pub use tower_openai_core::body::Reframe;
+pub use tower_openai_util::body::Reframe;

@@ -9,9 +9,10 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
-use tower_openai_core::body::{self, ConvertWhole, ReframedBody, Whole, media_type};
-use tower_openai_core::future::Rejectable;
+use tower_openai_core::body::media_type;
 use tower_openai_core::{ApiRoute, ErrorResponse, Payload, SelectedConnection};
+use tower_openai_util::body::{self, ConvertWhole, ReframedBody, Whole};
+use tower_openai_util::future::Rejectable;
 use tower_service::Service;
 
 use crate::options::{ApiType, ResponsesOptions};
@@ -59,7 +60,7 @@ impl<S> Responses<S> {
         ResponsesLayer
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 /// What the answer of a converted request is turned back into.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use tower_openai_core::body::{ConvertEvents, Reframe, SseEvents, sse_data};
+use tower_openai_util::body::{ConvertEvents, Reframe, SseEvents, sse_data};
 
 use crate::answer::{finish_reason, usage};
 

@@ -40,7 +40,7 @@
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_collect::CollectPayloadLayer;
-//! use tower_openai_core::routing::StaticRoutes;
+//! use tower_openai_select::StaticRoutes;
 //! use tower_openai_core::{Body, Payload, SelectedConnection};
 //! use tower_openai_settings::{LoadSettingsLayer, SettingsHandle, SettingsSource};
 //! use tower_openai_select::SelectLayer;
@@ -75,10 +75,12 @@
 //! ```
 
 mod layer;
+mod routes;
 mod service;
 
 pub use crate::layer::SelectLayer;
-tower_openai_core::deferred_response_future! {
+pub use crate::routes::StaticRoutes;
+tower_openai_util::deferred_response_future! {
     /// Response future of [`Select`].
 }
 pub use crate::service::Select;

@@ -2,7 +2,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response, StatusCode};
-use tower_openai_core::future::Deferred;
 use tower_openai_core::payload::Form;
 use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{
@@ -10,6 +9,7 @@ use tower_openai_core::{
     SelectedConnection,
 };
 use tower_openai_settings::{Settings, SettingsSnapshot};
+use tower_openai_util::future::Deferred;
 use tower_service::Service;
 
 use crate::layer::SelectLayer;
@@ -41,7 +41,7 @@ impl<S, R> Select<S, R> {
         SelectLayer::new(routes)
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 /// What to do with a request before any lookup.

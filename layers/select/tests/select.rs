@@ -12,9 +12,10 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_openai_collect::CollectPayloadLayer;
-use tower_openai_core::routing::{ModelRoutes, Route, StaticRoutes};
+use tower_openai_core::routing::{ModelRoutes, Route};
 use tower_openai_core::{Body, ConnectionGroup, Payload, RequestedModel, SelectedConnection};
 use tower_openai_select::SelectLayer;
+use tower_openai_select::StaticRoutes;
 use tower_openai_settings::{LoadSettingsLayer, Settings, SettingsHandle, SettingsSource};
 
 /// Echoes what the upstream would receive: connection, body, requested model.

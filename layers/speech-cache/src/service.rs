@@ -38,7 +38,7 @@ impl<S> SpeechCache<S> {
         &self.store
     }
 
-    tower_openai_core::define_inner_service_accessors!();
+    tower_openai_util::define_inner_service_accessors!();
 }
 
 const CACHE_HEADER: &str = "x-speech-cache";

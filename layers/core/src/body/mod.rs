@@ -7,20 +7,7 @@
 //! - [`ResponseBody`]: a response body that is either the inner service's or one a layer
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
-//! - [`ReframedBody`]: a response body turned into other bytes as it passes, through a
-//!   [`Reframe`] (an event stream converted event by event, or a JSON answer read [`Whole`]
-//!   and converted at its end): what the conversion layers (Responses, Anthropic) send back.
-//! - [`SseEvents`] and [`sse_data`]: an event stream cut into whole events, and an event's
-//!   data.
 //! - [`media_type`]: what a `Content-Type` header says a body is.
-
-mod reframe;
-mod sse;
-mod watch;
-
-pub use self::reframe::{ConvertWhole, Converted, Reframe, ReframedBody, Whole};
-pub use self::sse::{ConvertEvents, SseEvents, sse_data};
-pub use self::watch::{BodyEnd, BodyWatch, WatchedBody};
 
 use std::any::Any;
 use std::pin::Pin;
@@ -258,25 +245,6 @@ impl http_body::Body for Body {
             Kind::Boxed(b) => b.size_hint(),
         }
     }
-}
-
-/// The end (exclusive) of the first complete server-sent event in `buf` (after its blank
-/// line: `\n\n` or `\n\r\n`), if one is complete: how the layers that re-frame an event
-/// stream cut it.
-pub fn sse_event_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = buf[from..].iter().position(|b| *b == b'\n') {
-        let nl = from + at;
-        let rest = &buf[nl + 1..];
-        if rest.first() == Some(&b'\n') {
-            return Some(nl + 2);
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        from = nl + 1;
-    }
-    None
 }
 
 /// A response body that is either the inner service's body or a rejection made by a layer.

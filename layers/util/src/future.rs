@@ -7,8 +7,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project::pin_project;
 
-use crate::body::ResponseBody;
-use crate::error::ErrorResponse;
+use tower_openai_core::{ErrorResponse, ResponseBody};
 
 /// The inner service's future, or a rejection made before calling it.
 #[pin_project]
