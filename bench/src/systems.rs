@@ -76,6 +76,21 @@ pub(crate) const GATEWAY: usize = 2;
 pub(crate) const BARE_PROCESS: usize = 4;
 pub(crate) const GATEWAY_PROCESS: usize = 5;
 
+/// Stops a child process with SIGTERM, so it exits cleanly (and writes a profile or its
+/// counts), then waits up to `limit`: its exit status, or `None` if it did not exit in time.
+/// The shell's own `kill` sends it: a build container may have no kill(1).
+pub(crate) async fn stop_cleanly(
+    child: &mut tokio::process::Child,
+    limit: Duration,
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status();
+    }
+    tokio::time::timeout(limit, child.wait()).await.ok()
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

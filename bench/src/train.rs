@@ -28,16 +28,10 @@ pub(crate) async fn run(exe: &std::path::Path) -> bool {
     };
     let ok = steps(&client, &system, epoch).await;
     // SIGTERM: a clean exit writes the profile (a killed process writes nothing).
-    if let Some(pid) = child.id() {
-        // The shell's own `kill`: a build container may have no kill(1).
-        let _ = std::process::Command::new("sh")
-            .args(["-c", &format!("kill -TERM {pid}")])
-            .status();
-    }
-    let exited = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let exited = stop_cleanly(&mut child, Duration::from_secs(60)).await;
     match exited {
-        Ok(Ok(status)) if status.success() => ok,
-        Ok(Ok(status)) => {
+        Some(Ok(status)) if status.success() => ok,
+        Some(Ok(status)) => {
             eprintln!("the trained gateway exited with {status}");
             false
         }
@@ -82,41 +76,42 @@ async fn steps(client: &HttpClient, system: &System, epoch: Instant) -> bool {
         system.model,
         "x".repeat(1 << 20)
     );
-    type Make = Box<dyn Fn() -> Request<Full<Bytes>>>;
-    let (models, big) = (system.clone(), system.clone());
     // The refusals a shared gateway answers every day.
     let stranger = System {
         key: Some("sk-nobody"),
         ..system.clone()
     };
-    let (unknown, broken) = (system.clone(), system.clone());
-    let answers: [(Make, StatusCode, usize); 5] = [
+    let small = system.small_chat();
+    // Who asks, the path, the body (none: a GET), the answer expected, how many times.
+    let answers: [(&System, &str, Option<&str>, StatusCode, usize); 5] = [
+        (system, "models", None, StatusCode::OK, 2000),
+        (system, "chat/completions", Some(&large), StatusCode::OK, 50),
         (
-            Box::new(move || models.request("models", None)),
-            StatusCode::OK,
-            2000,
-        ),
-        (Box::new(move || big.chat(&large)), StatusCode::OK, 50),
-        (
-            Box::new(move || stranger.chat(&stranger.small_chat())),
+            &stranger,
+            "chat/completions",
+            Some(&small),
             StatusCode::UNAUTHORIZED,
             500,
         ),
+        // No access record: refused, whether or not an upstream serves it.
         (
-            Box::new(move || unknown.chat(r#"{"model":"bench.no-such-model","messages":[]}"#)),
-            // No access record: refused, whether or not an upstream serves it.
+            system,
+            "chat/completions",
+            Some(r#"{"model":"bench.no-such-model","messages":[]}"#),
             StatusCode::FORBIDDEN,
             500,
         ),
         (
-            Box::new(move || broken.chat(r#"{"model":"#)),
+            system,
+            "chat/completions",
+            Some(r#"{"model":"#),
             StatusCode::BAD_REQUEST,
             500,
         ),
     ];
-    for (make, want, times) in answers {
-        let req = make();
-        let what = format!("{} {}", req.method(), req.uri().path());
+    for (who, path, body, want, times) in answers {
+        let make = || who.request(path, body.map(str::to_owned));
+        let what = format!("{} /{path}", make().method());
         for _ in 0..times {
             let status = match client.request(make()).await {
                 Ok(res) => {
