@@ -13,9 +13,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use regex::Regex;
+
+mod source;
+use source::{code, root, rust_files};
 
 /// The extension types of the table.
 const TYPES: &[&str] = &[
@@ -48,10 +50,6 @@ struct Found {
     writes: Uses,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The layer crates (`layers/*` but the test utilities), by folder name.
 fn crates() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root().join("layers"))
@@ -61,25 +59,6 @@ fn crates() -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
-/// A file's code: tests and comments removed.
-fn code(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-    let comment = Regex::new(r"//[^\n]*").unwrap();
-    comment.replace_all(text, "").into_owned()
 }
 
 fn type_named(name: &str) -> Option<&'static str> {

@@ -74,7 +74,7 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 use tower_openai::auth::AuthLayer;
 use tower_openai::collect::CollectPayloadLayer;
-use tower_openai::core::endpoint::AppliesCredentials;
+use tower_openai::models::AppliesCredentials;
 use tower_openai::models::Catalog;
 use tower_openai::rescue::RescueLayer;
 use tower_openai::select::SelectLayer;

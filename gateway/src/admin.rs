@@ -14,12 +14,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tower::ServiceExt;
 use tower_openai_auth::AuthType;
-use tower_openai_core::body::{ReadError, read_capped};
 use tower_openai_core::{Body, BoxBody, ErrorResponse, RequestTimeout, SelectedConnection};
 use tower_openai_group::Groups;
 use tower_openai_models::Catalog;
 use tower_openai_settings::{Settings, SettingsHandle, SettingsSnapshot};
 use tower_openai_time::BodyTimedOut;
+use tower_openai_util::body::{ReadError, read_capped};
 
 use super::persist::{ConfigStore, Persisted};
 use super::stack::BoxedLower as Lower;

@@ -91,7 +91,7 @@ fn check_admin_write(req: &Request<Body>, security: &SecurityConfig) -> Result<(
     if *req.method() == Method::DELETE {
         return Ok(());
     }
-    let json = tower_openai_core::body::media_type(req.headers())
+    let json = tower_openai_util::body::media_type(req.headers())
         .is_some_and(|t| t.eq_ignore_ascii_case("application/json"));
     if !json {
         return Err(ErrorResponse::new(

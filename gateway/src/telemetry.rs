@@ -20,7 +20,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tower::ServiceExt;
 use tower_openai_core::Body;
-use tower_openai_core::body::read_capped;
+use tower_openai_util::body::read_capped;
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::Targets;

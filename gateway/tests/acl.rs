@@ -104,9 +104,9 @@ async fn listed_and_admitted(
     );
     let fetch_served = served.clone();
     // A stand-in for the endpoint stack.
-    let catalog = Catalog::new(tower_openai::core::endpoint::AppliesCredentials(
-        service_fn(move |req| upstream(req, fetch_served.clone())),
-    ));
+    let catalog = Catalog::new(tower_openai::models::AppliesCredentials(service_fn(
+        move |req| upstream(req, fetch_served.clone()),
+    )));
     let call_served = served.clone();
     let svc = ServiceBuilder::new()
         .layer(LoadSettingsLayer::new(settings))

@@ -10,8 +10,8 @@ use http_body_util::Full;
 use pin_project::pin_project;
 use serde_json::{Map, Value, json};
 use tower_layer::Layer;
-use tower_openai_core::body::media_type;
 use tower_openai_core::{ApiRoute, Payload, SelectedConnection};
+use tower_openai_util::body::media_type;
 use tower_openai_util::body::{ConvertWhole, Converted, ReframedBody, Whole};
 use tower_service::Service;
 

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
-use tower_openai_core::body::{ReadError, read_capped};
+use tower_openai_util::body::{ReadError, read_capped};
 
 use serde_json::Value;
 use tower::ServiceExt;

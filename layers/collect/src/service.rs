@@ -7,11 +7,12 @@ use tower_service::Service;
 
 use super::budget::{Budgeted, BufferBudget};
 use crate::{CollectPayloadLayer, ResponseFuture};
-use tower_openai_core::body::{Body, ResponseBody, media_type};
+use tower_openai_core::body::{Body, ResponseBody};
 use tower_openai_core::error::{BoxError, ErrorResponse};
 use tower_openai_core::extensions::{ApiRoute, RouteKind, User};
 use tower_openai_core::payload::{Form, Payload};
 use tower_openai_time::{BodyTimeouts, SleepSlot, TimeoutBody};
+use tower_openai_util::body::media_type;
 
 /// Collects JSON request bodies into a [`Payload`](tower_openai_core::Payload).
 ///

@@ -1,7 +1,9 @@
 //! Shared vocabulary of the tower-openai layers.
 //!
 //! Every layer crate depends on this one and on no other layer: a type two layers need lives
-//! here.
+//! here, and only such types (a test checks that each item is named by at least two other
+//! crates). How a layer is built from them (its response future, a body that watches or
+//! converts the answer) is in `tower-openai-util`.
 //!
 //! - [`extensions`]: the typed values layers pass through `http::Extensions` ([`User`],
 //!   [`SelectedConnection`], [`UpstreamHeaders`], …).
@@ -10,6 +12,8 @@
 //! - [`error`]: the OpenAI-shaped [`ErrorResponse`] every rejection is built with, and the
 //!   transport [`UpstreamError`](error::UpstreamError).
 //! - [`body`]: the request [`Body`], the rejection-or-inner [`ResponseBody`], [`BoxBody`].
+//! - [`report`]: what an answer's body tells the layers above as it ends: the token usage
+//!   and cost ([`UsageReport`]), an early end ([`EndingReport`]).
 //! - [`endpoint`]: [`ConnectionEndpoint`](endpoint::ConnectionEndpoint), what the model
 //!   catalog may fetch through.
 //! - [`routing`]: the [`ModelRoutes`](routing::ModelRoutes) interface the select layer routes

@@ -41,7 +41,7 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_openai_core::{Body, SelectedConnection};
 //! use tower_openai_settings::{LoadSettingsLayer, Settings, SettingsHandle};
-//! use tower_openai_core::endpoint::AppliesCredentials;
+//! use tower_openai_models::AppliesCredentials;
 //! use tower_openai_models::{Catalog, ModelsLayer};
 //!
 //! // Stands in for the endpoint stack (it would apply each connection's key): every
@@ -70,6 +70,7 @@
 //! ```
 
 pub mod catalog;
+mod endpoint;
 mod future;
 mod layer;
 mod service;
@@ -77,6 +78,7 @@ mod snapshot;
 mod transform;
 
 pub use crate::catalog::{Catalog, CatalogBuilder, ConnectionHealth, Lookup};
+pub use crate::endpoint::AppliesCredentials;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::ModelsLayer;
 pub use crate::service::Models;

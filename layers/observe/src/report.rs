@@ -11,12 +11,12 @@ use http_body::Body;
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
-use tower_openai_core::body::media_type;
 use tower_openai_core::error::UpstreamFailure;
 use tower_openai_core::{
     ApiRoute, Ending, EndingReport, RequestedModel, SelectedConnection, UsageReport, User,
 };
 use tower_openai_settings::Connection;
+use tower_openai_util::body::media_type;
 use tower_openai_util::body::{BodyEnd, BodyWatch, WatchedBody};
 use tower_service::Service;
 

@@ -12,11 +12,11 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
-use tower_openai_core::body::media_type;
 use tower_openai_core::extensions::{ApiRoute, MeterUsage};
 use tower_openai_core::{
     Payload, PriceList, RequestedModel, SelectedConnection, TokenPrices, TokenUsage, UsageReport,
 };
+use tower_openai_util::body::media_type;
 use tower_service::Service;
 
 use crate::events::Events;

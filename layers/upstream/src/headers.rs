@@ -1,7 +1,7 @@
 //! Which headers cross the proxy (Open WebUI rule X-4, made an allowlist).
 
 use http::header::{self, HeaderMap, HeaderName};
-use tower_openai_core::body::media_type;
+use tower_openai_util::body::media_type;
 
 /// RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies strip, and
 /// `Upgrade`.

@@ -7,7 +7,6 @@
 //! - [`ResponseBody`]: a response body that is either the inner service's or one a layer
 //!   made itself (a rejection, the model list), in the manner of tower-http's `limit` body.
 //! - [`BoxBody`]: the type-erased response body used at the gateway boundary.
-//! - [`media_type`]: what a `Content-Type` header says a body is.
 
 use std::any::Any;
 use std::pin::Pin;
@@ -22,59 +21,8 @@ use pin_project::pin_project;
 use crate::error::{BoxError, ErrorResponse};
 use tower_openai_time::{BodyTimeouts, SleepSlot, TimeoutBody};
 
-/// The media type a message's `Content-Type` names, without its parameters and trimmed
-/// (`text/event-stream` for `text/event-stream; charset=utf-8`); `None` without a header or
-/// when it is not visible ASCII. Media types are case-insensitive: compare with
-/// `eq_ignore_ascii_case`.
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
-/// use tower_openai_core::body::media_type;
-///
-/// let mut headers = HeaderMap::new();
-/// assert_eq!(media_type(&headers), None);
-/// headers.insert(CONTENT_TYPE, HeaderValue::from_static(" Text/Event-Stream ; charset=utf-8"));
-/// assert!(media_type(&headers).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream")));
-/// ```
-pub fn media_type(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim())
-}
-
 /// A type-erased body, as used at the gateway boundary (linkerd's `BoxBody`).
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// Why [`read_capped`] gave up.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// The body is larger than the cap.
-    #[error("the body is larger than {0} bytes")]
-    TooLarge(usize),
-    /// The body failed.
-    #[error("reading the body failed: {0}")]
-    Body(BoxError),
-}
-
-/// Read a whole body of at most `max` bytes ([`http_body_util::Limited`]).
-///
-/// A boxed `Send` future, generic over the body: an `async` block that collects a boxed
-/// body inside another `Send` future trips rustc's higher-ranked `Send` inference.
-pub fn read_capped<B>(
-    body: B,
-    max: usize,
-) -> Pin<Box<dyn std::future::Future<Output = Result<Bytes, ReadError>> + Send>>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    Box::pin(async move {
-        match http_body_util::Limited::new(body, max).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge(max)),
-            Err(e) => Err(ReadError::Body(e)),
-        }
-    })
-}
 
 /// The request body type of a tower-openai stack below the payload step.
 ///

@@ -6,9 +6,9 @@ use bytes::Bytes;
 use http::{Request, Response, header};
 use serde_json::Value;
 use tower::ServiceExt;
-use tower_openai_core::body::ReadError;
 use tower_openai_core::{Body, BoxBody, BoxError, RequestTimeout, SelectedConnection};
 use tower_openai_settings::{Connection, Settings, SettingsSnapshot};
+use tower_openai_util::body::ReadError;
 
 use super::health::describe;
 use super::{Inner, anthropic};
@@ -105,7 +105,7 @@ impl Inner {
 
 /// Read a whole body of at most `max` bytes.
 pub(crate) async fn read_body(body: BoxBody, max: usize) -> Result<Bytes, BoxError> {
-    tower_openai_core::body::read_capped(body, max)
+    tower_openai_util::body::read_capped(body, max)
         .await
         .map_err(|e| match e {
             ReadError::Body(e) => e,

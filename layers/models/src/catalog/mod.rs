@@ -86,7 +86,7 @@ impl Catalog {
     ///
     /// `fetch` must apply the connection's credentials and headers
     /// ([`ConnectionEndpoint`]): the facade's `Endpoint`, or your own stack wrapped in
-    /// [`AppliesCredentials`](tower_openai_core::endpoint::AppliesCredentials). A bare
+    /// [`AppliesCredentials`](crate::AppliesCredentials). A bare
     /// upstream service does not compile here.
     pub fn new<S, B>(fetch: S) -> Self
     where

@@ -45,7 +45,7 @@ impl Script {
     pub fn catalog(&self, grace: Duration) -> Catalog {
         let script = self.clone();
         // A scripted stand-in for the endpoint stack.
-        Catalog::builder(tower_openai_core::endpoint::AppliesCredentials(service_fn(move |req: Request<Body>| {
+        Catalog::builder(tower_openai_models::AppliesCredentials(service_fn(move |req: Request<Body>| {
             let script = script.clone();
             async move {
                 let conn = req.extensions().get::<SelectedConnection>().unwrap().connection().index();
