@@ -26,18 +26,9 @@ pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     move |k| map.get(k).cloned()
 }
 
-/// A fresh, empty folder for one test.
+/// A fresh, empty folder for one test (those of ended test processes are removed).
 pub fn temp_dir() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tower-openai-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tower_openai_test_util::scratch_dir("test")
 }
 
 /// Start a gateway configured by `env` (and `args`), listening on 127.0.0.1:0, with its own

@@ -17,15 +17,7 @@ use tower_openai_store::{
 use tower_openai_test_util::postgres::{Postgres, postgres_or_skip};
 
 fn sqlite_url() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tower-openai-store-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tower_openai_test_util::scratch_dir("store");
     format!("sqlite://{}", dir.join("gateway.db").display())
 }
 

@@ -6,16 +6,19 @@
 //!   chunking and mid-stream failures.
 //! - [`trace_init`]: tracing to the test writer.
 //! - [`postgres`]: a throwaway Postgres cluster on a free port.
+//! - [`scratch_dir`]: a fresh folder for one test; those of ended test processes are removed.
 
 mod body;
 pub mod examples;
 mod mock;
 pub mod postgres;
 mod proxy;
+mod scratch;
 
 pub use crate::body::{ScriptedBody, Step};
 pub use crate::mock::{MockBuilder, MockUpstream, RecordedRequest, Reply, Sse};
 pub use crate::proxy::RecordingProxy;
+pub use crate::scratch::scratch_dir;
 
 /// Install a tracing subscriber that writes through the test harness (once per process;
 /// later calls do nothing). Honours `RUST_LOG`.
